@@ -1,0 +1,50 @@
+using System.Net.Sockets;
+using Microsoft.AspNetCore.Diagnostics;
+using Npgsql;
+
+namespace Coordinator.Api.Infrastructure;
+
+/// <summary>
+/// Maps exceptions that escape an endpoint to the spec's error bodies: the database being down is a 503 that
+/// says so, an oversized or malformed request is a 4xx, anything else a 500 with no internals.
+/// </summary>
+public sealed partial class ErrorHandling(ILogger<ErrorHandling> logger) : IExceptionHandler
+{
+    public async ValueTask<bool> TryHandleAsync(HttpContext context, Exception exception, CancellationToken cancellationToken)
+    {
+        var (status, body) = exception switch
+        {
+            _ when IsDatabaseUnavailable(exception) => (StatusCodes.Status503ServiceUnavailable,
+                new ApiError("service_unavailable", "the database is not reachable right now; try again shortly")),
+            BadHttpRequestException bad when bad.StatusCode == StatusCodes.Status413PayloadTooLarge => (bad.StatusCode,
+                new ApiError("payload_too_large", "the request body is larger than this server accepts")),
+            BadHttpRequestException bad => (bad.StatusCode, new ApiError("bad_request", bad.Message)),
+            OperationCanceledException when context.RequestAborted.IsCancellationRequested => (499, new ApiError("client_closed_request")),
+            _ => (StatusCodes.Status500InternalServerError, new ApiError("internal_error", "an unexpected error occurred")),
+        };
+        if (status == StatusCodes.Status500InternalServerError) LogUnhandled(logger, exception, context.Request.Path);
+        else if (status == StatusCodes.Status503ServiceUnavailable) LogDatabaseDown(logger, exception.Message);
+
+        if (context.Response.HasStarted) return true;
+        context.Response.StatusCode = status;
+        if (status == StatusCodes.Status503ServiceUnavailable) context.Response.Headers.RetryAfter = "2";
+        await context.Response.WriteAsJsonAsync(body, cancellationToken);
+        return true;
+    }
+
+    public static bool IsDatabaseUnavailable(Exception exception) => exception switch
+    {
+        NpgsqlException { InnerException: SocketException or TimeoutException or IOException or EndOfStreamException } => true,
+        NpgsqlException npgsql when npgsql.IsTransient => true,
+        PostgresException { SqlState: "57P01" or "57P02" or "57P03" or "53300" } => true, // shutdown, crash, starting, too many connections
+        TimeoutException or SocketException => true,
+        InvalidOperationException { InnerException: { } inner } => IsDatabaseUnavailable(inner),
+        _ => false,
+    };
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Unhandled error on {Path}")]
+    private static partial void LogUnhandled(ILogger logger, Exception exception, string path);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Database unavailable: {Reason}")]
+    private static partial void LogDatabaseDown(ILogger logger, string reason);
+}

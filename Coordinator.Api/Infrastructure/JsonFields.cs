@@ -1,0 +1,128 @@
+using System.Text;
+using System.Text.Json;
+
+namespace Coordinator.Api.Infrastructure;
+
+/// <summary>
+/// Reads a JSON object body field by field, collecting one clear message per bad field
+/// ("priority must be an integer") instead of failing on the first.
+/// </summary>
+public sealed class JsonFields
+{
+    private readonly JsonElement _root;
+
+    private JsonFields(JsonElement root) => _root = root;
+
+    public List<string> Errors { get; } = [];
+
+    public bool IsValid => Errors.Count == 0;
+
+    /// <summary>Parses the request body. An empty body counts as <c>{}</c> when <paramref name="allowEmpty"/>.</summary>
+    public static async Task<(JsonFields? Fields, string? Error)> ReadAsync(HttpRequest request, bool allowEmpty = false)
+    {
+        try
+        {
+            using var document = await JsonDocument.ParseAsync(request.Body, default, request.HttpContext.RequestAborted);
+            if (document.RootElement.ValueKind != JsonValueKind.Object) return (null, "the request body must be a JSON object");
+            return (new JsonFields(document.RootElement.Clone()), null);
+        }
+        catch (JsonException exception)
+        {
+            if (allowEmpty && request.ContentLength is null or 0 && exception.BytePositionInLine == 0 && exception.LineNumber == 0)
+            {
+                using var empty = JsonDocument.Parse("{}");
+                return (new JsonFields(empty.RootElement.Clone()), null);
+            }
+            return (null, $"the request body is not valid JSON: {exception.Message.Split(" Path:")[0]}");
+        }
+    }
+
+    private bool TryGet(string name, out JsonElement value)
+    {
+        if (_root.TryGetProperty(name, out value) && value.ValueKind != JsonValueKind.Null) return true;
+        value = default;
+        return false;
+    }
+
+    public bool Has(string name) => TryGet(name, out _);
+
+    public string? String(string name, bool required = false, int maxLength = int.MaxValue, int? maxUtf8Bytes = null)
+    {
+        if (!TryGet(name, out var value))
+        {
+            if (required) Errors.Add($"{name} is required");
+            return null;
+        }
+        if (value.ValueKind != JsonValueKind.String)
+        {
+            Errors.Add($"{name} must be a string");
+            return null;
+        }
+        var text = value.GetString()!;
+        if (required && string.IsNullOrWhiteSpace(text))
+        {
+            Errors.Add($"{name} is required");
+            return null;
+        }
+        if (text.Length > maxLength)
+        {
+            Errors.Add($"{name} must be at most {maxLength} characters");
+            return null;
+        }
+        if (maxUtf8Bytes is { } limit && Encoding.UTF8.GetByteCount(text) > limit)
+        {
+            Errors.Add($"{name} is larger than the limit of {limit} bytes");
+            return null;
+        }
+        return text;
+    }
+
+    public int? Int(string name, bool required = false, long min = int.MinValue, long max = int.MaxValue)
+    {
+        if (!TryGet(name, out var value))
+        {
+            if (required) Errors.Add($"{name} is required");
+            return null;
+        }
+        if (value.ValueKind != JsonValueKind.Number || !value.TryGetInt64(out var number))
+        {
+            Errors.Add($"{name} must be an integer");
+            return null;
+        }
+        if (number < min || number > max)
+        {
+            Errors.Add(min == 0 && max == int.MaxValue ? $"{name} must not be negative" : $"{name} must be between {min} and {max}");
+            return null;
+        }
+        return (int)number;
+    }
+
+    public bool? Bool(string name)
+    {
+        if (!TryGet(name, out var value)) return null;
+        if (value.ValueKind is JsonValueKind.True or JsonValueKind.False) return value.GetBoolean();
+        Errors.Add($"{name} must be true or false");
+        return null;
+    }
+
+    /// <summary>An array's items, or null when absent.</summary>
+    public IReadOnlyList<JsonElement>? Array(string name, bool required = false, int maxItems = 1000)
+    {
+        if (!TryGet(name, out var value))
+        {
+            if (required) Errors.Add($"{name} is required");
+            return null;
+        }
+        if (value.ValueKind != JsonValueKind.Array)
+        {
+            Errors.Add($"{name} must be an array");
+            return null;
+        }
+        if (value.GetArrayLength() > maxItems)
+        {
+            Errors.Add($"{name} must have at most {maxItems} items");
+            return null;
+        }
+        return value.EnumerateArray().ToList();
+    }
+}

@@ -1,0 +1,58 @@
+using Coordinator.Api.Infrastructure;
+using Coordinator.Grid;
+using Coordinator.Grid.Jobs;
+
+namespace Coordinator.Api.Jobs;
+
+/// <summary>Validates <c>POST /jobs</c> bodies; every bad field gets its own message.</summary>
+public static class JobRequestValidation
+{
+    public const int MaxTagLength = 200;
+    public const int MaxUrlLength = 2048;
+
+    public static (NewJob? Job, IReadOnlyList<string> Errors) Validate(JsonFields fields, JobLimitsOptions limits)
+    {
+        var prompt = fields.String("prompt", required: true, maxUtf8Bytes: limits.MaxPromptBytes);
+        var model = fields.String("model", maxLength: ModelNames.MaxLength);
+        if (model is not null && string.IsNullOrWhiteSpace(model)) model = null; // "Leave blank to use any match."
+        if (model is not null && !ModelNames.IsValid(model)) fields.Errors.Add("model is not a valid model name (letters, digits and . _ : / @ + -)");
+
+        var modelMatch = fields.String("model_match");
+        if (modelMatch is null && !fields.Has("model_match"))
+        {
+            // The spec's default is family; with no model there is nothing to match but `any`.
+            modelMatch = model is null ? ModelMatch.Any : ModelMatch.Family;
+        }
+        else if (modelMatch is not null && !ModelMatch.All.Contains(modelMatch))
+        {
+            fields.Errors.Add("model_match must be one of exact, family, any");
+        }
+        if (modelMatch is ModelMatch.Exact or ModelMatch.Family && model is null && !fields.Errors.Any(e => e.StartsWith("model ", StringComparison.Ordinal)))
+        {
+            fields.Errors.Add($"model is required when model_match is {modelMatch}");
+        }
+
+        var priority = fields.Int("priority", min: -1_000_000, max: 1_000_000);
+        var timeout = fields.Int("timeout_seconds", min: 1, max: limits.MaxTimeoutSeconds);
+        var tag = fields.String("tag", maxLength: MaxTagLength);
+
+        var webhookUrl = fields.String("webhook_url", maxLength: MaxUrlLength);
+        if (webhookUrl is not null && !(Uri.TryCreate(webhookUrl, UriKind.Absolute, out var uri) && (uri.Scheme == Uri.UriSchemeHttps || uri.Scheme == Uri.UriSchemeHttp) && !string.IsNullOrEmpty(uri.Host)))
+        {
+            fields.Errors.Add("webhook_url must be an absolute http or https URL");
+        }
+
+        if (fields.Bool("priority_boost") == true)
+        {
+            fields.Errors.Add("priority_boost is not available: this coordinator has no billing configured");
+        }
+        var blobIds = fields.Array("blob_ids", maxItems: 100);
+        if (blobIds is { Count: > 0 })
+        {
+            fields.Errors.Add("blob_ids: no such confirmed blob: " + string.Join(", ", blobIds.Select(b => b.ToString())));
+        }
+
+        if (!fields.IsValid) return (null, fields.Errors);
+        return (new NewJob(model, modelMatch!, prompt!, priority, timeout ?? limits.DefaultTimeoutSeconds, tag, webhookUrl), []);
+    }
+}

@@ -1,0 +1,125 @@
+using System.Globalization;
+using Coordinator.Api.Infrastructure;
+using Coordinator.Grid;
+using Coordinator.Grid.Jobs;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.Extensions.Options;
+
+namespace Coordinator.Api.Jobs;
+
+/// <summary>The client's jobs: <c>/api/v1/jobs</c>.</summary>
+public static class JobsApi
+{
+    public const int DefaultLimit = 50;
+    public const int MaxLimit = 200;
+
+    public static RouteGroupBuilder MapJobs(this IEndpointRouteBuilder routes)
+    {
+        var group = routes.MapGroup("/jobs").WithTags("Jobs").RequireApiKey();
+        group.MapPost("/", SubmitAsync);
+        group.MapGet("/", ListAsync);
+        group.MapDelete("/cancel_all", CancelAllAsync);
+        group.MapGet("/{id:long}", GetAsync);
+        group.MapDelete("/{id:long}", CancelAsync);
+        group.MapPatch("/{id:long}/priority", ChangePriorityAsync);
+        group.MapPost("/{id:long}/retry", RetryAsync);
+        return group;
+    }
+
+    public static async Task<Results<Created<JobDto>, UnprocessableEntity<ValidationErrors>>> SubmitAsync(
+        HttpContext context, JobStore jobs, IOptions<JobLimitsOptions> limits)
+    {
+        var (fields, error) = await JsonFields.ReadAsync(context.Request);
+        if (fields is null) return ApiErrors.Validation([error!]);
+        var (job, errors) = JobRequestValidation.Validate(fields, limits.Value);
+        if (job is null) return ApiErrors.Validation(errors);
+
+        var row = await jobs.SubmitAsync(context.GetCaller().AccountId, job, context.RequestAborted);
+        return TypedResults.Created($"/api/v1/jobs/{row.Id}", JobDto.From(row));
+    }
+
+    public static async Task<Results<Ok<List<JobDto>>, UnprocessableEntity<ValidationErrors>>> ListAsync(
+        HttpContext context, JobStore jobs,
+        string? status, string? model, string? tag, string? from, string? to, string? offset, string? limit)
+    {
+        var errors = new List<string>();
+        if (status is not null && !JobStatus.All.Contains(status)) errors.Add("status must be one of " + string.Join(", ", JobStatus.All));
+        var fromTime = ParseTime("from", from, errors);
+        var toTime = ParseTime("to", to, errors);
+        var offsetValue = ParseInt("offset", offset, 0, 0, int.MaxValue, errors);
+        var limitValue = ParseInt("limit", limit, DefaultLimit, 1, MaxLimit, errors);
+        if (errors.Count > 0) return ApiErrors.Validation(errors);
+
+        var rows = await jobs.ListAsync(context.GetCaller().AccountId,
+            new JobQuery(status, model, tag, fromTime, toTime, offsetValue, limitValue), context.RequestAborted);
+        return TypedResults.Ok(rows.Select(JobDto.From).ToList());
+    }
+
+    public static async Task<Results<Ok<JobDto>, NotFound<ApiError>>> GetAsync(long id, HttpContext context, JobStore jobs)
+    {
+        var row = await jobs.GetAsync(context.GetCaller().AccountId, id, context.RequestAborted);
+        return row is null ? ApiErrors.NotFound($"no job {id} in this account") : TypedResults.Ok(JobDto.From(row));
+    }
+
+    public static async Task<Results<Ok<StatusDto>, NotFound<ApiError>, UnprocessableEntity<ApiError>>> CancelAsync(long id, HttpContext context, JobStore jobs)
+    {
+        var result = await jobs.CancelAsync(context.GetCaller().AccountId, id, context.RequestAborted);
+        return result.Outcome switch
+        {
+            TransitionOutcome.Done => TypedResults.Ok(new StatusDto(JobStatus.Cancelled)),
+            TransitionOutcome.NotFound => ApiErrors.NotFound($"no job {id} in this account"),
+            _ => ApiErrors.InvalidState($"job {id} is {result.CurrentStatus}; only pending jobs can be cancelled"),
+        };
+    }
+
+    public static async Task<Ok<CancelledCountDto>> CancelAllAsync(HttpContext context, JobStore jobs)
+    {
+        var count = await jobs.CancelAllPendingAsync(context.GetCaller().AccountId, context.RequestAborted);
+        return TypedResults.Ok(new CancelledCountDto(count));
+    }
+
+    public static async Task<Results<Ok<PriorityDto>, NotFound<ApiError>, UnprocessableEntity<ApiError>>> ChangePriorityAsync(
+        long id, HttpContext context, JobStore jobs)
+    {
+        var (fields, error) = await JsonFields.ReadAsync(context.Request);
+        if (fields is null) return ApiErrors.InvalidRequest(error!);
+        var delta = fields.Int("priority", required: true, min: -1_000_000, max: 1_000_000);
+        if (!fields.IsValid) return ApiErrors.InvalidRequest(string.Join("; ", fields.Errors));
+        if (delta == 0) return ApiErrors.InvalidRequest("priority is a signed delta and must not be 0");
+
+        var result = await jobs.ChangePriorityAsync(context.GetCaller().AccountId, id, delta!.Value, context.RequestAborted);
+        return result.Outcome switch
+        {
+            TransitionOutcome.Done => TypedResults.Ok(new PriorityDto(result.Value!.Priority)),
+            TransitionOutcome.NotFound => ApiErrors.NotFound($"no job {id} in this account"),
+            _ => ApiErrors.InvalidState($"job {id} is {result.CurrentStatus}; only pending jobs can change priority"),
+        };
+    }
+
+    public static async Task<Results<Ok<JobDto>, NotFound<ApiError>, UnprocessableEntity<ApiError>>> RetryAsync(long id, HttpContext context, JobStore jobs)
+    {
+        var result = await jobs.RetryAsync(context.GetCaller().AccountId, id, context.RequestAborted);
+        return result.Outcome switch
+        {
+            TransitionOutcome.Done => TypedResults.Ok(JobDto.From(result.Value!)),
+            TransitionOutcome.NotFound => ApiErrors.NotFound($"no job {id} in this account"),
+            _ => ApiErrors.InvalidState($"job {id} is {result.CurrentStatus}; only failed jobs can be retried"),
+        };
+    }
+
+    private static DateTimeOffset? ParseTime(string name, string? value, List<string> errors)
+    {
+        if (value is null) return null;
+        if (DateTimeOffset.TryParse(value, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal | DateTimeStyles.AdjustToUniversal, out var time)) return time;
+        errors.Add($"{name} must be an ISO 8601 date-time, e.g. 2026-01-31T12:00:00Z");
+        return null;
+    }
+
+    private static int ParseInt(string name, string? value, int fallback, int min, int max, List<string> errors)
+    {
+        if (value is null) return fallback;
+        if (int.TryParse(value, NumberStyles.Integer, CultureInfo.InvariantCulture, out var number) && number >= min && number <= max) return number;
+        errors.Add($"{name} must be an integer from {min} to {max}");
+        return fallback;
+    }
+}

@@ -1,0 +1,209 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using Coordinator.Api.Infrastructure;
+using Coordinator.Api.Jobs;
+using Coordinator.Grid;
+using Coordinator.Grid.Accounts;
+using Coordinator.Grid.Dispatch;
+using Coordinator.Grid.Jobs;
+using Coordinator.Grid.Workers;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.Extensions.Options;
+
+namespace Coordinator.Api.Workers;
+
+public sealed record WorkerRegisterResponse(string WorkerToken, long WorkerId);
+
+public sealed record ModelsUpdatedDto(string Status, int ModelCount);
+
+public sealed record BlobRefDto(long Id, string Type, string? Url);
+
+/// <summary>The spec's JobAssignment, plus priority, timeout and attempt so the worker can plan.</summary>
+public sealed record JobAssignmentDto(
+    long JobId,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Model,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? ModelFamily,
+    string ModelMatch,
+    string Prompt,
+    IReadOnlyList<BlobRefDto> Blobs,
+    int Priority,
+    int TimeoutSeconds,
+    int Attempt);
+
+/// <summary>The worker protocol: <c>/api/v1/worker/*</c>.</summary>
+public static class WorkersApi
+{
+    public const int MaxModelsPerWorker = 200;
+    public const int MaxErrorLength = 10_000;
+
+    public static RouteGroupBuilder MapWorkers(this IEndpointRouteBuilder routes)
+    {
+        var worker = routes.MapGroup("/worker").WithTags("Worker");
+        // Registration takes any key and binds it; a disabled account gets the spec's 403 here.
+        worker.MapPost("/register", RegisterAsync).RequireApiKey(disabledStatus: StatusCodes.Status403Forbidden);
+
+        var bound = worker.MapGroup("/").RequireWorkerKey();
+        bound.MapPatch("/heartbeat", HeartbeatAsync);
+        bound.MapPatch("/models", UpdateModelsAsync);
+        bound.MapGet("/jobs/next", NextJobAsync);
+        bound.MapPatch("/jobs/{id:long}/start", StartAsync);
+        bound.MapPost("/jobs/{id:long}/result", ResultAsync);
+        bound.MapPost("/jobs/{id:long}/fail", FailAsync);
+        return worker;
+    }
+
+    public static async Task<Results<Created<WorkerRegisterResponse>, UnprocessableEntity<ApiError>>> RegisterAsync(
+        HttpContext context, WorkerStore workers, AccountStore accounts)
+    {
+        var (fields, error) = await JsonFields.ReadAsync(context.Request);
+        if (fields is null) return ApiErrors.InvalidRequest(error!);
+        var name = fields.String("name", maxLength: 200);
+        if (name is not null && string.IsNullOrWhiteSpace(name)) fields.Errors.Add("name must not be blank");
+        var agentVersion = fields.String("agent_version", maxLength: 100);
+        var platform = fields.String("platform", maxLength: 100);
+        var catchAll = fields.Bool("catch_all") ?? false;
+        var models = ReadModels(fields);
+        if (!fields.IsValid) return ApiErrors.InvalidRequest(string.Join("; ", fields.Errors));
+
+        var caller = context.GetCaller();
+        var workerId = await workers.RegisterAsync(caller.AccountId, caller.KeyId,
+            new WorkerRegistration(name?.Trim(), agentVersion, platform, models!, catchAll), context.RequestAborted);
+        var key = context.GetBearerKey();
+        accounts.Forget(key);
+        return TypedResults.Created($"/api/v1/worker/{workerId}", new WorkerRegisterResponse(key, workerId));
+    }
+
+    public static async Task<Ok<StatusDto>> HeartbeatAsync(HttpContext context, WorkerStore workers)
+    {
+        await workers.HeartbeatAsync(context.GetCaller().WorkerId!.Value, context.RequestAborted);
+        return TypedResults.Ok(new StatusDto("ok"));
+    }
+
+    public static async Task<Results<Ok<ModelsUpdatedDto>, UnprocessableEntity<ApiError>>> UpdateModelsAsync(HttpContext context, WorkerStore workers)
+    {
+        var (fields, error) = await JsonFields.ReadAsync(context.Request);
+        if (fields is null) return ApiErrors.InvalidRequest(error!);
+        var models = ReadModels(fields);
+        if (!fields.IsValid) return ApiErrors.InvalidRequest(string.Join("; ", fields.Errors));
+        var count = await workers.UpdateModelsAsync(context.GetCaller().WorkerId!.Value, models!, context.RequestAborted);
+        return TypedResults.Ok(new ModelsUpdatedDto("updated", count));
+    }
+
+    public static async Task<Results<Ok<JobAssignmentDto>, NoContent, UnprocessableEntity<ApiError>>> NextJobAsync(
+        HttpContext context, WorkerStore workers, Dispatcher dispatcher)
+    {
+        var query = context.Request.Query;
+        var models = query["models[]"].Concat(query["models"]).Where(m => !string.IsNullOrEmpty(m)).Select(m => m!).Distinct().ToList();
+        var families = query["families[]"].Concat(query["families"]).Where(f => !string.IsNullOrEmpty(f)).Select(f => f!).Distinct().ToList();
+        var catchAllText = query["catch_all"].ToString();
+        bool catchAll = false;
+        if (catchAllText.Length > 0 && !bool.TryParse(catchAllText, out catchAll))
+        {
+            return ApiErrors.InvalidRequest("catch_all must be true or false");
+        }
+        if (models.Count > MaxModelsPerWorker || families.Count > MaxModelsPerWorker)
+        {
+            return ApiErrors.InvalidRequest($"declare at most {MaxModelsPerWorker} models and {MaxModelsPerWorker} families");
+        }
+        var invalid = models.Concat(families).FirstOrDefault(n => !ModelNames.IsValid(n));
+        if (invalid is not null) return ApiErrors.InvalidRequest($"'{Truncate(invalid, 80)}' is not a valid model or family name");
+
+        var workerId = context.GetCaller().WorkerId!.Value;
+        await workers.TouchAsync(workerId, context.RequestAborted);
+        var capabilities = new Capabilities(models, families, catchAll);
+        // A poll that declares nothing is served by what the worker registered.
+        if (capabilities.IsEmpty) capabilities = await workers.RegisteredCapabilitiesAsync(workerId, context.RequestAborted);
+
+        var job = await dispatcher.NextJobAsync(workerId, capabilities, context.RequestAborted);
+        if (job is null) return TypedResults.NoContent();
+        return TypedResults.Ok(new JobAssignmentDto(job.Id, job.Model, job.Family, job.ModelMatch, job.Prompt, [], job.Priority, job.TimeoutSeconds, job.Attempts));
+    }
+
+    public static async Task<Results<Ok<StatusDto>, NotFound<ApiError>, UnprocessableEntity<ApiError>>> StartAsync(long id, HttpContext context, JobStore jobs)
+    {
+        var result = await jobs.StartAsync(context.GetCaller().WorkerId!.Value, id, context.RequestAborted);
+        return result.Outcome switch
+        {
+            TransitionOutcome.Done => TypedResults.Ok(new StatusDto(JobStatus.Running)),
+            TransitionOutcome.NotFound => NotHeld(id),
+            _ => ApiErrors.InvalidState($"job {id} is {result.CurrentStatus}; only a claimed job can be started"),
+        };
+    }
+
+    public static async Task<Results<Ok<StatusDto>, NotFound<ApiError>, UnprocessableEntity<ApiError>>> ResultAsync(
+        long id, HttpContext context, JobStore jobs, IOptions<JobLimitsOptions> limits)
+    {
+        var (fields, error) = await JsonFields.ReadAsync(context.Request);
+        if (fields is null) return ApiErrors.InvalidRequest(error!);
+        var output = fields.String("output", maxUtf8Bytes: limits.Value.MaxOutputBytes);
+        if (output is null && !fields.Has("output")) fields.Errors.Add("output is required");
+        var outputTokens = fields.Int("output_tokens", required: true, min: 0);
+        var durationMs = fields.Int("duration_ms", required: true, min: 0);
+        var inputTokens = fields.Int("input_tokens", min: 0);
+        var modelUsed = fields.String("model_used", maxLength: ModelNames.MaxLength);
+        if (!fields.IsValid) return ApiErrors.InvalidRequest(string.Join("; ", fields.Errors));
+
+        var result = await jobs.CompleteAsync(context.GetCaller().WorkerId!.Value, id,
+            new JobResult(output!, inputTokens, outputTokens!.Value, durationMs!.Value, modelUsed), context.RequestAborted);
+        return result.Outcome switch
+        {
+            TransitionOutcome.Done => TypedResults.Ok(new StatusDto("accepted")),
+            TransitionOutcome.NotFound => NotHeld(id),
+            _ => ApiErrors.InvalidState($"job {id} is {result.CurrentStatus}; a result is accepted only for a running job"),
+        };
+    }
+
+    public static async Task<Results<Ok<StatusDto>, NotFound<ApiError>, UnprocessableEntity<ApiError>>> FailAsync(long id, HttpContext context, JobStore jobs)
+    {
+        var (fields, error) = await JsonFields.ReadAsync(context.Request, allowEmpty: true);
+        if (fields is null) return ApiErrors.InvalidRequest(error!);
+        var message = fields.String("error", required: true);
+        if (!fields.IsValid) return ApiErrors.InvalidRequest(string.Join("; ", fields.Errors));
+
+        var result = await jobs.FailAsync(context.GetCaller().WorkerId!.Value, id, Truncate(message!, MaxErrorLength), context.RequestAborted);
+        return result.Outcome switch
+        {
+            TransitionOutcome.Done => TypedResults.Ok(new StatusDto(JobStatus.Failed)),
+            // The spec gives this operation no 422: a job this worker no longer has in hand is not found for it.
+            TransitionOutcome.NotFound => NotHeld(id),
+            _ => ApiErrors.NotFound($"job {id} is already {result.CurrentStatus}; only a claimed or running job can be failed"),
+        };
+    }
+
+    private static NotFound<ApiError> NotHeld(long id) => ApiErrors.NotFound($"job {id} is not held by this worker");
+
+    private static List<WorkerModel>? ReadModels(JsonFields fields)
+    {
+        var items = fields.Array("models", required: true, maxItems: MaxModelsPerWorker);
+        if (items is null) return null;
+        var models = new List<WorkerModel>();
+        for (var i = 0; i < items.Count; i++)
+        {
+            var item = items[i];
+            string? name = null;
+            var servesFamily = false;
+            if (item.ValueKind == JsonValueKind.Object)
+            {
+                if (item.TryGetProperty("name", out var n) && n.ValueKind == JsonValueKind.String) name = n.GetString();
+                if (item.TryGetProperty("serves_family", out var s))
+                {
+                    if (s.ValueKind is JsonValueKind.True or JsonValueKind.False) servesFamily = s.GetBoolean();
+                    else if (s.ValueKind != JsonValueKind.Null) fields.Errors.Add($"models[{i}].serves_family must be true or false");
+                }
+            }
+            else if (item.ValueKind == JsonValueKind.String)
+            {
+                name = item.GetString(); // a bare name is accepted as { "name": … }
+            }
+            if (!ModelNames.IsValid(name))
+            {
+                fields.Errors.Add($"models[{i}].name is required and must be a valid model name");
+                continue;
+            }
+            models.Add(new WorkerModel(name!, servesFamily));
+        }
+        return models;
+    }
+
+    private static string Truncate(string text, int length) => text.Length <= length ? text : text[..length];
+}

@@ -1,0 +1,107 @@
+using Coordinator.Grid.Jobs;
+using Microsoft.Extensions.Options;
+
+namespace Coordinator.Grid.Dispatch;
+
+/// <summary>
+/// Serves long-polls: claim now if a job is waiting, otherwise park in memory (no database connection held)
+/// until woken or the window ends.
+/// </summary>
+/// <remarks>
+/// The order is what keeps wake-ups from being missed: a poll registers as parked <em>before</em> it claims.
+/// A job committed after the claim's snapshot then finds the poll parked and wakes it; a job committed before
+/// is seen by the claim. A poll that leaves holding a wake it did not use passes the wake on.
+/// </remarks>
+public sealed class Dispatcher(JobStore jobs, WaiterRegistry registry, WorkSignals signals, TimeProvider time, IOptions<DispatchOptions> options)
+{
+    /// <summary>
+    /// Waits up to the long-poll window for a job this worker can serve and claims it. Null when the window
+    /// ends, or when <paramref name="cancellationToken"/> fires (the worker went away) — then nothing stays claimed.
+    /// </summary>
+    public async Task<ClaimedJob?> NextJobAsync(long workerId, Capabilities capabilities, CancellationToken cancellationToken)
+    {
+        var keys = WakeKeys.ForCapabilities(capabilities);
+        using var window = new CancellationTokenSource(options.Value.LongPollTimeout, time);
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(window.Token, cancellationToken);
+        if (keys.Length == 0)
+        {
+            // Nothing can match; wait out the window so the worker does not spin.
+            await WaitQuietlyAsync(Task.Delay(Timeout.Infinite, linked.Token));
+            return null;
+        }
+
+        // UnansweredWakes as it stood before the latest claim; null until the first claim.
+        long? unansweredBeforeClaim = null;
+        while (true)
+        {
+            var poll = registry.Park(keys);
+            // Claim on arrival, and again after a lost race if some wake found no poll while this one was away.
+            if (unansweredBeforeClaim is null || registry.UnansweredWakes != unansweredBeforeClaim)
+            {
+                unansweredBeforeClaim = registry.UnansweredWakes;
+                ClaimedJob? job;
+                try
+                {
+                    job = await jobs.ClaimAsync(workerId, capabilities, CancellationToken.None);
+                }
+                catch
+                {
+                    PassOn(registry.Unpark(poll));
+                    throw;
+                }
+                if (job is not null)
+                {
+                    // Woken while claiming: that wake was meant for a job this poll may not have taken.
+                    PassOn(registry.Unpark(poll));
+                    return await KeepOrReleaseAsync(workerId, job, cancellationToken);
+                }
+            }
+
+            await WaitQuietlyAsync(poll.Signalled.WaitAsync(linked.Token));
+            var wakeKey = registry.Unpark(poll);
+            if (wakeKey is null)
+            {
+                return null; // the window ended or the worker went away, with no wake in hand
+            }
+            if (linked.IsCancellationRequested)
+            {
+                PassOn(wakeKey);
+                return null;
+            }
+
+            unansweredBeforeClaim = registry.UnansweredWakes;
+            var claimed = await jobs.ClaimAsync(workerId, capabilities, CancellationToken.None);
+            if (claimed is not null)
+            {
+                // It took a job of another bucket: the one it was woken for still needs a poll.
+                if (!WakeKeys.ForJob(claimed.ModelMatch, claimed.Model, claimed.Family).Contains(wakeKey)) PassOn(wakeKey);
+                return await KeepOrReleaseAsync(workerId, claimed, cancellationToken);
+            }
+            // Lost the race to another poll: park again for the rest of the window.
+        }
+    }
+
+    private async Task<ClaimedJob?> KeepOrReleaseAsync(long workerId, ClaimedJob job, CancellationToken cancellationToken)
+    {
+        if (!cancellationToken.IsCancellationRequested) return job;
+        // The worker hung up while the claim ran: nobody will receive this job, so give it back at once.
+        await jobs.ReleaseClaimAsync(workerId, job);
+        return null;
+    }
+
+    private void PassOn(string? wakeKey)
+    {
+        if (wakeKey is not null) signals.WakeOneLocally([wakeKey]);
+    }
+
+    private static async Task WaitQuietlyAsync(Task task)
+    {
+        try
+        {
+            await task;
+        }
+        catch (OperationCanceledException)
+        {
+        }
+    }
+}

@@ -1,0 +1,31 @@
+using System.Threading.Channels;
+
+namespace Coordinator.Grid.Dispatch;
+
+/// <summary>
+/// Tells parked polls that work may be waiting: on this node directly, and on the other nodes through
+/// <see cref="NodeNotifications"/> (PostgreSQL NOTIFY, coalesced).
+/// </summary>
+public sealed class WorkSignals(WaiterRegistry registry)
+{
+    private readonly Channel<string[]> _outgoing = Channel.CreateUnbounded<string[]>(new UnboundedChannelOptions { SingleReader = true });
+
+    /// <summary>Wakes one parked poll here that can serve a job with these wake keys, and tells the other nodes.</summary>
+    public void WorkAvailable(string[] jobKeys)
+    {
+        WakeOneLocally(jobKeys);
+        _outgoing.Writer.TryWrite(jobKeys);
+    }
+
+    /// <summary>Wakes one parked poll on this node for a job with these keys; true if one was woken.</summary>
+    public bool WakeOneLocally(string[] jobKeys)
+    {
+        foreach (var key in jobKeys)
+        {
+            if (registry.Wake(key) > 0) return true;
+        }
+        return false;
+    }
+
+    internal ChannelReader<string[]> Outgoing => _outgoing.Reader;
+}

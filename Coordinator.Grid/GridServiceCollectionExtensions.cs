@@ -1,0 +1,52 @@
+using Coordinator.Grid.Accounts;
+using Coordinator.Grid.Database;
+using Coordinator.Grid.Dispatch;
+using Coordinator.Grid.Duties;
+using Coordinator.Grid.Jobs;
+using Coordinator.Grid.Workers;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Npgsql;
+
+namespace Coordinator.Grid;
+
+public static class GridServiceCollectionExtensions
+{
+    /// <summary>
+    /// Adds the grid engine: one <see cref="NpgsqlDataSource"/> for <paramref name="connectionString"/>, the stores,
+    /// the dispatcher, the cross-node notifications and the duty loop.
+    /// </summary>
+    public static IServiceCollection AddGrid(this IServiceCollection services, IConfiguration configuration, string connectionString)
+    {
+        services.AddOptions<DispatchOptions>().Bind(configuration.GetSection(DispatchOptions.Section)).ValidateDataAnnotations().ValidateOnStart();
+        services.AddOptions<JobLimitsOptions>().Bind(configuration.GetSection(JobLimitsOptions.Section)).ValidateDataAnnotations().ValidateOnStart();
+        services.AddOptions<AccountOptions>().Bind(configuration.GetSection(AccountOptions.Section)).ValidateDataAnnotations().ValidateOnStart();
+        services.TryAddSingleton(TimeProvider.System);
+        // Columns are snake_case (created_at), properties PascalCase (CreatedAt).
+        Dapper.DefaultTypeMap.MatchNamesWithUnderscores = true;
+
+        services.AddSingleton(_ => BuildDataSource(connectionString));
+        services.AddSingleton<Migrator>();
+        services.AddSingleton<AccountStore>();
+        services.AddSingleton<JobStore>();
+        services.AddSingleton<WorkerStore>();
+        services.AddSingleton<WaiterRegistry>();
+        services.AddSingleton<WorkSignals>();
+        services.AddSingleton<Dispatcher>();
+        services.AddSingleton<GridDuties>();
+        services.AddSingleton<NodeNotifications>();
+        services.AddHostedService(sp => sp.GetRequiredService<NodeNotifications>());
+        services.AddHostedService<GridDutiesService>();
+        return services;
+    }
+
+    public static NpgsqlDataSource BuildDataSource(string connectionString)
+    {
+        var builder = new NpgsqlConnectionStringBuilder(connectionString);
+        // Fail fast when PostgreSQL is down, rather than hanging requests: 503 within seconds.
+        if (!connectionString.Contains("Timeout", StringComparison.OrdinalIgnoreCase)) builder.Timeout = 3;
+        if (!connectionString.Contains("Maximum Pool Size", StringComparison.OrdinalIgnoreCase)) builder.MaxPoolSize = 100;
+        return new NpgsqlDataSourceBuilder(builder.ConnectionString).Build();
+    }
+}
