@@ -36,7 +36,7 @@ public sealed partial class ErrorHandling(ILogger<ErrorHandling> logger) : IExce
     {
         NpgsqlException { InnerException: SocketException or TimeoutException or IOException or EndOfStreamException } => true,
         NpgsqlException npgsql when npgsql.IsTransient => true,
-        PostgresException { SqlState: "57P01" or "57P02" or "57P03" or "53300" } => true, // shutdown, crash, starting, too many connections
+        PostgresException { SqlState: "57P01" or "57P02" or "57P03" or "53300" or "3D000" } => true, // shutdown, crash, starting, too many connections, database gone
         TimeoutException or SocketException => true,
         InvalidOperationException { InnerException: { } inner } => IsDatabaseUnavailable(inner),
         _ => false,

@@ -14,6 +14,9 @@ namespace Coordinator.Grid.Dispatch;
 /// </remarks>
 public sealed class Dispatcher(JobStore jobs, WaiterRegistry registry, WorkSignals signals, TimeProvider time, IOptions<DispatchOptions> options)
 {
+    /// <summary>Test seam: runs after a claim found nothing and before the poll waits — the window where a wake could be missed.</summary>
+    internal Func<Task>? AfterEmptyClaim { get; set; }
+
     /// <summary>
     /// Waits up to the long-poll window for a job this worker can serve and claims it. Null when the window
     /// ends, or when <paramref name="cancellationToken"/> fires (the worker went away) — then nothing stays claimed.
@@ -55,6 +58,7 @@ public sealed class Dispatcher(JobStore jobs, WaiterRegistry registry, WorkSigna
                     PassOn(registry.Unpark(poll));
                     return await KeepOrReleaseAsync(workerId, job, cancellationToken);
                 }
+                if (AfterEmptyClaim is { } hook) await hook();
             }
 
             await WaitQuietlyAsync(poll.Signalled.WaitAsync(linked.Token));

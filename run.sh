@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# run.sh — run the coordinator on its embedded default.
+#
+#   ./run.sh                      build (Release) and serve on http://0.0.0.0:3000
+#   PORT=8080 ./run.sh            another HTTP port
+#
+# Unless ConnectionStrings__Postgres is already set, a private PostgreSQL
+# cluster is started in .data/pg (port $COORDINATOR_PG_PORT, default 54329)
+# and stopped again when the app exits. The whole environment is passed to
+# the app, so any ASP.NET Core setting works, e.g.
+#   Webhooks__AllowPrivateNetworks=true ./run.sh
+#
+# The app creates a development account on start when .data/dev-api-key is
+# missing or stale, writes the key there and prints it with a curl example.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")"
+ROOT=$PWD
+. scripts/pg.sh
+
+export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
+
+say() { echo "==> $*"; }
+die() { echo "run.sh: ERROR: $*" >&2; exit 1; }
+
+# 1. Tools.
+pg_ensure_installed
+if ! { command -v dotnet && dotnet --version; } >/dev/null 2>&1; then
+  die "the .NET SDK is not installed (need .NET 10: https://dot.net/download), or 'dotnet' is not on PATH"
+fi
+
+# 2. Build. Output goes to a file and is shown only when the build fails.
+#    (A file, not a pipe: build-server processes that outlive the build would
+#    otherwise keep a pipe open.)
+say "building Coordinator.Api (Release, .NET SDK $(dotnet --version))"
+build_log=$(mktemp)
+if ! dotnet build Coordinator.Api -c Release --nologo -v quiet -tl:off -clp:ErrorsOnly \
+     >"$build_log" 2>&1 </dev/null; then
+  grep -v -e '^[[:space:]]*$' "$build_log" >&2 || true
+  rm -f "$build_log"
+  die "build failed (errors above)"
+fi
+rm -f "$build_log"
+
+# 3. Database.
+PG_DATA_DIR="$ROOT/.data/pg"
+we_started_pg=0
+if [[ -n "${ConnectionStrings__Postgres:-}" ]]; then
+  say "using ConnectionStrings__Postgres from the environment"
+else
+  pg_port=${COORDINATOR_PG_PORT:-54329}
+  pg_start_private "$PG_DATA_DIR" "$pg_port"
+  we_started_pg=$PG_STARTED_NOW
+  ConnectionStrings__Postgres=$(pg_connection_string "$pg_port")
+  export ConnectionStrings__Postgres
+  say "PostgreSQL: $ConnectionStrings__Postgres"
+fi
+
+# 4. Development API key file (the app fills it in).
+mkdir -p "$ROOT/.data"
+export DevAccount__KeyFile="$ROOT/.data/dev-api-key"
+
+app=(dotnet "$ROOT/Coordinator.Api/bin/Release/net10.0/Coordinator.Api.dll"
+     --urls "http://0.0.0.0:${PORT:-3000}")
+say "starting the coordinator on http://0.0.0.0:${PORT:-3000} (Ctrl-C stops it)"
+
+# 5. Run. When the cluster is someone else's (already running, or an external
+#    connection string), simply become the app. Otherwise keep this shell
+#    around to stop the cluster after the app has exited.
+if [[ $we_started_pg -ne 1 ]]; then
+  exec "${app[@]}"
+fi
+
+trap 'pg_stop_private "$PG_DATA_DIR" || true' EXIT
+"${app[@]}" <&0 &
+app_pid=$!
+# A background job of a script ignores SIGINT, so Ctrl-C (and TERM/HUP) are
+# caught here and forwarded to the app as TERM: ASP.NET Core shuts down
+# gracefully, then the EXIT trap stops the cluster.
+trap 'kill -TERM "$app_pid" 2>/dev/null || true' INT TERM HUP
+rc=0
+while :; do
+  wait "$app_pid" && rc=0 || rc=$?
+  kill -0 "$app_pid" 2>/dev/null || break   # a trapped signal interrupted wait
+done
+exit "$rc"

@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# test.sh — provision the same way as run.sh, then run every test.
+#
+#   ./test.sh                               all tests
+#   ./test.sh --filter "FullyQualifiedName~Jobs"   extra args go to dotnet test
+#
+# Steps: install PostgreSQL if missing; install the npm test tools pinned in
+# tests/tools/package-lock.json (Prism); start a fresh private cluster in
+# .data/test-pg (port $COORDINATOR_TEST_PG_PORT, default 54339); run
+# `dotnet test` on Coordinator.sln writing TestResults/results.trx; stop the
+# cluster; sum the TRX counters.
+#
+# The LAST line of output is always "N passed, N failed" (CI reads it);
+# when the run could not produce results it is "0 passed, 1 failed".
+# Exit status: 0 only when dotnet test succeeded and no test failed.
+#
+# Environment given to the tests:
+#   COORDINATOR_TEST_PG  Npgsql connection string (Database=postgres; the
+#                        fixtures create their own databases)
+#   COORDINATOR_PRISM    path of the prism executable
+#   COORDINATOR_SPEC     grid-api.openapi.yaml from ../shared/specs (may be
+#                        set beforehand to point elsewhere)
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")"
+ROOT=$PWD
+. scripts/pg.sh
+
+export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
+
+say() { echo "==> $*"; }
+die() { echo "test.sh: ERROR: $*" >&2; exit 1; }
+
+TEST_PG_DIR="$ROOT/.data/test-pg"
+TOOLS_DIR="$ROOT/tests/tools"
+RESULTS_DIR="$ROOT/TestResults"
+pg_running=0
+summary_printed=0
+
+# Whatever happens, stop the cluster and make the summary the last line.
+finish() {
+  local rc=$?
+  if [[ $pg_running -eq 1 ]]; then pg_stop_private "$TEST_PG_DIR" || true; fi
+  if [[ $summary_printed -ne 1 ]]; then
+    echo "0 passed, 1 failed"
+    [[ $rc -ne 0 ]] || rc=1
+  fi
+  exit "$rc"
+}
+trap finish EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# 1. Tools: PostgreSQL, .NET SDK, Node.
+pg_ensure_installed
+if ! { command -v dotnet && dotnet --version; } >/dev/null 2>&1; then
+  die "the .NET SDK is not installed (need .NET 10: https://dot.net/download), or 'dotnet' is not on PATH"
+fi
+command -v npm >/dev/null 2>&1 || die "npm is not installed (apt-get install nodejs npm)"
+
+# 2. npm test tools. `npm ci` runs only when node_modules is missing or the
+#    lock file changed since the last install (its hash is kept in a stamp).
+stamp="$TOOLS_DIR/node_modules/.coordinator-lock.sha256"
+if [[ ! -f "$TOOLS_DIR/package-lock.json" ]]; then
+  say "tests/tools/package-lock.json missing; creating it with npm install (commit it)"
+  (cd "$TOOLS_DIR" && npm install --no-audit --no-fund --loglevel=error </dev/null)
+  rm -f "$stamp"
+fi
+lock_hash=$(sha256sum "$TOOLS_DIR/package-lock.json" | cut -d' ' -f1)
+if [[ ! -x "$TOOLS_DIR/node_modules/.bin/prism" || "$(cat "$stamp" 2>/dev/null || true)" != "$lock_hash" ]]; then
+  say "installing test tools (npm ci in tests/tools)"
+  (cd "$TOOLS_DIR" && npm ci --no-audit --no-fund --loglevel=error </dev/null)
+  echo "$lock_hash" > "$stamp"
+fi
+export COORDINATOR_PRISM="$TOOLS_DIR/node_modules/.bin/prism"
+[[ -x "$COORDINATOR_PRISM" ]] || die "prism not found at $COORDINATOR_PRISM after npm ci"
+
+# 3. The OpenAPI spec lives in the shared folder beside the repository.
+if [[ -z "${COORDINATOR_SPEC:-}" ]]; then
+  COORDINATOR_SPEC="$(cd .. && pwd)/shared/specs/grid-api.openapi.yaml"
+fi
+export COORDINATOR_SPEC
+[[ -f "$COORDINATOR_SPEC" ]] ||
+  die "OpenAPI spec not found at $COORDINATOR_SPEC (expected the 'shared' folder next to the repo, or set COORDINATOR_SPEC)"
+
+# 4. A fresh database cluster for every run.
+pg_port=${COORDINATOR_TEST_PG_PORT:-54339}
+pg_destroy_private "$TEST_PG_DIR"
+pg_running=1
+pg_start_private "$TEST_PG_DIR" "$pg_port"
+export COORDINATOR_TEST_PG
+COORDINATOR_TEST_PG=$(pg_connection_string "$pg_port" postgres)
+say "COORDINATOR_TEST_PG=$COORDINATOR_TEST_PG"
+
+# 5. Run the tests; a failure here must not stop the script.
+mkdir -p "$RESULTS_DIR"
+rm -f "$RESULTS_DIR"/*.trx
+say "dotnet test Coordinator.sln -c Release $*"
+test_rc=0
+dotnet test Coordinator.sln -c Release \
+  --logger "trx;LogFileName=results.trx" --results-directory "$RESULTS_DIR" "$@" </dev/null ||
+  test_rc=$?
+
+# 6. Stop the cluster before reporting.
+pg_stop_private "$TEST_PG_DIR" || true
+pg_running=0
+
+# 7. Sum the <Counters .../> of every TRX file. "failed" also counts tests
+#    that errored, timed out or were aborted. Plain grep/sed, no python.
+attr() { # attr NAME "<Counters ...>" -> number (0 when absent)
+  local v
+  v=$(printf ' %s' "$2" | sed -n "s/.*[[:space:]]$1=\"\([0-9]*\)\".*/\1/p")
+  echo "${v:-0}"
+}
+passed=0 failed=0 files=0
+for trx in "$RESULTS_DIR"/*.trx; do
+  [[ -f "$trx" ]] || continue
+  counters=$(grep -o '<Counters [^>]*>' "$trx" | head -n 1 || true)
+  [[ -n "$counters" ]] || continue
+  files=$((files + 1))
+  passed=$((passed + $(attr passed "$counters")))
+  for a in failed error timeout aborted; do
+    failed=$((failed + $(attr "$a" "$counters")))
+  done
+done
+
+if [[ $files -eq 0 ]]; then
+  echo "test.sh: no test results (build failure or test host crash; dotnet test exit $test_rc)" >&2
+  passed=0 failed=1
+elif [[ $test_rc -ne 0 && $failed -eq 0 ]]; then
+  # e.g. one project did not build while another ran green.
+  echo "test.sh: dotnet test exited with $test_rc although no test failed; counting it as a failure" >&2
+  failed=1
+fi
+
+rc=0
+if [[ $test_rc -ne 0 || $failed -ne 0 ]]; then rc=1; fi
+summary_printed=1
+echo "$passed passed, $failed failed"
+exit "$rc"

@@ -1,0 +1,85 @@
+using System.Diagnostics;
+using Coordinator.Grid.Dispatch;
+using Coordinator.Tests.Infrastructure;
+using Npgsql;
+
+namespace Coordinator.Tests.Dispatch;
+
+/// <summary>Two nodes on one database: wake-ups cross over real LISTEN/NOTIFY.</summary>
+public sealed class MultiNodeTests : IAsyncLifetime
+{
+    private GridHost _nodeA = null!;
+    private GridHost _nodeB = null!;
+
+    public async Task InitializeAsync()
+    {
+        _nodeA = await GridHost.StartAsync();
+        _nodeB = await GridHost.StartAsync(_nodeA.ConnectionString);
+        await Eventually.TrueAsync(() => _nodeA.Get<NodeNotifications>().Listening && _nodeB.Get<NodeNotifications>().Listening, "both nodes listen");
+    }
+
+    public async Task DisposeAsync()
+    {
+        await _nodeA.DisposeAsync();
+        await _nodeB.DisposeAsync();
+    }
+
+    [Fact]
+    public async Task AWorkerParkedOnNodeB_GetsAJobSubmittedOnNodeA_Within100Ms()
+    {
+        var clientOnA = await _nodeA.NewAccountAsync();
+        var model = ApiClient.Unique();
+        var (workerOnA, _) = await clientOnA.NewWorkerAsync("w", model);
+        var workerOnB = _nodeB.WithKey(workerOnA.Key);
+        var registryB = _nodeB.Get<WaiterRegistry>();
+
+        var latencies = new List<double>();
+        for (var round = 0; round < 5; round++)
+        {
+            var poll = workerOnB.PollAsync($"models[]={model}");
+            await Eventually.TrueAsync(() => registryB.ParkedCount == 1, "the poll parks on node B");
+            var id = await clientOnA.SubmitAsync(new { model, prompt = $"round {round}" });
+            var submitted = Stopwatch.GetTimestamp();
+            var assignment = await poll.WaitAsync(TimeSpan.FromSeconds(10));
+            latencies.Add(Stopwatch.GetElapsedTime(submitted).TotalMilliseconds);
+            Assert.Equal(id, assignment!.Value.GetProperty("job_id").GetInt64());
+        }
+        latencies.Sort();
+        Assert.True(latencies[2] < 100, $"median cross-node dispatch was {latencies[2]:0.0} ms ({string.Join(", ", latencies.Select(l => l.ToString("0.0")))})");
+    }
+
+    [Fact]
+    public async Task AfterTheListenerLosesItsConnection_ItReconnectsAndWakesEveryPoll()
+    {
+        var clientOnA = await _nodeA.NewAccountAsync();
+        var model = ApiClient.Unique();
+        var (workerOnA, _) = await clientOnA.NewWorkerAsync("w", model);
+        var workerOnB = _nodeB.WithKey(workerOnA.Key);
+        var registryB = _nodeB.Get<WaiterRegistry>();
+        var notificationsB = _nodeB.Get<NodeNotifications>();
+
+        var poll = workerOnB.PollAsync($"models[]={model}");
+        await Eventually.TrueAsync(() => registryB.ParkedCount == 1, "the poll parks on node B");
+
+        // Kill node B's listening connection, as a database restart would, and submit while it is away.
+        await using (var admin = new NpgsqlConnection(_nodeA.ConnectionString))
+        {
+            await admin.OpenAsync();
+            await using var kill = new NpgsqlCommand(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%'", admin);
+            Assert.True((long)(await kill.ExecuteScalarAsync())! >= 2);
+        }
+        await Eventually.TrueAsync(() => !notificationsB.Listening, "node B notices");
+        var id = await clientOnA.SubmitAsync(new { model, prompt = "sent while B was deaf" });
+
+        var assignment = await poll.WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.Equal(id, assignment!.Value.GetProperty("job_id").GetInt64());
+        await Eventually.TrueAsync(() => notificationsB.Listening, "node B listens again");
+
+        // And cross-node wake-ups work again afterwards.
+        var next = workerOnB.PollAsync($"models[]={model}");
+        await Eventually.TrueAsync(() => registryB.ParkedCount == 1, "the poll parks on node B");
+        var id2 = await clientOnA.SubmitAsync(new { model, prompt = "after" });
+        Assert.Equal(id2, (await next.WaitAsync(TimeSpan.FromSeconds(10)))!.Value.GetProperty("job_id").GetInt64());
+    }
+}

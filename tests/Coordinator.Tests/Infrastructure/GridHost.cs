@@ -1,0 +1,82 @@
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Mvc.Testing;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+
+namespace Coordinator.Tests.Infrastructure;
+
+/// <summary>
+/// One coordinator node on real Kestrel (a loopback port) against a real PostgreSQL database.
+/// Several hosts on one database make a multi-node grid.
+/// </summary>
+public sealed class GridHost : IAsyncDisposable
+{
+    private readonly Factory _factory;
+
+    private GridHost(Factory factory, HttpClient http)
+    {
+        _factory = factory;
+        Http = http;
+    }
+
+    public string ConnectionString => _factory.ConnectionString;
+
+    /// <summary>A client whose base address is <c>http://127.0.0.1:port/api/v1/</c>.</summary>
+    public HttpClient Http { get; }
+
+    public Uri BaseAddress => Http.BaseAddress!;
+
+    public IServiceProvider Services => _factory.Services;
+
+    public T Get<T>() where T : notnull => _factory.Services.GetRequiredService<T>();
+
+    public ApiClient Anonymous() => new(Http, null);
+
+    public ApiClient WithKey(string key) => new(Http, key);
+
+    /// <summary>Signs up a fresh account (every test makes its own) and answers a client holding its key.</summary>
+    public async Task<ApiClient> NewAccountAsync(string name = "test")
+    {
+        var (_, key) = await Anonymous().SignUpAsync(name);
+        return WithKey(key);
+    }
+
+    public static async Task<GridHost> StartAsync(string? connectionString = null, TimeProvider? time = null, IDictionary<string, string?>? settings = null)
+    {
+        connectionString ??= await TestDatabase.CreateAsync();
+        var factory = new Factory(connectionString, time, settings);
+        factory.UseKestrel(0);
+        factory.StartServer();
+        var http = factory.CreateClient();
+        http.BaseAddress = new Uri(http.BaseAddress!, "/api/v1/");
+        http.Timeout = TimeSpan.FromSeconds(100);
+        return await Task.FromResult(new GridHost(factory, http));
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        Http.Dispose();
+        await _factory.DisposeAsync();
+    }
+
+    private sealed class Factory(string connectionString, TimeProvider? time, IDictionary<string, string?>? settings) : WebApplicationFactory<Program>
+    {
+        public string ConnectionString { get; } = connectionString;
+
+        protected override void ConfigureWebHost(IWebHostBuilder builder)
+        {
+            builder.UseSetting("ConnectionStrings:Postgres", ConnectionString);
+            // Duties run when a test says so, against the test's clock.
+            builder.UseSetting("Dispatch:RunDuties", "false");
+            foreach (var (key, value) in settings ?? new Dictionary<string, string?>()) builder.UseSetting(key, value);
+            builder.ConfigureServices(services =>
+            {
+                if (time is not null)
+                {
+                    services.RemoveAll<TimeProvider>();
+                    services.AddSingleton(time);
+                }
+            });
+        }
+    }
+}
