@@ -1,0 +1,156 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Http.Headers;
+using System.Net.Sockets;
+using System.Text;
+using System.Text.Json;
+using Coordinator.Tests.Infrastructure;
+
+namespace Coordinator.Tests.Contract;
+
+/// <summary>
+/// One full scenario through Stoplight Prism's validating proxy (<c>prism proxy grid-api.openapi.yaml … --errors</c>):
+/// any response that does not match the spec comes back as a 500 with an <c>sl-violations</c> header.
+/// </summary>
+public sealed class PrismContractTests : IAsyncLifetime
+{
+    private GridHost _host = null!;
+    private Process _prism = null!;
+    private readonly StringBuilder _prismOutput = new();
+    private HttpClient _proxy = null!;
+    private readonly List<string> _violations = [];
+
+    public async Task InitializeAsync()
+    {
+        var prism = Environment.GetEnvironmentVariable("COORDINATOR_PRISM")
+            ?? throw new InvalidOperationException("COORDINATOR_PRISM is not set: run the tests with ./test.sh, which installs Prism from tests/tools.");
+        var spec = Environment.GetEnvironmentVariable("COORDINATOR_SPEC")
+            ?? throw new InvalidOperationException("COORDINATOR_SPEC is not set: run the tests with ./test.sh (it points at ../shared/specs/grid-api.openapi.yaml).");
+        _host = await GridHost.StartAsync();
+        var port = FreePort();
+        var upstream = new Uri(_host.BaseAddress, "/api/v1").ToString();
+        _prism = Process.Start(new ProcessStartInfo(prism, ["proxy", spec, upstream, "--errors", "--port", port.ToString(), "--host", "127.0.0.1"])
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+        })!;
+        _prism.OutputDataReceived += (_, e) => { lock (_prismOutput) _prismOutput.AppendLine(e.Data); };
+        _prism.ErrorDataReceived += (_, e) => { lock (_prismOutput) _prismOutput.AppendLine(e.Data); };
+        _prism.BeginOutputReadLine();
+        _prism.BeginErrorReadLine();
+        _proxy = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}/"), Timeout = TimeSpan.FromSeconds(60) };
+        await WaitForPortAsync(port);
+    }
+
+    public async Task DisposeAsync()
+    {
+        _proxy.Dispose();
+        if (!_prism.HasExited) _prism.Kill(entireProcessTree: true);
+        await _prism.WaitForExitAsync();
+        _prism.Dispose();
+        await _host.DisposeAsync();
+    }
+
+    [Fact]
+    public async Task AFullScenario_ConformsToTheSpec()
+    {
+        var (_, key) = await _host.Anonymous().SignUpAsync("prism");
+        var model = ApiClient.Unique() + ":8b";
+        var family = model.Split(':')[0];
+
+        var job = await CallAsync(HttpMethod.Post, "jobs", key, new { model, model_match = "exact", prompt = "Explain.", tag = "contract", webhook_url = "https://example.com/hook", timeout_seconds = 120 }, HttpStatusCode.Created);
+        var id = job.GetProperty("job_id").GetInt64();
+        await CallAsync(HttpMethod.Post, "jobs", key, new { model_match = "any", prompt = "Haiku.", priority = 3 }, HttpStatusCode.Created);
+        await CallAsync(HttpMethod.Get, "jobs", key, null, HttpStatusCode.OK);
+        await CallAsync(HttpMethod.Get, "jobs?status=pending&tag=contract&offset=0", key, null, HttpStatusCode.OK);
+        await CallAsync(HttpMethod.Get, $"jobs?model={model}&from=2020-01-01T00:00:00Z&to=2999-01-01T00:00:00Z", key, null, HttpStatusCode.OK);
+        await CallAsync(HttpMethod.Get, $"jobs/{id}", key, null, HttpStatusCode.OK);
+        await CallAsync(HttpMethod.Get, "jobs/999999999", key, null, HttpStatusCode.NotFound);
+        await CallAsync(HttpMethod.Get, "jobs", "vk_live_not_a_real_key_at_all_0000000000000000", null, HttpStatusCode.Unauthorized);
+        await CallAsync(HttpMethod.Patch, $"jobs/{id}/priority", key, new { priority = 5 }, HttpStatusCode.OK);
+        await CallAsync(HttpMethod.Patch, $"jobs/{id}/priority", key, new { priority = 0 }, HttpStatusCode.UnprocessableEntity);
+        await CallAsync(HttpMethod.Post, $"jobs/{id}/retry", key, null, HttpStatusCode.UnprocessableEntity);
+
+        var cancelMe = (await CallAsync(HttpMethod.Post, "jobs", key, new { model, prompt = "Never mind." }, HttpStatusCode.Created)).GetProperty("job_id").GetInt64();
+        await CallAsync(HttpMethod.Delete, $"jobs/{cancelMe}", key, null, HttpStatusCode.OK);
+        await CallAsync(HttpMethod.Delete, $"jobs/{cancelMe}", key, null, HttpStatusCode.UnprocessableEntity);
+
+        await CallAsync(HttpMethod.Post, "worker/register", key, new
+        {
+            name = "contract-box", agent_version = "1.0.0", platform = "linux/amd64", catch_all = false,
+            models = new object[] { new { name = model, serves_family = true }, new { name = "mistral:7b", serves_family = false } },
+        }, HttpStatusCode.Created);
+        await CallAsync(HttpMethod.Patch, "worker/heartbeat", key, null, HttpStatusCode.OK);
+        await CallAsync(HttpMethod.Patch, "worker/models", key, new { models = new[] { new { name = model, serves_family = true } } }, HttpStatusCode.OK);
+        await CallAsync(HttpMethod.Get, "models", key, null, HttpStatusCode.OK);
+
+        var assignment = await CallAsync(HttpMethod.Get, $"worker/jobs/next?models[]={model}&families[]={family}&catch_all=false", key, null, HttpStatusCode.OK);
+        Assert.Equal(id, assignment.GetProperty("job_id").GetInt64());
+        await CallAsync(HttpMethod.Post, $"worker/jobs/{id}/result", key, new { output = "early", output_tokens = 1, duration_ms = 1 }, HttpStatusCode.UnprocessableEntity);
+        await CallAsync(HttpMethod.Patch, $"worker/jobs/{id}/start", key, null, HttpStatusCode.OK);
+        await CallAsync(HttpMethod.Patch, $"worker/jobs/{id}/start", key, null, HttpStatusCode.UnprocessableEntity);
+        await CallAsync(HttpMethod.Post, $"worker/jobs/{id}/result", key, new { output = "Done.", input_tokens = 4, output_tokens = 2, duration_ms = 31, model_used = model }, HttpStatusCode.OK);
+        await CallAsync(HttpMethod.Post, $"worker/jobs/{id}/result", key, new { output = "Again.", output_tokens = 2, duration_ms = 31 }, HttpStatusCode.UnprocessableEntity);
+        var completed = await CallAsync(HttpMethod.Get, $"jobs/{id}", key, null, HttpStatusCode.OK);
+        Assert.Equal("completed", completed.GetProperty("status").GetString());
+
+        var any = await CallAsync(HttpMethod.Get, "worker/jobs/next?catch_all=true", key, null, HttpStatusCode.OK);
+        var anyId = any.GetProperty("job_id").GetInt64();
+        await CallAsync(HttpMethod.Post, $"worker/jobs/{anyId}/fail", key, new { error = "Ollama returned empty response" }, HttpStatusCode.OK);
+        await CallAsync(HttpMethod.Post, $"worker/jobs/{anyId}/fail", key, new { error = "again" }, HttpStatusCode.NotFound);
+        await CallAsync(HttpMethod.Patch, "worker/jobs/999999999/start", key, null, HttpStatusCode.NotFound);
+        await CallAsync(HttpMethod.Post, $"jobs/{anyId}/retry", key, null, HttpStatusCode.OK);
+        await CallAsync(HttpMethod.Delete, "jobs/cancel_all", key, null, HttpStatusCode.OK);
+
+        Assert.True(_violations.Count == 0, "Prism reported contract violations:\n" + string.Join("\n", _violations));
+    }
+
+    private async Task<JsonElement> CallAsync(HttpMethod method, string path, string key, object? body, HttpStatusCode expected)
+    {
+        using var request = new HttpRequestMessage(method, path);
+        request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", key);
+        if (body is not null) request.Content = new StringContent(JsonSerializer.Serialize(body), Encoding.UTF8, "application/json");
+        using var response = await _proxy.SendAsync(request);
+        var text = await response.Content.ReadAsStringAsync();
+        if (response.Headers.TryGetValues("sl-violations", out var violations))
+        {
+            _violations.Add($"{method} {path} → {(int)response.StatusCode}: {string.Join(" ", violations)}");
+        }
+        Assert.True(response.StatusCode == expected || response.Headers.Contains("sl-violations"),
+            $"{method} {path}: expected {(int)expected}, got {(int)response.StatusCode}: {text}\nPrism said:\n{PrismOutput()}");
+        return text.Length == 0 ? default : JsonDocument.Parse(text).RootElement.Clone();
+    }
+
+    private string PrismOutput()
+    {
+        lock (_prismOutput) return _prismOutput.ToString()[^Math.Min(_prismOutput.Length, 4000)..];
+    }
+
+    private async Task WaitForPortAsync(int port)
+    {
+        var deadline = Environment.TickCount64 + 60_000;
+        while (true)
+        {
+            Assert.False(_prism.HasExited, "prism exited early:\n" + PrismOutput());
+            try
+            {
+                using var probe = new TcpClient();
+                await probe.ConnectAsync(IPAddress.Loopback, port);
+                return;
+            }
+            catch (SocketException) when (Environment.TickCount64 < deadline)
+            {
+                await Task.Delay(100);
+            }
+        }
+    }
+
+    private static int FreePort()
+    {
+        var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        var port = ((IPEndPoint)listener.LocalEndpoint).Port;
+        listener.Stop();
+        return port;
+    }
+}
