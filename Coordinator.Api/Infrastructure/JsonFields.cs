@@ -59,6 +59,12 @@ public sealed class JsonFields
             return null;
         }
         var text = value.GetString()!;
+        if (text.Contains('\0', StringComparison.Ordinal))
+        {
+            // PostgreSQL text cannot hold NUL.
+            Errors.Add($"{name} must not contain NUL (\\u0000) characters");
+            return null;
+        }
         if (required && string.IsNullOrWhiteSpace(text))
         {
             Errors.Add($"{name} is required");

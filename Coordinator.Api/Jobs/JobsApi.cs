@@ -43,6 +43,7 @@ public static class JobsApi
         string? status, string? model, string? tag, string? from, string? to, string? offset, string? limit)
     {
         var errors = new List<string>();
+        if ((model ?? "").Contains('\0', StringComparison.Ordinal) || (tag ?? "").Contains('\0', StringComparison.Ordinal)) errors.Add("model and tag must not contain NUL characters");
         if (status is not null && !JobStatus.All.Contains(status)) errors.Add("status must be one of " + string.Join(", ", JobStatus.All));
         var fromTime = ParseTime("from", from, errors);
         var toTime = ParseTime("to", to, errors);

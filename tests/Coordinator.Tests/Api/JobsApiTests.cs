@@ -57,6 +57,7 @@ public class JobsApiTests(HostFixture fixture) : IClassFixture<HostFixture>
     [InlineData("""{"prompt":42}""", "prompt must be a string")]
     [InlineData("""{"prompt":"x","webhook_url":"ftp://example.com/x"}""", "webhook_url must be an absolute http or https URL")]
     [InlineData("""[1,2]""", "the request body must be a JSON object")]
+    [InlineData("""{"prompt":"a\u0000b"}""", "prompt must not contain NUL (\\u0000) characters")]
     public async Task Submit_RefusesBadInputWith422(string json, string expected)
     {
         var client = await Host.NewAccountAsync();

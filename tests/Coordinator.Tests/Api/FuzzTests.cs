@@ -1,0 +1,149 @@
+using System.Net;
+using System.Text;
+using System.Text.Json;
+using Coordinator.Tests.Infrastructure;
+
+namespace Coordinator.Tests.Api;
+
+/// <summary>
+/// Throws seeded random bodies and queries at every endpoint that reads input: whatever comes in, the answer is a
+/// 2xx or a 4xx in the spec's error shape — never a 5xx.
+/// </summary>
+public sealed class FuzzTests : IAsyncLifetime
+{
+    private const int Seed = 20261122;
+    private const int RequestsPerEndpoint = 150;
+    private const string Punctuation = "\"\\{}[]:,'%&=?/";
+    private GridHost _host = null!;
+
+    public async Task InitializeAsync() =>
+        // A short poll window so that a fuzzed poll that happens to be valid does not park for 30 s.
+        _host = await GridHost.StartAsync(settings: new Dictionary<string, string?> { ["Dispatch:LongPollTimeout"] = "00:00:00.050" });
+
+    public async Task DisposeAsync() => await _host.DisposeAsync();
+
+    [Fact]
+    public async Task RandomInput_NeverCausesA5xx()
+    {
+        var random = new Random(Seed);
+        var client = await _host.NewAccountAsync("fuzz");
+        var model = ApiClient.Unique();
+        var (worker, _) = await client.NewWorkerAsync("fuzz-worker", model);
+        var jobId = await client.SubmitAsync(new { model, prompt = "p" });
+
+        var targets = new (ApiClient Caller, HttpMethod Method, string Path, string[] Fields)[]
+        {
+            (client, HttpMethod.Post, "jobs", ["prompt", "model", "model_match", "priority", "timeout_seconds", "tag", "webhook_url", "priority_boost", "blob_ids"]),
+            (client, HttpMethod.Patch, $"jobs/{jobId}/priority", ["priority"]),
+            (client, HttpMethod.Post, "keys", ["name"]),
+            (_host.Anonymous(), HttpMethod.Post, "accounts", ["name"]),
+            (worker, HttpMethod.Post, "worker/register", ["name", "agent_version", "platform", "models", "catch_all"]),
+            (worker, HttpMethod.Patch, "worker/models", ["models"]),
+            (worker, HttpMethod.Post, $"worker/jobs/{jobId}/result", ["output", "output_tokens", "duration_ms", "input_tokens", "model_used"]),
+            (worker, HttpMethod.Post, $"worker/jobs/{jobId}/fail", ["error"]),
+        };
+        var failures = new List<string>();
+        foreach (var (caller, method, path, fields) in targets)
+        {
+            for (var i = 0; i < RequestsPerEndpoint; i++)
+            {
+                var body = RandomBody(random, fields);
+                await CheckAsync(await caller.SendRawAsync(method, path, body), $"{method} {path} {Shorten(body)}", failures);
+            }
+        }
+        string[] listFields = ["status", "model", "tag", "from", "to", "offset", "limit"];
+        string[] pollFields = ["models[]", "families[]", "catch_all"];
+        for (var i = 0; i < RequestsPerEndpoint; i++)
+        {
+            var query = RandomQuery(random, listFields);
+            await CheckAsync(await client.GetAsync("jobs?" + query), $"GET jobs?{query}", failures);
+            query = RandomQuery(random, pollFields);
+            await CheckAsync(await worker.GetAsync("worker/jobs/next?" + query), $"GET worker/jobs/next?{query}", failures);
+        }
+        Assert.True(failures.Count == 0, string.Join("\n", failures.Take(20)));
+    }
+
+    private static async Task CheckAsync(HttpResponseMessage response, string what, List<string> failures)
+    {
+        var status = (int)response.StatusCode;
+        var text = await response.Content.ReadAsStringAsync();
+        if (status >= 500)
+        {
+            failures.Add($"{what} → {status} {text}");
+            return;
+        }
+        if (status >= 400)
+        {
+            try
+            {
+                var json = JsonDocument.Parse(text).RootElement;
+                if (!json.TryGetProperty("error", out _) && !json.TryGetProperty("errors", out _)) failures.Add($"{what} → {status} without error body: {text}");
+            }
+            catch (JsonException)
+            {
+                failures.Add($"{what} → {status} with a non-JSON body: {text}");
+            }
+        }
+        else if (response.StatusCode is not (HttpStatusCode.OK or HttpStatusCode.Created or HttpStatusCode.NoContent))
+        {
+            failures.Add($"{what} → unexpected {status}");
+        }
+    }
+
+    private static string RandomBody(Random random, string[] fields)
+    {
+        switch (random.Next(10))
+        {
+            case 0: return RandomString(random, random.Next(0, 40)); // not JSON at all
+            case 1: return RandomJson(random, 0); // any JSON value, often not an object
+            case 2: return new string('[', random.Next(1, 200)); // deep or broken nesting
+        }
+        var builder = new StringBuilder("{");
+        foreach (var field in fields.Where(_ => random.Next(3) > 0))
+        {
+            if (builder.Length > 1) builder.Append(',');
+            builder.Append(JsonSerializer.Serialize(field)).Append(':').Append(RandomJson(random, 0));
+        }
+        return builder.Append('}').ToString();
+    }
+
+    private static string RandomJson(Random random, int depth) => random.Next(depth > 2 ? 7 : 9) switch
+    {
+        0 => "null",
+        1 => random.Next(2) == 0 ? "true" : "false",
+        2 => random.Next(int.MinValue, int.MaxValue).ToString(),
+        3 => (random.NextDouble() * Math.Pow(10, random.Next(-5, 40)) * (random.Next(2) == 0 ? -1 : 1)).ToString("R"),
+        4 => JsonSerializer.Serialize(RandomString(random, random.Next(0, 300))),
+        5 => random.Next(2) == 0 ? "\"llama3:8b\"" : "\"https://example.com/hook\"",
+        6 => random.Next(2) == 0 ? "99999999999999999999999" : "-0",
+        7 => "[" + string.Join(',', Enumerable.Range(0, random.Next(0, 5)).Select(_ => RandomJson(random, depth + 1))) + "]",
+        _ => "{" + string.Join(',', Enumerable.Range(0, random.Next(0, 4)).Select(i => $"\"{(i == 0 ? "name" : "k" + i)}\":" + RandomJson(random, depth + 1))) + "}",
+    };
+
+    private static string RandomQuery(Random random, string[] fields) =>
+        string.Join('&', fields.Where(_ => random.Next(2) == 0).Select(f => Uri.EscapeDataString(f) + "=" + Uri.EscapeDataString(random.Next(3) switch
+        {
+            0 => RandomString(random, random.Next(0, 30)),
+            1 => random.Next(-1000, 1000).ToString(),
+            _ => new[] { "pending", "true", "false", "llama3:8b", "2026-01-01T00:00:00Z", "", "0", "201" }[random.Next(8)],
+        })));
+
+    private static string RandomString(Random random, int length)
+    {
+        var chars = new char[length];
+        for (var i = 0; i < length; i++)
+        {
+            chars[i] = random.Next(6) switch
+            {
+                0 => (char)random.Next(0, 32),
+                1 => (char)random.Next(0x80, 0x800),
+                2 => Punctuation[random.Next(Punctuation.Length)],
+                _ => (char)random.Next(32, 127),
+            };
+            if (char.IsSurrogate(chars[i])) chars[i] = 'x';
+        }
+        return new string(chars);
+    }
+
+    private static string Shorten(string text) => text.Length <= 120 ? text : text[..120] + "…";
+}
