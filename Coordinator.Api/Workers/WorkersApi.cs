@@ -90,7 +90,7 @@ public static class WorkersApi
     }
 
     public static async Task<Results<Ok<JobAssignmentDto>, NoContent, UnprocessableEntity<ApiError>>> NextJobAsync(
-        HttpContext context, WorkerStore workers, Dispatcher dispatcher)
+        HttpContext context, WorkerStore workers, Dispatcher dispatcher, IHostApplicationLifetime lifetime)
     {
         var query = context.Request.Query;
         var models = query["models[]"].Concat(query["models"]).Where(m => !string.IsNullOrEmpty(m)).Select(m => m!).Distinct().ToList();
@@ -114,7 +114,8 @@ public static class WorkersApi
         // A poll that declares nothing is served by what the worker registered.
         if (capabilities.IsEmpty) capabilities = await workers.RegisteredCapabilitiesAsync(workerId, context.RequestAborted);
 
-        var job = await dispatcher.NextJobAsync(workerId, capabilities, context.RequestAborted);
+        // A node that is shutting down answers its parked polls with 204 at once; the workers poll again elsewhere.
+        var job = await dispatcher.NextJobAsync(workerId, capabilities, context.RequestAborted, lifetime.ApplicationStopping);
         if (job is null) return TypedResults.NoContent();
         return TypedResults.Ok(new JobAssignmentDto(job.Id, job.Model, job.Family, job.ModelMatch, job.Prompt, [], job.Priority, job.TimeoutSeconds, job.Attempts));
     }

@@ -19,13 +19,14 @@ public sealed class Dispatcher(JobStore jobs, WaiterRegistry registry, WorkSigna
 
     /// <summary>
     /// Waits up to the long-poll window for a job this worker can serve and claims it. Null when the window
-    /// ends, or when <paramref name="cancellationToken"/> fires (the worker went away) — then nothing stays claimed.
+    /// ends, when <paramref name="endWindow"/> fires (the node is shutting down), or when
+    /// <paramref name="cancellationToken"/> fires (the worker went away) — then nothing stays claimed.
     /// </summary>
-    public async Task<ClaimedJob?> NextJobAsync(long workerId, Capabilities capabilities, CancellationToken cancellationToken)
+    public async Task<ClaimedJob?> NextJobAsync(long workerId, Capabilities capabilities, CancellationToken cancellationToken, CancellationToken endWindow = default)
     {
         var keys = WakeKeys.ForCapabilities(capabilities);
         using var window = new CancellationTokenSource(options.Value.LongPollTimeout, time);
-        using var linked = CancellationTokenSource.CreateLinkedTokenSource(window.Token, cancellationToken);
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(window.Token, cancellationToken, endWindow);
         if (keys.Length == 0)
         {
             // Nothing can match; wait out the window so the worker does not spin.

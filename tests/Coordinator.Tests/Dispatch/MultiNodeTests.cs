@@ -82,4 +82,40 @@ public sealed class MultiNodeTests : IAsyncLifetime
         var id2 = await clientOnA.SubmitAsync(new { model, prompt = "after" });
         Assert.Equal(id2, (await next.WaitAsync(TimeSpan.FromSeconds(10)))!.Value.GetProperty("job_id").GetInt64());
     }
+
+    [Fact]
+    public async Task AKeyRevokedOnNodeA_StopsWorkingOnNodeB_WithinTheKeyCacheDuration()
+    {
+        var clientOnA = await _nodeA.NewAccountAsync();
+        var created = await ApiClient.ExpectAsync(await clientOnA.PostAsync("keys", new { name = "short-lived" }), System.Net.HttpStatusCode.Created);
+        var onB = _nodeB.WithKey(created.GetProperty("key").GetString()!);
+        await ApiClient.ExpectAsync(await onB.GetAsync("jobs"), System.Net.HttpStatusCode.OK); // cached on node B now
+
+        await ApiClient.ExpectAsync(await clientOnA.DeleteAsync($"keys/{created.GetProperty("id").GetInt64()}"), System.Net.HttpStatusCode.OK);
+        var revokedAt = Stopwatch.GetTimestamp();
+        var refused = false;
+        while (!refused)
+        {
+            refused = (await onB.GetAsync("jobs")).StatusCode == System.Net.HttpStatusCode.Unauthorized;
+            Assert.True(refused || Stopwatch.GetElapsedTime(revokedAt) < TimeSpan.FromSeconds(8), "node B still accepts the revoked key");
+            if (!refused) await Task.Delay(50);
+        }
+    }
+
+    [Fact]
+    public async Task ANodeShuttingDown_AnswersItsParkedPollsAtOnce()
+    {
+        var node = await GridHost.StartAsync(_nodeA.ConnectionString);
+        var client = await node.NewAccountAsync();
+        var (registered, _) = await client.NewWorkerAsync("w", ApiClient.Unique());
+        // Its own HttpClient: disposing the host disposes the host's client, which would cancel the poll from our side.
+        using var http = new HttpClient { BaseAddress = node.BaseAddress };
+        var worker = new ApiClient(http, registered.Key);
+        var poll = worker.GetAsync("worker/jobs/next");
+        await Eventually.TrueAsync(() => node.Get<WaiterRegistry>().ParkedCount == 1, "the poll parks");
+        var stopping = node.DisposeAsync().AsTask();
+        var response = await poll.WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.Equal(System.Net.HttpStatusCode.NoContent, response.StatusCode);
+        await stopping;
+    }
 }
