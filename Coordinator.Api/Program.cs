@@ -8,7 +8,8 @@ using Coordinator.Api.Models;
 using Coordinator.Api.Workers;
 using Coordinator.Grid;
 
-var builder = WebApplication.CreateBuilder(args);
+// Settings files sit beside the binary, wherever it is started from.
+var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = args, ContentRootPath = AppContext.BaseDirectory });
 
 var connectionString = builder.Configuration.GetConnectionString("Postgres");
 if (string.IsNullOrWhiteSpace(connectionString))
