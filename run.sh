@@ -16,18 +16,12 @@ set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")"
 ROOT=$PWD
+. scripts/common.sh
 . scripts/pg.sh
-
-export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
-
-say() { echo "==> $*"; }
-die() { echo "run.sh: ERROR: $*" >&2; exit 1; }
 
 # 1. Tools.
 pg_ensure_installed
-if ! { command -v dotnet && dotnet --version; } >/dev/null 2>&1; then
-  die "the .NET SDK is not installed (need .NET 10: https://dot.net/download), or 'dotnet' is not on PATH"
-fi
+require_dotnet
 
 # 2. Build. Output goes to a file and is shown only when the build fails.
 #    (A file, not a pipe: build-server processes that outlive the build would

@@ -24,12 +24,8 @@ set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")"
 ROOT=$PWD
+. scripts/common.sh
 . scripts/pg.sh
-
-export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
-
-say() { echo "==> $*"; }
-die() { echo "test.sh: ERROR: $*" >&2; exit 1; }
 
 TEST_PG_DIR="$ROOT/.data/test-pg"
 TOOLS_DIR="$ROOT/tests/tools"
@@ -53,9 +49,7 @@ trap 'exit 143' TERM
 
 # 1. Tools: PostgreSQL, .NET SDK, Node.
 pg_ensure_installed
-if ! { command -v dotnet && dotnet --version; } >/dev/null 2>&1; then
-  die "the .NET SDK is not installed (need .NET 10: https://dot.net/download), or 'dotnet' is not on PATH"
-fi
+require_dotnet
 command -v npm >/dev/null 2>&1 || die "npm is not installed (apt-get install nodejs npm)"
 
 # 2. npm test tools. `npm ci` runs only when node_modules is missing or the

@@ -151,10 +151,7 @@ public class JobsApiTests(HostFixture fixture) : IClassFixture<HostFixture>
     public async Task CancelAll_CancelsOnlyPendingJobs_AndCountsThem()
     {
         var client = await Host.NewAccountAsync();
-        var model = ApiClient.Unique();
-        var running = await client.SubmitAsync(new { model, model_match = "exact", prompt = "p" });
-        var (worker, _) = await client.NewWorkerAsync("w", model);
-        Assert.Equal(running, (await worker.PollAsync($"models[]={model}"))!.Value.GetProperty("job_id").GetInt64());
+        var (_, running, model) = await client.SubmitAndClaimAsync();
         for (var i = 0; i < 3; i++) await client.SubmitAsync(new { model, model_match = "exact", prompt = "p" });
 
         var body = await ApiClient.ExpectAsync(await client.DeleteAsync("jobs/cancel_all"), HttpStatusCode.OK);

@@ -111,10 +111,7 @@ public class WorkerProtocolTests(HostFixture fixture) : IClassFixture<HostFixtur
     public async Task DuplicateOrLateResult_IsRefused_AndChangesNothing()
     {
         var client = await Host.NewAccountAsync();
-        var model = ApiClient.Unique();
-        var id = await client.SubmitAsync(new { model, model_match = "exact", prompt = "p" });
-        var (worker, _) = await client.NewWorkerAsync("w", model);
-        await worker.PollAsync($"models[]={model}");
+        var (worker, id, _) = await client.SubmitAndClaimAsync();
 
         // Result before start: the job is claimed, not running.
         await ApiClient.ExpectAsync(await worker.PostAsync($"worker/jobs/{id}/result", new { output = "x", output_tokens = 1, duration_ms = 1 }), HttpStatusCode.UnprocessableEntity);
@@ -134,11 +131,8 @@ public class WorkerProtocolTests(HostFixture fixture) : IClassFixture<HostFixtur
     public async Task AWorker_TouchesOnlyJobsItHolds()
     {
         var client = await Host.NewAccountAsync();
-        var model = ApiClient.Unique();
-        var id = await client.SubmitAsync(new { model, model_match = "exact", prompt = "p" });
-        var (holder, _) = await client.NewWorkerAsync("holder", model);
+        var (_, id, model) = await client.SubmitAndClaimAsync();
         var (other, _) = await client.NewWorkerAsync("other", model);
-        await holder.PollAsync($"models[]={model}");
 
         await ApiClient.ExpectAsync(await other.PatchAsync($"worker/jobs/{id}/start"), HttpStatusCode.NotFound);
         await ApiClient.ExpectAsync(await other.PostAsync($"worker/jobs/{id}/result", new { output = "x", output_tokens = 1, duration_ms = 1 }), HttpStatusCode.NotFound);
@@ -151,11 +145,7 @@ public class WorkerProtocolTests(HostFixture fixture) : IClassFixture<HostFixtur
     public async Task Result_RefusesBadBodies()
     {
         var client = await Host.NewAccountAsync();
-        var model = ApiClient.Unique();
-        var id = await client.SubmitAsync(new { model, model_match = "exact", prompt = "p" });
-        var (worker, _) = await client.NewWorkerAsync("w", model);
-        await worker.PollAsync($"models[]={model}");
-        await worker.PatchAsync($"worker/jobs/{id}/start");
+        var (worker, id, _) = await client.SubmitAndClaimAsync(start: true);
 
         var body = await ApiClient.ExpectAsync(await worker.PostAsync($"worker/jobs/{id}/result", new { output = "x" }), HttpStatusCode.UnprocessableEntity);
         Assert.Contains("output_tokens is required", body.GetProperty("message").GetString());

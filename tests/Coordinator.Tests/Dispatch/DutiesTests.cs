@@ -15,11 +15,7 @@ public class DutiesTests(ClockHostFixture fixture) : IClassFixture<ClockHostFixt
     public async Task AJobStillOutAfterItsTimeout_IsCancelledWithAReason()
     {
         var client = await Host.NewAccountAsync();
-        var model = ApiClient.Unique();
-        var id = await client.SubmitAsync(new { model, prompt = "p", timeout_seconds = 60 });
-        var (worker, _) = await client.NewWorkerAsync("w", model);
-        await worker.PollAsync($"models[]={model}");
-        await worker.PatchAsync($"worker/jobs/{id}/start");
+        var (worker, id, _) = await client.SubmitAndClaimAsync(new { timeout_seconds = 60 }, start: true);
 
         fixture.Clock.Advance(TimeSpan.FromSeconds(59));
         await worker.PatchAsync("worker/heartbeat");
@@ -42,11 +38,7 @@ public class DutiesTests(ClockHostFixture fixture) : IClassFixture<ClockHostFixt
     public async Task ASilentWorker_GoesOffline_AndItsJobIsRequeuedForAnother()
     {
         var client = await Host.NewAccountAsync();
-        var model = ApiClient.Unique();
-        var id = await client.SubmitAsync(new { model, prompt = "p" });
-        var (dead, _) = await client.NewWorkerAsync("dead", model);
-        await dead.PollAsync($"models[]={model}");
-        await dead.PatchAsync($"worker/jobs/{id}/start");
+        var (dead, id, model) = await client.SubmitAndClaimAsync(start: true);
         Assert.Contains(await ModelNamesAsync(client), n => n == model);
 
         fixture.Clock.Advance(TimeSpan.FromSeconds(91));

@@ -62,6 +62,20 @@ public sealed class ApiClient(HttpClient http, string? key)
         return (worker, registered.GetProperty("worker_id").GetInt64());
     }
 
+    /// <summary>Submits an exact-model job for a fresh model and has a fresh worker of this account claim it.</summary>
+    public async Task<(ApiClient Worker, long JobId, string Model)> SubmitAndClaimAsync(object? extra = null, bool start = false)
+    {
+        var model = Unique();
+        var job = new Dictionary<string, object?> { ["model"] = model, ["model_match"] = "exact", ["prompt"] = "p" };
+        foreach (var property in extra?.GetType().GetProperties() ?? []) job[property.Name] = property.GetValue(extra);
+        var id = await SubmitAsync(job);
+        var (worker, _) = await NewWorkerAsync("w-" + model, model);
+        var assignment = await worker.PollAsync($"models[]={model}");
+        Assert.Equal(id, assignment!.Value.GetProperty("job_id").GetInt64());
+        if (start) await ExpectAsync(await worker.PatchAsync($"worker/jobs/{id}/start"), HttpStatusCode.OK);
+        return (worker, id, model);
+    }
+
     /// <summary>One long-poll; null on 204.</summary>
     public async Task<JsonElement?> PollAsync(string query = "", CancellationToken cancellationToken = default)
     {
