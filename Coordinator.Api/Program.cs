@@ -5,6 +5,8 @@ using Coordinator.Api.Health;
 using Coordinator.Api.Infrastructure;
 using Coordinator.Api.Jobs;
 using Coordinator.Api.Models;
+using Coordinator.Api.Operator;
+using Coordinator.Api.Usage;
 using Coordinator.Api.Workers;
 using Coordinator.Grid;
 
@@ -63,6 +65,7 @@ api.MapAccounts();
 api.MapJobs();
 api.MapWorkers();
 api.MapModels();
+api.MapUsage();
 app.MapOpenApi("/api/v1/openapi/{documentName}.json");
 app.UseSwaggerUI(ui =>
 {
@@ -74,6 +77,10 @@ app.MapGet("/", () => Results.Redirect("/api/docs")).ExcludeFromDescription();
 if (!await Startup.PrepareDatabaseAsync(app))
 {
     return 1;
+}
+if (args is ["payouts", .. var payoutArgs])
+{
+    return await PayoutCommands.RunAsync(app.Services, payoutArgs, Console.Out);
 }
 await app.RunAsync();
 return 0;

@@ -60,3 +60,25 @@ public sealed class AccountOptions
     /// <summary>How long a node trusts a key it has looked up; a revoked key stops working on every node within this. Default: 5 s.</summary>
     public TimeSpan KeyCacheDuration { get; set; } = TimeSpan.FromSeconds(5);
 }
+
+/// <summary>Credits, payouts and quota settings, bound from the <c>Accounting</c> configuration section.</summary>
+public sealed class AccountingOptions
+{
+    public const string Section = "Accounting";
+
+    /// <summary>Credits a worker earns per 1,000 output tokens. Default: 1.0 (the spec's rate).</summary>
+    [Range(0, 1_000_000)]
+    public decimal CreditsPerThousandOutputTokens { get; set; } = 1.0m;
+
+    /// <summary>USD value of one credit, reported by <c>GET /worker/credits</c>. Default: 0.01.</summary>
+    [Range(0, 1_000_000)]
+    public decimal CreditValueUsd { get; set; } = 0.01m;
+
+    /// <summary>A payout needs an unpaid balance above this many credits. Default: 0 (anything above zero).</summary>
+    [Range(0, 1_000_000_000)]
+    public decimal MinimumPayoutCredits { get; set; }
+
+    /// <summary>Counter rows per account per day, so concurrent claims of one account do not queue on one row. Default: 16.</summary>
+    [Range(1, 1024)]
+    public int QuotaShards { get; set; } = 16;
+}

@@ -1,3 +1,4 @@
+using Coordinator.Grid.Accounting;
 using Coordinator.Grid.Accounts;
 using Coordinator.Grid.Database;
 using Coordinator.Grid.Dispatch;
@@ -22,6 +23,7 @@ public static class GridServiceCollectionExtensions
         services.AddOptions<DispatchOptions>().Bind(configuration.GetSection(DispatchOptions.Section)).ValidateDataAnnotations().ValidateOnStart();
         services.AddOptions<JobLimitsOptions>().Bind(configuration.GetSection(JobLimitsOptions.Section)).ValidateDataAnnotations().ValidateOnStart();
         services.AddOptions<AccountOptions>().Bind(configuration.GetSection(AccountOptions.Section)).ValidateDataAnnotations().ValidateOnStart();
+        services.AddOptions<AccountingOptions>().Bind(configuration.GetSection(AccountingOptions.Section)).ValidateDataAnnotations().ValidateOnStart();
         services.TryAddSingleton(TimeProvider.System);
         // Columns are snake_case (created_at), properties PascalCase (CreatedAt).
         Dapper.DefaultTypeMap.MatchNamesWithUnderscores = true;
@@ -31,6 +33,9 @@ public static class GridServiceCollectionExtensions
         services.AddSingleton<AccountStore>();
         services.AddSingleton<JobStore>();
         services.AddSingleton<WorkerStore>();
+        services.AddSingleton<Quotas>();
+        services.AddSingleton<Credits>();
+        services.AddSingleton<Usage>();
         services.AddSingleton<WaiterRegistry>();
         services.AddSingleton<WorkSignals>();
         services.AddSingleton<Dispatcher>();

@@ -4,7 +4,7 @@ namespace Coordinator.Api.Jobs;
 
 /// <summary>
 /// The spec's Job. Beyond the spec it carries <c>error</c> (the failure or cancellation reason, where public
-/// clients of this API read it), <c>attempts</c>, <c>model_used</c>, <c>webhook_url</c> and the claim/start times.
+/// clients of this API read it), <c>attempts</c>, <c>model_used</c>, <c>webhook_url</c>, the claim/start times and <c>held</c> (pending, but paused until the account's daily quota resets).
 /// </summary>
 public sealed record JobDto(
     long JobId,
@@ -25,12 +25,13 @@ public sealed record JobDto(
     string? ModelUsed,
     string? WebhookUrl,
     DateTime? ClaimedAt,
-    DateTime? StartedAt)
+    DateTime? StartedAt,
+    bool Held)
 {
     public static JobDto From(JobRow row) => new(
         row.Id, row.Status, row.Model, row.ModelMatch, row.Output, row.InputTokens, row.OutputTokens, row.DurationMs,
         row.Priority, row.TimeoutSeconds, row.Tag, row.CreatedAt, row.CompletedAt, row.Error, row.Attempts, row.ModelUsed,
-        row.WebhookUrl, row.ClaimedAt, row.StartedAt);
+        row.WebhookUrl, row.ClaimedAt, row.StartedAt, row.Held);
 }
 
 public sealed record StatusDto(string Status);

@@ -49,6 +49,7 @@ public static class WorkersApi
         bound.MapPatch("/jobs/{id:long}/start", StartAsync);
         bound.MapPost("/jobs/{id:long}/result", ResultAsync);
         bound.MapPost("/jobs/{id:long}/fail", FailAsync);
+        bound.MapCredits();
         return worker;
     }
 

@@ -1,3 +1,4 @@
+using Coordinator.Grid.Accounting;
 using Coordinator.Grid.Dispatch;
 using Dapper;
 using Microsoft.Extensions.Hosting;
@@ -8,14 +9,14 @@ using Npgsql;
 namespace Coordinator.Grid.Duties;
 
 /// <summary>What one pass of the duties did.</summary>
-public sealed record DutyReport(int TimedOut, int WentOffline, int Requeued, int FailedAfterAttempts, bool Skipped = false);
+public sealed record DutyReport(int TimedOut, int WentOffline, int Requeued, int FailedAfterAttempts, int Released = 0, bool Skipped = false);
 
 /// <summary>
 /// The time-driven duties: timeouts, the offline sweep and requeue of jobs held by offline workers.
 /// Every node runs them; a transaction-scoped advisory lock lets one node at a time do a pass.
 /// </summary>
 public sealed partial class GridDuties(
-    NpgsqlDataSource dataSource, TimeProvider time, WorkSignals signals, IOptions<DispatchOptions> options, ILogger<GridDuties> logger)
+    NpgsqlDataSource dataSource, TimeProvider time, WorkSignals signals, Quotas quotas, IOptions<DispatchOptions> options, ILogger<GridDuties> logger)
 {
     private const long DutyLockKey = 0x636f6f7264_02;
 
@@ -28,6 +29,8 @@ public sealed partial class GridDuties(
         var locked = await connection.ExecuteScalarAsync<bool>(new CommandDefinition(
             "SELECT pg_try_advisory_xact_lock(@key)", new { key = DutyLockKey }, transaction, cancellationToken: cancellationToken));
         if (!locked) return new DutyReport(0, 0, 0, 0, Skipped: true);
+
+        var released = await quotas.ReleaseAsync(connection, transaction, cancellationToken);
 
         // The spec: "Auto-cancelled if still claimed/running this long after being claimed."
         var timedOut = await connection.ExecuteAsync(new CommandDefinition("""
@@ -59,16 +62,17 @@ public sealed partial class GridDuties(
 
         var backToPending = requeued.Where(r => r.Status == "pending").ToList();
         foreach (var job in backToPending) signals.WorkAvailable(WakeKeys.ForJob(job.ModelMatch, job.Model, job.Family));
-        var report = new DutyReport(timedOut, wentOffline, backToPending.Count, requeued.Count - backToPending.Count);
-        if (timedOut + wentOffline + requeued.Count > 0)
+        foreach (var keys in released) signals.WorkAvailable(keys);
+        var report = new DutyReport(timedOut, wentOffline, backToPending.Count, requeued.Count - backToPending.Count, released.Count);
+        if (timedOut + wentOffline + requeued.Count + released.Count > 0)
         {
-            LogDuties(logger, report.TimedOut, report.WentOffline, report.Requeued, report.FailedAfterAttempts);
+            LogDuties(logger, report.TimedOut, report.WentOffline, report.Requeued, report.FailedAfterAttempts, report.Released);
         }
         return report;
     }
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "Duties: {TimedOut} timed out, {WentOffline} workers offline, {Requeued} requeued, {Failed} failed after their last attempt")]
-    private static partial void LogDuties(ILogger logger, int timedOut, int wentOffline, int requeued, int failed);
+    [LoggerMessage(Level = LogLevel.Information, Message = "Duties: {TimedOut} timed out, {WentOffline} workers offline, {Requeued} requeued, {Failed} failed after their last attempt, {Released} released from quota holds")]
+    private static partial void LogDuties(ILogger logger, int timedOut, int wentOffline, int requeued, int failed, int released);
 }
 
 /// <summary>Runs <see cref="GridDuties"/> every <see cref="DispatchOptions.DutyInterval"/> on every node.</summary>

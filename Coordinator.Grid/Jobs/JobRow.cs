@@ -45,6 +45,8 @@ public sealed class JobRow
     public string? Error { get; init; }
     public long? WorkerId { get; init; }
     public int Attempts { get; init; }
+    /// <summary>Pending but not dispatchable: the account is over its daily quota.</summary>
+    public bool Held { get; init; }
     public DateTime CreatedAt { get; init; }
     public DateTime? ClaimedAt { get; init; }
     public DateTime? StartedAt { get; init; }
@@ -82,6 +84,9 @@ public sealed class ClaimedJob
     public int Priority { get; init; }
     public int TimeoutSeconds { get; init; }
     public int Attempts { get; init; }
+    public long AccountId { get; init; }
+    /// <summary>The account's plan has daily limits, so the claim must be checked against them.</summary>
+    public bool QuotaLimited { get; init; }
 }
 
 /// <summary>The result a worker reports.</summary>

@@ -1,5 +1,7 @@
+using Coordinator.Grid.Accounting;
 using Coordinator.Grid.Dispatch;
 using Dapper;
+using Microsoft.Extensions.Options;
 using Npgsql;
 
 namespace Coordinator.Grid.Jobs;
@@ -8,35 +10,40 @@ namespace Coordinator.Grid.Jobs;
 /// The jobs table: inserts, client operations and worker transitions. Every transition is one conditional
 /// UPDATE on the expected state; zero rows means the caller lost a race or is not entitled to the job.
 /// </summary>
-public sealed class JobStore(NpgsqlDataSource dataSource, TimeProvider time, WorkSignals signals)
+public sealed class JobStore(NpgsqlDataSource dataSource, TimeProvider time, WorkSignals signals, Quotas quotas, IOptions<AccountingOptions> accounting)
 {
     // What clients see of a job: everything but the prompt, which can be large and which they sent themselves.
     private const string ClientColumns = """
         id, account_id, status, model, family, model_match, priority, timeout_seconds, tag, webhook_url,
-        output, input_tokens, output_tokens, duration_ms, model_used, error, worker_id, attempts,
+        output, input_tokens, output_tokens, duration_ms, model_used, error, worker_id, attempts, held,
         created_at, claimed_at, started_at, completed_at
         """;
 
     private const string ClaimedColumns = "id, model, family, model_match, prompt, priority, timeout_seconds, attempts";
 
+    /// <summary>
+    /// Inserts a pending job. Without a priority it takes the plan's priority boost; if the account has reached a
+    /// daily limit it is held until the quota resets.
+    /// </summary>
     public async Task<JobRow> SubmitAsync(long accountId, NewJob job, CancellationToken cancellationToken = default)
     {
         var family = job.Model is null ? null : ModelNames.FamilyOf(job.Model);
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
         var row = await connection.QuerySingleAsync<JobRow>(new CommandDefinition($"""
-            INSERT INTO jobs (account_id, status, model, family, model_match, prompt, priority, timeout_seconds, tag, webhook_url, created_at)
-            VALUES (@accountId, 'pending', @model, @family, @modelMatch, @prompt,
-                    COALESCE(@priority, (SELECT default_priority FROM accounts WHERE id = @accountId)),
-                    @timeoutSeconds, @tag, @webhookUrl, @now)
+            INSERT INTO jobs (account_id, status, model, family, model_match, prompt, priority, timeout_seconds, tag, webhook_url, held, created_at)
+            SELECT a.id, 'pending', @model, @family, @modelMatch, @prompt, COALESCE(@priority, p.priority_boost),
+                   @timeoutSeconds, @tag, @webhookUrl, a.quota_exhausted_on IS NOT DISTINCT FROM @today, @now
+            FROM accounts a JOIN plans p ON p.id = a.plan
+            WHERE a.id = @accountId
             RETURNING {ClientColumns}
             """,
             new
             {
                 accountId, model = job.Model, family, modelMatch = job.ModelMatch, prompt = job.Prompt, priority = job.Priority,
-                timeoutSeconds = job.TimeoutSeconds, tag = job.Tag, webhookUrl = job.WebhookUrl, now = time.GetUtcNow(),
+                timeoutSeconds = job.TimeoutSeconds, tag = job.Tag, webhookUrl = job.WebhookUrl, now = time.GetUtcNow(), today = quotas.Today,
             },
             cancellationToken: cancellationToken));
-        signals.WorkAvailable(WakeKeys.ForJob(row.ModelMatch, row.Model, row.Family));
+        if (!row.Held) signals.WorkAvailable(WakeKeys.ForJob(row.ModelMatch, row.Model, row.Family));
         return row;
     }
 
@@ -127,13 +134,13 @@ public sealed class JobStore(NpgsqlDataSource dataSource, TimeProvider time, Wor
     public async Task<ClaimedJob?> ClaimAsync(long workerId, Capabilities capabilities, CancellationToken cancellationToken = default)
     {
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
-        return await connection.QuerySingleOrDefaultAsync<ClaimedJob>(new CommandDefinition($"""
+        var job = await connection.QuerySingleOrDefaultAsync<ClaimedJob>(new CommandDefinition($"""
             WITH candidates AS (
                 SELECT c.id, c.priority
                 FROM unnest(@models::text[]) AS m(name)
                 CROSS JOIN LATERAL (
                     SELECT id, priority FROM jobs
-                    WHERE status = 'pending' AND model_match <> 'any' AND model = m.name
+                    WHERE status = 'pending' AND NOT held AND model_match <> 'any' AND model = m.name
                     ORDER BY priority DESC, id
                     LIMIT 1
                     FOR UPDATE SKIP LOCKED
@@ -143,7 +150,7 @@ public sealed class JobStore(NpgsqlDataSource dataSource, TimeProvider time, Wor
                 FROM unnest(@families::text[]) AS f(name)
                 CROSS JOIN LATERAL (
                     SELECT id, priority FROM jobs
-                    WHERE status = 'pending' AND model_match = 'family' AND family = f.name
+                    WHERE status = 'pending' AND NOT held AND model_match = 'family' AND family = f.name
                     ORDER BY priority DESC, id
                     LIMIT 1
                     FOR UPDATE SKIP LOCKED
@@ -152,21 +159,36 @@ public sealed class JobStore(NpgsqlDataSource dataSource, TimeProvider time, Wor
                 SELECT c.id, c.priority
                 FROM (
                     SELECT id, priority FROM jobs
-                    WHERE @catchAll AND status = 'pending' AND model_match = 'any'
+                    WHERE @catchAll AND status = 'pending' AND NOT held AND model_match = 'any'
                     ORDER BY priority DESC, id
                     LIMIT 1
                     FOR UPDATE SKIP LOCKED
                 ) c
             ), best AS (
                 SELECT id FROM candidates ORDER BY priority DESC, id LIMIT 1
+            ), claimed AS (
+                UPDATE jobs j SET status = 'claimed', worker_id = @workerId, claimed_at = @now, attempts = j.attempts + 1
+                FROM best
+                WHERE j.id = best.id
+                RETURNING {string.Join(", ", ClaimedColumns.Split(", ").Select(c => "j." + c))}, j.account_id
+            ), counted AS (
+                -- A request counts when its job is claimed.
+                INSERT INTO quota_usage (account_id, day, shard, requests)
+                SELECT account_id, @today, @shard, 1 FROM claimed
+                ON CONFLICT (account_id, day, shard) DO UPDATE SET requests = quota_usage.requests + 1
             )
-            UPDATE jobs j SET status = 'claimed', worker_id = @workerId, claimed_at = @now, attempts = j.attempts + 1
-            FROM best
-            WHERE j.id = best.id
-            RETURNING {string.Join(", ", ClaimedColumns.Split(", ").Select(c => "j." + c))}
+            SELECT c.*, (p.daily_requests IS NOT NULL OR p.daily_tokens IS NOT NULL) AS quota_limited
+            FROM claimed c JOIN accounts a ON a.id = c.account_id JOIN plans p ON p.id = a.plan
             """,
-            new { workerId, models = capabilities.Models.ToArray(), families = capabilities.Families.ToArray(), catchAll = capabilities.CatchAll, now = time.GetUtcNow() },
+            new
+            {
+                workerId, models = capabilities.Models.ToArray(), families = capabilities.Families.ToArray(), catchAll = capabilities.CatchAll,
+                now = time.GetUtcNow(), today = quotas.Today, shard = quotas.ShardFor(workerId),
+            },
             cancellationToken: cancellationToken));
+        // Concurrent claims can overshoot a request limit by at most the claims in flight when it is reached.
+        if (job is { QuotaLimited: true }) await quotas.EnforceAsync(job.AccountId, CancellationToken.None);
+        return job;
     }
 
     /// <summary>Gives back a claim whose poll was abandoned (the worker disconnected): the job is pending again and not counted as an attempt.</summary>
@@ -184,14 +206,45 @@ public sealed class JobStore(NpgsqlDataSource dataSource, TimeProvider time, Wor
     public Task<Transition<string>> StartAsync(long workerId, long jobId, CancellationToken cancellationToken = default) =>
         WorkerTransitionAsync(workerId, jobId, [JobStatus.Claimed], "status = 'running', started_at = @now", null, cancellationToken);
 
-    /// <summary>running → completed with the worker's result.</summary>
-    public Task<Transition<string>> CompleteAsync(long workerId, long jobId, JobResult result, CancellationToken cancellationToken = default) =>
-        WorkerTransitionAsync(workerId, jobId, [JobStatus.Running], """
-            status = 'completed', output = @output, input_tokens = @inputTokens, output_tokens = @outputTokens,
-            duration_ms = @durationMs, model_used = @modelUsed, completed_at = @now
+    /// <summary>
+    /// running → completed with the worker's result. The same statement appends the usage ledger row, the worker's
+    /// credit entry and the account's token count, so none of them can exist without the others.
+    /// </summary>
+    public async Task<Transition<string>> CompleteAsync(long workerId, long jobId, JobResult result, CancellationToken cancellationToken = default)
+    {
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+        var done = await connection.QuerySingleOrDefaultAsync<(long AccountId, bool TokenLimited)>(new CommandDefinition("""
+            WITH done AS (
+                UPDATE jobs SET status = 'completed', output = @output, input_tokens = @inputTokens, output_tokens = @outputTokens,
+                    duration_ms = @durationMs, model_used = @modelUsed, completed_at = @now
+                WHERE id = @jobId AND worker_id = @workerId AND status = 'running'
+                RETURNING id, account_id, tag, model, worker_id
+            ), ledger AS (
+                INSERT INTO usage_ledger (account_id, job_id, tag, model, input_tokens, output_tokens, created_at)
+                SELECT account_id, id, tag, COALESCE(@modelUsed, model), COALESCE(@inputTokens, 0), @outputTokens, @now FROM done
+            ), credit AS (
+                INSERT INTO worker_credits (worker_id, job_id, credits, output_tokens, duration_ms, created_at)
+                SELECT worker_id, id, round(@outputTokens / 1000.0 * @rate, 4), @outputTokens, @durationMs, @now FROM done
+            ), tokens AS (
+                -- Tokens count when results arrive.
+                INSERT INTO quota_usage (account_id, day, shard, tokens)
+                SELECT account_id, @today, @shard, COALESCE(@inputTokens, 0) + @outputTokens FROM done
+                ON CONFLICT (account_id, day, shard) DO UPDATE SET tokens = quota_usage.tokens + EXCLUDED.tokens
+            )
+            SELECT d.account_id, p.daily_tokens IS NOT NULL
+            FROM done d JOIN accounts a ON a.id = d.account_id JOIN plans p ON p.id = a.plan
             """,
-            new { output = result.Output, inputTokens = result.InputTokens, outputTokens = result.OutputTokens, durationMs = result.DurationMs, modelUsed = result.ModelUsed },
-            cancellationToken);
+            new
+            {
+                jobId, workerId, output = result.Output, inputTokens = result.InputTokens, outputTokens = result.OutputTokens,
+                durationMs = result.DurationMs, modelUsed = result.ModelUsed, now = time.GetUtcNow(), today = quotas.Today,
+                shard = quotas.ShardFor(workerId), rate = accounting.Value.CreditsPerThousandOutputTokens,
+            },
+            cancellationToken: cancellationToken));
+        if (done.AccountId == 0) return await WhyNotAsync(connection, workerId, jobId, cancellationToken);
+        if (done.TokenLimited) await quotas.EnforceAsync(done.AccountId, CancellationToken.None);
+        return Transition<string>.Done(JobStatus.Completed);
+    }
 
     /// <summary>claimed or running → failed, keeping the worker's message for the client.</summary>
     public Task<Transition<string>> FailAsync(long workerId, long jobId, string error, CancellationToken cancellationToken = default) =>
@@ -209,9 +262,12 @@ public sealed class JobStore(NpgsqlDataSource dataSource, TimeProvider time, Wor
             WHERE id = @jobId AND worker_id = @workerId AND status = ANY(@expectedStatuses)
             RETURNING status
             """, parameters, cancellationToken: cancellationToken));
-        if (status is not null) return Transition<string>.Done(status);
+        return status is not null ? Transition<string>.Done(status) : await WhyNotAsync(connection, workerId, jobId, cancellationToken);
+    }
 
-        // A worker only ever sees jobs it holds or held: anything else is not found.
+    /// <summary>Why a worker transition changed nothing. A worker only ever sees jobs it holds or held: anything else is not found.</summary>
+    private static async Task<Transition<string>> WhyNotAsync(NpgsqlConnection connection, long workerId, long jobId, CancellationToken cancellationToken)
+    {
         var current = await connection.QuerySingleOrDefaultAsync<string>(new CommandDefinition(
             "SELECT status FROM jobs WHERE id = @jobId AND worker_id = @workerId",
             new { jobId, workerId }, cancellationToken: cancellationToken));

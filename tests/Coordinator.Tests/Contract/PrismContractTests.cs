@@ -94,6 +94,15 @@ public sealed class PrismContractTests : IAsyncLifetime
         var completed = await CallAsync(HttpMethod.Get, $"jobs/{id}", key, null, HttpStatusCode.OK);
         Assert.Equal("completed", completed.GetProperty("status").GetString());
 
+        await CallAsync(HttpMethod.Get, "usage", key, null, HttpStatusCode.OK);
+        var weekly = await CallAsync(HttpMethod.Get, "usage?period=weekly&tag=contract", key, null, HttpStatusCode.OK);
+        Assert.Equal(6, weekly.GetProperty("tokens_used").GetInt64());
+        await CallAsync(HttpMethod.Get, "usage?period=monthly", key, null, HttpStatusCode.OK);
+        var credits = await CallAsync(HttpMethod.Get, "worker/credits", key, null, HttpStatusCode.OK);
+        Assert.Equal(0.002m, credits.GetProperty("balance").GetDecimal());
+        await CallAsync(HttpMethod.Post, "worker/payout_request", key, null, HttpStatusCode.Created);
+        await CallAsync(HttpMethod.Post, "worker/payout_request", key, null, HttpStatusCode.UnprocessableEntity);
+
         var any = await CallAsync(HttpMethod.Get, "worker/jobs/next?catch_all=true", key, null, HttpStatusCode.OK);
         var anyId = any.GetProperty("job_id").GetInt64();
         await CallAsync(HttpMethod.Post, $"worker/jobs/{anyId}/fail", key, new { error = "Ollama returned empty response" }, HttpStatusCode.OK);

@@ -79,7 +79,7 @@ public class DispatchTests(HostFixture fixture) : IClassFixture<HostFixture>
     public async Task TwentyWorkersRacingFor500Jobs_ClaimEachExactlyOnce()
     {
         const int jobCount = 500;
-        var client = await Host.NewAccountAsync();
+        var client = await Host.NewAccountOnPlanAsync(null, null);
         var model = ApiClient.Unique();
         for (var i = 0; i < jobCount / 2; i++) await client.SubmitAsync(new { model, prompt = $"job {i}" });
 

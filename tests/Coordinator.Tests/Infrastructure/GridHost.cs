@@ -41,6 +41,28 @@ public sealed class GridHost : IAsyncDisposable
         return WithKey(key);
     }
 
+    /// <summary>
+    /// Signs up an account on a plan with the given daily limits (null: none). Tests that move many jobs use
+    /// <c>NewAccountOnPlanAsync(null, null)</c> so that the free plan's 100 requests a day do not hold them.
+    /// </summary>
+    public async Task<ApiClient> NewAccountOnPlanAsync(int? dailyRequests, long? dailyTokens)
+    {
+        var (accountId, key) = await Anonymous().SignUpAsync("planned");
+        var plan = $"test-{dailyRequests?.ToString() ?? "none"}-{dailyTokens?.ToString() ?? "none"}";
+        await using var connection = new Npgsql.NpgsqlConnection(ConnectionString);
+        await connection.OpenAsync();
+        await using var command = new Npgsql.NpgsqlCommand("""
+            INSERT INTO plans (id, name, daily_requests, daily_tokens) VALUES (@plan, @plan, @requests, @tokens) ON CONFLICT (id) DO NOTHING;
+            UPDATE accounts SET plan = @plan WHERE id = @accountId;
+            """, connection);
+        command.Parameters.AddWithValue("plan", plan);
+        command.Parameters.AddWithValue("requests", (object?)dailyRequests ?? DBNull.Value);
+        command.Parameters.AddWithValue("tokens", (object?)dailyTokens ?? DBNull.Value);
+        command.Parameters.AddWithValue("accountId", accountId);
+        await command.ExecuteNonQueryAsync();
+        return WithKey(key);
+    }
+
     public static async Task<GridHost> StartAsync(string? connectionString = null, TimeProvider? time = null, IDictionary<string, string?>? settings = null)
     {
         connectionString ??= await TestDatabase.CreateAsync();
