@@ -1,6 +1,7 @@
 using System.Text.Json;
 using Coordinator.Api;
 using Coordinator.Api.Accounts;
+using Coordinator.Api.Billing;
 using Coordinator.Api.Health;
 using Coordinator.Api.Infrastructure;
 using Coordinator.Api.Jobs;
@@ -36,6 +37,7 @@ builder.Services.ConfigureHttpJsonOptions(json =>
     json.SerializerOptions.DictionaryKeyPolicy = JsonNamingPolicy.SnakeCaseLower;
 });
 builder.Services.AddGrid(builder.Configuration, connectionString);
+builder.Services.AddTransient<PriorityBoosts>();
 builder.Services.AddExceptionHandler<ErrorHandling>();
 builder.Services.AddProblemDetails();
 builder.Services.AddOpenApi("v1");
@@ -66,6 +68,7 @@ api.MapJobs();
 api.MapWorkers();
 api.MapModels();
 api.MapUsage();
+api.MapBilling();
 app.MapOpenApi("/api/v1/openapi/{documentName}.json");
 app.UseSwaggerUI(ui =>
 {

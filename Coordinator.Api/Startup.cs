@@ -35,6 +35,7 @@ public static partial class Startup
             }
         }
 
+        await app.Services.GetRequiredService<Coordinator.Grid.Billing.BillingStore>().SyncPlansAsync();
         var keyFile = app.Configuration["DevAccount:KeyFile"];
         if (!string.IsNullOrEmpty(keyFile)) await EnsureDevAccountAsync(app, keyFile);
         return true;

@@ -1,5 +1,6 @@
 using Coordinator.Grid.Accounting;
 using Coordinator.Grid.Accounts;
+using Coordinator.Grid.Billing;
 using Coordinator.Grid.Database;
 using Coordinator.Grid.Dispatch;
 using Coordinator.Grid.Duties;
@@ -23,6 +24,7 @@ public static class GridServiceCollectionExtensions
         services.AddOptions<DispatchOptions>().Bind(configuration.GetSection(DispatchOptions.Section)).ValidateDataAnnotations().ValidateOnStart();
         services.AddOptions<JobLimitsOptions>().Bind(configuration.GetSection(JobLimitsOptions.Section)).ValidateDataAnnotations().ValidateOnStart();
         services.AddOptions<AccountOptions>().Bind(configuration.GetSection(AccountOptions.Section)).ValidateDataAnnotations().ValidateOnStart();
+        services.AddOptions<BillingOptions>().Bind(configuration.GetSection(BillingOptions.Section)).ValidateDataAnnotations().ValidateOnStart();
         services.AddOptions<AccountingOptions>().Bind(configuration.GetSection(AccountingOptions.Section)).ValidateDataAnnotations().ValidateOnStart();
         services.TryAddSingleton(TimeProvider.System);
         // Columns are snake_case (created_at), properties PascalCase (CreatedAt).
@@ -36,6 +38,8 @@ public static class GridServiceCollectionExtensions
         services.AddSingleton<Quotas>();
         services.AddSingleton<Credits>();
         services.AddSingleton<Usage>();
+        services.AddSingleton<BillingStore>();
+        services.AddHttpClient<StripeClient>(client => client.Timeout = TimeSpan.FromSeconds(20));
         services.AddSingleton<WaiterRegistry>();
         services.AddSingleton<WorkSignals>();
         services.AddSingleton<Dispatcher>();

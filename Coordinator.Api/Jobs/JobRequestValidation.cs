@@ -10,7 +10,8 @@ public static class JobRequestValidation
     public const int MaxTagLength = 200;
     public const int MaxUrlLength = 2048;
 
-    public static (NewJob? Job, IReadOnlyList<string> Errors) Validate(JsonFields fields, JobLimitsOptions limits)
+    /// <summary>The job to insert, or every error; and whether the client asked for a paid priority boost.</summary>
+    public static (NewJob? Job, IReadOnlyList<string> Errors, bool WantsBoost) Validate(JsonFields fields, JobLimitsOptions limits)
     {
         var prompt = fields.String("prompt", required: true, maxUtf8Bytes: limits.MaxPromptBytes);
         var model = fields.String("model", maxLength: ModelNames.MaxLength);
@@ -42,17 +43,14 @@ public static class JobRequestValidation
             fields.Errors.Add("webhook_url must be an absolute http or https URL");
         }
 
-        if (fields.Bool("priority_boost") == true)
-        {
-            fields.Errors.Add("priority_boost is not available: this coordinator has no billing configured");
-        }
+        var wantsBoost = fields.Bool("priority_boost") == true;
         var blobIds = fields.Array("blob_ids", maxItems: 100);
         if (blobIds is { Count: > 0 })
         {
             fields.Errors.Add("blob_ids: no such confirmed blob: " + string.Join(", ", blobIds.Select(b => b.ToString())));
         }
 
-        if (!fields.IsValid) return (null, fields.Errors);
-        return (new NewJob(model, modelMatch!, prompt!, priority, timeout ?? limits.DefaultTimeoutSeconds, tag, webhookUrl), []);
+        if (!fields.IsValid) return (null, fields.Errors, wantsBoost);
+        return (new NewJob(model, modelMatch!, prompt!, priority, timeout ?? limits.DefaultTimeoutSeconds, tag, webhookUrl), [], wantsBoost);
     }
 }

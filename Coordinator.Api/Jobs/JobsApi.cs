@@ -1,4 +1,5 @@
 using System.Globalization;
+using Coordinator.Api.Billing;
 using Coordinator.Api.Infrastructure;
 using Coordinator.Grid;
 using Coordinator.Grid.Jobs;
@@ -27,14 +28,22 @@ public static class JobsApi
     }
 
     public static async Task<Results<Created<JobDto>, UnprocessableEntity<ValidationErrors>>> SubmitAsync(
-        HttpContext context, JobStore jobs, IOptions<JobLimitsOptions> limits)
+        HttpContext context, JobStore jobs, PriorityBoosts boosts, IOptions<JobLimitsOptions> limits)
     {
         var (fields, error) = await JsonFields.ReadAsync(context.Request);
         if (fields is null) return ApiErrors.Validation([error!]);
-        var (job, errors) = JobRequestValidation.Validate(fields, limits.Value);
+        var (job, errors, wantsBoost) = JobRequestValidation.Validate(fields, limits.Value);
         if (job is null) return ApiErrors.Validation(errors);
 
-        var row = await jobs.SubmitAsync(context.GetCaller().AccountId, job, context.RequestAborted);
+        var accountId = context.GetCaller().AccountId;
+        if (wantsBoost)
+        {
+            // Charged before the job exists: without a saved payment method no job is created at all.
+            var (boost, refusal) = await boosts.ChargeAsync(accountId, context.RequestAborted);
+            if (boost is null) return ApiErrors.Validation([refusal!]);
+            job = job with { Boost = boost };
+        }
+        var row = await jobs.SubmitAsync(accountId, job, context.RequestAborted);
         return TypedResults.Created($"/api/v1/jobs/{row.Id}", JobDto.From(row));
     }
 

@@ -47,6 +47,8 @@ public sealed class JobRow
     public int Attempts { get; init; }
     /// <summary>Pending but not dispatchable: the account is over its daily quota.</summary>
     public bool Held { get; init; }
+    public string? BoostStatus { get; init; }
+    public string? BoostError { get; init; }
     public DateTime CreatedAt { get; init; }
     public DateTime? ClaimedAt { get; init; }
     public DateTime? StartedAt { get; init; }
@@ -61,7 +63,14 @@ public sealed record NewJob(
     int? Priority,
     int TimeoutSeconds,
     string? Tag,
-    string? WebhookUrl);
+    string? WebhookUrl)
+{
+    /// <summary>The outcome of a paid priority boost, when one was asked for.</summary>
+    public Boost? Boost { get; init; }
+}
+
+/// <summary>A priority boost charge: <c>charged</c> adds <see cref="Delta"/> to the priority; <c>failed</c> says why.</summary>
+public sealed record Boost(string Status, int Delta, string? Error, string? PaymentIntent);
 
 /// <summary>Filters for listing an account's jobs, newest first.</summary>
 public sealed record JobQuery(

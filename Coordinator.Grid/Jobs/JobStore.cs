@@ -15,7 +15,7 @@ public sealed class JobStore(NpgsqlDataSource dataSource, TimeProvider time, Wor
     // What clients see of a job: everything but the prompt, which can be large and which they sent themselves.
     private const string ClientColumns = """
         id, account_id, status, model, family, model_match, priority, timeout_seconds, tag, webhook_url,
-        output, input_tokens, output_tokens, duration_ms, model_used, error, worker_id, attempts, held,
+        output, input_tokens, output_tokens, duration_ms, model_used, error, worker_id, attempts, held, boost_status, boost_error,
         created_at, claimed_at, started_at, completed_at
         """;
 
@@ -30,9 +30,11 @@ public sealed class JobStore(NpgsqlDataSource dataSource, TimeProvider time, Wor
         var family = job.Model is null ? null : ModelNames.FamilyOf(job.Model);
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
         var row = await connection.QuerySingleAsync<JobRow>(new CommandDefinition($"""
-            INSERT INTO jobs (account_id, status, model, family, model_match, prompt, priority, timeout_seconds, tag, webhook_url, held, created_at)
-            SELECT a.id, 'pending', @model, @family, @modelMatch, @prompt, COALESCE(@priority, p.priority_boost),
-                   @timeoutSeconds, @tag, @webhookUrl, a.quota_exhausted_on IS NOT DISTINCT FROM @today, @now
+            INSERT INTO jobs (account_id, status, model, family, model_match, prompt, priority, timeout_seconds, tag, webhook_url, held,
+                              boost_status, boost_error, boost_payment_intent, created_at)
+            SELECT a.id, 'pending', @model, @family, @modelMatch, @prompt, COALESCE(@priority, p.priority_boost) + @boostDelta,
+                   @timeoutSeconds, @tag, @webhookUrl, a.quota_exhausted_on IS NOT DISTINCT FROM @today,
+                   @boostStatus, @boostError, @boostPaymentIntent, @now
             FROM accounts a JOIN plans p ON p.id = a.plan
             WHERE a.id = @accountId
             RETURNING {ClientColumns}
@@ -41,6 +43,8 @@ public sealed class JobStore(NpgsqlDataSource dataSource, TimeProvider time, Wor
             {
                 accountId, model = job.Model, family, modelMatch = job.ModelMatch, prompt = job.Prompt, priority = job.Priority,
                 timeoutSeconds = job.TimeoutSeconds, tag = job.Tag, webhookUrl = job.WebhookUrl, now = time.GetUtcNow(), today = quotas.Today,
+                boostDelta = job.Boost is { Status: "charged" } boost ? boost.Delta : 0, boostStatus = job.Boost?.Status,
+                boostError = job.Boost?.Error, boostPaymentIntent = job.Boost?.PaymentIntent,
             },
             cancellationToken: cancellationToken));
         if (!row.Held) signals.WorkAvailable(WakeKeys.ForJob(row.ModelMatch, row.Model, row.Family));

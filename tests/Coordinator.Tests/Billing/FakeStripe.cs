@@ -1,0 +1,87 @@
+using System.Collections.Concurrent;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace Coordinator.Tests.Billing;
+
+/// <summary>
+/// A stand-in for api.stripe.com on loopback speaking Stripe's wire format: form-encoded requests with bracket
+/// notation, Bearer secret key, JSON objects back, and Stripe error objects (<c>{"error": {"type", "code", "message"}}</c>)
+/// with Stripe's status codes (401 bad key, 400 invalid request, 402 card declined).
+/// </summary>
+public sealed class FakeStripe : IAsyncDisposable
+{
+    public const string SecretKey = "sk_test_fake_coordinator";
+    public const string DeclinedPaymentMethod = "pm_card_chargeDeclined";
+
+    private readonly WebApplication _app;
+
+    private FakeStripe(WebApplication app) => _app = app;
+
+    public ConcurrentQueue<(string Path, Dictionary<string, string> Form, string? IdempotencyKey)> Requests { get; } = new();
+
+    public Uri BaseAddress { get; private set; } = null!;
+
+    public static async Task<FakeStripe> StartAsync()
+    {
+        var builder = WebApplication.CreateSlimBuilder();
+        builder.WebHost.UseUrls("http://127.0.0.1:0");
+        var app = builder.Build();
+        var fake = new FakeStripe(app);
+        app.MapPost("/v1/checkout/sessions", (Delegate)((HttpContext context) => fake.HandleAsync(context, form =>
+        {
+            if (form.GetValueOrDefault("mode") != "subscription") return Error(400, "invalid_request_error", "parameter_invalid_empty", "mode must be subscription here");
+            if (!form.TryGetValue("line_items[0][price]", out var price) || !price.StartsWith("price_", StringComparison.Ordinal))
+            {
+                return Error(400, "invalid_request_error", "resource_missing", $"No such price: '{price}'");
+            }
+            var id = "cs_test_" + Guid.NewGuid().ToString("N")[..24];
+            return Results.Json(new Dictionary<string, object?>
+            {
+                ["id"] = id, ["object"] = "checkout.session", ["mode"] = "subscription", ["status"] = "open",
+                ["client_reference_id"] = form.GetValueOrDefault("client_reference_id"), ["customer"] = form.GetValueOrDefault("customer"),
+                ["url"] = $"https://checkout.stripe.com/c/pay/{id}",
+            });
+        })));
+        app.MapPost("/v1/payment_intents", (Delegate)((HttpContext context) => fake.HandleAsync(context, form =>
+        {
+            var id = "pi_" + Guid.NewGuid().ToString("N")[..24];
+            if (form.GetValueOrDefault("payment_method") == DeclinedPaymentMethod)
+            {
+                return Results.Json(new { error = new { type = "card_error", code = "card_declined", decline_code = "generic_decline",
+                    message = "Your card was declined.", payment_intent = new { id, @object = "payment_intent", status = "requires_payment_method" } } },
+                    statusCode: 402);
+            }
+            return Results.Json(new Dictionary<string, object?>
+            {
+                ["id"] = id, ["object"] = "payment_intent", ["status"] = "succeeded",
+                ["amount"] = long.Parse(form["amount"]), ["currency"] = form["currency"], ["customer"] = form["customer"],
+            });
+        })));
+        await app.StartAsync();
+        var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
+        fake.BaseAddress = new Uri(address);
+        return fake;
+    }
+
+    private async Task<IResult> HandleAsync(HttpContext context, Func<Dictionary<string, string>, IResult> respond)
+    {
+        if (context.Request.Headers.Authorization != $"Bearer {SecretKey}")
+        {
+            return Error(401, "invalid_request_error", null, "Invalid API Key provided");
+        }
+        if (!context.Request.HasFormContentType) return Error(400, "invalid_request_error", null, "requests must be form-encoded");
+        var form = (await context.Request.ReadFormAsync()).ToDictionary(f => f.Key, f => f.Value.ToString(), StringComparer.Ordinal);
+        Requests.Enqueue((context.Request.Path, form, context.Request.Headers["Idempotency-Key"].FirstOrDefault()));
+        return respond(form);
+    }
+
+    private static IResult Error(int status, string type, string? code, string message) =>
+        Results.Json(new { error = new { type, code, message } }, statusCode: status);
+
+    public async ValueTask DisposeAsync() => await _app.DisposeAsync();
+}
