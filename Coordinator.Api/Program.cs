@@ -8,6 +8,7 @@ using Coordinator.Api.Jobs;
 using Coordinator.Api.Models;
 using Coordinator.Api.Operator;
 using Coordinator.Api.Usage;
+using Coordinator.Api.Webhooks;
 using Coordinator.Api.Workers;
 using Coordinator.Grid;
 
@@ -38,6 +39,7 @@ builder.Services.ConfigureHttpJsonOptions(json =>
 });
 builder.Services.AddGrid(builder.Configuration, connectionString);
 builder.Services.AddTransient<PriorityBoosts>();
+builder.Services.AddSingleton<Coordinator.Grid.Webhooks.IJobRenderer, JobJsonRenderer>();
 builder.Services.AddExceptionHandler<ErrorHandling>();
 builder.Services.AddProblemDetails();
 builder.Services.AddOpenApi("v1");
@@ -69,6 +71,7 @@ api.MapWorkers();
 api.MapModels();
 api.MapUsage();
 api.MapBilling();
+api.MapWebhooks();
 app.MapOpenApi("/api/v1/openapi/{documentName}.json");
 app.UseSwaggerUI(ui =>
 {

@@ -5,7 +5,10 @@ using Coordinator.Grid.Database;
 using Coordinator.Grid.Dispatch;
 using Coordinator.Grid.Duties;
 using Coordinator.Grid.Jobs;
+using Coordinator.Grid.Webhooks;
 using Coordinator.Grid.Workers;
+using Microsoft.AspNetCore.DataProtection;
+using Microsoft.AspNetCore.DataProtection.KeyManagement;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
@@ -39,6 +42,23 @@ public static class GridServiceCollectionExtensions
         services.AddSingleton<Credits>();
         services.AddSingleton<Usage>();
         services.AddSingleton<BillingStore>();
+
+        services.AddOptions<WebhookOptions>().Bind(configuration.GetSection(WebhookOptions.Section)).ValidateDataAnnotations().ValidateOnStart();
+        services.AddSingleton<NetworkGuard>();
+        services.AddSingleton<WebhookSender>();
+        services.AddSingleton<WebhookDeliveries>();
+        services.AddHostedService<WebhookSenderService>();
+        // Every node must read what any node protected: the key ring lives in PostgreSQL.
+        services.AddDataProtection().SetApplicationName("Coordinator");
+        services.AddOptions<KeyManagementOptions>().Configure<NpgsqlDataSource>((keys, dataSource) => keys.XmlRepository = new PostgresXmlRepository(dataSource));
+        services.AddHttpClient(WebhookSender.HttpClientName)
+            .ConfigurePrimaryHttpMessageHandler(sp => new SocketsHttpHandler
+            {
+                // The SSRF guard runs on the resolved addresses, at connect time.
+                ConnectCallback = (context, cancellationToken) => sp.GetRequiredService<NetworkGuard>().ConnectAsync(context.DnsEndPoint.Host, context.DnsEndPoint.Port, cancellationToken),
+                AllowAutoRedirect = false,
+                PooledConnectionLifetime = TimeSpan.FromMinutes(2),
+            });
         services.AddHttpClient<StripeClient>(client => client.Timeout = TimeSpan.FromSeconds(20));
         services.AddSingleton<WaiterRegistry>();
         services.AddSingleton<WorkSignals>();

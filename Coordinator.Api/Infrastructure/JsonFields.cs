@@ -10,10 +10,19 @@ namespace Coordinator.Api.Infrastructure;
 public sealed class JsonFields
 {
     private readonly JsonElement _root;
+    private readonly string _prefix;
 
-    private JsonFields(JsonElement root) => _root = root;
+    private JsonFields(JsonElement root, string prefix = "", List<string>? errors = null)
+    {
+        _root = root;
+        _prefix = prefix;
+        Errors = errors ?? [];
+    }
 
-    public List<string> Errors { get; } = [];
+    public List<string> Errors { get; }
+
+    /// <summary>The raw object, e.g. to store it once every field has been checked.</summary>
+    public JsonElement Root => _root;
 
     public bool IsValid => Errors.Count == 0;
 
@@ -50,34 +59,34 @@ public sealed class JsonFields
     {
         if (!TryGet(name, out var value))
         {
-            if (required) Errors.Add($"{name} is required");
+            if (required) Errors.Add($"{_prefix}{name} is required");
             return null;
         }
         if (value.ValueKind != JsonValueKind.String)
         {
-            Errors.Add($"{name} must be a string");
+            Errors.Add($"{_prefix}{name} must be a string");
             return null;
         }
         var text = value.GetString()!;
         if (text.Contains('\0', StringComparison.Ordinal))
         {
             // PostgreSQL text cannot hold NUL.
-            Errors.Add($"{name} must not contain NUL (\\u0000) characters");
+            Errors.Add($"{_prefix}{name} must not contain NUL (\\u0000) characters");
             return null;
         }
         if (required && string.IsNullOrWhiteSpace(text))
         {
-            Errors.Add($"{name} is required");
+            Errors.Add($"{_prefix}{name} is required");
             return null;
         }
         if (text.Length > maxLength)
         {
-            Errors.Add($"{name} must be at most {maxLength} characters");
+            Errors.Add($"{_prefix}{name} must be at most {maxLength} characters");
             return null;
         }
         if (maxUtf8Bytes is { } limit && Encoding.UTF8.GetByteCount(text) > limit)
         {
-            Errors.Add($"{name} is larger than the limit of {limit} bytes");
+            Errors.Add($"{_prefix}{name} is larger than the limit of {limit} bytes");
             return null;
         }
         return text;
@@ -87,27 +96,62 @@ public sealed class JsonFields
     {
         if (!TryGet(name, out var value))
         {
-            if (required) Errors.Add($"{name} is required");
+            if (required) Errors.Add($"{_prefix}{name} is required");
             return null;
         }
         if (value.ValueKind != JsonValueKind.Number || !value.TryGetInt64(out var number))
         {
-            Errors.Add($"{name} must be an integer");
+            Errors.Add($"{_prefix}{name} must be an integer");
             return null;
         }
         if (number < min || number > max)
         {
-            Errors.Add(min == 0 && max == int.MaxValue ? $"{name} must not be negative" : $"{name} must be between {min} and {max}");
+            Errors.Add(min == 0 && max == int.MaxValue ? $"{_prefix}{name} must not be negative" : $"{_prefix}{name} must be between {min} and {max}");
             return null;
         }
         return (int)number;
     }
 
+    /// <summary>A number (integer or not), or null when absent.</summary>
+    public double? Number(string name, double min, double max)
+    {
+        if (!TryGet(name, out var value)) return null;
+        if (value.ValueKind != JsonValueKind.Number || !value.TryGetDouble(out var number) || !double.IsFinite(number))
+        {
+            Errors.Add($"{_prefix}{name} must be a number");
+            return null;
+        }
+        if (number < min || number > max)
+        {
+            Errors.Add($"{_prefix}{name} must be between {min} and {max}");
+            return null;
+        }
+        return number;
+    }
+
+    /// <summary>A nested object whose fields report errors as <c>name.field</c>; null when absent.</summary>
+    public JsonFields? Object(string name)
+    {
+        if (!TryGet(name, out var value)) return null;
+        if (value.ValueKind != JsonValueKind.Object)
+        {
+            Errors.Add($"{_prefix}{name} must be an object");
+            return null;
+        }
+        return new JsonFields(value, $"{_prefix}{name}.", Errors);
+    }
+
+    /// <summary>Property names present that are not in <paramref name="known"/>.</summary>
+    public IEnumerable<string> UnknownFields(IReadOnlyCollection<string> known) =>
+        _root.EnumerateObject().Select(p => p.Name).Where(n => !known.Contains(n));
+
+    public string Prefix => _prefix;
+
     public bool? Bool(string name)
     {
         if (!TryGet(name, out var value)) return null;
         if (value.ValueKind is JsonValueKind.True or JsonValueKind.False) return value.GetBoolean();
-        Errors.Add($"{name} must be true or false");
+        Errors.Add($"{_prefix}{name} must be true or false");
         return null;
     }
 
@@ -116,17 +160,17 @@ public sealed class JsonFields
     {
         if (!TryGet(name, out var value))
         {
-            if (required) Errors.Add($"{name} is required");
+            if (required) Errors.Add($"{_prefix}{name} is required");
             return null;
         }
         if (value.ValueKind != JsonValueKind.Array)
         {
-            Errors.Add($"{name} must be an array");
+            Errors.Add($"{_prefix}{name} must be an array");
             return null;
         }
         if (value.GetArrayLength() > maxItems)
         {
-            Errors.Add($"{name} must have at most {maxItems} items");
+            Errors.Add($"{_prefix}{name} must have at most {maxItems} items");
             return null;
         }
         return value.EnumerateArray().ToList();

@@ -44,6 +44,7 @@ public static class JobRequestValidation
         }
 
         var wantsBoost = fields.Bool("priority_boost") == true;
+        var paramsJson = ValidateParams(fields);
         var blobIds = fields.Array("blob_ids", maxItems: 100);
         if (blobIds is { Count: > 0 })
         {
@@ -51,6 +52,48 @@ public static class JobRequestValidation
         }
 
         if (!fields.IsValid) return (null, fields.Errors, wantsBoost);
-        return (new NewJob(model, modelMatch!, prompt!, priority, timeout ?? limits.DefaultTimeoutSeconds, tag, webhookUrl), [], wantsBoost);
+        return (new NewJob(model, modelMatch!, prompt!, priority, timeout ?? limits.DefaultTimeoutSeconds, tag, webhookUrl) { ParamsJson = paramsJson }, [], wantsBoost);
+    }
+
+    /// <summary>The generation parameters this API accepts (an addition to the spec, documented in the served OpenAPI document).</summary>
+    public static readonly IReadOnlyCollection<string> ParamNames = ["max_tokens", "temperature", "top_p", "stop", "seed"];
+
+    public const int MaxStopSequences = 16;
+    public const int MaxStopLength = 200;
+
+    /// <summary>Checks <c>params</c>; answers it as compact JSON with only the known fields, or null when absent.</summary>
+    private static string? ValidateParams(JsonFields fields)
+    {
+        var parameters = fields.Object("params");
+        if (parameters is null) return null;
+        foreach (var unknown in parameters.UnknownFields(ParamNames))
+        {
+            fields.Errors.Add($"params.{unknown} is not a known parameter (known: {string.Join(", ", ParamNames)})");
+        }
+        var maxTokens = parameters.Int("max_tokens", min: 1, max: 32768);
+        var temperature = parameters.Number("temperature", 0, 2);
+        var topP = parameters.Number("top_p", 0, 1);
+        var seed = parameters.Int("seed");
+        List<string>? stop = null;
+        if (parameters.Array("stop", maxItems: MaxStopSequences) is { } items)
+        {
+            stop = [];
+            foreach (var item in items)
+            {
+                if (item.ValueKind != System.Text.Json.JsonValueKind.String || item.GetString() is not { Length: > 0 and <= MaxStopLength } text || text.Contains('\0', StringComparison.Ordinal))
+                {
+                    fields.Errors.Add($"params.stop must be non-empty strings of at most {MaxStopLength} characters");
+                    break;
+                }
+                stop.Add(text);
+            }
+        }
+        var normalized = new Dictionary<string, object>();
+        if (maxTokens is { } m) normalized["max_tokens"] = m;
+        if (temperature is { } t) normalized["temperature"] = t;
+        if (topP is { } p) normalized["top_p"] = p;
+        if (stop is not null) normalized["stop"] = stop;
+        if (seed is { } s) normalized["seed"] = s;
+        return System.Text.Json.JsonSerializer.Serialize(normalized);
     }
 }

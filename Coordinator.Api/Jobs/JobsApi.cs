@@ -3,6 +3,7 @@ using Coordinator.Api.Billing;
 using Coordinator.Api.Infrastructure;
 using Coordinator.Grid;
 using Coordinator.Grid.Jobs;
+using Coordinator.Grid.Webhooks;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.Extensions.Options;
 
@@ -17,7 +18,7 @@ public static class JobsApi
     public static RouteGroupBuilder MapJobs(this IEndpointRouteBuilder routes)
     {
         var group = routes.MapGroup("/jobs").WithTags("Jobs").RequireApiKey();
-        group.MapPost("/", SubmitAsync);
+        group.MapPost("/", SubmitAsync).Accepts<JobCreateDocument>("application/json");
         group.MapGet("/", ListAsync);
         group.MapDelete("/cancel_all", CancelAllAsync);
         group.MapGet("/{id:long}", GetAsync);
@@ -28,14 +29,26 @@ public static class JobsApi
     }
 
     public static async Task<Results<Created<JobDto>, UnprocessableEntity<ValidationErrors>>> SubmitAsync(
-        HttpContext context, JobStore jobs, PriorityBoosts boosts, IOptions<JobLimitsOptions> limits)
+        HttpContext context, JobStore jobs, PriorityBoosts boosts, NetworkGuard networkGuard, WebhookSender webhooks, IOptions<JobLimitsOptions> limits)
     {
         var (fields, error) = await JsonFields.ReadAsync(context.Request);
         if (fields is null) return ApiErrors.Validation([error!]);
         var (job, errors, wantsBoost) = JobRequestValidation.Validate(fields, limits.Value);
         if (job is null) return ApiErrors.Validation(errors);
 
-        var accountId = context.GetCaller().AccountId;
+        var caller = context.GetCaller();
+        job = job with { SubmittedByKeyId = caller.KeyId };
+        if (job.WebhookUrl is not null)
+        {
+            // The SSRF guard: checked here on the resolved addresses, and again when the webhook is sent.
+            if (await networkGuard.CheckUrlAsync(new Uri(job.WebhookUrl), context.RequestAborted) is { } refused)
+            {
+                return ApiErrors.Validation([$"webhook_url is not allowed: {refused}"]);
+            }
+            job = job with { ProtectedKey = webhooks.ProtectKey(context.GetBearerKey()) };
+        }
+
+        var accountId = caller.AccountId;
         if (wantsBoost)
         {
             // Charged before the job exists: without a saved payment method no job is created at all.

@@ -18,7 +18,7 @@ public sealed record ModelsUpdatedDto(string Status, int ModelCount);
 
 public sealed record BlobRefDto(long Id, string Type, string? Url);
 
-/// <summary>The spec's JobAssignment, plus priority, timeout and attempt so the worker can plan.</summary>
+/// <summary>The spec's JobAssignment, plus priority, timeout and attempt so the worker can plan, and the generation <c>params</c>.</summary>
 public sealed record JobAssignmentDto(
     long JobId,
     [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Model,
@@ -28,7 +28,8 @@ public sealed record JobAssignmentDto(
     IReadOnlyList<BlobRefDto> Blobs,
     int Priority,
     int TimeoutSeconds,
-    int Attempt);
+    int Attempt,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] JsonElement? Params);
 
 /// <summary>The worker protocol: <c>/api/v1/worker/*</c>.</summary>
 public static class WorkersApi
@@ -118,7 +119,8 @@ public static class WorkersApi
         // A node that is shutting down answers its parked polls with 204 at once; the workers poll again elsewhere.
         var job = await dispatcher.NextJobAsync(workerId, capabilities, context.RequestAborted, lifetime.ApplicationStopping);
         if (job is null) return TypedResults.NoContent();
-        return TypedResults.Ok(new JobAssignmentDto(job.Id, job.Model, job.Family, job.ModelMatch, job.Prompt, [], job.Priority, job.TimeoutSeconds, job.Attempts));
+        return TypedResults.Ok(new JobAssignmentDto(job.Id, job.Model, job.Family, job.ModelMatch, job.Prompt, [], job.Priority, job.TimeoutSeconds, job.Attempts,
+            JobDto.ParseParams(job.Params)));
     }
 
     public static async Task<Results<Ok<StatusDto>, NotFound<ApiError>, UnprocessableEntity<ApiError>>> StartAsync(long id, HttpContext context, JobStore jobs)

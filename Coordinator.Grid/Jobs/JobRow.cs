@@ -49,6 +49,8 @@ public sealed class JobRow
     public bool Held { get; init; }
     public string? BoostStatus { get; init; }
     public string? BoostError { get; init; }
+    /// <summary>Generation parameters as JSON text, or null.</summary>
+    public string? Params { get; init; }
     public DateTime CreatedAt { get; init; }
     public DateTime? ClaimedAt { get; init; }
     public DateTime? StartedAt { get; init; }
@@ -67,6 +69,14 @@ public sealed record NewJob(
 {
     /// <summary>The outcome of a paid priority boost, when one was asked for.</summary>
     public Boost? Boost { get; init; }
+
+    /// <summary>Generation parameters as validated JSON (max_tokens, temperature, top_p, stop, seed), or null.</summary>
+    public string? ParamsJson { get; init; }
+
+    /// <summary>The submitting key, and its Data Protection copy when the job has a webhook to sign.</summary>
+    public long? SubmittedByKeyId { get; init; }
+
+    public string? ProtectedKey { get; init; }
 }
 
 /// <summary>A priority boost charge: <c>charged</c> adds <see cref="Delta"/> to the priority; <c>failed</c> says why.</summary>
@@ -93,6 +103,8 @@ public sealed class ClaimedJob
     public int Priority { get; init; }
     public int TimeoutSeconds { get; init; }
     public int Attempts { get; init; }
+    /// <summary>Generation parameters as JSON text, or null.</summary>
+    public string? Params { get; init; }
     public long AccountId { get; init; }
     /// <summary>The account's plan has daily limits, so the claim must be checked against them.</summary>
     public bool QuotaLimited { get; init; }

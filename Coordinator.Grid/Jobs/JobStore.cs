@@ -15,11 +15,10 @@ public sealed class JobStore(NpgsqlDataSource dataSource, TimeProvider time, Wor
     // What clients see of a job: everything but the prompt, which can be large and which they sent themselves.
     private const string ClientColumns = """
         id, account_id, status, model, family, model_match, priority, timeout_seconds, tag, webhook_url,
-        output, input_tokens, output_tokens, duration_ms, model_used, error, worker_id, attempts, held, boost_status, boost_error,
+        output, input_tokens, output_tokens, duration_ms, model_used, error, worker_id, attempts, held, boost_status, boost_error, params::text AS params,
         created_at, claimed_at, started_at, completed_at
         """;
 
-    private const string ClaimedColumns = "id, model, family, model_match, prompt, priority, timeout_seconds, attempts";
 
     /// <summary>
     /// Inserts a pending job. Without a priority it takes the plan's priority boost; if the account has reached a
@@ -30,11 +29,16 @@ public sealed class JobStore(NpgsqlDataSource dataSource, TimeProvider time, Wor
         var family = job.Model is null ? null : ModelNames.FamilyOf(job.Model);
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
         var row = await connection.QuerySingleAsync<JobRow>(new CommandDefinition($"""
+            WITH signing_key AS (
+                -- The first webhook job of a key keeps an encrypted copy of it, to sign that key's webhooks.
+                UPDATE api_keys SET key_protected = @protectedKey
+                WHERE @protectedKey::text IS NOT NULL AND id = @keyId AND account_id = @accountId AND key_protected IS NULL
+            )
             INSERT INTO jobs (account_id, status, model, family, model_match, prompt, priority, timeout_seconds, tag, webhook_url, held,
-                              boost_status, boost_error, boost_payment_intent, created_at)
+                              boost_status, boost_error, boost_payment_intent, params, submitted_by_key_id, created_at)
             SELECT a.id, 'pending', @model, @family, @modelMatch, @prompt, COALESCE(@priority, p.priority_boost) + @boostDelta,
                    @timeoutSeconds, @tag, @webhookUrl, a.quota_exhausted_on IS NOT DISTINCT FROM @today,
-                   @boostStatus, @boostError, @boostPaymentIntent, @now
+                   @boostStatus, @boostError, @boostPaymentIntent, @params::jsonb, @keyId, @now
             FROM accounts a JOIN plans p ON p.id = a.plan
             WHERE a.id = @accountId
             RETURNING {ClientColumns}
@@ -45,6 +49,7 @@ public sealed class JobStore(NpgsqlDataSource dataSource, TimeProvider time, Wor
                 timeoutSeconds = job.TimeoutSeconds, tag = job.Tag, webhookUrl = job.WebhookUrl, now = time.GetUtcNow(), today = quotas.Today,
                 boostDelta = job.Boost is { Status: "charged" } boost ? boost.Delta : 0, boostStatus = job.Boost?.Status,
                 boostError = job.Boost?.Error, boostPaymentIntent = job.Boost?.PaymentIntent,
+                @params = job.ParamsJson, keyId = job.SubmittedByKeyId, protectedKey = job.ProtectedKey,
             },
             cancellationToken: cancellationToken));
         if (!row.Held) signals.WorkAvailable(WakeKeys.ForJob(row.ModelMatch, row.Model, row.Family));
@@ -138,7 +143,7 @@ public sealed class JobStore(NpgsqlDataSource dataSource, TimeProvider time, Wor
     public async Task<ClaimedJob?> ClaimAsync(long workerId, Capabilities capabilities, CancellationToken cancellationToken = default)
     {
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
-        var job = await connection.QuerySingleOrDefaultAsync<ClaimedJob>(new CommandDefinition($"""
+        var job = await connection.QuerySingleOrDefaultAsync<ClaimedJob>(new CommandDefinition("""
             WITH candidates AS (
                 SELECT c.id, c.priority
                 FROM unnest(@models::text[]) AS m(name)
@@ -174,7 +179,7 @@ public sealed class JobStore(NpgsqlDataSource dataSource, TimeProvider time, Wor
                 UPDATE jobs j SET status = 'claimed', worker_id = @workerId, claimed_at = @now, attempts = j.attempts + 1
                 FROM best
                 WHERE j.id = best.id
-                RETURNING {string.Join(", ", ClaimedColumns.Split(", ").Select(c => "j." + c))}, j.account_id
+                RETURNING j.id, j.model, j.family, j.model_match, j.prompt, j.priority, j.timeout_seconds, j.attempts, j.params::text AS params, j.account_id
             ), counted AS (
                 -- A request counts when its job is claimed.
                 INSERT INTO quota_usage (account_id, day, shard, requests)

@@ -1,0 +1,45 @@
+using System.Globalization;
+using System.Text.Json;
+using Coordinator.Api.Infrastructure;
+using Coordinator.Api.Jobs;
+using Coordinator.Grid.Jobs;
+using Coordinator.Grid.Webhooks;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.AspNetCore.Http.Json;
+using Microsoft.Extensions.Options;
+
+namespace Coordinator.Api.Webhooks;
+
+public sealed record WebhookDeliveryDto(
+    long Id, long JobId, string Url, string Event, string Status, int Attempts, int? LastStatusCode, string? LastError,
+    DateTime CreatedAt, DateTime? NextAttemptAt, DateTime? DeliveredAt);
+
+/// <summary><c>GET /api/v1/webhooks/deliveries?job_id=</c>: the account's recent deliveries and their state.</summary>
+public static class WebhooksApi
+{
+    public static IEndpointRouteBuilder MapWebhooks(this IEndpointRouteBuilder routes)
+    {
+        routes.MapGet("/webhooks/deliveries", ListAsync).WithTags("Webhooks").RequireApiKey();
+        return routes;
+    }
+
+    public static async Task<Results<Ok<List<WebhookDeliveryDto>>, UnprocessableEntity<ValidationErrors>>> ListAsync(
+        HttpContext context, WebhookDeliveries deliveries, string? job_id)
+    {
+        long? jobId = null;
+        if (job_id is not null)
+        {
+            if (!long.TryParse(job_id, NumberStyles.None, CultureInfo.InvariantCulture, out var parsed)) return ApiErrors.Validation(["job_id must be a job id"]);
+            jobId = parsed;
+        }
+        var rows = await deliveries.ListAsync(context.GetCaller().AccountId, jobId, context.RequestAborted);
+        return TypedResults.Ok(rows.Select(r => new WebhookDeliveryDto(r.Id, r.JobId, r.Url, r.Event, r.Status, r.Attempts, r.LastStatusCode,
+            r.LastError, r.CreatedAt, r.NextAttemptAt, r.DeliveredAt)).ToList());
+    }
+}
+
+/// <summary>Webhook bodies are the job exactly as <c>GET /jobs/{id}</c> shows it, with the API's JSON settings.</summary>
+public sealed class JobJsonRenderer(IOptions<JsonOptions> json) : IJobRenderer
+{
+    public string Render(JobRow job) => JsonSerializer.Serialize(JobDto.From(job), json.Value.SerializerOptions);
+}
