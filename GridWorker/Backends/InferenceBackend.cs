@@ -1,0 +1,130 @@
+using System.Globalization;
+using System.Net.Http.Headers;
+using System.Text.Json;
+
+namespace GridWorker.Backends;
+
+/// <summary>
+/// The job's generation parameters (<c>JobAssignment.params</c>): <c>max_tokens</c>, <c>temperature</c>, <c>top_p</c>,
+/// <c>stop</c> and <c>seed</c>. Anything else the coordinator may add later is ignored.
+/// </summary>
+public sealed record GenerationParams(int? MaxTokens, double? Temperature, double? TopP, IReadOnlyList<string>? Stop, long? Seed)
+{
+    public static readonly GenerationParams None = new(null, null, null, null, null);
+
+    public static GenerationParams From(JsonElement? element)
+    {
+        if (element is not { ValueKind: JsonValueKind.Object } p) return None;
+        IReadOnlyList<string>? stop = null;
+        if (p.TryGetProperty("stop", out var s))
+        {
+            if (s.ValueKind == JsonValueKind.String) stop = [s.GetString()!];
+            else if (s.ValueKind == JsonValueKind.Array) stop = s.EnumerateArray().Where(e => e.ValueKind == JsonValueKind.String).Select(e => e.GetString()!).ToList();
+        }
+        return new GenerationParams((int?)p.LongOf("max_tokens"), DoubleOf(p, "temperature"), DoubleOf(p, "top_p"), stop, p.LongOf("seed"));
+    }
+
+    private static double? DoubleOf(JsonElement element, string name) =>
+        element.TryGetProperty(name, out var value) && value.ValueKind == JsonValueKind.Number ? value.GetDouble() : null;
+}
+
+/// <summary>An attachment fetched from its blob URL.</summary>
+public sealed record Attachment(long Id, string Type, byte[] Content, string? MediaType);
+
+public sealed record BackendRequest(string Model, string Prompt, GenerationParams Params, IReadOnlyList<Attachment> Attachments)
+{
+    public IEnumerable<Attachment> Images => Attachments.Where(a => a.Type == "image");
+
+    /// <summary>The prompt with any document attachments appended as text (neither backend takes files).</summary>
+    public string PromptWithDocuments()
+    {
+        var documents = Attachments.Where(a => a.Type != "image").ToList();
+        if (documents.Count == 0) return Prompt;
+        var text = new System.Text.StringBuilder(Prompt);
+        foreach (var document in documents)
+        {
+            text.Append(CultureInfo.InvariantCulture, $"\n\n--- attachment {document.Id} ---\n").Append(System.Text.Encoding.UTF8.GetString(document.Content));
+        }
+        return text.ToString();
+    }
+}
+
+/// <summary>What the backend produced. <see cref="DurationMs"/> is the backend's own measure when it reports one.</summary>
+public sealed record BackendResult(string Output, int? InputTokens, int OutputTokens, string ModelUsed, long? DurationMs);
+
+/// <summary>The backend refused or broke off the job; the message is what the client will read.</summary>
+public sealed class BackendException(string message) : Exception(message);
+
+/// <summary>The backend does not answer at all.</summary>
+public sealed class BackendUnreachableException(string message) : Exception(message);
+
+/// <summary>A local inference server: Ollama or an OpenAI-compatible one.</summary>
+public abstract class InferenceBackend(HttpClient http, Uri baseUrl)
+{
+    protected HttpClient Http { get; } = http;
+
+    public Uri BaseUrl { get; } = baseUrl;
+
+    /// <summary>"Ollama" or "the OpenAI-compatible server", for messages.</summary>
+    public abstract string DisplayName { get; }
+
+    /// <summary>The clear start-up error when nothing answers at <see cref="BaseUrl"/>.</summary>
+    public abstract string UnreachableMessage { get; }
+
+    public abstract string NoModelsMessage { get; }
+
+    public abstract Task<IReadOnlyList<string>> ListModelsAsync(CancellationToken cancellationToken);
+
+    public abstract Task<BackendResult> GenerateAsync(BackendRequest request, CancellationToken cancellationToken);
+
+    public static InferenceBackend Create(WorkerSettings settings, HttpClient http) => settings.Backend switch
+    {
+        BackendKind.OpenAi => new OpenAiBackend(http, settings.BackendUrl, settings.BackendApiKey),
+        _ => new OllamaBackend(http, settings.BackendUrl),
+    };
+
+    protected Uri Endpoint(string path) => new(BaseUrl, BaseUrl.AbsolutePath.TrimEnd('/') + path);
+
+    /// <summary>Sends a request; connection failures become <see cref="BackendUnreachableException"/>.</summary>
+    protected async Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken, string? apiKey = null)
+    {
+        if (apiKey is not null) request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", apiKey);
+        try
+        {
+            return await Http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, cancellationToken);
+        }
+        catch (HttpRequestException ex)
+        {
+            throw new BackendUnreachableException($"{UnreachableMessage} ({ex.Message})");
+        }
+    }
+
+    /// <summary>A non-2xx answer as a message: the server's own <c>error</c> text when it gave one.</summary>
+    protected async Task<BackendException> ErrorOfAsync(HttpResponseMessage response, string model, CancellationToken cancellationToken)
+    {
+        var text = await response.Content.ReadAsStringAsync(cancellationToken);
+        var detail = text.Length > 500 ? text[..500] : text;
+        try
+        {
+            using var body = JsonDocument.Parse(text);
+            detail = ErrorText(body.RootElement) ?? detail;
+        }
+        catch (JsonException)
+        {
+        }
+        return new BackendException($"{DisplayName} answered {(int)response.StatusCode} for {model}: {detail}".TrimEnd(' ', ':'));
+    }
+
+    /// <summary>Ollama's <c>{"error": "…"}</c> or OpenAI's <c>{"error": {"message": "…"}}</c>.</summary>
+    protected static string? ErrorText(JsonElement body)
+    {
+        if (body.ValueKind != JsonValueKind.Object || !body.TryGetProperty("error", out var error)) return null;
+        return error.ValueKind switch
+        {
+            JsonValueKind.String => error.GetString(),
+            JsonValueKind.Object => error.StringOf("message") ?? error.GetRawText(),
+            JsonValueKind.Null => null,
+            _ => error.GetRawText(),
+        };
+    }
+}

@@ -1,0 +1,145 @@
+using System.Net;
+using System.Text;
+using System.Text.Json;
+using Coordinator.Tests.Infrastructure;
+
+namespace GridWorker.Tests.Infrastructure;
+
+/// <summary>Keeps every line a writer is given; safe to read while the agent writes.</summary>
+public sealed class LineWriter : TextWriter
+{
+    private readonly Lock _lock = new();
+    private readonly List<string> _lines = [];
+    private readonly StringBuilder _partial = new();
+
+    public override Encoding Encoding => Encoding.UTF8;
+
+    public IReadOnlyList<string> Lines
+    {
+        get { lock (_lock) return _lines.ToList(); }
+    }
+
+    public override string ToString() => string.Join('\n', Lines);
+
+    public override void Write(char value)
+    {
+        lock (_lock)
+        {
+            if (value == '\n')
+            {
+                _lines.Add(_partial.ToString().TrimEnd('\r'));
+                _partial.Clear();
+            }
+            else
+            {
+                _partial.Append(value);
+            }
+        }
+    }
+
+    public override void WriteLine(string? value)
+    {
+        lock (_lock) _lines.Add(value ?? "");
+    }
+}
+
+/// <summary>The real agent, run in-process against a coordinator and a backend, until the test stops it.</summary>
+public sealed class AgentRun : IAsyncDisposable
+{
+    private readonly CancellationTokenSource _stop = new();
+    private readonly HttpClient _http = GridWorker.Program.CreateHttpClient();
+
+    private AgentRun(WorkerSettings settings, TimeProvider time)
+    {
+        Settings = settings;
+        Output = new LineWriter();
+        Agent = new WorkerAgent(settings, _http, new Reporter(Output, settings.JsonOutput, time), time);
+        Run = Task.Run(() => Agent.RunAsync(_stop.Token));
+    }
+
+    public WorkerSettings Settings { get; }
+
+    public WorkerAgent Agent { get; }
+
+    public LineWriter Output { get; }
+
+    /// <summary>The agent's exit code, once it has stopped.</summary>
+    public Task<int> Run { get; }
+
+    /// <summary>Settings for a test worker: short retry waits so reconnect tests finish quickly.</summary>
+    public static WorkerSettings SettingsFor(Uri coordinator, string key, FakeBackendInfo backend, string? name = null) => new()
+    {
+        Coordinator = WorkerSettings.NormalizeCoordinator(coordinator.ToString()),
+        ApiKey = key,
+        Name = name ?? ApiClient.Unique("worker-"),
+        Backend = backend.Kind,
+        BackendUrl = backend.Url,
+        RetryInitialDelay = TimeSpan.FromMilliseconds(50),
+        RetryMaxDelay = TimeSpan.FromMilliseconds(500),
+    };
+
+    public static AgentRun Start(WorkerSettings settings, TimeProvider? time = null) => new(settings, time ?? TimeProvider.System);
+
+    /// <summary>Starts the agent and waits until it has registered.</summary>
+    public static async Task<AgentRun> StartRegisteredAsync(WorkerSettings settings, TimeProvider? time = null)
+    {
+        var run = Start(settings, time);
+        await Eventually.TrueAsync(() => run.Agent.WorkerId != 0 || run.Run.IsCompleted, "the agent registered", 30_000);
+        Assert.True(run.Agent.WorkerId != 0, "the agent stopped before registering:\n" + run.Output);
+        return run;
+    }
+
+    /// <summary>Ctrl-C: stop polling, let running jobs finish within the grace period.</summary>
+    public void RequestStop() => _stop.Cancel();
+
+    public async Task<int> StopAsync()
+    {
+        RequestStop();
+        return await Run.WaitAsync(TimeSpan.FromSeconds(30));
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        _stop.Cancel();
+        Agent.AbortRunningJobs();
+        try
+        {
+            await Run.WaitAsync(TimeSpan.FromSeconds(30));
+        }
+        catch (Exception)
+        {
+            // a test that failed may leave the agent in any state; the test's own assertion says why
+        }
+        _http.Dispose();
+        _stop.Dispose();
+    }
+}
+
+public sealed record FakeBackendInfo(BackendKind Kind, Uri Url);
+
+public static class GridExtensions
+{
+    public static FakeBackendInfo Info(this Fakes.FakeBackend fake) =>
+        new(fake is Fakes.FakeOpenAi ? BackendKind.OpenAi : BackendKind.Ollama, fake.BaseUrl);
+
+    /// <summary>A new key on this account, not yet bound to a worker: what a volunteer passes as --api-key.</summary>
+    public static async Task<string> NewKeyAsync(this ApiClient account)
+    {
+        var created = await ApiClient.ExpectAsync(await account.PostAsync("keys", new { name = ApiClient.Unique("k") }), HttpStatusCode.Created);
+        return created.GetProperty("key").GetString()!;
+    }
+
+    /// <summary>Waits until the job reaches one of the given statuses; answers it.</summary>
+    public static async Task<JsonElement> WaitForJobAsync(this ApiClient account, long id, params string[] statuses)
+    {
+        JsonElement job = default;
+        var deadline = Environment.TickCount64 + 30_000;
+        while (true)
+        {
+            job = await account.GetJobAsync(id);
+            if (statuses.Contains(job.GetProperty("status").GetString())) return job;
+            Assert.True(Environment.TickCount64 < deadline, $"job {id} did not reach {string.Join("/", statuses)}: {job}");
+            await Task.Delay(20);
+        }
+    }
+}
