@@ -216,7 +216,15 @@ public sealed class WorkerAgent
                 continue;
             }
             if (job is null) continue; // 204: the window passed without a job; poll again at once
-            await RunJobAsync(job, pollStarted);
+            try
+            {
+                await RunJobAsync(job, pollStarted);
+            }
+            catch (Exception ex)
+            {
+                // A bug in one job must not end this loop: the worker would sit idle while looking alive.
+                _reporter.Error("job_error", $"job {job.JobId}: {ex.GetType().Name}: {ex.Message}", ("job_id", job.JobId));
+            }
         }
     }
 
@@ -291,6 +299,11 @@ public sealed class WorkerAgent
             catch (Exception ex) when (ex is HttpRequestException or IOException)
             {
                 failure = $"{_backend.DisplayName} broke off while generating with {model}: {ex.Message}";
+            }
+            catch (Exception ex) when (ex is not OperationCanceledException)
+            {
+                // Whatever went wrong, the client hears about it now rather than at the job's timeout.
+                failure = $"grid-worker failed to run the job: {ex.GetType().Name}: {ex.Message}";
             }
             var backendTime = _time.GetElapsedTime(backendStarted);
 
@@ -369,11 +382,22 @@ public sealed class WorkerAgent
         foreach (var blob in blobs)
         {
             if (string.IsNullOrEmpty(blob.Url)) throw new BackendException($"attachment {blob.Id} has no download URL");
-            // Presigned URLs are absolute; a relative one is the coordinator's own and takes the worker key.
-            var absolute = Uri.TryCreate(blob.Url, UriKind.Absolute, out var url);
-            using var request = new HttpRequestMessage(HttpMethod.Get, absolute ? url : new Uri(_settings.Coordinator, blob.Url));
-            if (!absolute) request.Headers.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", _settings.ApiKey);
-            using var response = await _http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, cancellationToken);
+            // Presigned URLs are absolute http(s); a relative one is the coordinator's own and takes the worker key.
+            // (On Unix "/blobs/1" parses as an absolute file: URI, so the scheme is what tells them apart.)
+            var presigned = Uri.TryCreate(blob.Url, UriKind.Absolute, out var url) && (url.Scheme == Uri.UriSchemeHttp || url.Scheme == Uri.UriSchemeHttps);
+            if (!presigned && blob.Url.Contains("://", StringComparison.Ordinal)) throw new BackendException($"attachment {blob.Id} has an unsupported URL scheme");
+            using var request = new HttpRequestMessage(HttpMethod.Get, presigned ? url : new Uri(_settings.Coordinator, blob.Url));
+            if (!presigned) request.Headers.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", _settings.ApiKey);
+            HttpResponseMessage response;
+            try
+            {
+                response = await _http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, cancellationToken);
+            }
+            catch (HttpRequestException ex)
+            {
+                throw new BackendException($"attachment {blob.Id} could not be downloaded: {ex.Message}");
+            }
+            using var _ = response;
             if (!response.IsSuccessStatusCode) throw new BackendException($"attachment {blob.Id} could not be downloaded: {(int)response.StatusCode} {response.ReasonPhrase}");
             if (response.Content.Headers.ContentLength > MaxAttachmentBytes) throw new BackendException($"attachment {blob.Id} is larger than {MaxAttachmentBytes / 1024 / 1024} MB");
             await using var body = await response.Content.ReadAsStreamAsync(cancellationToken);

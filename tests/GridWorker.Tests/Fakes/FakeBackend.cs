@@ -38,20 +38,50 @@ public sealed record FakeReply
     public bool SendUsage { get; init; } = true;
 }
 
-/// <summary>
-/// A local inference server on real Kestrel (a loopback port) that speaks one backend's documented wire format.
-/// Records every chat request; answers by <see cref="Reply"/>.
-/// </summary>
-public abstract class FakeBackend : IAsyncDisposable
+/// <summary>An HTTP server on real Kestrel (a loopback port) whose routes a subclass maps.</summary>
+public abstract class FakeServer : IAsyncDisposable
 {
-    private readonly Lock _lock = new();
-    private readonly List<string> _models;
-    private readonly Channel<JsonElement> _requests = Channel.CreateUnbounded<JsonElement>();
     private WebApplication? _app;
 
-    protected FakeBackend(IEnumerable<string> models) => _models = models.ToList();
-
     public Uri BaseUrl { get; private set; } = null!;
+
+    public async Task ListenAsync()
+    {
+        var builder = WebApplication.CreateSlimBuilder();
+        builder.WebHost.UseKestrel(options => options.Listen(IPAddress.Loopback, 0));
+        builder.Logging.ClearProviders();
+        _app = builder.Build();
+        Map(_app);
+        await _app.StartAsync();
+        BaseUrl = new Uri(_app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First());
+    }
+
+    protected abstract void Map(WebApplication app);
+
+    protected static async Task WriteLineAsync(HttpContext context, string line)
+    {
+        await context.Response.WriteAsync(line, Encoding.UTF8);
+        await context.Response.Body.FlushAsync();
+    }
+
+    protected static string Serialize(object value) => JsonSerializer.Serialize(value);
+
+    public async ValueTask DisposeAsync()
+    {
+        if (_app is not null) await _app.DisposeAsync();
+        GC.SuppressFinalize(this);
+    }
+}
+
+/// <summary>
+/// A local inference server that speaks one backend's documented wire format.
+/// Records every chat request; answers by <see cref="Reply"/>.
+/// </summary>
+public abstract class FakeBackend(IEnumerable<string> models) : FakeServer
+{
+    private readonly Lock _lock = new();
+    private readonly List<string> _models = models.ToList();
+    private readonly Channel<JsonElement> _requests = Channel.CreateUnbounded<JsonElement>();
 
     /// <summary>Answers per requested model. Default: a short successful reply.</summary>
     public Func<string, FakeReply> Reply { get; set; } = _ => new FakeReply();
@@ -69,32 +99,12 @@ public abstract class FakeBackend : IAsyncDisposable
         return await _requests.Reader.ReadAsync(timeout.Token);
     }
 
-    public async Task ListenAsync()
-    {
-        var builder = WebApplication.CreateSlimBuilder();
-        builder.WebHost.UseKestrel(options => options.Listen(IPAddress.Loopback, 0));
-        builder.Logging.ClearProviders();
-        _app = builder.Build();
-        Map(_app);
-        await _app.StartAsync();
-        var address = _app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
-        BaseUrl = new Uri(address.Replace("[::]", "127.0.0.1", StringComparison.Ordinal));
-    }
-
-    protected abstract void Map(WebApplication app);
-
     protected async Task<JsonElement> ReadRequestAsync(HttpContext context)
     {
         using var body = await JsonDocument.ParseAsync(context.Request.Body);
         var request = body.RootElement.Clone();
         await _requests.Writer.WriteAsync(request);
         return request;
-    }
-
-    protected static async Task WriteLineAsync(HttpContext context, string line)
-    {
-        await context.Response.WriteAsync(line, Encoding.UTF8);
-        await context.Response.Body.FlushAsync();
     }
 
     /// <summary>Waits for the reply's hold, if any; false when the client went away first.</summary>
@@ -110,14 +120,6 @@ public abstract class FakeBackend : IAsyncDisposable
         {
             return false;
         }
-    }
-
-    protected static string Serialize(object value) => JsonSerializer.Serialize(value);
-
-    public async ValueTask DisposeAsync()
-    {
-        if (_app is not null) await _app.DisposeAsync();
-        GC.SuppressFinalize(this);
     }
 }
 

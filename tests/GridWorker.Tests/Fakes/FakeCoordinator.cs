@@ -1,0 +1,71 @@
+using System.Collections.Concurrent;
+using System.Text.Json;
+using System.Threading.Channels;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+
+namespace GridWorker.Tests.Fakes;
+
+/// <summary>
+/// A stand-in coordinator for what the real one cannot produce yet: assignments that carry <c>blobs</c> (the /blobs
+/// feature is being built). It hands out the queued assignments, records results and failures, and serves blob files.
+/// </summary>
+public sealed class FakeCoordinator : FakeServer
+{
+    private readonly ConcurrentQueue<object> _assignments = new();
+    private readonly Channel<(string Kind, long JobId, JsonElement Body)> _reports = Channel.CreateUnbounded<(string, long, JsonElement)>();
+
+    /// <summary>Files under <c>/files/{name}</c>.</summary>
+    public ConcurrentDictionary<string, (byte[] Content, string MediaType)> Files { get; } = new();
+
+    /// <summary>The Authorization header each file request carried (null: none).</summary>
+    public ConcurrentQueue<(string Name, string? Authorization)> FileRequests { get; } = new();
+
+    public static async Task<FakeCoordinator> StartAsync()
+    {
+        var fake = new FakeCoordinator();
+        await fake.ListenAsync();
+        return fake;
+    }
+
+    public void Enqueue(object assignment) => _assignments.Enqueue(assignment);
+
+    /// <summary>The next result or failure a worker reported: ("result" | "fail", job id, body).</summary>
+    public async Task<(string Kind, long JobId, JsonElement Body)> NextReportAsync()
+    {
+        using var timeout = new CancellationTokenSource(20_000);
+        return await _reports.Reader.ReadAsync(timeout.Token);
+    }
+
+    protected override void Map(WebApplication app)
+    {
+        var worker = app.MapGroup("/api/v1/worker");
+        worker.MapPost("/register", () => Results.Json(new { worker_token = "vk_live_fake", worker_id = 1 }, statusCode: 201));
+        worker.MapPatch("/heartbeat", () => Results.Json(new { status = "ok" }));
+        worker.MapPatch("/models", () => Results.Json(new { status = "updated", model_count = 1 }));
+        worker.MapGet("/jobs/next", async (HttpContext context) =>
+        {
+            if (_assignments.TryDequeue(out var assignment)) return Results.Json(assignment);
+            try
+            {
+                await Task.Delay(TimeSpan.FromSeconds(30), context.RequestAborted);
+            }
+            catch (OperationCanceledException)
+            {
+            }
+            return Results.NoContent();
+        });
+        worker.MapPatch("/jobs/{id:long}/start", (long id) => Results.Json(new { status = "running" }));
+        worker.MapPost("/jobs/{id:long}/{kind}", async (long id, string kind, HttpContext context) =>
+        {
+            using var body = await JsonDocument.ParseAsync(context.Request.Body);
+            await _reports.Writer.WriteAsync((kind, id, body.RootElement.Clone()));
+            return Results.Json(new { status = kind == "result" ? "accepted" : "failed" });
+        });
+        app.MapGet("/files/{name}", (string name, HttpContext context) =>
+        {
+            FileRequests.Enqueue((name, context.Request.Headers.Authorization.FirstOrDefault()));
+            return Files.TryGetValue(name, out var file) ? Results.Bytes(file.Content, file.MediaType) : Results.NotFound();
+        });
+    }
+}
