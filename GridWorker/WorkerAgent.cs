@@ -253,17 +253,9 @@ public sealed class WorkerAgent
             await ReportFailureAsync(job, job.Model ?? "?", $"worker \"{_settings.Name}\" has no model to run {job.Model ?? "this job"} on");
             return;
         }
-        bool started;
-        try
-        {
-            started = await RetryAsync($"start job {job.JobId}", ct => _coordinator.StartAsync(job.JobId, ct), TransitionAttempts, _giveUp.Token);
-        }
-        catch (Exception ex) when (ex is CoordinatorException or OperationCanceledException)
-        {
-            _reporter.Warn("start_failed", $"job {job.JobId}: could not mark it running ({ex.Message}); the coordinator will requeue it", ("job_id", job.JobId));
-            return;
-        }
-        if (!started)
+        var started = await TransitionAsync(job.JobId, "start", ct => _coordinator.StartAsync(job.JobId, ct));
+        if (started is null) return; // the coordinator requeues it when its time is up
+        if (started == false)
         {
             _reporter.Info("job_gone", $"job {job.JobId} is no longer ours (cancelled or timed out); skipped", ("job_id", job.JobId));
             return;
@@ -314,17 +306,9 @@ public sealed class WorkerAgent
             }
             var durationMs = result.DurationMs ?? (long)backendTime.TotalMilliseconds;
             var request = new JobResultRequest(result.Output, result.InputTokens, result.OutputTokens, durationMs, result.ModelUsed);
-            bool accepted;
-            try
-            {
-                accepted = await RetryAsync($"result of job {job.JobId}", ct => _coordinator.CompleteAsync(job.JobId, request, ct), TransitionAttempts, _giveUp.Token);
-            }
-            catch (Exception ex) when (ex is CoordinatorException or OperationCanceledException)
-            {
-                _reporter.Error("result_failed", $"job {job.JobId}: the result could not be delivered ({ex.Message})", ("job_id", job.JobId));
-                return;
-            }
-            if (!accepted)
+            var accepted = await TransitionAsync(job.JobId, "result", ct => _coordinator.CompleteAsync(job.JobId, request, ct));
+            if (accepted is null) return;
+            if (accepted == false)
             {
                 _reporter.Warn("result_refused", $"job {job.JobId}: the coordinator no longer expected its result (cancelled or timed out)", ("job_id", job.JobId));
                 return;
@@ -354,13 +338,23 @@ public sealed class WorkerAgent
     private async Task ReportFailureAsync(JobAssignment job, string model, string message)
     {
         _reporter.Warn("job_failed", $"job {job.JobId} failed: {message}", ("job_id", job.JobId), ("model", model), ("error", message));
+        await TransitionAsync(job.JobId, "failure", ct => _coordinator.FailAsync(job.JobId, message, ct));
+    }
+
+    /// <summary>
+    /// Sends a start, result or failure, retrying while the coordinator is unreachable. True when done, false when the
+    /// job is no longer this worker's (404/422), null when it could not be delivered (logged).
+    /// </summary>
+    private async Task<bool?> TransitionAsync(long jobId, string what, Func<CancellationToken, Task<bool>> send)
+    {
         try
         {
-            await RetryAsync($"failure of job {job.JobId}", ct => _coordinator.FailAsync(job.JobId, message, ct), TransitionAttempts, _giveUp.Token);
+            return await RetryAsync($"{what} of job {jobId}", send, TransitionAttempts, _giveUp.Token);
         }
         catch (Exception ex) when (ex is CoordinatorException or OperationCanceledException)
         {
-            _reporter.Error("fail_failed", $"job {job.JobId}: the failure could not be reported ({ex.Message})", ("job_id", job.JobId));
+            _reporter.Error("report_failed", $"job {jobId}: the {what} could not be delivered ({ex.Message})", ("job_id", jobId), ("what", what));
+            return null;
         }
     }
 

@@ -115,6 +115,19 @@ public abstract class InferenceBackend(HttpClient http, Uri baseUrl)
         return new BackendException($"{DisplayName} answered {(int)response.StatusCode} for {model}: {detail}".TrimEnd(' ', ':'));
     }
 
+    /// <summary>One message of a stream (an NDJSON line, an SSE data field); garbage is the backend's failure.</summary>
+    protected JsonDocument ParseChunk(string text)
+    {
+        try
+        {
+            return JsonDocument.Parse(text);
+        }
+        catch (JsonException ex)
+        {
+            throw new BackendException($"{DisplayName} sent a stream message that is not JSON ({ex.Message})");
+        }
+    }
+
     /// <summary>Ollama's <c>{"error": "…"}</c> or OpenAI's <c>{"error": {"message": "…"}}</c>.</summary>
     protected static string? ErrorText(JsonElement body)
     {

@@ -57,7 +57,7 @@ public sealed class OllamaBackend(HttpClient http, Uri baseUrl) : InferenceBacke
         while (await reader.ReadLineAsync(cancellationToken) is { } line)
         {
             if (line.Length == 0) continue;
-            using var chunk = ParseLine(line);
+            using var chunk = ParseChunk(line);
             var root = chunk.RootElement;
             if (ErrorText(root) is { } error) throw new BackendException($"Ollama failed while generating with {job.Model}: {error}");
             if (root.TryGetProperty("message", out var piece)) output.Append(piece.StringOf("content"));
@@ -73,17 +73,5 @@ public sealed class OllamaBackend(HttpClient http, Uri baseUrl) : InferenceBacke
             }
         }
         throw new BackendException($"Ollama's stream for {job.Model} ended before the final \"done\" message (the server may have stopped)");
-    }
-
-    private static JsonDocument ParseLine(string line)
-    {
-        try
-        {
-            return JsonDocument.Parse(line);
-        }
-        catch (JsonException ex)
-        {
-            throw new BackendException($"Ollama sent a line that is not JSON ({ex.Message})");
-        }
     }
 }

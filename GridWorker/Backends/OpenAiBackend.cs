@@ -79,7 +79,7 @@ public sealed class OpenAiBackend(HttpClient http, Uri baseUrl, string? apiKey) 
             {
                 return new BackendResult(output.ToString(), promptTokens, completionTokens ?? contentChunks, modelUsed, null);
             }
-            using var chunk = ParseData(data);
+            using var chunk = ParseChunk(data);
             var root = chunk.RootElement;
             if (ErrorText(root) is { } error) throw new BackendException($"The OpenAI-compatible server failed while generating with {job.Model}: {error}");
             modelUsed = root.StringOf("model") ?? modelUsed;
@@ -96,17 +96,5 @@ public sealed class OpenAiBackend(HttpClient http, Uri baseUrl, string? apiKey) 
             }
         }
         throw new BackendException($"The OpenAI-compatible server's stream for {job.Model} ended without data: [DONE] (the server may have stopped)");
-    }
-
-    private static JsonDocument ParseData(string data)
-    {
-        try
-        {
-            return JsonDocument.Parse(data);
-        }
-        catch (JsonException ex)
-        {
-            throw new BackendException($"The OpenAI-compatible server sent an event that is not JSON ({ex.Message})");
-        }
     }
 }

@@ -23,98 +23,89 @@ public class AgentLifecycleTests(ClockHostFixture fixture) : IClassFixture<Clock
         return (account, await AgentRun.StartRegisteredAsync(settings, _workerClock));
     }
 
-    private static TaskCompletionSource NewHold() => new(TaskCreationOptions.RunContinuationsAsynchronously);
+    /// <summary>An agent on the worker clock running one job that the fake Ollama holds until the test releases it.</summary>
+    private sealed record HeldJob(ApiClient Account, AgentRun Run, FakeOllama Ollama, long Id, string Model, TaskCompletionSource Hold) : IAsyncDisposable
+    {
+        public async Task<string?> StatusAsync() => (await Account.GetJobAsync(Id)).GetProperty("status").GetString();
+
+        public async ValueTask DisposeAsync()
+        {
+            await Run.DisposeAsync();
+            await Ollama.DisposeAsync();
+        }
+    }
+
+    private async Task<HeldJob> StartHeldJobAsync(int timeoutSeconds = 600)
+    {
+        var model = ApiClient.Unique("held") + ":8b";
+        var ollama = await FakeOllama.StartAsync(model);
+        var hold = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        ollama.Reply = _ => new FakeReply { Hold = hold };
+        var (account, run) = await StartAsync(ollama);
+        var id = await account.SubmitAsync(new { model, model_match = "exact", prompt = "a long story", timeout_seconds = timeoutSeconds });
+        await ollama.NextRequestAsync();
+        return new HeldJob(account, run, ollama, id, model, hold);
+    }
 
     [Fact]
     public async Task LongJob_SendsHeartbeats_SoTheCoordinatorDoesNotRequeueIt()
     {
-        var model = ApiClient.Unique("hb") + ":8b";
-        await using var ollama = await FakeOllama.StartAsync(model);
-        var hold = NewHold();
-        ollama.Reply = _ => new FakeReply { Hold = hold };
-        var (account, run) = await StartAsync(ollama);
-        await using var stopAgent = run;
+        await using var held = await StartHeldJobAsync();
+        await held.Account.WaitForJobAsync(held.Id, "running");
 
-        var id = await account.SubmitAsync(new { model, model_match = "exact", prompt = "a long story" });
-        await ollama.NextRequestAsync();
-        await account.WaitForJobAsync(id, "running");
-
-        // 60 s into the job the worker's 30 s heartbeat has fired (twice; the clocks move in steps).
+        // 60 s into the job the worker's 30 s heartbeat has fired (the clocks move in steps).
         fixture.Clock.Advance(TimeSpan.FromSeconds(60));
         _workerClock.Advance(TimeSpan.FromSeconds(30));
-        await Eventually.TrueAsync(() => run.Output.Lines.Any(l => l.Contains("heartbeat (1 job(s) running)", StringComparison.Ordinal)), "a heartbeat was sent");
+        await Eventually.TrueAsync(() => held.Run.Output.Lines.Any(l => l.Contains("heartbeat (1 job(s) running)", StringComparison.Ordinal)), "a heartbeat was sent");
         // 120 s after the claim: without that heartbeat the worker would be 30 s past the 90 s offline window.
         fixture.Clock.Advance(TimeSpan.FromSeconds(60));
-        var report = await Host.Get<GridDuties>().RunOnceAsync();
+        await Host.Get<GridDuties>().RunOnceAsync();
 
-        var job = await account.GetJobAsync(id);
+        var job = await held.Account.GetJobAsync(held.Id);
         Assert.Equal("running", job.GetProperty("status").GetString());
         Assert.Equal(1, job.GetProperty("attempts").GetInt32());
-        hold.SetResult();
-        Assert.Equal("completed", (await account.WaitForJobAsync(id, "completed", "pending", "failed")).GetProperty("status").GetString());
-        Assert.NotNull(report);
+        held.Hold.SetResult();
+        Assert.Equal("completed", (await held.Account.WaitForJobAsync(held.Id, "completed", "pending", "failed")).GetProperty("status").GetString());
     }
 
     [Fact]
     public async Task JobPastItsTimeLimit_IsFailedWithTheReason()
     {
-        var model = ApiClient.Unique("tl") + ":8b";
-        await using var ollama = await FakeOllama.StartAsync(model);
-        ollama.Reply = _ => new FakeReply { Hold = NewHold() };
-        var (account, run) = await StartAsync(ollama);
-        await using var stopAgent = run;
-
-        var id = await account.SubmitAsync(new { model, model_match = "exact", prompt = "p", timeout_seconds = 60 });
-        await ollama.NextRequestAsync();
+        await using var held = await StartHeldJobAsync(timeoutSeconds: 60);
         _workerClock.Advance(TimeSpan.FromSeconds(60));
 
-        var job = await account.WaitForJobAsync(id, "failed", "completed");
+        var job = await held.Account.WaitForJobAsync(held.Id, "failed", "completed");
         Assert.Equal("failed", job.GetProperty("status").GetString());
-        Assert.Equal($"time limit reached: {model} on Ollama did not finish within the job's 60 s", job.GetProperty("error").GetString());
-        Assert.Equal(0, run.Agent.RunningJobs);
+        Assert.Equal($"time limit reached: {held.Model} on Ollama did not finish within the job's 60 s", job.GetProperty("error").GetString());
+        Assert.Equal(0, held.Run.Agent.RunningJobs);
     }
 
     [Fact]
     public async Task Shutdown_LetsARunningJobFinishWithinTheGracePeriod_AndTakesNoMore()
     {
-        var model = ApiClient.Unique("gs") + ":8b";
-        await using var ollama = await FakeOllama.StartAsync(model);
-        var hold = NewHold();
-        ollama.Reply = _ => new FakeReply { Hold = hold };
-        var (account, run) = await StartAsync(ollama);
-        await using var stopAgent = run;
+        await using var held = await StartHeldJobAsync();
+        held.Run.RequestStop();
+        var later = await held.Account.SubmitAsync(new { model = held.Model, model_match = "exact", prompt = "too late" });
+        Assert.False(held.Run.Run.IsCompleted);
+        held.Hold.SetResult();
 
-        var id = await account.SubmitAsync(new { model, model_match = "exact", prompt = "p" });
-        await ollama.NextRequestAsync();
-        run.RequestStop();
-        var later = await account.SubmitAsync(new { model, model_match = "exact", prompt = "too late" });
-        Assert.False(run.Run.IsCompleted);
-        hold.SetResult();
-
-        Assert.Equal(0, await run.Run.WaitAsync(TimeSpan.FromSeconds(30)));
-        Assert.Equal("completed", (await account.GetJobAsync(id)).GetProperty("status").GetString());
-        Assert.Equal("pending", (await account.GetJobAsync(later)).GetProperty("status").GetString());
-        Assert.Contains(run.Output.Lines, l => l.Contains("1 running job(s) get 30 s to finish", StringComparison.Ordinal));
+        Assert.Equal(0, await held.Run.Run.WaitAsync(TimeSpan.FromSeconds(30)));
+        Assert.Equal("completed", await held.StatusAsync());
+        Assert.Equal("pending", (await held.Account.GetJobAsync(later)).GetProperty("status").GetString());
+        Assert.Contains(held.Run.Output.Lines, l => l.Contains("1 running job(s) get 30 s to finish", StringComparison.Ordinal));
     }
 
     [Fact]
     public async Task Shutdown_FailsJobsStillRunningAfterTheGracePeriod()
     {
-        var model = ApiClient.Unique("gf") + ":8b";
-        await using var ollama = await FakeOllama.StartAsync(model);
-        ollama.Reply = _ => new FakeReply { Hold = NewHold() };
-        var (account, run) = await StartAsync(ollama);
-        await using var stopAgent = run;
-
-        var id = await account.SubmitAsync(new { model, model_match = "exact", prompt = "p" });
-        await ollama.NextRequestAsync();
-        run.RequestStop();
+        await using var held = await StartHeldJobAsync();
+        held.Run.RequestStop();
         _workerClock.Advance(TimeSpan.FromSeconds(29));
-        Assert.Equal("running", (await account.GetJobAsync(id)).GetProperty("status").GetString());
+        Assert.Equal("running", await held.StatusAsync());
         _workerClock.Advance(TimeSpan.FromSeconds(1));
 
-        Assert.Equal(0, await run.Run.WaitAsync(TimeSpan.FromSeconds(30)));
-        var job = await account.GetJobAsync(id);
+        Assert.Equal(0, await held.Run.Run.WaitAsync(TimeSpan.FromSeconds(30)));
+        var job = await held.Account.GetJobAsync(held.Id);
         Assert.Equal("failed", job.GetProperty("status").GetString());
         Assert.Equal(WorkerAgent.ShuttingDownMessage, job.GetProperty("error").GetString());
     }
