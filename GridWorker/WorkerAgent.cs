@@ -20,6 +20,9 @@ public sealed class WorkerAgent
     /// <summary>How many times a start, result or fail is sent while the coordinator is unreachable before giving up.</summary>
     private const int TransitionAttempts = 8;
 
+    /// <summary>A 204 faster than this did not wait out a poll window.</summary>
+    private static readonly TimeSpan QuickEmptyPoll = TimeSpan.FromSeconds(1);
+
     private readonly WorkerSettings _settings;
     private readonly CoordinatorClient _coordinator;
     private readonly InferenceBackend _backend;
@@ -32,6 +35,7 @@ public sealed class WorkerAgent
     private IReadOnlyList<WorkerModelEntry> _advertised = [];
     private CancellationTokenSource _modelsChanged = new();
     private int _running;
+    private volatile bool _backendDown;
 
     public WorkerAgent(WorkerSettings settings, HttpClient http, Reporter reporter, TimeProvider time)
     {
@@ -179,8 +183,10 @@ public sealed class WorkerAgent
     private async Task PollLoopAsync(CancellationToken stopping)
     {
         var failures = 0;
+        var quickEmpties = 0;
         while (!stopping.IsCancellationRequested)
         {
+            if (_backendDown && !await WaitForBackendAsync(stopping)) break;
             JobAssignment? job;
             var pollStarted = _time.GetTimestamp();
             CancellationTokenSource modelsChanged;
@@ -215,7 +221,15 @@ public sealed class WorkerAgent
                 if (!await DelayAsync(delay, stopping)) break;
                 continue;
             }
-            if (job is null) continue; // 204: the window passed without a job; poll again at once
+            if (job is null)
+            {
+                // 204: the window passed without a job; poll again at once. But a 204 that comes back at once, twice in
+                // a row, is no window (a node shutting down answers so): back off rather than spin.
+                if (_time.GetElapsedTime(pollStarted) >= QuickEmptyPoll) quickEmpties = 0;
+                else if (quickEmpties++ > 0 && !await DelayAsync(Backoff(quickEmpties - 2), stopping)) break;
+                continue;
+            }
+            quickEmpties = 0;
             try
             {
                 await RunJobAsync(job, pollStarted);
@@ -226,6 +240,34 @@ public sealed class WorkerAgent
                 _reporter.Error("job_error", $"job {job.JobId}: {ex.GetType().Name}: {ex.Message}", ("job_id", job.JobId));
             }
         }
+    }
+
+    /// <summary>After the backend stopped answering: take no jobs (each would fail) until it lists its models again.</summary>
+    private async Task<bool> WaitForBackendAsync(CancellationToken stopping)
+    {
+        _reporter.Warn("backend_down", $"{_backend.UnreachableMessage} Taking no jobs until it answers.");
+        for (var failures = 0; _backendDown; failures++)
+        {
+            if (!await DelayAsync(Backoff(failures), stopping)) return false;
+            try
+            {
+                await _backend.ListModelsAsync(stopping);
+                _backendDown = false;
+                _reporter.Info("backend_back", $"{_backend.DisplayName} answers again");
+            }
+            catch (BackendUnreachableException)
+            {
+            }
+            catch (BackendException)
+            {
+                _backendDown = false; // it answers; what it says is the next job's problem
+            }
+            catch (OperationCanceledException) when (stopping.IsCancellationRequested)
+            {
+                return false;
+            }
+        }
+        return true;
     }
 
     /// <summary>A 401 on a poll: the key may have lost its worker binding (a reset coordinator database); register again.</summary>
@@ -284,7 +326,12 @@ public sealed class WorkerAgent
             {
                 failure = $"time limit reached: {model} on {_backend.DisplayName} did not finish within the job's {timeLimit.TotalSeconds:0} s";
             }
-            catch (Exception ex) when (ex is BackendException or BackendUnreachableException)
+            catch (BackendUnreachableException ex)
+            {
+                failure = ex.Message;
+                _backendDown = true; // every further job would fail the same way
+            }
+            catch (BackendException ex)
             {
                 failure = ex.Message;
             }

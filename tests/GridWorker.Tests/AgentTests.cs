@@ -151,6 +151,23 @@ public class AgentTests(HostFixture fixture) : IClassFixture<HostFixture>
         Assert.Equal(family + ":8b", (await ollama.NextRequestAsync()).GetProperty("model").GetString());
     }
 
+    [Fact]
+    public async Task CatchAll_TakesAnyModelJobs_AndRunsThemOnItsOwnModel()
+    {
+        var local = ApiClient.Unique("ca") + ":8b";
+        await using var ollama = await FakeOllama.StartAsync(local);
+        var (account, run) = await StartAsync(ollama, s => new WorkerSettings
+        {
+            Coordinator = s.Coordinator, ApiKey = s.ApiKey, Name = s.Name, BackendUrl = s.BackendUrl, CatchAll = true,
+        });
+        await using var stopAgent = run;
+
+        var id = await account.SubmitAsync(new { model = ApiClient.Unique("elsewhere") + ":1b", model_match = "any", prompt = "p" });
+        var job = await account.WaitForJobAsync(id, "completed", "failed");
+        Assert.Equal("completed", job.GetProperty("status").GetString());
+        Assert.Equal(local, job.GetProperty("model_used").GetString());
+    }
+
     [Theory]
     [InlineData("status", "Ollama answered 500 for {model}: model \"{model}\" not found, try pulling it first")]
     [InlineData("stream", "Ollama failed while generating with {model}: llama runner process has terminated")]
@@ -177,6 +194,31 @@ public class AgentTests(HostFixture fixture) : IClassFixture<HostFixture>
         ollama.Reply = _ => new FakeReply();
         var next = await account.SubmitAsync(new { model, model_match = "exact", prompt = "p" });
         Assert.Equal("completed", (await account.WaitForJobAsync(next, "completed", "failed")).GetProperty("status").GetString());
+    }
+
+    [Fact]
+    public async Task BackendGoneAway_FailsTheJob_AndTakesNoMoreUntilItIsBack()
+    {
+        var model = ApiClient.Unique("down") + ":8b";
+        var ollama = await FakeOllama.StartAsync(model);
+        var port = ollama.BaseUrl.Port;
+        var (account, run) = await StartAsync(ollama);
+        await using var stopAgent = run;
+        await ollama.DisposeAsync();
+
+        var lost = await account.SubmitAsync(new { model, model_match = "exact", prompt = "p" });
+        var failed = await account.WaitForJobAsync(lost, "failed", "completed");
+        Assert.StartsWith($"Ollama is not reachable at http://127.0.0.1:{port}. Start it with `ollama serve`, or set --backend-url.",
+            failed.GetProperty("error").GetString(), StringComparison.Ordinal);
+        await Eventually.TrueAsync(() => run.Output.Lines.Any(l => l.Contains("Taking no jobs until it answers.", StringComparison.Ordinal)), "the worker paused");
+
+        // While Ollama is down the worker does not poll, so the next job waits for a worker that can run it.
+        var waiting = await account.SubmitAsync(new { model, model_match = "exact", prompt = "p" });
+        Assert.Equal("pending", (await account.GetJobAsync(waiting)).GetProperty("status").GetString());
+        await using var back = new FakeOllama(model);
+        await back.ListenAsync(port);
+        Assert.Equal("completed", (await account.WaitForJobAsync(waiting, "completed", "failed")).GetProperty("status").GetString());
+        Assert.Contains(run.Output.Lines, l => l.Contains("Ollama answers again", StringComparison.Ordinal));
     }
 
     [Fact]

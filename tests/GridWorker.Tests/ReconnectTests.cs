@@ -22,6 +22,8 @@ public class ReconnectTests
 
         var before = await account.SubmitAsync(new { model, model_match = "exact", prompt = "p" });
         await account.WaitForJobAsync(before, "completed");
+        // Cut only once the agent has its answer; a result in flight would be retried instead of a poll.
+        await Eventually.TrueAsync(() => run.Output.Lines.Any(l => l.Contains($"job {before} done", StringComparison.Ordinal)), "the result was acknowledged");
 
         // The node goes away: connections drop, then are refused.
         proxy.Cut();

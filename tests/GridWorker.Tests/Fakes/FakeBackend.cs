@@ -45,10 +45,10 @@ public abstract class FakeServer : IAsyncDisposable
 
     public Uri BaseUrl { get; private set; } = null!;
 
-    public async Task ListenAsync()
+    public async Task ListenAsync(int port = 0)
     {
         var builder = WebApplication.CreateSlimBuilder();
-        builder.WebHost.UseKestrel(options => options.Listen(IPAddress.Loopback, 0));
+        builder.WebHost.UseKestrel(options => options.Listen(IPAddress.Loopback, port));
         builder.Logging.ClearProviders();
         _app = builder.Build();
         Map(_app);
