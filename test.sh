@@ -7,7 +7,9 @@
 # Steps: install PostgreSQL if missing; install the npm test tools pinned in
 # tests/tools/package-lock.json (Prism); start a fresh private cluster in
 # .data/test-pg (port $COORDINATOR_TEST_PG_PORT, default 54339); run
-# `dotnet test` on Coordinator.sln writing TestResults/results.trx; stop the
+# `dotnet test` on Coordinator.sln writing one TestResults/*.trx per test
+# project (default names, which the logger keeps unique; a fixed LogFileName
+# would let the last project overwrite the others); stop the
 # cluster; sum the TRX counters.
 #
 # The LAST line of output is always "N passed, N failed" (CI reads it);
@@ -92,7 +94,7 @@ rm -f "$RESULTS_DIR"/*.trx
 say "dotnet test Coordinator.sln -c Release $*"
 test_rc=0
 dotnet test Coordinator.sln -c Release \
-  --logger "trx;LogFileName=results.trx" --results-directory "$RESULTS_DIR" "$@" </dev/null ||
+  --logger trx --results-directory "$RESULTS_DIR" "$@" </dev/null ||
   test_rc=$?
 
 # 6. Stop the cluster before reporting.
