@@ -120,8 +120,9 @@ public class AgentLifecycleTests(ClockHostFixture fixture) : IClassFixture<Clock
         await using var stopAgent = run;
 
         ollama.Models = [first, added];
-        _workerClock.Advance(TimeSpan.FromSeconds(60));
-        await Eventually.TrueAsync(() => run.Agent.AdvertisedModels.Any(m => m.Name == added), "the new model was advertised");
+        // The clock moves until the check has run: the watch may not have started its wait when the test first moves it.
+        await Eventually.TrueAsync(() => { _workerClock.Advance(TimeSpan.FromSeconds(60)); return run.Agent.AdvertisedModels.Any(m => m.Name == added); },
+            "the new model was advertised");
         Assert.Contains(run.Output.Lines, l => l.Contains($"models changed: now serving {first}, {added}", StringComparison.Ordinal)
             || l.Contains($"models changed: now serving {added}, {first}", StringComparison.Ordinal));
         var models = await ApiClient.ExpectAsync(await account.GetAsync("models"), HttpStatusCode.OK);
@@ -132,7 +133,7 @@ public class AgentLifecycleTests(ClockHostFixture fixture) : IClassFixture<Clock
 
         // A model that goes away is withdrawn too.
         ollama.Models = [added];
-        _workerClock.Advance(TimeSpan.FromSeconds(60));
-        await Eventually.TrueAsync(() => run.Agent.AdvertisedModels.All(m => m.Name != first), "the removed model was withdrawn");
+        await Eventually.TrueAsync(() => { _workerClock.Advance(TimeSpan.FromSeconds(60)); return run.Agent.AdvertisedModels.All(m => m.Name != first); },
+            "the removed model was withdrawn");
     }
 }

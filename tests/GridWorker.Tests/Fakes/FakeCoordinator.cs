@@ -30,6 +30,13 @@ public sealed class FakeCoordinator : FakeServer
 
     public void Enqueue(object assignment) => _assignments.Enqueue(assignment);
 
+    /// <summary>Answer an empty poll with 204 at once, as a node that is shutting down does, instead of holding it.</summary>
+    public bool AnswerEmptyPollsAtOnce { get; set; }
+
+    private int _polls;
+
+    public int Polls => Volatile.Read(ref _polls);
+
     /// <summary>The next result or failure a worker reported: ("result" | "fail", job id, body).</summary>
     public async Task<(string Kind, long JobId, JsonElement Body)> NextReportAsync()
     {
@@ -45,7 +52,9 @@ public sealed class FakeCoordinator : FakeServer
         worker.MapPatch("/models", () => Results.Json(new { status = "updated", model_count = 1 }));
         worker.MapGet("/jobs/next", async (HttpContext context) =>
         {
+            Interlocked.Increment(ref _polls);
             if (_assignments.TryDequeue(out var assignment)) return Results.Json(assignment);
+            if (AnswerEmptyPollsAtOnce) return Results.NoContent();
             try
             {
                 await Task.Delay(TimeSpan.FromSeconds(30), context.RequestAborted);
