@@ -125,9 +125,10 @@ public sealed class WorkerAgent
         }
         lock (_modelsLock) _advertised = advertised;
 
+        long workerId;
         try
         {
-            WorkerId = await RetryAsync("register", ct => RegisterAsync(advertised, ct), int.MaxValue, stopping);
+            workerId = await RetryAsync("register", ct => RegisterAsync(advertised, ct), int.MaxValue, stopping);
         }
         catch (CoordinatorException ex)
         {
@@ -139,10 +140,10 @@ public sealed class WorkerAgent
             return 0;
         }
         _reporter.Info("registered",
-            $"grid-worker {AgentVersion} registered as worker {WorkerId} \"{_settings.Name}\" at {_settings.Coordinator}; " +
+            $"grid-worker {AgentVersion} registered as worker {workerId} \"{_settings.Name}\" at {_settings.Coordinator}; " +
             $"serving {string.Join(", ", advertised.Select(m => m.Name))} on {_backend.DisplayName} at {_backend.BaseUrl.ToString().TrimEnd('/')}" +
             $"{(_settings.CatchAll ? " (catch-all)" : "")}, {_settings.Concurrency} at a time",
-            ("worker_id", WorkerId), ("models", advertised.Select(m => m.Name).ToArray()), ("agent_version", AgentVersion), ("platform", Platform));
+            ("worker_id", workerId), ("models", advertised.Select(m => m.Name).ToArray()), ("agent_version", AgentVersion), ("platform", Platform));
 
         using var finished = new CancellationTokenSource();
         using var onStop = stopping.Register(() =>
@@ -154,6 +155,7 @@ public sealed class WorkerAgent
             _ = AbortAfterGraceAsync(finished.Token);
         });
         var upkeep = Task.WhenAll(HeartbeatLoopAsync(finished.Token), ModelsLoopAsync(finished.Token));
+        WorkerId = workerId; // published once the loops wait on their clocks, so a test that sees it can move them
         await Task.WhenAll(Enumerable.Range(0, _settings.Concurrency).Select(_ => PollLoopAsync(stopping)));
         await finished.CancelAsync();
         await upkeep;
