@@ -108,11 +108,13 @@ public sealed class EngineBenchmarks(BenchOptions options, BenchDatabase databas
             SELECT {engine.AccountId}, 'pending', '{Model}', 'bench', 'exact', 'noop', 0, 600, now() FROM generate_series(1, {jobs});
             ANALYZE jobs;
             """);
+        await database.ResetStatementsAsync();
         var before = await database.SnapshotAsync(engine.Database);
         var started = Stopwatch.GetTimestamp();
         await engine.ConsumeAsync(jobs, onClaimed: null);
         var seconds = Stopwatch.GetElapsedTime(started).TotalSeconds;
         var cost = await database.CostSinceAsync(engine.Database, before);
+        foreach (var line in await database.TopStatementsAsync(engine.Database, jobs, 6)) Console.WriteLine($"    {line}");
         return new EngineResult("coordinator", "this repo", "drain", jobs, seconds, jobs / seconds, null, null, jobs / seconds, cost,
             "claim (SKIP LOCKED) → start → complete per job, 3 statements; jobs pre-inserted with SQL");
     }
