@@ -39,8 +39,8 @@ public sealed class EngineBenchmarks(BenchOptions options, BenchDatabase databas
     public async Task RunAsync()
     {
         var drainJobs = options.Quick ? 10_000 : 100_000;
-        var latencyJobs = options.Quick ? 300 : 1000;
-        int[] rates = options.Quick ? [200, 1000] : [200, 500, 1000];
+        var latencyJobs = options.Quick ? 100 : 1000;
+        int[] rates = options.Quick ? [500] : [200, 500, 1000];
         var duration = options.Quick ? 10 : 60;
 
         var results = new List<EngineResult>();
