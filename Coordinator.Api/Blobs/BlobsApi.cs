@@ -3,10 +3,14 @@ using Coordinator.Api.Jobs;
 using Coordinator.Grid.Blobs;
 using Microsoft.AspNetCore.Http.Features;
 using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.Extensions.Options;
 
 namespace Coordinator.Api.Blobs;
 
 public sealed record BlobCreateResponse(long BlobId, Uri UploadUrl, int ExpiresIn);
+
+/// <summary>The body of POST /blobs as the served OpenAPI document describes it: <c>blob_type</c> image (default) or document.</summary>
+public sealed record BlobCreateDocument(string? BlobType);
 
 /// <summary>
 /// Attachments: <c>POST /api/v1/blobs</c> and <c>/blobs/{id}/confirm</c>, plus the local-disk store's signed
@@ -17,7 +21,7 @@ public static class BlobsApi
     public static RouteGroupBuilder MapBlobs(this IEndpointRouteBuilder routes)
     {
         var group = routes.MapGroup("/blobs").WithTags("Blobs").RequireApiKey();
-        group.MapPost("/", CreateAsync);
+        group.MapPost("/", CreateAsync).Accepts<BlobCreateDocument>("application/json");
         group.MapPost("/{id:long}/confirm", ConfirmAsync);
 
         var store = routes.MapGroup("/blob-store").ExcludeFromDescription();
@@ -38,7 +42,7 @@ public static class BlobsApi
         return TypedResults.Created($"/api/v1/blobs/{created.Id}", new BlobCreateResponse(created.Id, created.UploadUrl, created.ExpiresIn));
     }
 
-    public static async Task<Results<Ok<StatusDto>, NotFound<ApiError>, UnprocessableEntity<ApiError>>> ConfirmAsync(long id, HttpContext context, BlobRegistry blobs, Microsoft.Extensions.Options.IOptions<BlobOptions> options)
+    public static async Task<Results<Ok<StatusDto>, NotFound<ApiError>, UnprocessableEntity<ApiError>>> ConfirmAsync(long id, HttpContext context, BlobRegistry blobs, IOptions<BlobOptions> options)
     {
         var outcome = await blobs.ConfirmAsync(context.GetCaller().AccountId, id, context.RequestAborted);
         return outcome switch

@@ -29,3 +29,6 @@ public interface IBlobStore
     /// <summary>Removes the object; a missing object is not an error.</summary>
     Task DeleteAsync(string objectKey, CancellationToken cancellationToken = default);
 }
+
+/// <summary>The blob store could not be reached or refused the coordinator's own request; the API answers 503.</summary>
+public sealed class BlobStoreUnavailableException(string message, Exception innerException) : Exception(message, innerException);

@@ -25,6 +25,9 @@ public sealed class S3BlobStore : IBlobStore, IDisposable
             // S3-compatible servers do not all know the newer integrity checksums; send them only where S3 requires them.
             RequestChecksumCalculation = RequestChecksumCalculation.WHEN_REQUIRED,
             ResponseChecksumValidation = ResponseChecksumValidation.WHEN_REQUIRED,
+            // A confirm waits on the store: fail within seconds rather than hang the client.
+            Timeout = TimeSpan.FromSeconds(10),
+            MaxErrorRetry = 2,
         };
         if (_options.ServiceUrl is { } serviceUrl)
         {
@@ -66,10 +69,26 @@ public sealed class S3BlobStore : IBlobStore, IDisposable
         {
             return null;
         }
+        catch (Exception exception) when (exception is AmazonServiceException or HttpRequestException or AmazonClientException)
+        {
+            throw Unavailable(exception);
+        }
     }
 
-    public Task DeleteAsync(string objectKey, CancellationToken cancellationToken = default) =>
-        _client.DeleteObjectAsync(new DeleteObjectRequest { BucketName = _options.Bucket, Key = objectKey }, cancellationToken);
+    public async Task DeleteAsync(string objectKey, CancellationToken cancellationToken = default)
+    {
+        try
+        {
+            await _client.DeleteObjectAsync(new DeleteObjectRequest { BucketName = _options.Bucket, Key = objectKey }, cancellationToken);
+        }
+        catch (Exception exception) when (exception is AmazonServiceException or HttpRequestException or AmazonClientException)
+        {
+            throw Unavailable(exception);
+        }
+    }
+
+    private BlobStoreUnavailableException Unavailable(Exception exception) =>
+        new($"the S3 store (bucket {_options.Bucket} at {_options.ServiceUrl?.ToString() ?? "AWS " + _options.Region}) failed: {exception.Message}", exception);
 
     public void Dispose() => _client.Dispose();
 }

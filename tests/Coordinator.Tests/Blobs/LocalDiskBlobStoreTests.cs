@@ -150,4 +150,16 @@ public sealed class LocalDiskBlobStoreTests : BlobTests
         Assert.True((await PutAsync(onSecond, [4, 2])).IsSuccessStatusCode);
         await ApiClient.ExpectAsync(await second.WithKey(client.Key).PostAsync($"blobs/{id}/confirm"), HttpStatusCode.OK);
     }
+
+    [Fact]
+    public async Task TheStoresLimit_AppliesToUploads_InsteadOfTheAPIsRequestBodyLimit()
+    {
+        // Default limits: 20 MiB attachments, 8 MiB API request bodies.
+        await using var node = await GridHost.StartAsync(Host.ConnectionString);
+        var client = await node.NewAccountAsync();
+        var bytes = RandomNumberGenerator.GetBytes(9 * 1024 * 1024);
+        var id = await UploadedAndConfirmedAsync(client, bytes);
+        var (assignment, _, _) = await SubmitAndClaimWithBlobsAsync(client, [id]);
+        Assert.Equal(bytes, await Direct.GetByteArrayAsync(assignment.GetProperty("blobs")[0].GetProperty("url").GetString()));
+    }
 }

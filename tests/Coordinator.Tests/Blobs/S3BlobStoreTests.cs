@@ -53,4 +53,16 @@ public sealed class S3BlobStoreTests : BlobTests
         Assert.Equal(HttpStatusCode.OK, (await Direct.GetAsync(url)).StatusCode);
         Assert.Equal(HttpStatusCode.NotFound, (await Direct.GetAsync(new UriBuilder(url) { Path = url.AbsolutePath + "x" }.Uri)).StatusCode);
     }
+
+    [Fact]
+    public async Task AConfirm_WhileTheStoreIsDown_Is503()
+    {
+        var client = await Host.NewAccountAsync();
+        var (id, url) = await CreateBlobAsync(client);
+        Assert.True((await PutAsync(url, [1])).IsSuccessStatusCode);
+        await _s3.DisposeAsync();
+
+        var down = await ApiClient.ExpectAsync(await client.PostAsync($"blobs/{id}/confirm"), HttpStatusCode.ServiceUnavailable);
+        Assert.Equal("service_unavailable", down.GetProperty("error").GetString());
+    }
 }

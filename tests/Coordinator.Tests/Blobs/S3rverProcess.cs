@@ -13,6 +13,7 @@ public sealed partial class S3rverProcess : IAsyncDisposable
     private readonly Process _process;
     private readonly string _directory;
     private readonly StringBuilder _output = new();
+    private bool _disposed;
 
     private S3rverProcess(Process process, string directory)
     {
@@ -73,6 +74,8 @@ public sealed partial class S3rverProcess : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
+        if (_disposed) return;
+        _disposed = true;
         if (!_process.HasExited) _process.Kill(entireProcessTree: true);
         await _process.WaitForExitAsync();
         _process.Dispose();
