@@ -1,5 +1,5 @@
+using Coordinator.Grid.Duties;
 using Dapper;
-using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Npgsql;
@@ -49,29 +49,14 @@ public sealed partial class BlobSweeper(NpgsqlDataSource dataSource, IBlobStore 
 }
 
 /// <summary>Runs <see cref="BlobSweeper"/> every <see cref="BlobOptions.SweepInterval"/> on every node (unless <c>Dispatch:RunDuties</c> is false).</summary>
-public sealed partial class BlobSweepService(BlobSweeper sweeper, TimeProvider time, IOptions<BlobOptions> options, IOptions<DispatchOptions> dispatch, ILogger<BlobSweepService> logger) : BackgroundService
+public sealed class BlobSweepService(BlobSweeper sweeper, TimeProvider time, IOptions<BlobOptions> options, IOptions<DispatchOptions> dispatch, ILogger<BlobSweepService> logger)
+    : PeriodicService(time, logger)
 {
-    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
-    {
-        if (!dispatch.Value.RunDuties) return;
-        while (!stoppingToken.IsCancellationRequested)
-        {
-            try
-            {
-                await Task.Delay(options.Value.SweepInterval, time, stoppingToken);
-                await sweeper.RunOnceAsync(stoppingToken);
-            }
-            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
-            {
-                break;
-            }
-            catch (Exception exception)
-            {
-                LogSweepFailed(logger, exception.Message);
-            }
-        }
-    }
+    protected override bool Enabled => dispatch.Value.RunDuties;
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Blob sweep failed, will try again: {Reason}")]
-    private static partial void LogSweepFailed(ILogger logger, string reason);
+    protected override TimeSpan Interval => options.Value.SweepInterval;
+
+    protected override string Name => "Blob sweep";
+
+    protected override Task RunPassAsync(CancellationToken stoppingToken) => sweeper.RunOnceAsync(stoppingToken);
 }
