@@ -30,7 +30,7 @@ public static class BlobsApi
         return group;
     }
 
-    public static async Task<Results<Created<BlobCreateResponse>, UnprocessableEntity<ApiError>>> CreateAsync(HttpContext context, BlobRegistry blobs)
+    public static async Task<Results<Created<BlobCreateResponse>, UnprocessableEntity<ApiError>>> CreateAsync(HttpContext context, BlobRegistry blobs, IOptions<BlobOptions> options)
     {
         var (fields, error) = await JsonFields.ReadAsync(context.Request, allowEmpty: true);
         if (fields is null) return ApiErrors.InvalidRequest(error!);
@@ -39,6 +39,10 @@ public static class BlobsApi
         if (!fields.IsValid) return ApiErrors.InvalidRequest(string.Join("; ", fields.Errors));
 
         var created = await blobs.CreateAsync(context.GetCaller().AccountId, blobType, PublicBase(context), context.RequestAborted);
+        if (created is null)
+        {
+            return ApiErrors.InvalidRequest($"this account has {options.Value.MaxPendingPerAccount} unconfirmed blobs; confirm or abandon some (unconfirmed blobs are removed after a day)");
+        }
         return TypedResults.Created($"/api/v1/blobs/{created.Id}", new BlobCreateResponse(created.Id, created.UploadUrl, created.ExpiresIn));
     }
 

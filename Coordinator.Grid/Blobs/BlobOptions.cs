@@ -14,6 +14,10 @@ public sealed class BlobOptions : IValidatableObject
     [Range(1, long.MaxValue)]
     public long MaxBytes { get; set; } = 20 * 1024 * 1024;
 
+    /// <summary>Most unconfirmed blobs one account may have at once (each may hold up to <see cref="MaxBytes"/>). Default: 100.</summary>
+    [Range(1, int.MaxValue)]
+    public int MaxPendingPerAccount { get; set; } = 100;
+
     /// <summary>How long an upload URL stays valid (the spec's <c>expires_in</c>). Default: 900 s.</summary>
     public TimeSpan UploadUrlLifetime { get; set; } = TimeSpan.FromSeconds(900);
 

@@ -39,17 +39,23 @@ public sealed record BlobLink(long Id, string Type, Uri Url);
 /// </summary>
 public sealed class BlobRegistry(NpgsqlDataSource dataSource, IBlobStore store, TimeProvider time, IOptions<BlobOptions> options)
 {
-    public async Task<CreatedBlob> CreateAsync(long accountId, string blobType, Uri publicBase, CancellationToken cancellationToken = default)
+    /// <summary>A new pending blob and its upload URL, or null when the account already has <see cref="BlobOptions.MaxPendingPerAccount"/> unconfirmed blobs.</summary>
+    public async Task<CreatedBlob?> CreateAsync(long accountId, string blobType, Uri publicBase, CancellationToken cancellationToken = default)
     {
         var objectKey = $"{accountId}/{Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(16))}";
         var now = time.GetUtcNow();
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
-        var id = await connection.QuerySingleAsync<long>(new CommandDefinition("""
-            INSERT INTO blobs (account_id, blob_type, object_key, created_at) VALUES (@accountId, @blobType, @objectKey, @now) RETURNING id
-            """, new { accountId, blobType, objectKey, now }, cancellationToken: cancellationToken));
+        // Concurrent requests may pass the count together and overshoot the cap by a few; it bounds abuse, not exactness.
+        var id = await connection.QuerySingleOrDefaultAsync<long?>(new CommandDefinition("""
+            INSERT INTO blobs (account_id, blob_type, object_key, created_at)
+            SELECT @accountId, @blobType, @objectKey, @now
+            WHERE (SELECT count(*) FROM blobs WHERE account_id = @accountId AND status = 'pending') < @maxPending
+            RETURNING id
+            """, new { accountId, blobType, objectKey, now, maxPending = options.Value.MaxPendingPerAccount }, cancellationToken: cancellationToken));
+        if (id is null) return null;
         var lifetime = options.Value.UploadUrlLifetime;
         var url = await store.PresignAsync(objectKey, BlobAccess.Upload, lifetime, publicBase, cancellationToken);
-        return new CreatedBlob(id, url, (int)lifetime.TotalSeconds);
+        return new CreatedBlob(id.Value, url, (int)lifetime.TotalSeconds);
     }
 
     /// <summary>Marks a blob confirmed once its upload is in the store and within the size limit. Confirming twice is fine.</summary>

@@ -15,6 +15,8 @@ CREATE TABLE blobs (
 COMMENT ON TABLE blobs IS 'Attachments: the object is in the blob store (S3 or local disk); unconfirmed ones are removed after a day.';
 -- The sweep of unconfirmed blobs reads oldest first.
 CREATE INDEX blobs_unconfirmed ON blobs (created_at) WHERE status = 'pending';
+-- POST /blobs counts the account's unconfirmed blobs against Blobs:MaxPendingPerAccount.
+CREATE INDEX blobs_pending_by_account ON blobs (account_id) WHERE status = 'pending';
 
 -- The blobs a job carries, in the order the client listed them in blob_ids.
 CREATE TABLE job_blobs (

@@ -162,4 +162,35 @@ public sealed class LocalDiskBlobStoreTests : BlobTests
         var (assignment, _, _) = await SubmitAndClaimWithBlobsAsync(client, [id]);
         Assert.Equal(bytes, await Direct.GetByteArrayAsync(assignment.GetProperty("blobs")[0].GetProperty("url").GetString()));
     }
+
+    [Fact]
+    public async Task AFileOverTheLimit_ThatReachedTheStoreAnyway_IsRefusedAtConfirmAndDeleted()
+    {
+        // E.g. written before Blobs:MaxBytes was lowered: confirm checks the size whatever the store.
+        var client = await Host.NewAccountAsync();
+        var (id, _) = await CreateBlobAsync(client);
+        var path = Path.Combine(LocalPath, await ObjectKeyAsync(id));
+        Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+        await File.WriteAllBytesAsync(path, new byte[MaxBytes + 1]);
+
+        var refused = await ApiClient.ExpectAsync(await client.PostAsync($"blobs/{id}/confirm"), HttpStatusCode.UnprocessableEntity);
+        Assert.Equal("too_large", refused.GetProperty("error").GetString());
+        Assert.False(File.Exists(path));
+    }
+
+    [Fact]
+    public async Task AnAccount_MayHoldOnlySoManyUnconfirmedBlobs()
+    {
+        await using var node = await GridHost.StartAsync(Host.ConnectionString, settings: new Dictionary<string, string?> { ["Blobs:MaxPendingPerAccount"] = "2" });
+        var client = await node.NewAccountAsync();
+        var (first, firstUrl) = await CreateBlobAsync(client);
+        await CreateBlobAsync(client);
+        var refused = await ApiClient.ExpectAsync(await client.PostAsync("blobs", new { blob_type = "image" }), HttpStatusCode.UnprocessableEntity);
+        Assert.Contains("unconfirmed", refused.GetProperty("message").GetString());
+        await CreateBlobAsync(await node.NewAccountAsync()); // another account is not affected
+
+        Assert.True((await PutAsync(firstUrl, [1])).IsSuccessStatusCode);
+        await ApiClient.ExpectAsync(await client.PostAsync($"blobs/{first}/confirm"), HttpStatusCode.OK);
+        await CreateBlobAsync(client);
+    }
 }
