@@ -61,13 +61,11 @@ public sealed class BlobRegistry(NpgsqlDataSource dataSource, IBlobStore store, 
     /// <summary>Marks a blob confirmed once its upload is in the store and within the size limit. Confirming twice is fine.</summary>
     public async Task<ConfirmOutcome> ConfirmAsync(long accountId, long blobId, CancellationToken cancellationToken = default)
     {
-        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
-        var found = await connection.QuerySingleOrDefaultAsync<BlobState>(new CommandDefinition(
-            "SELECT object_key, status FROM blobs WHERE id = @blobId AND account_id = @accountId",
-            new { blobId, accountId }, cancellationToken: cancellationToken));
+        var found = await StateAsync(accountId, blobId, cancellationToken);
         if (found is null) return ConfirmOutcome.NotFound;
         if (found.Status == "confirmed") return ConfirmOutcome.Confirmed;
 
+        // No database connection is held while the store answers.
         var size = await store.SizeAsync(found.ObjectKey, cancellationToken);
         if (size is null) return ConfirmOutcome.UploadMissing;
         if (size > options.Value.MaxBytes)
@@ -75,18 +73,24 @@ public sealed class BlobRegistry(NpgsqlDataSource dataSource, IBlobStore store, 
             await store.DeleteAsync(found.ObjectKey, cancellationToken);
             return ConfirmOutcome.TooLarge;
         }
-        // Zero rows: a concurrent confirm won (fine), or the sweep removed the abandoned blob meanwhile (gone).
-        var status = await connection.QuerySingleOrDefaultAsync<string>(new CommandDefinition("""
-            WITH confirmed AS (
+        await using (var connection = await dataSource.OpenConnectionAsync(cancellationToken))
+        {
+            var updated = await connection.ExecuteAsync(new CommandDefinition("""
                 UPDATE blobs SET status = 'confirmed', size_bytes = @size, confirmed_at = @now
                 WHERE id = @blobId AND account_id = @accountId AND status = 'pending'
-                RETURNING status
-            )
-            SELECT status FROM confirmed
-            UNION ALL
-            SELECT status FROM blobs WHERE id = @blobId AND account_id = @accountId AND NOT EXISTS (SELECT 1 FROM confirmed)
-            """, new { blobId, accountId, size, now = time.GetUtcNow() }, cancellationToken: cancellationToken));
-        return status == "confirmed" ? ConfirmOutcome.Confirmed : ConfirmOutcome.NotFound;
+                """, new { blobId, accountId, size, now = time.GetUtcNow() }, cancellationToken: cancellationToken));
+            if (updated == 1) return ConfirmOutcome.Confirmed;
+        }
+        // Nothing updated: a concurrent confirm won (fine), or the sweep removed the abandoned blob meanwhile (gone).
+        return (await StateAsync(accountId, blobId, cancellationToken))?.Status == "confirmed" ? ConfirmOutcome.Confirmed : ConfirmOutcome.NotFound;
+    }
+
+    private async Task<BlobState?> StateAsync(long accountId, long blobId, CancellationToken cancellationToken)
+    {
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+        return await connection.QuerySingleOrDefaultAsync<BlobState>(new CommandDefinition(
+            "SELECT object_key, status FROM blobs WHERE id = @blobId AND account_id = @accountId",
+            new { blobId, accountId }, cancellationToken: cancellationToken));
     }
 
     /// <summary>Those of <paramref name="blobIds"/> that are not confirmed blobs of this account, in the order given.</summary>

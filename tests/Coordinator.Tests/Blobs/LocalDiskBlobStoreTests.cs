@@ -193,4 +193,28 @@ public sealed class LocalDiskBlobStoreTests : BlobTests
         await ApiClient.ExpectAsync(await client.PostAsync($"blobs/{first}/confirm"), HttpStatusCode.OK);
         await CreateBlobAsync(client);
     }
+
+    [Fact]
+    public async Task ConcurrentConfirms_AllSucceed_AndTwoNodesSweepEachAbandonedBlobOnce()
+    {
+        await using var second = await GridHost.StartAsync(Host.ConnectionString, Clock, new Dictionary<string, string?> { ["Blobs:LocalPath"] = LocalPath });
+        var client = await Host.NewAccountAsync();
+        var (id, url) = await CreateBlobAsync(client);
+        Assert.True((await PutAsync(url, [1])).IsSuccessStatusCode);
+        var confirms = await Task.WhenAll(Enumerable.Range(0, 8).Select(_ => client.PostAsync($"blobs/{id}/confirm")));
+        Assert.All(confirms, response => Assert.Equal(HttpStatusCode.OK, response.StatusCode));
+
+        var abandoned = new List<string>();
+        for (var i = 0; i < 5; i++)
+        {
+            var (blob, blobUrl) = await CreateBlobAsync(client);
+            Assert.True((await PutAsync(blobUrl, [2])).IsSuccessStatusCode);
+            abandoned.Add(await ObjectKeyAsync(blob));
+        }
+        Clock.Advance(TimeSpan.FromDays(1) + TimeSpan.FromSeconds(1));
+        var removed = await Task.WhenAll(Host.Get<BlobSweeper>().RunOnceAsync(), second.Get<BlobSweeper>().RunOnceAsync());
+        Assert.Equal(5, removed.Sum());
+        Assert.All(abandoned, key => Assert.False(File.Exists(Path.Combine(LocalPath, key))));
+        await ApiClient.ExpectAsync(await client.PostAsync($"blobs/{id}/confirm"), HttpStatusCode.OK);
+    }
 }
