@@ -137,6 +137,33 @@ public class AgentTests(HostFixture fixture) : IClassFixture<HostFixture>
     }
 
     [Fact]
+    public async Task ImageAttachment_FromTheBlobStore_ReachesOllamaAsBase64()
+    {
+        var model = ApiClient.Unique("img") + ":7b";
+        await using var ollama = await FakeOllama.StartAsync(model);
+        var (account, run) = await StartAsync(ollama);
+        await using var stopAgent = run;
+
+        // A client uploads an image the way the spec says: create, PUT to the presigned URL, confirm.
+        var image = System.Security.Cryptography.RandomNumberGenerator.GetBytes(3000);
+        var created = await ApiClient.ExpectAsync(await account.PostAsync("blobs", new { blob_type = "image" }), HttpStatusCode.Created);
+        using (var upload = new ByteArrayContent(image))
+        {
+            upload.Headers.ContentType = new System.Net.Http.Headers.MediaTypeHeaderValue("image/png");
+            using var direct = new HttpClient();
+            Assert.True((await direct.PutAsync(created.GetProperty("upload_url").GetString(), upload)).IsSuccessStatusCode);
+        }
+        var blobId = created.GetProperty("blob_id").GetInt64();
+        await ApiClient.ExpectAsync(await account.PostAsync($"blobs/{blobId}/confirm"), HttpStatusCode.OK);
+
+        var id = await account.SubmitAsync(new { model, model_match = "exact", prompt = "Describe the picture", blob_ids = new[] { blobId } });
+        Assert.Equal("completed", (await account.WaitForJobAsync(id, "completed", "failed")).GetProperty("status").GetString());
+        var message = (await ollama.NextRequestAsync()).GetProperty("messages")[0];
+        Assert.Equal([Convert.ToBase64String(image)], message.GetProperty("images").EnumerateArray().Select(i => i.GetString()));
+        Assert.Equal("Describe the picture", message.GetProperty("content").GetString());
+    }
+
+    [Fact]
     public async Task FamilyJob_RunsOnTheLocalModelOfThatFamily()
     {
         var family = ApiClient.Unique("fam");
