@@ -15,8 +15,11 @@ public enum BackendKind
 }
 
 /// <summary>Everything the agent is told. Tests build one directly; <see cref="Parse"/> builds it from flags, environment and a config file.</summary>
-public sealed class WorkerSettings
+public sealed record WorkerSettings
 {
+    /// <summary>Never the API keys: a record would print every property.</summary>
+    public override string ToString() => $"WorkerSettings {{ Coordinator = {Coordinator}, Name = {Name}, Backend = {Backend} at {BackendUrl} }}";
+
     public const string DefaultBackendUrl = "http://127.0.0.1:11434";
 
     /// <summary>The coordinator's API root, always ending in <c>/api/v1/</c>.</summary>

@@ -24,10 +24,7 @@ public class AgentTests(HostFixture fixture) : IClassFixture<HostFixture>
     {
         var model = ApiClient.Unique("reg") + ":8b";
         await using var ollama = await FakeOllama.StartAsync(model, "other:1b");
-        var (account, run) = await StartAsync(ollama, s => new WorkerSettings
-        {
-            Coordinator = s.Coordinator, ApiKey = s.ApiKey, Name = s.Name, BackendUrl = s.BackendUrl, ServesFamily = [model],
-        });
+        var (account, run) = await StartAsync(ollama, s => s with { ServesFamily = [model] });
         await using var stopAgent = run;
 
         await using var connection = new NpgsqlConnection(Host.ConnectionString);
@@ -183,10 +180,7 @@ public class AgentTests(HostFixture fixture) : IClassFixture<HostFixture>
     {
         var local = ApiClient.Unique("ca") + ":8b";
         await using var ollama = await FakeOllama.StartAsync(local);
-        var (account, run) = await StartAsync(ollama, s => new WorkerSettings
-        {
-            Coordinator = s.Coordinator, ApiKey = s.ApiKey, Name = s.Name, BackendUrl = s.BackendUrl, CatchAll = true,
-        });
+        var (account, run) = await StartAsync(ollama, s => s with { CatchAll = true });
         await using var stopAgent = run;
 
         var id = await account.SubmitAsync(new { model = ApiClient.Unique("elsewhere") + ":1b", model_match = "any", prompt = "p" });
@@ -276,7 +270,7 @@ public class AgentTests(HostFixture fixture) : IClassFixture<HostFixture>
         await using var ollama = await FakeOllama.StartAsync("llama3:8b");
         var account = await Host.NewAccountAsync();
         var settings = AgentRun.SettingsFor(Host.BaseAddress, await account.NewKeyAsync(), ollama.Info());
-        await using var run = AgentRun.Start(new WorkerSettings { Coordinator = settings.Coordinator, ApiKey = settings.ApiKey, BackendUrl = settings.BackendUrl, Models = ["mistral:7b"] });
+        await using var run = AgentRun.Start(settings with { Models = ["mistral:7b"] });
         Assert.Equal(1, await run.Run.WaitAsync(TimeSpan.FromSeconds(30)));
         Assert.Contains($"mistral:7b is not available on Ollama at {ollama.BaseUrl.ToString().TrimEnd('/')} (it has: llama3:8b). Pull it with `ollama pull mistral:7b`",
             run.Output.ToString(), StringComparison.Ordinal);
@@ -289,10 +283,7 @@ public class AgentTests(HostFixture fixture) : IClassFixture<HostFixture>
         await using var ollama = await FakeOllama.StartAsync(model);
         var hold = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         ollama.Reply = _ => new FakeReply { Hold = hold };
-        var (account, run) = await StartAsync(ollama, s => new WorkerSettings
-        {
-            Coordinator = s.Coordinator, ApiKey = s.ApiKey, Name = s.Name, BackendUrl = s.BackendUrl, Concurrency = 2,
-        });
+        var (account, run) = await StartAsync(ollama, s => s with { Concurrency = 2 });
         await using var stopAgent = run;
 
         var ids = new[]
@@ -313,10 +304,7 @@ public class AgentTests(HostFixture fixture) : IClassFixture<HostFixture>
     {
         var model = ApiClient.Unique("json") + ":8b";
         await using var ollama = await FakeOllama.StartAsync(model);
-        var (account, run) = await StartAsync(ollama, s => new WorkerSettings
-        {
-            Coordinator = s.Coordinator, ApiKey = s.ApiKey, Name = s.Name, BackendUrl = s.BackendUrl, JsonOutput = true,
-        });
+        var (account, run) = await StartAsync(ollama, s => s with { JsonOutput = true });
         await using var stopAgent = run;
 
         var id = await account.SubmitAsync(new { model, model_match = "exact", prompt = "p" });
