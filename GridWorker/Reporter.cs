@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text;
+using System.Text.Encodings.Web;
 using System.Text.Json;
 
 namespace GridWorker;
@@ -24,7 +25,8 @@ public sealed class Reporter(TextWriter output, bool json, TimeProvider time)
         if (json)
         {
             using var buffer = new MemoryStream();
-            using (var writer = new Utf8JsonWriter(buffer))
+            // Relaxed escaping: these lines go to terminals and log files, not into HTML ("+0.3450", not "\u002B0.3450").
+            using (var writer = new Utf8JsonWriter(buffer, new JsonWriterOptions { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
             {
                 writer.WriteStartObject();
                 writer.WriteString("time", time.GetUtcNow());

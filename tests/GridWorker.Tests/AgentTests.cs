@@ -319,6 +319,7 @@ public class AgentTests(HostFixture fixture) : IClassFixture<HostFixture>
         Assert.Equal(12, completed.GetProperty("input_tokens").GetInt32());
         Assert.Equal(345, completed.GetProperty("output_tokens").GetInt32());
         Assert.Equal(0.345, completed.GetProperty("credits_earned").GetDouble());
+        Assert.Contains("+0.3450 credits", run.Output.Lines.Single(l => l.Contains("job_completed", StringComparison.Ordinal)), StringComparison.Ordinal);
         Assert.Equal(230.0, completed.GetProperty("tokens_per_second").GetDouble());
         Assert.True(completed.GetProperty("coordinator_ms").GetDouble() >= 0);
     }
