@@ -277,6 +277,17 @@ public class AgentTests(HostFixture fixture) : IClassFixture<HostFixture>
     }
 
     [Fact]
+    public async Task Status_WithAKeyThatIsNoWorkers_SaysWhatToDo()
+    {
+        var account = await Host.NewAccountAsync();
+        var settings = AgentRun.SettingsFor(Host.BaseAddress, await account.NewKeyAsync(), new FakeBackendInfo(BackendKind.Ollama, new Uri("http://127.0.0.1:9")));
+        var output = new StringWriter();
+        Assert.Equal(1, await StatusCommand.RunAsync(settings, Host.Http, output, default));
+        Assert.Contains("the coordinator answered 401", output.ToString(), StringComparison.Ordinal);
+        Assert.Contains("Is this key registered as a worker? Start grid-worker with it once.", output.ToString(), StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Concurrency_RunsSeveralJobsAtOnce()
     {
         var model = ApiClient.Unique("conc") + ":8b";

@@ -8,6 +8,31 @@ namespace GridWorker.Tests;
 public class ReconnectTests
 {
     [Fact]
+    public async Task CoordinatorDownAtStart_RegistrationIsRetriedUntilItAnswers()
+    {
+        await using var host = await GridHost.StartAsync();
+        var model = ApiClient.Unique("st") + ":8b";
+        await using var ollama = await FakeOllama.StartAsync(model);
+        var account = await host.NewAccountOnPlanAsync(null, null);
+        // A port that refuses connections until the test puts the node behind it.
+        var closed = new TcpProxy(new IPEndPoint(IPAddress.Loopback, host.BaseAddress.Port));
+        closed.Start();
+        closed.Cut();
+        var settings = AgentRun.SettingsFor(new Uri($"http://127.0.0.1:{closed.Port}"), await account.NewKeyAsync(), ollama.Info());
+        await using var run = AgentRun.Start(settings);
+        await Eventually.TrueAsync(() => run.Output.Lines.Count(l => l.Contains("register: ", StringComparison.Ordinal)) >= 2,
+            "registration was retried");
+        Assert.Equal(0, run.Agent.WorkerId);
+
+        await using var open = new TcpProxy(new IPEndPoint(IPAddress.Loopback, host.BaseAddress.Port), closed.Port);
+        open.Start();
+        await Eventually.TrueAsync(() => run.Agent.WorkerId != 0, "the worker registered");
+        var id = await account.SubmitAsync(new { model, model_match = "exact", prompt = "p" });
+        Assert.Equal("completed", (await account.WaitForJobAsync(id, "completed", "failed")).GetProperty("status").GetString());
+        await closed.DisposeAsync();
+    }
+
+    [Fact]
     public async Task CoordinatorRestart_WorkerBacksOffAndServesTheNextNode()
     {
         var database = await TestDatabase.CreateAsync();
