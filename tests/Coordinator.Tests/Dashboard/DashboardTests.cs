@@ -1,0 +1,266 @@
+using System.Net;
+using System.Text.RegularExpressions;
+using Coordinator.Tests.Infrastructure;
+using Microsoft.Playwright;
+
+namespace Coordinator.Tests.Dashboard;
+
+/// <summary>The dashboard in a real headless Chromium: every test signs up its own account in its own browser context.</summary>
+public sealed partial class DashboardTests(BrowserFixture fixture) : IClassFixture<BrowserFixture>
+{
+    private GridHost Host => fixture.Host;
+
+    [Fact]
+    public async Task SignUp_CreateWorkerKey_WorkerComesOnline_AndASubmittedJobCompletes()
+    {
+        var page = await fixture.NewPageAsync();
+        await page.GotoAsync("/");
+        Assert.EndsWith("/signin", page.Url);
+        await BrowserFixture.ScreenshotAsync(page, "signin");
+
+        var clientKey = await SignUpAsync(page, "volunteer");
+        await BrowserFixture.ScreenshotAsync(page, "signup");
+        await page.GetByRole(AriaRole.Link, new() { Name = "Continue to your dashboard" }).ClickAsync();
+        await Assertions.Expect(page.GetByRole(AriaRole.Heading, new() { Name = "Overview" })).ToBeVisibleAsync();
+        await Assertions.Expect(page.GetByText("No jobs yet")).ToBeVisibleAsync();
+
+        await page.GotoAsync("/workers");
+        await Assertions.Expect(page.GetByText("No workers yet — create a key for a worker, then run grid-worker with this key")).ToBeVisibleAsync();
+
+        // A key for a worker, shown once.
+        await page.GotoAsync("/keys");
+        await page.GetByLabel("Name").FillAsync("gpu-box");
+        await page.GetByLabel("This key is for a worker").CheckAsync();
+        await page.GetByRole(AriaRole.Button, new() { Name = "Create key" }).ClickAsync();
+        var workerKey = await page.Locator("#new-key").InputValueAsync();
+        Assert.StartsWith("vk_live_", workerKey);
+        await Assertions.Expect(page.GetByText("run grid-worker with this key")).ToBeVisibleAsync();
+        await BrowserFixture.ScreenshotAsync(page, "keys-created");
+        await page.GotoAsync("/keys");
+        await Assertions.Expect(page.Locator("#new-key")).ToHaveCountAsync(0);
+
+        // The worker registers through the API with that key and shows up online.
+        var model = ApiClient.Unique("llama") + ":8b";
+        var worker = Host.WithKey(workerKey);
+        await ApiClient.ExpectAsync(await worker.PostAsync("worker/register", new
+        {
+            name = "gpu-box", agent_version = "1.0", platform = "linux/amd64", models = new[] { new { name = model } },
+        }), HttpStatusCode.Created);
+        await page.GotoAsync("/workers");
+        var row = page.Locator("tr[data-worker='gpu-box']");
+        await Assertions.Expect(row.GetByText("online", new() { Exact = true })).ToBeVisibleAsync();
+        await Assertions.Expect(row.GetByText(model)).ToBeVisibleAsync();
+        await Assertions.Expect(row.GetByText("idle")).ToBeVisibleAsync();
+        await page.GotoAsync("/grid");
+        await Assertions.Expect(page.GetByRole(AriaRole.Cell, new() { Name = model })).ToBeVisibleAsync();
+        await BrowserFixture.ScreenshotAsync(page, "grid");
+
+        // A job submitted with the sign-up key runs on that worker and shows as completed, output and all.
+        var client = Host.WithKey(clientKey);
+        var jobId = await client.SubmitAsync(new { model, model_match = "exact", prompt = "Write a haiku about queues.", tag = "poems" });
+        var assignment = await worker.PollAsync($"models[]={model}");
+        Assert.Equal(jobId, assignment!.Value.GetProperty("job_id").GetInt64());
+        await ApiClient.ExpectAsync(await worker.PatchAsync($"worker/jobs/{jobId}/start"), HttpStatusCode.OK);
+        await page.GotoAsync("/workers");
+        await Assertions.Expect(page.Locator("tr[data-worker='gpu-box']").GetByText($"#{jobId}")).ToBeVisibleAsync();
+        await BrowserFixture.ScreenshotAsync(page, "workers");
+        await ApiClient.ExpectAsync(await worker.PostAsync($"worker/jobs/{jobId}/result", new
+        {
+            output = "Rows wait in order", input_tokens = 7, output_tokens = 5, duration_ms = 800, model_used = model,
+        }), HttpStatusCode.OK);
+
+        await page.GotoAsync("/jobs");
+        await Assertions.Expect(page.GetByRole(AriaRole.Row).Filter(new() { HasText = $"#{jobId}" }).GetByText("completed")).ToBeVisibleAsync();
+        await BrowserFixture.ScreenshotAsync(page, "jobs");
+        await page.GetByRole(AriaRole.Link, new() { Name = $"#{jobId}" }).ClickAsync();
+        await Assertions.Expect(page.Locator("#job-status")).ToHaveTextAsync("completed");
+        await Assertions.Expect(page.Locator("#job-output")).ToHaveTextAsync("Rows wait in order");
+        await Assertions.Expect(page.Locator("#job-prompt")).ToHaveTextAsync("Write a haiku about queues.");
+        // Times are rewritten into the viewer's zone (the context runs in Europe/Berlin); the UTC text stays as a title.
+        var created = page.Locator("time[data-local]").First;
+        Assert.DoesNotContain("UTC", await created.InnerTextAsync());
+        Assert.EndsWith("UTC", await created.GetAttributeAsync("title"));
+        await BrowserFixture.ScreenshotAsync(page, "job");
+
+        await page.GotoAsync("/");
+        await Assertions.Expect(page.Locator("[data-status='completed']")).ToHaveTextAsync("1");
+        await Assertions.Expect(page.GetByText("Tokens per day, last 30 days (total 12")).ToBeVisibleAsync();
+        await Assertions.Expect(page.Locator("#quota-requests")).ToHaveAttributeAsync("value", "1");
+        await BrowserFixture.ScreenshotAsync(page, "overview");
+
+        await page.GotoAsync("/usage");
+        await Assertions.Expect(page.Locator("[data-usage='daily-tokens']")).ToHaveTextAsync("12");
+        foreach (var period in new[] { "daily", "weekly", "monthly" })
+        {
+            await Assertions.Expect(page.Locator($"section[aria-labelledby='usage-{period}'] tr").Filter(new() { HasText = "poems" })).ToContainTextAsync("12");
+        }
+        await BrowserFixture.ScreenshotAsync(page, "usage");
+
+        await page.GotoAsync("/workers");
+        await page.GetByRole(AriaRole.Link, new() { Name = "gpu-box" }).ClickAsync();
+        await Assertions.Expect(page.Locator("#balance")).ToContainTextAsync("credits");
+        await Assertions.Expect(page.GetByRole(AriaRole.Button, new() { Name = "Request payout" })).ToBeVisibleAsync();
+        await BrowserFixture.ScreenshotAsync(page, "worker");
+
+        // The worker key shows when it was last used.
+        await page.GotoAsync("/keys");
+        var keyRow = page.Locator($"tr[data-key-prefix='{workerKey[..12]}']");
+        await Assertions.Expect(keyRow.GetByText("gpu-box").Last).ToBeVisibleAsync();
+        Assert.DoesNotContain("never", await keyRow.InnerTextAsync());
+        await page.Context.CloseAsync();
+    }
+
+    [Fact]
+    public async Task RevokingAKey_StopsItWorkingWithTheApi()
+    {
+        var page = await fixture.NewPageAsync();
+        await SignUpAsync(page, "revoker");
+        await page.GotoAsync("/keys");
+        await page.GetByLabel("Name").FillAsync("ci-runner");
+        await page.GetByRole(AriaRole.Button, new() { Name = "Create key" }).ClickAsync();
+        var key = await page.Locator("#new-key").InputValueAsync();
+        var api = Host.WithKey(key);
+        await ApiClient.ExpectAsync(await api.GetAsync("jobs"), HttpStatusCode.OK);
+
+        await page.GetByRole(AriaRole.Button, new() { Name = $"Revoke key ci-runner ({key[..12]})" }).ClickAsync();
+        await Assertions.Expect(page.GetByText("Key revoked")).ToBeVisibleAsync();
+        await Assertions.Expect(page.Locator($"tr[data-key-prefix='{key[..12]}']")).ToHaveCountAsync(0);
+        await ApiClient.ExpectAsync(await api.GetAsync("jobs"), HttpStatusCode.Unauthorized);
+        // The session's own key still works: the page is still signed in.
+        await page.GotoAsync("/keys");
+        await Assertions.Expect(page.GetByRole(AriaRole.Heading, new() { Name = "API keys" })).ToBeVisibleAsync();
+        await page.Context.CloseAsync();
+    }
+
+    [Fact]
+    public async Task AnotherAccountsJobUrl_IsA404Page()
+    {
+        var owner = await Host.NewAccountAsync("owner");
+        var jobId = await owner.SubmitAsync(new { model = "llama3:8b", prompt = "a secret prompt" });
+        var (_, intruderKey) = await Host.Anonymous().SignUpAsync("intruder");
+
+        // Sign in by pasting a key.
+        var page = await fixture.NewPageAsync();
+        await page.GotoAsync("/signin");
+        await page.GetByLabel("API key").FillAsync(intruderKey);
+        await page.GetByRole(AriaRole.Button, new() { Name = "Sign in" }).ClickAsync();
+        await Assertions.Expect(page.GetByRole(AriaRole.Heading, new() { Name = "Overview" })).ToBeVisibleAsync();
+
+        var response = await page.GotoAsync($"/jobs/{jobId}");
+        Assert.Equal(404, response!.Status);
+        await Assertions.Expect(page.GetByRole(AriaRole.Heading, new() { Name = "Not found" })).ToBeVisibleAsync();
+        Assert.DoesNotContain("a secret prompt", await page.ContentAsync());
+        await BrowserFixture.ScreenshotAsync(page, "job-not-found");
+        // Nor can its buttons be reached: the page has no cancel form for a job it cannot see, so a post is refused.
+        var cancel = await PostFormAsync(page, $"/jobs/{jobId}", "cancel", withToken: true);
+        Assert.InRange(cancel.Status, 400, 404);
+        Assert.Equal("pending", (await owner.GetJobAsync(jobId)).GetProperty("status").GetString());
+        await page.Context.CloseAsync();
+    }
+
+    [Fact]
+    public async Task FormsWithoutAValidAntiforgeryToken_AreRefused()
+    {
+        var page = await fixture.NewPageAsync();
+        var key = await SignUpAsync(page, "csrf");
+        var cookies = await page.Context.CookiesAsync();
+        var session = Assert.Single(cookies, c => c.Name == "coordinator_session");
+        Assert.True(session.HttpOnly);
+        Assert.Equal(SameSiteAttribute.Strict, session.SameSite);
+        Assert.DoesNotContain(key, session.Value, StringComparison.Ordinal);
+
+        // The session cookie rides along, but there is no token, or a forged one: refused, nothing created.
+        var missing = await PostFormAsync(page, "/keys", "create-key", withToken: false, ("KeyName", "forged"));
+        Assert.Equal(400, missing.Status);
+        var forged = await PostFormAsync(page, "/keys", "create-key", withToken: false, ("KeyName", "forged"), ("__RequestVerificationToken", "CfDJ8forged"));
+        Assert.Equal(400, forged.Status);
+        var signOut = await PostFormAsync(page, "/signout", null, withToken: false, ("signout", "1"));
+        Assert.Equal(400, signOut.Status);
+        var keys = await ApiClient.ExpectAsync(await Host.WithKey(key).GetAsync("keys"), HttpStatusCode.OK);
+        Assert.DoesNotContain(keys.EnumerateArray(), k => k.GetProperty("name").GetString() == "forged");
+
+        // With the page's own token the same post works.
+        var genuine = await PostFormAsync(page, "/keys", "create-key", withToken: true, ("KeyName", "genuine"));
+        Assert.Equal(200, genuine.Status);
+        keys = await ApiClient.ExpectAsync(await Host.WithKey(key).GetAsync("keys"), HttpStatusCode.OK);
+        Assert.Contains(keys.EnumerateArray(), k => k.GetProperty("name").GetString() == "genuine");
+
+        // And signing out with the button ends the session.
+        await page.GotoAsync("/");
+        await page.GetByRole(AriaRole.Button, new() { Name = "Sign out" }).ClickAsync();
+        await Assertions.Expect(page).ToHaveURLAsync(SignInUrl());
+        await page.GotoAsync("/jobs");
+        await Assertions.Expect(page).ToHaveURLAsync(SignInUrl());
+        await page.Context.CloseAsync();
+    }
+
+    [Fact]
+    public async Task JobButtons_ChangePriority_Cancel_AndRetry()
+    {
+        var page = await fixture.NewPageAsync(width: 390, height: 844);
+        var key = await SignUpAsync(page, "buttons");
+        var client = Host.WithKey(key);
+        var pending = await client.SubmitAsync(new { model = ApiClient.Unique() + ":1b", model_match = "exact", prompt = "wait" });
+
+        await page.GotoAsync($"/jobs/{pending}");
+        var before = int.Parse(await page.Locator("#job-priority").InnerTextAsync(), System.Globalization.CultureInfo.InvariantCulture);
+        await page.GetByLabel("Change priority by").FillAsync("25");
+        await page.GetByRole(AriaRole.Button, new() { Name = "Change priority" }).ClickAsync();
+        await Assertions.Expect(page.Locator("#job-priority")).ToHaveTextAsync((before + 25).ToString(System.Globalization.CultureInfo.InvariantCulture));
+        await BrowserFixture.ScreenshotAsync(page, "job-pending-phone");
+        await page.GetByRole(AriaRole.Button, new() { Name = "Cancel job" }).ClickAsync();
+        await Assertions.Expect(page.Locator("#job-status")).ToHaveTextAsync("cancelled");
+        Assert.Equal("cancelled", (await client.GetJobAsync(pending)).GetProperty("status").GetString());
+        await Assertions.Expect(page.GetByRole(AriaRole.Button, new() { Name = "Cancel job" })).ToHaveCountAsync(0);
+
+        // A failed job can be retried.
+        var (worker, failed, _) = await client.SubmitAndClaimAsync();
+        await ApiClient.ExpectAsync(await worker.PostAsync($"worker/jobs/{failed}/fail", new { error = "out of memory" }), HttpStatusCode.OK);
+        await page.GotoAsync($"/jobs/{failed}");
+        await Assertions.Expect(page.Locator("#job-error")).ToHaveTextAsync("out of memory");
+        await page.GetByRole(AriaRole.Button, new() { Name = "Retry job" }).ClickAsync();
+        await Assertions.Expect(page.Locator("#job-status")).ToHaveTextAsync("pending");
+        Assert.Equal("pending", (await client.GetJobAsync(failed)).GetProperty("status").GetString());
+
+        // Filters: only the cancelled job is listed under status=cancelled.
+        await page.GotoAsync("/jobs");
+        await page.GetByLabel("Status").SelectOptionAsync("cancelled");
+        await page.GetByRole(AriaRole.Button, new() { Name = "Filter" }).ClickAsync();
+        await Assertions.Expect(page.GetByRole(AriaRole.Link, new() { Name = $"#{pending}" })).ToBeVisibleAsync();
+        await Assertions.Expect(page.GetByRole(AriaRole.Link, new() { Name = $"#{failed}" })).ToHaveCountAsync(0);
+        await page.GotoAsync("/");
+        await BrowserFixture.ScreenshotAsync(page, "overview-phone");
+        await page.Context.CloseAsync();
+    }
+
+    /// <summary>Signs up in the browser; answers the key the page showed once.</summary>
+    private static async Task<string> SignUpAsync(IPage page, string name)
+    {
+        await page.GotoAsync("/signup");
+        await page.GetByLabel("Account name").FillAsync(name);
+        await page.GetByRole(AriaRole.Button, new() { Name = "Create account" }).ClickAsync();
+        var key = await page.Locator("#new-key").InputValueAsync();
+        Assert.StartsWith("vk_live_", key);
+        return key;
+    }
+
+    /// <summary>
+    /// Posts a form from the page's browser context (its cookies go along), as a cross-site form would:
+    /// with the page's real antiforgery token only when <paramref name="withToken"/>.
+    /// </summary>
+    private static async Task<IAPIResponse> PostFormAsync(IPage page, string path, string? handler, bool withToken, params (string Name, string Value)[] fields)
+    {
+        var form = page.Context.APIRequest.CreateFormData();
+        if (handler is not null) form.Set("_handler", handler);
+        foreach (var (name, value) in fields) form.Set(name, value);
+        if (withToken)
+        {
+            await page.GotoAsync(path);
+            form.Set("__RequestVerificationToken", await page.Locator("input[name='__RequestVerificationToken']").First.InputValueAsync());
+        }
+        return await page.Context.APIRequest.PostAsync(path, new() { Form = form, MaxRedirects = 0 });
+    }
+
+    [GeneratedRegex("/signin$")]
+    private static partial Regex SignInUrl();
+}
