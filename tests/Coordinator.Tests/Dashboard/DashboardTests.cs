@@ -111,24 +111,54 @@ public sealed partial class DashboardTests(BrowserFixture fixture) : IClassFixtu
     }
 
     [Fact]
-    public async Task RevokingAKey_StopsItWorkingWithTheApi()
+    public async Task ReplacingAWorkersKey_TheNewKeyIsBound_AndTheRevokedOneStopsWorking()
     {
         var page = await fixture.NewPageAsync();
-        await SignUpAsync(page, "revoker");
-        await page.GotoAsync("/keys");
-        await page.GetByLabel("Name").FillAsync("ci-runner");
-        await page.GetByRole(AriaRole.Button, new() { Name = "Create key" }).ClickAsync();
-        var key = await page.Locator("#new-key").InputValueAsync();
-        var api = Host.WithKey(key);
-        await ApiClient.ExpectAsync(await api.GetAsync("jobs"), HttpStatusCode.OK);
+        var client = Host.WithKey(await SignUpAsync(page, "revoker"));
+        var (oldWorkerKey, _) = await client.NewWorkerAsync("rig", ApiClient.Unique() + ":7b");
+        await ApiClient.ExpectAsync(await oldWorkerKey.PatchAsync("worker/heartbeat"), HttpStatusCode.OK);
 
-        await page.GetByRole(AriaRole.Button, new() { Name = $"Revoke key ci-runner ({key[..12]})" }).ClickAsync();
+        // A new key for the existing worker works on /worker/* at once, without registering again.
+        await page.GotoAsync("/keys");
+        await page.GetByLabel("Name").FillAsync("rig-2");
+        await page.GetByLabel("Bind it to an existing worker (optional)").SelectOptionAsync(new SelectOptionValue { Label = "rig" });
+        await page.GetByRole(AriaRole.Button, new() { Name = "Create key" }).ClickAsync();
+        var newKey = await page.Locator("#new-key").InputValueAsync();
+        await Assertions.Expect(page.GetByText("It is bound to the worker rig")).ToBeVisibleAsync();
+        await Assertions.Expect(page.Locator($"tr[data-key-prefix='{newKey[..12]}']").GetByRole(AriaRole.Link, new() { Name = "rig" })).ToBeVisibleAsync();
+        await ApiClient.ExpectAsync(await Host.WithKey(newKey).PatchAsync("worker/heartbeat"), HttpStatusCode.OK);
+
+        // Revoking the old key stops it working with the API; the new one carries on.
+        var oldPrefix = oldWorkerKey.Key[..12];
+        await page.GetByRole(AriaRole.Button, new() { Name = $"Revoke key rig ({oldPrefix})" }).ClickAsync();
         await Assertions.Expect(page.GetByText("Key revoked")).ToBeVisibleAsync();
-        await Assertions.Expect(page.Locator($"tr[data-key-prefix='{key[..12]}']")).ToHaveCountAsync(0);
-        await ApiClient.ExpectAsync(await api.GetAsync("jobs"), HttpStatusCode.Unauthorized);
-        // The session's own key still works: the page is still signed in.
+        await Assertions.Expect(page.Locator($"tr[data-key-prefix='{oldPrefix}']")).ToHaveCountAsync(0);
+        await ApiClient.ExpectAsync(await oldWorkerKey.PatchAsync("worker/heartbeat"), HttpStatusCode.Unauthorized);
+        await ApiClient.ExpectAsync(await Host.WithKey(newKey).PatchAsync("worker/heartbeat"), HttpStatusCode.OK);
+        await BrowserFixture.ScreenshotAsync(page, "keys-revoked");
+
+        // The session's own key is untouched: still signed in.
         await page.GotoAsync("/keys");
         await Assertions.Expect(page.GetByRole(AriaRole.Heading, new() { Name = "API keys" })).ToBeVisibleAsync();
+        await page.Context.CloseAsync();
+    }
+
+    [Fact]
+    public async Task RevokingTheSessionsOwnKey_SignsOut()
+    {
+        var page = await fixture.NewPageAsync();
+        var key = await SignUpAsync(page, "self-revoker");
+        await page.GotoAsync("/keys");
+        await page.GetByRole(AriaRole.Button, new() { Name = $"Revoke key default ({key[..12]})" }).ClickAsync();
+        await Assertions.Expect(page).ToHaveURLAsync(SignInUrl());
+        await ApiClient.ExpectAsync(await Host.WithKey(key).GetAsync("jobs"), HttpStatusCode.Unauthorized);
+        await page.GotoAsync("/");
+        await Assertions.Expect(page).ToHaveURLAsync(SignInUrl());
+
+        // A revoked or mistyped key does not sign in.
+        await page.GetByLabel("API key").FillAsync(key);
+        await page.GetByRole(AriaRole.Button, new() { Name = "Sign in" }).ClickAsync();
+        await Assertions.Expect(page.GetByRole(AriaRole.Alert)).ToContainTextAsync("not valid or has been revoked");
         await page.Context.CloseAsync();
     }
 
