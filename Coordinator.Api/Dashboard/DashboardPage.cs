@@ -24,7 +24,8 @@ public abstract class DashboardPage : ComponentBase
         var session = DashboardSession.Current(HttpContext);
         if (session is null)
         {
-            Navigation.NavigateTo("/signin", forceLoad: true);
+            var here = Navigation.ToBaseRelativePath(Navigation.Uri);
+            Navigation.NavigateTo(here.Length == 0 ? "/signin" : "/signin?returnUrl=" + Uri.EscapeDataString("/" + here), forceLoad: true);
             return;
         }
         Session = session;

@@ -263,6 +263,49 @@ public sealed partial class DashboardTests(BrowserFixture fixture) : IClassFixtu
         await page.Context.CloseAsync();
     }
 
+    [Fact]
+    public async Task JobsTable_PagesAndFilters_AndSignInReturnsToThePageAsked()
+    {
+        var (_, key) = await Host.Anonymous().SignUpAsync("pager");
+        var client = Host.WithKey(key);
+        var ids = new List<long>();
+        for (var i = 0; i < 27; i++) ids.Add(await client.SubmitAsync(new { model = "llama3:8b", prompt = $"job {i}", tag = i % 3 == 0 ? "third" : "rest" }));
+
+        // Not signed in: the sign-in page, which then returns to the page asked for (but never off-site).
+        var page = await fixture.NewPageAsync();
+        await page.GotoAsync("/jobs?tag=third");
+        await Assertions.Expect(page).ToHaveURLAsync(new Regex("/signin\\?returnUrl="));
+        await page.GetByLabel("API key").FillAsync(key);
+        await page.GetByRole(AriaRole.Button, new() { Name = "Sign in" }).ClickAsync();
+        await Assertions.Expect(page).ToHaveURLAsync(new Regex("/jobs\\?tag=third$"));
+        await Assertions.Expect(page.Locator("tbody tr")).ToHaveCountAsync(9);
+        await Assertions.Expect(page.GetByLabel("Tag")).ToHaveValueAsync("third");
+
+        await page.GotoAsync("/jobs");
+        await Assertions.Expect(page.Locator("tbody tr")).ToHaveCountAsync(25);
+        await Assertions.Expect(page.Locator("tbody tr").First).ToContainTextAsync($"#{ids[^1]}");
+        await page.GetByRole(AriaRole.Link, new() { Name = "Older →" }).ClickAsync();
+        await Assertions.Expect(page.Locator("tbody tr")).ToHaveCountAsync(2);
+        await Assertions.Expect(page.Locator("tbody tr").Last).ToContainTextAsync($"#{ids[0]}");
+        await Assertions.Expect(page.GetByRole(AriaRole.Link, new() { Name = "Older →" })).ToHaveCountAsync(0);
+        await page.GetByRole(AriaRole.Link, new() { Name = "← Newer" }).ClickAsync();
+        await Assertions.Expect(page.Locator("tbody tr")).ToHaveCountAsync(25);
+
+        // A date range that ends before today finds nothing, and says how to get back.
+        await page.GetByLabel("To (UTC date, inclusive)").FillAsync("2020-01-01");
+        await page.GetByRole(AriaRole.Button, new() { Name = "Filter" }).ClickAsync();
+        await Assertions.Expect(page.GetByText("No jobs match these filters")).ToBeVisibleAsync();
+
+        var other = await fixture.NewPageAsync();
+        await other.GotoAsync("/signin?returnUrl=//evil.example/");
+        await other.GetByLabel("API key").FillAsync(key);
+        await other.GetByRole(AriaRole.Button, new() { Name = "Sign in" }).ClickAsync();
+        await Assertions.Expect(other.GetByRole(AriaRole.Heading, new() { Name = "Overview" })).ToBeVisibleAsync();
+        Assert.StartsWith(fixture.Root, other.Url);
+        await other.Context.CloseAsync();
+        await page.Context.CloseAsync();
+    }
+
     /// <summary>Signs up in the browser; answers the key the page showed once.</summary>
     private static async Task<string> SignUpAsync(IPage page, string name)
     {
@@ -291,6 +334,6 @@ public sealed partial class DashboardTests(BrowserFixture fixture) : IClassFixtu
         return await page.Context.APIRequest.PostAsync(path, new() { Form = form, MaxRedirects = 0 });
     }
 
-    [GeneratedRegex("/signin$")]
+    [GeneratedRegex("/signin(\\?returnUrl=[^&]*)?$")]
     private static partial Regex SignInUrl();
 }
