@@ -7,7 +7,7 @@ namespace Coordinator.Tests.Infrastructure;
 /// Playwright's own browser download is not used) shared by a test class. Each test opens its own browser
 /// context, so cookies never leak between tests.
 /// </summary>
-public sealed class BrowserFixture : IAsyncLifetime
+public class BrowserFixture : IAsyncLifetime
 {
     private const string DefaultChromium = "/usr/bin/chromium";
 
@@ -27,7 +27,7 @@ public sealed class BrowserFixture : IAsyncLifetime
     {
         var chromium = Environment.GetEnvironmentVariable("COORDINATOR_CHROMIUM") ?? DefaultChromium;
         if (!File.Exists(chromium)) throw new InvalidOperationException($"Chromium not found at {chromium}: apt-get install chromium (or run .ci/run), or set COORDINATOR_CHROMIUM.");
-        _host = await GridHost.StartAsync();
+        _host = await StartHostAsync();
         _playwright = await Playwright.CreateAsync();
         _browser = await _playwright.Chromium.LaunchAsync(new BrowserTypeLaunchOptions
         {
@@ -38,6 +38,8 @@ public sealed class BrowserFixture : IAsyncLifetime
         });
         Directory.CreateDirectory(ScreenshotDirectory);
     }
+
+    protected virtual Task<GridHost> StartHostAsync() => GridHost.StartAsync();
 
     /// <summary>A fresh browser context (no cookies) and a page in it, at phone or desktop width.</summary>
     public async Task<IPage> NewPageAsync(int width = 1200, int height = 900)
@@ -71,4 +73,15 @@ public sealed class BrowserFixture : IAsyncLifetime
         }
         return AppContext.BaseDirectory;
     }
+}
+
+/// <summary>
+/// A <see cref="BrowserFixture"/> whose node runs on a manual clock, starting at 23:00 UTC 30 days ago, so that a test
+/// that advances it 29 days and then 24 hours ends late in today's UTC day.
+/// </summary>
+public sealed class ClockBrowserFixture : BrowserFixture
+{
+    public ManualTimeProvider Clock { get; } = new(new DateTimeOffset(DateTime.UtcNow.Date.AddDays(-29).AddHours(-1), TimeSpan.Zero));
+
+    protected override Task<GridHost> StartHostAsync() => GridHost.StartAsync(time: Clock);
 }
