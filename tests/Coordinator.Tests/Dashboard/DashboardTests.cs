@@ -20,6 +20,10 @@ public sealed partial class DashboardTests(BrowserFixture fixture) : IClassFixtu
 
         var clientKey = await SignUpAsync(page, "volunteer");
         await BrowserFixture.ScreenshotAsync(page, "signup");
+        await page.Context.GrantPermissionsAsync(["clipboard-read", "clipboard-write"]);
+        await page.GetByRole(AriaRole.Button, new() { Name = "Copy" }).ClickAsync();
+        await Assertions.Expect(page.GetByRole(AriaRole.Button, new() { Name = "Copied" })).ToBeVisibleAsync();
+        Assert.Equal(clientKey, await page.EvaluateAsync<string>("navigator.clipboard.readText()"));
         await page.GetByRole(AriaRole.Link, new() { Name = "Continue to your dashboard" }).ClickAsync();
         await Assertions.Expect(page.GetByRole(AriaRole.Heading, new() { Name = "Overview" })).ToBeVisibleAsync();
         await Assertions.Expect(page.GetByText("No jobs yet")).ToBeVisibleAsync();
@@ -303,6 +307,51 @@ public sealed partial class DashboardTests(BrowserFixture fixture) : IClassFixtu
         await Assertions.Expect(other.GetByRole(AriaRole.Heading, new() { Name = "Overview" })).ToBeVisibleAsync();
         Assert.StartsWith(fixture.Root, other.Url);
         await other.Context.CloseAsync();
+        await page.Context.CloseAsync();
+    }
+
+    [Fact]
+    public async Task EveryPage_IsUsableByKeyboard_LabelsEveryControl_AndFitsAPhone()
+    {
+        var (_, key) = await Host.Anonymous().SignUpAsync("keyboard");
+        var jobId = await Host.WithKey(key).SubmitAsync(new { model = "llama3:8b", prompt = "p", tag = "t" });
+        var page = await fixture.NewPageAsync(width: 360, height: 740);
+
+        // Sign in with the keyboard alone: skip link first, then the key field, Enter submits.
+        await page.GotoAsync("/signin");
+        await page.Keyboard.PressAsync("Tab");
+        Assert.Equal("Skip to content", await page.EvaluateAsync<string>("document.activeElement.textContent"));
+        await page.Keyboard.PressAsync("Enter");
+        await page.Keyboard.PressAsync("Tab");
+        Assert.Equal("api-key", await page.EvaluateAsync<string>("document.activeElement.id"));
+        await page.Keyboard.TypeAsync(key);
+        await page.Keyboard.PressAsync("Enter");
+        await Assertions.Expect(page.GetByRole(AriaRole.Heading, new() { Name = "Overview" })).ToBeVisibleAsync();
+
+        foreach (var path in new[] { "/", "/jobs", $"/jobs/{jobId}", "/keys", "/workers", "/grid", "/usage", "/signup", "/signin" })
+        {
+            await page.GotoAsync(path);
+            var unlabelled = await page.EvaluateAsync<string[]>("""
+                [...document.querySelectorAll('input:not([type=hidden]), select, textarea')]
+                  .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label'))
+                  .map(e => e.outerHTML)
+                """);
+            Assert.True(unlabelled.Length == 0, $"{path} has controls without a label: {string.Join(", ", unlabelled)}");
+            var overflow = await page.EvaluateAsync<int>("document.documentElement.scrollWidth - window.innerWidth");
+            var wide = overflow <= 0 ? [] : await page.EvaluateAsync<string[]>("""
+                [...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > window.innerWidth + 1)
+                  .map(e => e.tagName.toLowerCase() + (e.id ? '#' + e.id : '') + (e.className ? '.' + e.className : '')).slice(0, 8)
+                """);
+            Assert.True(overflow <= 0, $"{path} is {overflow} px wider than a 360 px screen: {string.Join(", ", wide)}");
+        }
+        await page.GotoAsync("/keys");
+        await BrowserFixture.ScreenshotAsync(page, "keys-phone");
+
+        // Tab reaches the nav and the sign-out button, and Enter on a nav link follows it.
+        await page.GotoAsync("/");
+        await page.Locator("nav a", new() { HasText = "Jobs" }).FocusAsync();
+        await page.Keyboard.PressAsync("Enter");
+        await Assertions.Expect(page.GetByRole(AriaRole.Heading, new() { Name = "Jobs" })).ToBeVisibleAsync();
         await page.Context.CloseAsync();
     }
 
