@@ -49,6 +49,19 @@ public static class DashboardSetup
     {
         app.UseAuthentication();
         app.UseAntiforgery();
+        app.Use((context, next) =>
+        {
+            // Dashboard pages load only their own stylesheet and script, post only to themselves and cannot be framed
+            // (so no clickjacking of the Revoke buttons). The API and its Swagger UI keep their own rules.
+            if (!context.Request.Path.StartsWithSegments("/api", StringComparison.OrdinalIgnoreCase))
+            {
+                var headers = context.Response.Headers;
+                headers.ContentSecurityPolicy = "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+                headers.XContentTypeOptions = "nosniff";
+                headers["Referrer-Policy"] = "same-origin";
+            }
+            return next(context);
+        });
         app.MapRazorComponents<App>().ExcludeFromDescription();
         app.MapGet("/dashboard/assets/{name}", Asset).ExcludeFromDescription();
         // A form field makes this endpoint validate the antiforgery token, like the component forms.

@@ -229,6 +229,27 @@ public sealed partial class DashboardTests(BrowserFixture fixture) : IClassFixtu
     }
 
     [Fact]
+    public async Task DashboardPages_CannotBeFramed_AndStayOutOfTheApiDocument()
+    {
+        var page = await fixture.NewPageAsync();
+        var response = await page.GotoAsync("/signin");
+        var policy = await response!.HeaderValueAsync("content-security-policy");
+        Assert.Contains("frame-ancestors 'none'", policy);
+        Assert.Contains("form-action 'self'", policy);
+        Assert.Equal("nosniff", await response.HeaderValueAsync("x-content-type-options"));
+        var css = await page.Context.APIRequest.GetAsync("/dashboard/assets/dashboard.css");
+        Assert.Equal(200, css.Status);
+        Assert.StartsWith("text/css", css.Headers["content-type"]);
+        Assert.Equal(404, (await page.Context.APIRequest.GetAsync("/dashboard/assets/secrets.json")).Status);
+
+        var document = await ApiClient.ExpectAsync(await Host.Anonymous().GetAsync("openapi/v1.json"), HttpStatusCode.OK);
+        var paths = document.GetProperty("paths").EnumerateObject().Select(p => p.Name).ToList();
+        Assert.Contains(paths, p => p.StartsWith("/api/v1/jobs", StringComparison.Ordinal));
+        Assert.All(paths, p => Assert.StartsWith("/api/v1/", p));
+        await page.Context.CloseAsync();
+    }
+
+    [Fact]
     public async Task JobButtons_ChangePriority_Cancel_AndRetry()
     {
         var page = await fixture.NewPageAsync(width: 390, height: 844);
