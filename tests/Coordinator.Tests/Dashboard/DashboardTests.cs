@@ -103,8 +103,14 @@ public sealed partial class DashboardTests(BrowserFixture fixture) : IClassFixtu
         await page.GotoAsync("/workers");
         await page.GetByRole(AriaRole.Link, new() { Name = "gpu-box" }).ClickAsync();
         await Assertions.Expect(page.Locator("#balance")).ToContainTextAsync("credits");
-        await Assertions.Expect(page.GetByRole(AriaRole.Button, new() { Name = "Request payout" })).ToBeVisibleAsync();
+        await Assertions.Expect(page.Locator("#balance")).ToContainTextAsync("0.005 credits");
         await BrowserFixture.ScreenshotAsync(page, "worker");
+        await page.GetByRole(AriaRole.Button, new() { Name = "Request payout" }).ClickAsync();
+        await Assertions.Expect(page.GetByRole(AriaRole.Status).Filter(new() { HasText = "Payout of 0.005 credits" })).ToBeVisibleAsync();
+        await Assertions.Expect(page.Locator("#balance")).ToContainTextAsync("0 credits");
+        await Assertions.Expect(page.GetByRole(AriaRole.Row).Filter(new() { HasText = "800 ms" })).ToContainTextAsync("yes");
+        var credits = await ApiClient.ExpectAsync(await worker.GetAsync("worker/credits"), HttpStatusCode.OK);
+        Assert.Equal(0m, credits.GetProperty("balance").GetDecimal());
 
         // The worker key shows when it was last used.
         await page.GotoAsync("/keys");
@@ -131,6 +137,13 @@ public sealed partial class DashboardTests(BrowserFixture fixture) : IClassFixtu
         await Assertions.Expect(page.GetByText("It is bound to the worker rig")).ToBeVisibleAsync();
         await Assertions.Expect(page.Locator($"tr[data-key-prefix='{newKey[..12]}']").GetByRole(AriaRole.Link, new() { Name = "rig" })).ToBeVisibleAsync();
         await ApiClient.ExpectAsync(await Host.WithKey(newKey).PatchAsync("worker/heartbeat"), HttpStatusCode.OK);
+
+        // Leaving the worker choice empty makes a plain key.
+        await page.GetByLabel("Name").FillAsync("plain");
+        await page.GetByRole(AriaRole.Button, new() { Name = "Create key" }).ClickAsync();
+        var plainKey = await page.Locator("#new-key").InputValueAsync();
+        await ApiClient.ExpectAsync(await Host.WithKey(plainKey).PatchAsync("worker/heartbeat"), HttpStatusCode.Unauthorized);
+        await ApiClient.ExpectAsync(await Host.WithKey(plainKey).GetAsync("jobs"), HttpStatusCode.OK);
 
         // Revoking the old key stops it working with the API; the new one carries on.
         var oldPrefix = oldWorkerKey.Key[..12];
