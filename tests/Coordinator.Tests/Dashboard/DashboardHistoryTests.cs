@@ -82,6 +82,19 @@ public sealed class DashboardHistoryTests(ClockBrowserFixture fixture) : IClassF
             await Assertions.Expect(page.Locator("section[aria-labelledby='usage-monthly'] tr").Filter(new() { HasText = tag })).ToHaveCountAsync(1);
         }
         await BrowserFixture.ScreenshotAsync(page, "usage-month");
+
+        // Grid totals: the worker went quiet an hour ago, so it is offline until it is heard from again.
+        await page.GotoAsync("/grid");
+        await Assertions.Expect(page.Locator("#grid-workers")).ToHaveTextAsync("0");
+        await Assertions.Expect(page.GetByText("No model is being served right now")).ToBeVisibleAsync();
+        await ApiClient.ExpectAsync(await worker.PatchAsync("worker/heartbeat"), HttpStatusCode.OK);
+        await page.ReloadAsync();
+        await Assertions.Expect(page.Locator("#grid-workers")).ToHaveTextAsync("1");
+        await Assertions.Expect(page.Locator("#grid-pending")).ToHaveTextAsync("1");
+        await Assertions.Expect(page.Locator("#grid-running")).ToHaveTextAsync("0");
+        await Assertions.Expect(page.Locator("#grid-completed")).ToHaveTextAsync(completedAt.Count(t => t >= today).ToString(System.Globalization.CultureInfo.InvariantCulture));
+        await Assertions.Expect(page.GetByRole(AriaRole.Row).Filter(new() { HasText = model })).ToContainTextAsync("1");
+        await BrowserFixture.ScreenshotAsync(page, "grid-month");
         await page.Context.CloseAsync();
     }
 }
