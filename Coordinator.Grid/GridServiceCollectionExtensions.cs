@@ -76,6 +76,11 @@ public static class GridServiceCollectionExtensions
         // Fail fast when PostgreSQL is down, rather than hanging requests: 503 within seconds.
         if (!connectionString.Contains("Timeout", StringComparison.OrdinalIgnoreCase)) builder.Timeout = 3;
         if (!connectionString.Contains("Maximum Pool Size", StringComparison.OrdinalIgnoreCase)) builder.MaxPoolSize = 100;
+        // No session state outlives a pooled use (locks are transaction-scoped, LISTEN has its own connection), so skip
+        // the DISCARD ALL that Npgsql would otherwise send with each reuse: it was most of the statements per job.
+        if (!connectionString.Contains("Reset On Close", StringComparison.OrdinalIgnoreCase)) builder.NoResetOnClose = true;
+        // The hot statements (insert, claim, start, result) are planned once per connection, not on every call.
+        if (!connectionString.Contains("Auto Prepare", StringComparison.OrdinalIgnoreCase)) builder.MaxAutoPrepare = 32;
         return new NpgsqlDataSourceBuilder(builder.ConnectionString).Build();
     }
 }

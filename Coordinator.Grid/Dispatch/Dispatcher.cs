@@ -96,7 +96,7 @@ public sealed class Dispatcher(JobStore jobs, WaiterRegistry registry, WorkSigna
 
     private void PassOn(string? wakeKey)
     {
-        if (wakeKey is not null) signals.WakeOneLocally([wakeKey]);
+        if (wakeKey is not null) signals.WorkAvailable([wakeKey]);
     }
 
     private static async Task WaitQuietlyAsync(Task task)

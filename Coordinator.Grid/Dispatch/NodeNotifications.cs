@@ -23,6 +23,11 @@ public sealed partial class NodeNotifications(
     /// <summary>This node's id, so it can ignore its own notifications.</summary>
     public string NodeId { get; } = Guid.NewGuid().ToString("N")[..12];
 
+    private long _sent;
+
+    /// <summary>How many NOTIFYs this node has sent (each can carry the wakes of many jobs).</summary>
+    public long NotificationsSent => Interlocked.Read(ref _sent);
+
     /// <summary>Completes each time the listener has (re)subscribed; tests and health use it.</summary>
     public bool Listening { get; private set; }
 
@@ -47,10 +52,15 @@ public sealed partial class NodeNotifications(
                 {
                     try
                     {
-                        await using var command = dataSource.CreateCommand("SELECT pg_notify(@channel, @payload)");
+                        // A NOTIFY gets a transaction id and holds a database-wide lock until its commit is flushed;
+                        // with synchronous_commit on, wakes would queue behind each other's fsync. Committed jobs are
+                        // durable already and a wake is only a hint, so this transaction does not wait for the flush.
+                        await using var command = dataSource.CreateCommand(
+                            "SELECT set_config('synchronous_commit', 'off', true), pg_notify(@channel, @payload)");
                         command.Parameters.AddWithValue("channel", Channel);
                         command.Parameters.AddWithValue("payload", payload);
                         await command.ExecuteNonQueryAsync(stoppingToken);
+                        Interlocked.Increment(ref _sent);
                     }
                     catch (Exception exception) when (exception is NpgsqlException or TimeoutException)
                     {

@@ -10,11 +10,15 @@ public sealed class WorkSignals(WaiterRegistry registry)
 {
     private readonly Channel<string[]> _outgoing = Channel.CreateUnbounded<string[]>(new UnboundedChannelOptions { SingleReader = true });
 
-    /// <summary>Wakes one parked poll here that can serve a job with these wake keys, and tells the other nodes.</summary>
+    /// <summary>
+    /// Wakes one parked poll here that can serve a job with these wake keys; only when none is parked here are the
+    /// other nodes told. Waking a poll on every node for each job would have all but one of them claim nothing.
+    /// A poll woken here that does not use its wake passes it on through this method again, so a wake reaches
+    /// another node whenever no poll here can take it.
+    /// </summary>
     public void WorkAvailable(string[] jobKeys)
     {
-        WakeOneLocally(jobKeys);
-        _outgoing.Writer.TryWrite(jobKeys);
+        if (!WakeOneLocally(jobKeys)) _outgoing.Writer.TryWrite(jobKeys);
     }
 
     /// <summary>Wakes one parked poll on this node for a job with these keys; true if one was woken.</summary>

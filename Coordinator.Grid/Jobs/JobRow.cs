@@ -106,8 +106,8 @@ public sealed class ClaimedJob
     /// <summary>Generation parameters as JSON text, or null.</summary>
     public string? Params { get; init; }
     public long AccountId { get; init; }
-    /// <summary>The account's plan has daily limits, so the claim must be checked against them.</summary>
-    public bool QuotaLimited { get; init; }
+    /// <summary>This claim brought the account to its daily request limit: its pending jobs must be held now.</summary>
+    public bool QuotaReached { get; init; }
 }
 
 /// <summary>The result a worker reports.</summary>

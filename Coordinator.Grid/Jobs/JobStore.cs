@@ -185,8 +185,15 @@ public sealed class JobStore(NpgsqlDataSource dataSource, TimeProvider time, Wor
                 INSERT INTO quota_usage (account_id, day, shard, requests)
                 SELECT account_id, @today, @shard, 1 FROM claimed
                 ON CONFLICT (account_id, day, shard) DO UPDATE SET requests = quota_usage.requests + 1
+                RETURNING requests
             )
-            SELECT c.*, (p.daily_requests IS NOT NULL OR p.daily_tokens IS NOT NULL) AS quota_limited
+            SELECT c.*,
+                -- This shard's count after the claim, plus the other shards as committed: reached means enforce now.
+                CASE WHEN p.daily_requests IS NULL THEN false
+                     ELSE (SELECT requests FROM counted) + (
+                              SELECT coalesce(sum(q.requests), 0) FROM quota_usage q
+                              WHERE q.account_id = c.account_id AND q.day = @today AND q.shard <> @shard) >= p.daily_requests
+                END AS quota_reached
             FROM claimed c JOIN accounts a ON a.id = c.account_id JOIN plans p ON p.id = a.plan
             """,
             new
@@ -195,8 +202,9 @@ public sealed class JobStore(NpgsqlDataSource dataSource, TimeProvider time, Wor
                 now = time.GetUtcNow(), today = quotas.Today, shard = quotas.ShardFor(workerId),
             },
             cancellationToken: cancellationToken));
-        // Concurrent claims can overshoot a request limit by at most the claims in flight when it is reached.
-        if (job is { QuotaLimited: true }) await quotas.EnforceAsync(job.AccountId, CancellationToken.None);
+        // Only the claim that reaches the limit pays for enforcement. Concurrent claims can overshoot a request limit
+        // by at most the claims in flight when it is reached (each sees the others' counts only once committed).
+        if (job is { QuotaReached: true }) await quotas.EnforceAsync(job.AccountId, CancellationToken.None);
         return job;
     }
 
@@ -222,7 +230,7 @@ public sealed class JobStore(NpgsqlDataSource dataSource, TimeProvider time, Wor
     public async Task<Transition<string>> CompleteAsync(long workerId, long jobId, JobResult result, CancellationToken cancellationToken = default)
     {
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
-        var done = await connection.QuerySingleOrDefaultAsync<(long AccountId, bool TokenLimited)>(new CommandDefinition("""
+        var done = await connection.QuerySingleOrDefaultAsync<(long AccountId, bool TokenLimitReached)>(new CommandDefinition("""
             WITH done AS (
                 UPDATE jobs SET status = 'completed', output = @output, input_tokens = @inputTokens, output_tokens = @outputTokens,
                     duration_ms = @durationMs, model_used = @modelUsed, completed_at = @now
@@ -239,8 +247,14 @@ public sealed class JobStore(NpgsqlDataSource dataSource, TimeProvider time, Wor
                 INSERT INTO quota_usage (account_id, day, shard, tokens)
                 SELECT account_id, @today, @shard, COALESCE(@inputTokens, 0) + @outputTokens FROM done
                 ON CONFLICT (account_id, day, shard) DO UPDATE SET tokens = quota_usage.tokens + EXCLUDED.tokens
+                RETURNING tokens
             )
-            SELECT d.account_id, p.daily_tokens IS NOT NULL
+            SELECT d.account_id,
+                CASE WHEN p.daily_tokens IS NULL THEN false
+                     ELSE (SELECT tokens FROM tokens) + (
+                              SELECT coalesce(sum(q.tokens), 0) FROM quota_usage q
+                              WHERE q.account_id = d.account_id AND q.day = @today AND q.shard <> @shard) >= p.daily_tokens
+                END
             FROM done d JOIN accounts a ON a.id = d.account_id JOIN plans p ON p.id = a.plan
             """,
             new
@@ -251,7 +265,7 @@ public sealed class JobStore(NpgsqlDataSource dataSource, TimeProvider time, Wor
             },
             cancellationToken: cancellationToken));
         if (done.AccountId == 0) return await WhyNotAsync(connection, workerId, jobId, cancellationToken);
-        if (done.TokenLimited) await quotas.EnforceAsync(done.AccountId, CancellationToken.None);
+        if (done.TokenLimitReached) await quotas.EnforceAsync(done.AccountId, CancellationToken.None);
         return Transition<string>.Done(JobStatus.Completed);
     }
 

@@ -49,6 +49,34 @@ public sealed class MultiNodeTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task AJobAPollHereCanTake_WakesNoOtherNode_ButTheNextJobReachesTheOtherNode()
+    {
+        var client = await _nodeA.NewAccountAsync();
+        var model = ApiClient.Unique();
+        var (workerA, _) = await client.NewWorkerAsync("a", model);
+        var (workerB, _) = await client.NewWorkerAsync("b", model);
+        var registryA = _nodeA.Get<WaiterRegistry>();
+        var registryB = _nodeB.Get<WaiterRegistry>();
+
+        var pollA = workerA.PollAsync($"models[]={model}");
+        var pollB = _nodeB.WithKey(workerB.Key).PollAsync($"models[]={model}");
+        await Eventually.TrueAsync(() => registryA.ParkedCount == 1 && registryB.ParkedCount == 1, "one poll parks on each node");
+        var notifications = _nodeA.Get<NodeNotifications>();
+        var sentBefore = notifications.NotificationsSent;
+
+        // The first job wakes the poll on node A, where it was submitted, and node A tells no other node.
+        var first = await client.SubmitAsync(new { model, prompt = "first" });
+        Assert.Equal(first, (await pollA.WaitAsync(TimeSpan.FromSeconds(10)))!.Value.GetProperty("job_id").GetInt64());
+        Assert.Equal(sentBefore, notifications.NotificationsSent);
+        Assert.False(pollB.IsCompleted);
+
+        // The second finds no poll on node A, so node B hears of it.
+        var second = await client.SubmitAsync(new { model, prompt = "second" });
+        Assert.Equal(second, (await pollB.WaitAsync(TimeSpan.FromSeconds(10)))!.Value.GetProperty("job_id").GetInt64());
+        Assert.Equal(sentBefore + 1, notifications.NotificationsSent);
+    }
+
+    [Fact]
     public async Task AfterTheListenerLosesItsConnection_ItReconnectsAndWakesEveryPoll()
     {
         var clientOnA = await _nodeA.NewAccountAsync();

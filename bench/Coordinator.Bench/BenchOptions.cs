@@ -1,0 +1,66 @@
+using System.Runtime.InteropServices;
+
+namespace Coordinator.Bench;
+
+/// <summary>What the harness was asked to do.</summary>
+public sealed class BenchOptions
+{
+    public bool Quick { get; private init; }
+
+    public int Repeat { get; private init; }
+
+    public HashSet<string> Only { get; private init; } = [];
+
+    public string OutputDirectory { get; private init; } = "bench/results";
+
+    public string AdminConnectionString { get; private init; } = "";
+
+    public string ApiDll { get; private init; } = "";
+
+    public string PeersDir { get; private init; } = "";
+
+    public string PostgresDescription { get; private init; } = "";
+
+    /// <summary>CPUs for the coordinator node processes in the single-node scenarios (taskset list), or null for any.</summary>
+    public string? NodeCpus { get; private init; }
+
+    public string? LoadCpusText { get; private init; }
+
+    public nint? LoadCpus { get; private init; }
+
+    public static BenchOptions Parse(string[] args)
+    {
+        var quick = args.Contains("--quick");
+        string? Value(string name) => args.SkipWhile(a => a != name).Skip(1).FirstOrDefault();
+        var pinned = Environment.ProcessorCount >= 2 && !args.Contains("--no-pin");
+        return new BenchOptions
+        {
+            Quick = quick,
+            Repeat = int.TryParse(Value("--repeat"), out var repeat) ? repeat : quick ? 1 : 3,
+            Only = (Value("--only") ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries).ToHashSet(),
+            OutputDirectory = Value("--out") ?? "bench/results",
+            AdminConnectionString = Environment.GetEnvironmentVariable("BENCH_PG") ?? throw new InvalidOperationException("BENCH_PG is not set; run bench/run.sh"),
+            ApiDll = Environment.GetEnvironmentVariable("BENCH_API_DLL") ?? throw new InvalidOperationException("BENCH_API_DLL is not set; run bench/run.sh"),
+            PeersDir = Environment.GetEnvironmentVariable("BENCH_PEERS_DIR") ?? "bench/peers",
+            PostgresDescription = Environment.GetEnvironmentVariable("BENCH_PG_DESCRIPTION") ?? "",
+            // Two cores: the node gets the last one, the load generator the first; PostgreSQL floats.
+            NodeCpus = pinned ? (Environment.ProcessorCount - 1).ToString(System.Globalization.CultureInfo.InvariantCulture) : null,
+            LoadCpusText = pinned ? "0" : null,
+            LoadCpus = pinned ? 1 : null,
+        };
+    }
+}
+
+public static class Machine
+{
+    public static string Describe()
+    {
+        var model = File.Exists("/proc/cpuinfo")
+            ? File.ReadLines("/proc/cpuinfo").FirstOrDefault(l => l.StartsWith("model name", StringComparison.Ordinal))?.Split(':', 2)[1].Trim()
+            : null;
+        var memory = File.Exists("/proc/meminfo")
+            ? long.Parse(File.ReadLines("/proc/meminfo").First().Split(' ', StringSplitOptions.RemoveEmptyEntries)[1]) / 1024 / 1024
+            : 0;
+        return $"{Environment.ProcessorCount} CPUs ({model ?? "unknown"}), {memory} GiB RAM, {RuntimeInformation.OSDescription}, .NET {Environment.Version}";
+    }
+}

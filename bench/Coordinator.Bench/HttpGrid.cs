@@ -1,0 +1,126 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Http.Headers;
+using System.Net.Http.Json;
+using System.Text.Json;
+
+namespace Coordinator.Bench;
+
+/// <summary>A job handed to a simulated worker: its id and the prompt, which carries the submitter's timestamp.</summary>
+public readonly record struct Assignment(long JobId, string Prompt, long ReceivedAt);
+
+/// <summary>Clients and simulated workers speaking the real HTTP protocol to one node.</summary>
+public sealed class HttpGrid(HttpClient http, Uri baseAddress)
+{
+    public Uri BaseAddress => baseAddress;
+
+    /// <summary>One shared client for every simulated party: no connection limit, connections kept for long polls.</summary>
+    public static HttpClient CreateClient() => new(new SocketsHttpHandler
+    {
+        MaxConnectionsPerServer = int.MaxValue,
+        PooledConnectionIdleTimeout = TimeSpan.FromMinutes(10),
+        PooledConnectionLifetime = Timeout.InfiniteTimeSpan,
+        UseCookies = false,
+        AutomaticDecompression = DecompressionMethods.None,
+    })
+    { Timeout = TimeSpan.FromMinutes(3) };
+
+    public async Task<(long AccountId, string Key)> SignUpAsync(string name)
+    {
+        using var response = await SendAsync(HttpMethod.Post, "accounts", null, new { name });
+        using var json = await ReadAsync(response, HttpStatusCode.Created);
+        return (json.RootElement.GetProperty("account_id").GetInt64(), json.RootElement.GetProperty("api_key").GetString()!);
+    }
+
+    public async Task<string> CreateKeyAsync(string key, string name)
+    {
+        using var response = await SendAsync(HttpMethod.Post, "keys", key, new { name });
+        using var json = await ReadAsync(response, HttpStatusCode.Created);
+        return json.RootElement.GetProperty("key").GetString()!;
+    }
+
+    /// <summary>Creates a key for a worker and registers the worker with it; answers the worker's key.</summary>
+    public async Task<string> NewWorkerAsync(string accountKey, string name, string model)
+    {
+        var workerKey = await CreateKeyAsync(accountKey, name);
+        using var response = await SendAsync(HttpMethod.Post, "worker/register", workerKey,
+            new { name, agent_version = "bench", platform = "linux", models = new[] { new { name = model, serves_family = false } } });
+        using var _ = await ReadAsync(response, HttpStatusCode.Created);
+        return workerKey;
+    }
+
+    /// <summary>Submits an exact-match job whose prompt is the current timestamp; answers its id.</summary>
+    public async Task<long> SubmitAsync(string key, string model, int priority = 0, string? prompt = null)
+    {
+        prompt ??= Stopwatch.GetTimestamp().ToString(System.Globalization.CultureInfo.InvariantCulture);
+        using var response = await SendAsync(HttpMethod.Post, "jobs", key, new { model, model_match = "exact", prompt, priority });
+        using var json = await ReadAsync(response, HttpStatusCode.Created);
+        return json.RootElement.GetProperty("job_id").GetInt64();
+    }
+
+    /// <summary>One long-poll; null on 204.</summary>
+    public async Task<Assignment?> PollAsync(string workerKey, string model, CancellationToken cancellationToken = default)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Get, new Uri(baseAddress, $"worker/jobs/next?models[]={Uri.EscapeDataString(model)}"));
+        request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", workerKey);
+        using var response = await http.SendAsync(request, cancellationToken);
+        var received = Stopwatch.GetTimestamp();
+        if (response.StatusCode == HttpStatusCode.NoContent) return null;
+        using var json = await ReadAsync(response, HttpStatusCode.OK);
+        return new Assignment(json.RootElement.GetProperty("job_id").GetInt64(), json.RootElement.GetProperty("prompt").GetString()!, received);
+    }
+
+    public async Task StartAsync(string workerKey, long jobId)
+    {
+        using var response = await SendAsync(HttpMethod.Patch, $"worker/jobs/{jobId}/start", workerKey, null);
+        using var _ = await ReadAsync(response, HttpStatusCode.OK);
+    }
+
+    public async Task ResultAsync(string workerKey, long jobId)
+    {
+        using var response = await SendAsync(HttpMethod.Post, $"worker/jobs/{jobId}/result", workerKey,
+            new { output = "ok", input_tokens = 3, output_tokens = 1, duration_ms = 0, model_used = "bench:1" });
+        using var _ = await ReadAsync(response, HttpStatusCode.OK);
+    }
+
+    /// <summary>Polls until a job arrives, then starts it and reports a result: one full worker cycle.</summary>
+    public async Task<Assignment?> CycleAsync(string workerKey, string model, CancellationToken cancellationToken)
+    {
+        var job = await PollAsync(workerKey, model, cancellationToken);
+        if (job is not { } assignment) return null;
+        await StartAsync(workerKey, assignment.JobId);
+        await ResultAsync(workerKey, assignment.JobId);
+        return assignment;
+    }
+
+    public async Task<bool> HealthyAsync()
+    {
+        try
+        {
+            using var response = await http.GetAsync(new Uri(baseAddress, "health"));
+            return response.IsSuccessStatusCode;
+        }
+        catch (HttpRequestException)
+        {
+            return false;
+        }
+    }
+
+    private async Task<HttpResponseMessage> SendAsync(HttpMethod method, string path, string? key, object? body)
+    {
+        using var request = new HttpRequestMessage(method, new Uri(baseAddress, path));
+        if (key is not null) request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", key);
+        if (body is not null) request.Content = JsonContent.Create(body);
+        return await http.SendAsync(request);
+    }
+
+    private static async Task<JsonDocument> ReadAsync(HttpResponseMessage response, HttpStatusCode expected)
+    {
+        var text = await response.Content.ReadAsStringAsync();
+        if (response.StatusCode != expected)
+        {
+            throw new InvalidOperationException($"{response.RequestMessage?.Method} {response.RequestMessage?.RequestUri?.PathAndQuery}: expected {(int)expected}, got {(int)response.StatusCode}: {text}");
+        }
+        return JsonDocument.Parse(text.Length == 0 ? "{}" : text);
+    }
+}

@@ -1,0 +1,87 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+
+namespace Coordinator.Bench;
+
+/// <summary>A coordinator node as its own process (the published Coordinator.Api.dll), optionally pinned to CPUs with taskset.</summary>
+public sealed class NodeProcess : IAsyncDisposable
+{
+    private readonly Process _process;
+
+    private NodeProcess(Process process, HttpGrid grid)
+    {
+        _process = process;
+        Grid = grid;
+    }
+
+    public HttpGrid Grid { get; }
+
+    public int Pid => _process.Id;
+
+    public double CpuSeconds => ProcessStats.CpuSeconds(Pid);
+
+    public double RssMegabytes => ProcessStats.RssMegabytes(Pid);
+
+    public static async Task<NodeProcess> StartAsync(string apiDll, string connectionString, HttpClient http, string? cpus, IDictionary<string, string>? settings = null)
+    {
+        var port = FreePort();
+        var start = new ProcessStartInfo
+        {
+            FileName = cpus is null ? "dotnet" : "taskset",
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        if (cpus is not null)
+        {
+            start.ArgumentList.Add("-c");
+            start.ArgumentList.Add(cpus);
+            start.ArgumentList.Add("dotnet");
+        }
+        start.ArgumentList.Add(apiDll);
+        start.ArgumentList.Add("--urls");
+        start.ArgumentList.Add($"http://127.0.0.1:{port}");
+        start.Environment["ConnectionStrings__Postgres"] = connectionString;
+        start.Environment["Logging__LogLevel__Default"] = "Warning";
+        start.Environment["DOTNET_gcServer"] = "0";
+        foreach (var (key, value) in settings ?? new Dictionary<string, string>()) start.Environment[key] = value;
+
+        var process = Process.Start(start) ?? throw new InvalidOperationException("could not start the coordinator node");
+        var log = new System.Text.StringBuilder();
+        process.OutputDataReceived += (_, e) => { lock (log) log.AppendLine(e.Data); };
+        process.ErrorDataReceived += (_, e) => { lock (log) log.AppendLine(e.Data); };
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+
+        var node = new NodeProcess(process, new HttpGrid(http, new Uri($"http://127.0.0.1:{port}/api/v1/")));
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
+        while (!await node.Grid.HealthyAsync())
+        {
+            if (process.HasExited || DateTime.UtcNow > deadline)
+            {
+                await node.DisposeAsync();
+                lock (log) throw new InvalidOperationException($"the coordinator node did not become healthy:\n{log}");
+            }
+            await Task.Delay(100);
+        }
+        return node;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (!_process.HasExited)
+        {
+            _process.Kill(entireProcessTree: true);
+            await _process.WaitForExitAsync();
+        }
+        _process.Dispose();
+    }
+
+    private static int FreePort()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        return ((IPEndPoint)listener.LocalEndpoint).Port;
+    }
+}

@@ -1,0 +1,53 @@
+using System.Diagnostics;
+using System.Runtime.InteropServices;
+using Coordinator.Bench;
+
+// The benchmark harness. Normally started by bench/run.sh, which provisions PostgreSQL and builds everything:
+//   dotnet Coordinator.Bench.dll [--quick] [--only engine,dispatch,lifecycle,backlog,parked,priority,scale] [--repeat N] [--out DIR]
+// Environment: BENCH_PG (admin connection string), BENCH_API_DLL (Coordinator.Api.dll), BENCH_PEERS_DIR (bench/peers).
+var options = BenchOptions.Parse(args);
+var database = new BenchDatabase(options.AdminConnectionString);
+await database.InitAsync();
+using var http = HttpGrid.CreateClient();
+var report = new Report();
+var clock = Stopwatch.StartNew();
+
+bool Wanted(string name) => options.Only.Count == 0 || options.Only.Contains(name);
+
+if (Wanted("engine"))
+{
+    await new EngineBenchmarks(options, database, report).RunAsync();
+}
+
+var service = new ServiceBenchmarks(options, database, http, report);
+// The load generator keeps to its CPU so that the node under test has its own (see BenchOptions.NodeCpus).
+if (options.LoadCpus is { } loadCpus && OperatingSystem.IsLinux()) Process.GetCurrentProcess().ProcessorAffinity = loadCpus;
+if (Wanted("dispatch")) await service.DispatchLatencyAsync();
+if (Wanted("lifecycle")) await service.LifecycleAsync();
+if (Wanted("backlog")) await service.BacklogAsync();
+if (Wanted("parked")) await service.ParkedPollsAsync();
+if (Wanted("priority")) await service.PriorityAsync();
+if (options.LoadCpus is not null && OperatingSystem.IsLinux()) Process.GetCurrentProcess().ProcessorAffinity = (nint)((1L << Environment.ProcessorCount) - 1);
+if (Wanted("scale")) await service.ScaleOutAsync();
+
+report.Set("run", new
+{
+    mode = options.Quick ? "quick" : "full",
+    options.Repeat,
+    started_utc = DateTime.UtcNow - clock.Elapsed,
+    seconds = clock.Elapsed.TotalSeconds,
+    machine = Machine.Describe(),
+    postgres = options.PostgresDescription,
+    node_cpus = options.NodeCpus,
+    load_cpus = options.LoadCpusText,
+});
+await report.WriteAsync(options.OutputDirectory, $"Benchmark results ({(options.Quick ? "quick" : "full")} run, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC)",
+[
+    $"- Machine: {Machine.Describe()}",
+    $"- PostgreSQL: {options.PostgresDescription}",
+    $"- CPU placement: coordinator nodes under test on CPU {options.NodeCpus ?? "any"}, the load generator (HTTP clients and simulated workers) on CPU {options.LoadCpusText ?? "any"}, PostgreSQL unpinned. The engine comparison and scale-out run unpinned.",
+    $"- Command: `./bench/run.sh{(options.Quick ? " --quick" : "")}`; took {clock.Elapsed.TotalMinutes:F1} minutes.",
+]);
+Console.WriteLine($"\nwrote {Path.Combine(options.OutputDirectory, "latest.md")} and latest.json in {clock.Elapsed.TotalMinutes:F1} min");
+return 0;
+

@@ -1,0 +1,404 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Threading.Channels;
+
+namespace Coordinator.Bench;
+
+/// <summary>
+/// The service end to end: coordinator nodes as separate processes, HTTP clients and simulated workers speaking
+/// the real protocol from this process.
+/// </summary>
+public sealed class ServiceBenchmarks(BenchOptions options, BenchDatabase database, HttpClient http, Report report)
+{
+    private const string Model = "bench:1";
+
+    /// <summary>Dispatch latency: 1,000 sequential jobs, 50 parked workers; from POST /jobs to a worker's poll returning it.</summary>
+    public async Task DispatchLatencyAsync()
+    {
+        var jobs = options.Quick ? 300 : 1000;
+        var fromReturn = new List<LatencySummary>();
+        var fromSend = new List<LatencySummary>();
+        for (var run = 0; run < options.Repeat; run++)
+        {
+            await using var setup = await SingleNodeAsync($"svc_dispatch_{run}", requestLimit: null);
+            var (afterReturn, afterSend) = await SequentialDispatchAsync(setup.Node.Grid, setup.Node.Grid, setup.Key, parked: 50, jobs);
+            fromReturn.Add(afterReturn);
+            fromSend.Add(afterSend);
+            Console.WriteLine($"dispatch run {run}: from POST returning {afterReturn}; from POST sent {afterSend}");
+        }
+        var r = LatencySummary.MedianOf(fromReturn);
+        var s = LatencySummary.MedianOf(fromSend);
+        report.Set("service.dispatch_latency", new { jobs, parked_workers = 50, runs = options.Repeat, from_post_returning = r, from_post_sent = s });
+        report.Table("Dispatch latency (grid core)", ["measured from", "p50", "p95", "p99", "max", "target"],
+        [
+            ["POST /jobs returning → parked worker's poll returning the job", Report.Ms(r.P50), Report.Ms(r.P95), Report.Ms(r.P99), Report.Ms(r.Max),
+                $"p50 ≤ 3 ms: {Report.Verdict(r.P50 <= 3)}; p99 ≤ 15 ms: {Report.Verdict(r.P99 <= 15)}"],
+            ["POST /jobs sent → parked worker's poll returning the job", Report.Ms(s.P50), Report.Ms(s.P95), Report.Ms(s.P99), Report.Ms(s.Max), ""],
+        ],
+        $"{jobs} sequential jobs, 50 workers parked on one node; median of {options.Repeat} runs. A worker's poll often returns before the client has read its 201, so the first row can be negative.");
+    }
+
+    /// <summary>Full lifecycle throughput (submit, claim, start, result over HTTP), with and without quota checks.</summary>
+    public async Task LifecycleAsync()
+    {
+        var jobs = options.Quick ? 3000 : 20000;
+        var unlimited = new List<LifecycleResult>();
+        var limited = new List<LifecycleResult>();
+        for (var run = 0; run < options.Repeat; run++)
+        {
+            // Alternate the order so that neither variant always runs on a warmer machine.
+            foreach (var quota in run % 2 == 0 ? new[] { false, true } : [true, false])
+            {
+                await using var setup = await SingleNodeAsync($"svc_lifecycle_{run}_{(quota ? "quota" : "free")}", requestLimit: quota ? 1_000_000_000 : null);
+                var result = await LifecycleRunAsync([setup.Node], setup.Key, jobs, workers: 32, submitters: 16, setup.Database);
+                (quota ? limited : unlimited).Add(result);
+                Console.WriteLine($"lifecycle run {run} quota={quota}: {result}");
+            }
+        }
+        var u = LifecycleResult.MedianOf(unlimited);
+        var l = LifecycleResult.MedianOf(limited);
+        var overhead = 1 - l.JobsPerSecond / u.JobsPerSecond;
+        report.Set("service.lifecycle", new { jobs, workers = 32, submitters = 16, runs = options.Repeat, no_quota = u, quota_checked = l, quota_overhead = overhead });
+        report.Table("Full lifecycle throughput (submit → claim → start → result over HTTP)",
+            ["account plan", "jobs/s", "SQL statements / job", "WAL bytes / job", "DB CPU ms / job", "node CPU ms / job", "target"],
+        [
+            ["no limits (quota checks skipped)", Report.Num(u.JobsPerSecond), Report.Num(u.StatementsPerJob, "F1"), Report.Num(u.WalBytesPerJob), Report.Num(u.DbCpuMsPerJob, "F2"), Report.Num(u.NodeCpuMsPerJob, "F2"),
+                $"≥ 1,500 jobs/s: {Report.Verdict(u.JobsPerSecond >= 1500)}"],
+            ["daily limits raised out of reach (every claim and result checks the quota)", Report.Num(l.JobsPerSecond), Report.Num(l.StatementsPerJob, "F1"), Report.Num(l.WalBytesPerJob), Report.Num(l.DbCpuMsPerJob, "F2"), Report.Num(l.NodeCpuMsPerJob, "F2"),
+                $"quota overhead {overhead:P1} (≤ 10%: {Report.Verdict(overhead <= 0.10)})"],
+        ],
+        $"{jobs} jobs per run from one account, 32 simulated workers and 16 submitting clients on one node; median of {options.Repeat} runs per plan.");
+    }
+
+    /// <summary>Claim latency as the backlog grows: 1k, 100k and 1M pending jobs.</summary>
+    public async Task BacklogAsync()
+    {
+        int[] sizes = options.Quick ? [1_000, 100_000] : [1_000, 100_000, 1_000_000];
+        var rows = new List<string[]>();
+        var results = new Dictionary<int, LatencySummary>();
+        foreach (var size in sizes)
+        {
+            await using var setup = await SingleNodeAsync($"svc_backlog_{size}", requestLimit: null);
+            var accountId = await database.ScalarAsync(setup.Database, "SELECT max(id) FROM accounts");
+            // Ten priorities, spread over the backlog, so the index order matters.
+            await database.ExecAsync(setup.Database, $"""
+                INSERT INTO jobs (account_id, status, model, family, model_match, prompt, priority, timeout_seconds, created_at)
+                SELECT {accountId}, 'pending', '{Model}', 'bench', 'exact', 'backlog', g % 10, 600, now() FROM generate_series(1, {size}) g;
+                ANALYZE jobs;
+                """);
+            var worker = await setup.Node.Grid.NewWorkerAsync(setup.Key, "claimer", Model);
+            for (var i = 0; i < 20; i++) await setup.Node.Grid.PollAsync(worker, Model);  // warm up
+            var latencies = new Latencies();
+            for (var i = 0; i < (options.Quick ? 300 : 1000); i++)
+            {
+                var start = Stopwatch.GetTimestamp();
+                _ = await setup.Node.Grid.PollAsync(worker, Model) ?? throw new InvalidOperationException("the backlog ran dry");
+                latencies.AddSince(start);
+            }
+            results[size] = latencies.Summarise();
+            Console.WriteLine($"backlog {size}: {results[size]}");
+        }
+        var smallest = results[sizes[0]];
+        foreach (var size in sizes)
+        {
+            var r = results[size];
+            rows.Add([size.ToString("N0", CultureInfo.InvariantCulture), Report.Ms(r.P50), Report.Ms(r.P95), Report.Ms(r.P99), $"{r.P50 / smallest.P50:F2}×",
+                size == sizes[^1] && size >= 1_000_000 ? $"within 2× of 1k: {Report.Verdict(r.P50 <= 2 * smallest.P50)}" : ""]);
+        }
+        report.Set("service.backlog_claim_latency", results.ToDictionary(kv => kv.Key.ToString(CultureInfo.InvariantCulture), kv => kv.Value));
+        report.Table("Claim latency against backlog size", ["pending jobs", "p50", "p95", "p99", "p50 vs 1k", "target"], rows,
+            "One worker polls sequentially; each poll claims at once (GET /worker/jobs/next over HTTP, including authentication). The backlog is one model with ten priorities, inserted with SQL and analysed.");
+    }
+
+    /// <summary>Thousands of parked long-polls on one node: memory, idle CPU, database connections, then how fast they all get a job.</summary>
+    public async Task ParkedPollsAsync()
+    {
+        int[] counts = options.Quick ? [2_000] : [5_000, 10_000];
+        var rows = new List<string[]>();
+        foreach (var count in counts)
+        {
+            await using var setup = await SingleNodeAsync($"svc_parked_{count}", requestLimit: null);
+            var node = setup.Node;
+            var workerKeys = new string[count];
+            await Parallel.ForAsync(0, count, new ParallelOptions { MaxDegreeOfParallelism = 16 },
+                async (i, _) => workerKeys[i] = await node.Grid.NewWorkerAsync(setup.Key, $"w{i}", Model));
+            var rssBefore = node.RssMegabytes;
+
+            using var stop = new CancellationTokenSource();
+            var got = 0;
+            var allGot = new TaskCompletionSource<long>(TaskCreationOptions.RunContinuationsAsynchronously);
+            var loops = workerKeys.Select(key => Task.Run(async () =>
+            {
+                while (!stop.IsCancellationRequested)
+                {
+                    Assignment? job;
+                    try
+                    {
+                        job = await node.Grid.PollAsync(key, Model, stop.Token);
+                    }
+                    catch (Exception) when (stop.IsCancellationRequested)
+                    {
+                        return;
+                    }
+                    if (job is null) continue;
+                    if (Interlocked.Increment(ref got) == count) allGot.TrySetResult(Stopwatch.GetTimestamp());
+                    return;
+                }
+            })).ToList();
+
+            // Let every poll arrive and park, then watch the idle node.
+            await Task.Delay(TimeSpan.FromSeconds(options.Quick ? 5 : 8));
+            var cpuBefore = node.CpuSeconds;
+            var idleWindow = TimeSpan.FromSeconds(options.Quick ? 5 : 10);
+            await Task.Delay(idleWindow);
+            var idleCpu = (node.CpuSeconds - cpuBefore) / idleWindow.TotalSeconds;
+            var rss = node.RssMegabytes;
+            var connections = await ConnectionsAsync(setup.Database);
+
+            // Now the work arrives: as many jobs as parked polls, from 32 clients.
+            var started = Stopwatch.GetTimestamp();
+            var next = 0;
+            await Parallel.ForAsync(0, 32, async (_, _) =>
+            {
+                while (Interlocked.Increment(ref next) <= count) await node.Grid.SubmitAsync(setup.Key, Model);
+            });
+            var finished = await allGot.Task.WaitAsync(TimeSpan.FromMinutes(2));
+            var allHoldAJob = Stopwatch.GetElapsedTime(started, finished).TotalMilliseconds;
+            await stop.CancelAsync();
+            await Task.WhenAll(loops);
+
+            Console.WriteLine($"parked {count}: rss {rss:F0} MB (before polls {rssBefore:F0}), idle cpu {idleCpu:P1}, connections {connections}, all hold a job after {allHoldAJob:F0} ms");
+            report.Set($"service.parked_polls.{count}", new { rss_mb = rss, rss_mb_before_polls = rssBefore, idle_cpu_cores = idleCpu, connections.Active, connections.Open, all_hold_a_job_ms = allHoldAJob });
+            var rssTarget = count >= 10_000 ? 500 : 300;
+            rows.Add([count.ToString("N0", CultureInfo.InvariantCulture), $"{rss:F0} MB", $"{idleCpu * 100:F1}% of a core", connections.Active.ToString(CultureInfo.InvariantCulture),
+                connections.Open.ToString(CultureInfo.InvariantCulture), $"{allHoldAJob:F0} ms",
+                $"< {rssTarget} MB: {Report.Verdict(rss < rssTarget)}; 0 connections held: {Report.Verdict(connections.Active == 0)}"]);
+        }
+        report.Table("Parked long-polls on one node", ["parked polls", "node RSS", "node CPU while parked", "DB connections busy", "DB connections open (idle pool + listener)", "until all hold a job", "target"], rows,
+            "Every poll is a different registered worker with its own key. 'Busy' counts the node's backends that are not idle (active or in a transaction) while the polls are parked; the open ones are Npgsql's idle pool and the LISTEN connection, which no poll holds. Then as many jobs as polls are submitted over HTTP by 32 clients.");
+    }
+
+    /// <summary>With 10,000 low-priority jobs queued and workers busy, how long a high-priority job waits.</summary>
+    public async Task PriorityAsync()
+    {
+        await using var setup = await SingleNodeAsync("svc_priority", requestLimit: null);
+        var accountId = await database.ScalarAsync(setup.Database, "SELECT max(id) FROM accounts");
+        await database.ExecAsync(setup.Database, $"""
+            INSERT INTO jobs (account_id, status, model, family, model_match, prompt, priority, timeout_seconds, created_at)
+            SELECT {accountId}, 'pending', '{Model}', 'bench', 'exact', 'low', 0, 600, now() FROM generate_series(1, 10000);
+            ANALYZE jobs;
+            """);
+        var grid = setup.Node.Grid;
+        var workers = await Task.WhenAll(Enumerable.Range(0, 32).Select(i => grid.NewWorkerAsync(setup.Key, $"w{i}", Model)));
+        var latencies = new Latencies();
+        using var stop = new CancellationTokenSource();
+        var loops = workers.Select(key => Task.Run(async () =>
+        {
+            while (!stop.IsCancellationRequested)
+            {
+                Assignment? job;
+                try
+                {
+                    job = await grid.PollAsync(key, Model, stop.Token);
+                }
+                catch (Exception) when (stop.IsCancellationRequested)
+                {
+                    return;
+                }
+                if (job is not { } a) continue;
+                if (a.Prompt.StartsWith("high:", StringComparison.Ordinal)) latencies.Add(Stopwatch.GetElapsedTime(long.Parse(a.Prompt[5..], CultureInfo.InvariantCulture), a.ReceivedAt).TotalMilliseconds);
+                await grid.StartAsync(key, a.JobId);
+                await Task.Delay(20);  // the model "runs" for 20 ms, so the backlog lasts
+                await grid.ResultAsync(key, a.JobId);
+            }
+        })).ToList();
+
+        await Task.Delay(1000);
+        for (var i = 0; i < 40; i++)
+        {
+            await grid.SubmitAsync(setup.Key, Model, priority: 100, prompt: "high:" + Stopwatch.GetTimestamp().ToString(CultureInfo.InvariantCulture));
+            await Task.Delay(100);
+        }
+        await Task.Delay(500);
+        var remaining = await database.ScalarAsync(setup.Database, "SELECT count(*) FROM jobs WHERE status = 'pending'");
+        await stop.CancelAsync();
+        await Task.WhenAll(loops);
+        var r = latencies.Summarise();
+        Console.WriteLine($"priority: {r}, low-priority backlog left {remaining}");
+        report.Set("service.priority", new { high_priority = r, backlog_left = remaining });
+        report.Table("Priority under load", ["high-priority jobs", "p50", "p95", "p99", "max", "low-priority backlog at the end", "target"],
+        [[r.Count.ToString(CultureInfo.InvariantCulture), Report.Ms(r.P50), Report.Ms(r.P95), Report.Ms(r.P99), Report.Ms(r.Max), remaining.ToString("N0", CultureInfo.InvariantCulture),
+            $"dispatched within 50 ms: {Report.Verdict(r.Max <= 50)} (max)"]],
+            "10,000 priority-0 jobs queued; 32 workers busy draining them (each job 'runs' 20 ms); one priority-100 job submitted every 100 ms; from POST sent to a worker's poll returning it.");
+    }
+
+    /// <summary>1, 2 and 3 nodes against one database: throughput, and dispatch latency across nodes.</summary>
+    public async Task ScaleOutAsync()
+    {
+        var jobs = options.Quick ? 3000 : 20000;
+        var rows = new List<string[]>();
+        foreach (var nodeCount in new[] { 1, 2, 3 })
+        {
+            var db = await database.CreateAsync($"svc_scale_{nodeCount}");
+            var nodes = new List<NodeProcess>();
+            try
+            {
+                for (var i = 0; i < nodeCount; i++) nodes.Add(await NodeProcess.StartAsync(options.ApiDll, db, http, cpus: null));
+                var key = await SignUpUnlimitedAsync(nodes[0].Grid, db, requestLimit: null);
+                var throughput = await LifecycleRunAsync(nodes, key, jobs, workers: 32, submitters: 16, db);
+                // Workers parked on the last node, jobs submitted on the first.
+                var (_, crossNode) = await SequentialDispatchAsync(nodes[0].Grid, nodes[^1].Grid, key, parked: 20, options.Quick ? 200 : 500);
+                Console.WriteLine($"scale-out {nodeCount}: {throughput}; cross-node {crossNode}");
+                report.Set($"service.scale_out.{nodeCount}", new { throughput, cross_node_dispatch = crossNode });
+                rows.Add([nodeCount.ToString(CultureInfo.InvariantCulture), Report.Num(throughput.JobsPerSecond), Report.Num(throughput.StatementsPerJob, "F1"), Report.Num(throughput.WalBytesPerJob),
+                    Report.Num(throughput.DbCpuMsPerJob, "F2"), Report.Ms(crossNode.P50), Report.Ms(crossNode.P99)]);
+            }
+            finally
+            {
+                foreach (var node in nodes) await node.DisposeAsync();
+            }
+        }
+        report.Table("Scale-out: nodes on one database (all on this 2-core machine)",
+            ["nodes", "jobs/s", "SQL statements / job", "WAL bytes / job", "DB CPU ms / job", "dispatch p50 (submit on node 1, worker on the last)", "p99"], rows,
+            "Nodes, PostgreSQL and the load generator share the same two cores, so more nodes cannot add throughput here; the figures show the cost of coordination (cross-node NOTIFY) rather than capacity. The database-bound ceiling is computed in BENCHMARKS.md from statements and DB CPU per job.");
+    }
+
+    /// <summary>Sequential jobs submitted on one node to workers parked on another (or the same).</summary>
+    private static async Task<(LatencySummary FromReturn, LatencySummary FromSend)> SequentialDispatchAsync(HttpGrid submitNode, HttpGrid workerNode, string key, int parked, int jobs)
+    {
+        var workers = await Task.WhenAll(Enumerable.Range(0, parked).Select(i => workerNode.NewWorkerAsync(key, $"parked{i}-{Guid.NewGuid():N}", Model)));
+        var received = Channel.CreateUnbounded<Assignment>();
+        using var stop = new CancellationTokenSource();
+        var loops = workers.Select(worker => Task.Run(async () =>
+        {
+            while (!stop.IsCancellationRequested)
+            {
+                Assignment? job;
+                try
+                {
+                    job = await workerNode.PollAsync(worker, Model, stop.Token);
+                }
+                catch (Exception) when (stop.IsCancellationRequested)
+                {
+                    return;
+                }
+                if (job is not { } a) continue;
+                received.Writer.TryWrite(a);
+                await workerNode.StartAsync(worker, a.JobId);
+                await workerNode.ResultAsync(worker, a.JobId);
+            }
+        })).ToList();
+        await Task.Delay(1000);  // all parked
+
+        var fromReturn = new Latencies();
+        var fromSend = new Latencies();
+        for (var i = 0; i < jobs + 20; i++)
+        {
+            var sent = Stopwatch.GetTimestamp();
+            var id = await submitNode.SubmitAsync(key, Model, prompt: sent.ToString(CultureInfo.InvariantCulture));
+            var returned = Stopwatch.GetTimestamp();
+            var assignment = await received.Reader.ReadAsync().AsTask().WaitAsync(TimeSpan.FromSeconds(40));
+            if (assignment.JobId != id) throw new InvalidOperationException($"expected job {id}, a worker got {assignment.JobId}");
+            if (i < 20) continue;  // warm-up
+            fromReturn.Add(Stopwatch.GetElapsedTime(returned, assignment.ReceivedAt).TotalMilliseconds);
+            fromSend.Add(Stopwatch.GetElapsedTime(sent, assignment.ReceivedAt).TotalMilliseconds);
+            await Task.Delay(2);  // let the worker that took it report and park again
+        }
+        await stop.CancelAsync();
+        await Task.WhenAll(loops);
+        return (fromReturn.Summarise(), fromSend.Summarise());
+    }
+
+    /// <summary>Clients submit <paramref name="jobs"/> jobs while simulated workers run the whole cycle on them; spread over the nodes.</summary>
+    private async Task<LifecycleResult> LifecycleRunAsync(List<NodeProcess> nodes, string key, int jobs, int workers, int submitters, string db)
+    {
+        var workerKeys = await Task.WhenAll(Enumerable.Range(0, workers).Select(i => nodes[i % nodes.Count].Grid.NewWorkerAsync(key, $"cycle{i}", Model)));
+        using var stop = new CancellationTokenSource();
+        var completed = 0;
+        var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var loops = workerKeys.Select((worker, i) => Task.Run(async () =>
+        {
+            var grid = nodes[i % nodes.Count].Grid;
+            while (!stop.IsCancellationRequested)
+            {
+                try
+                {
+                    if (await grid.CycleAsync(worker, Model, stop.Token) is not null && Interlocked.Increment(ref completed) == jobs) done.TrySetResult();
+                }
+                catch (Exception) when (stop.IsCancellationRequested)
+                {
+                    return;
+                }
+            }
+        })).ToList();
+        await Task.Delay(500);
+
+        var name = new Npgsql.NpgsqlConnectionStringBuilder(db).Database!;
+        await database.ResetStatementsAsync();
+        var before = await database.SnapshotAsync(name);
+        var nodeCpu = nodes.Sum(n => n.CpuSeconds);
+        var started = Stopwatch.GetTimestamp();
+        var next = 0;
+        await Parallel.ForAsync(0, submitters, async (s, _) =>
+        {
+            var grid = nodes[s % nodes.Count].Grid;
+            while (Interlocked.Increment(ref next) <= jobs) await grid.SubmitAsync(key, Model);
+        });
+        await done.Task.WaitAsync(TimeSpan.FromMinutes(10));
+        var seconds = Stopwatch.GetElapsedTime(started).TotalSeconds;
+        var nodeCpuUsed = nodes.Sum(n => n.CpuSeconds) - nodeCpu;
+        var cost = await database.CostSinceAsync(name, before);
+        foreach (var line in await database.TopStatementsAsync(name, jobs)) Console.WriteLine($"    {line}");
+        await stop.CancelAsync();
+        await Task.WhenAll(loops);
+        return new LifecycleResult(jobs / seconds, cost.StatementsPer(jobs), cost.WalBytesPer(jobs), cost.CpuSeconds * 1000 / jobs, nodeCpuUsed * 1000 / jobs);
+    }
+
+    private async Task<(int Active, int Open)> ConnectionsAsync(string db)
+    {
+        var name = new Npgsql.NpgsqlConnectionStringBuilder(db).Database!;
+        var active = await database.ScalarAsync(database.Admin, $"SELECT count(*) FROM pg_stat_activity WHERE datname = '{name}' AND state IS DISTINCT FROM 'idle'");
+        var open = await database.ScalarAsync(database.Admin, $"SELECT count(*) FROM pg_stat_activity WHERE datname = '{name}'");
+        return ((int)active, (int)open);
+    }
+
+    private async Task<SingleNode> SingleNodeAsync(string name, int? requestLimit)
+    {
+        var db = await database.CreateAsync(name);
+        var node = await NodeProcess.StartAsync(options.ApiDll, db, http, options.NodeCpus);
+        var key = await SignUpUnlimitedAsync(node.Grid, db, requestLimit);
+        return new SingleNode(node, db, key);
+    }
+
+    /// <summary>
+    /// Signs up an account and moves it to a plan: with no limits (quota checks skipped), or with limits raised out
+    /// of reach (every claim and result checks them).
+    /// </summary>
+    private async Task<string> SignUpUnlimitedAsync(HttpGrid grid, string db, int? requestLimit)
+    {
+        var (accountId, key) = await grid.SignUpAsync("bench");
+        var plan = requestLimit is null ? "bench-unlimited" : "bench-raised";
+        var limits = requestLimit is null ? "NULL, NULL" : $"{requestLimit}, 1000000000000";
+        await database.ExecAsync(db, $"""
+            INSERT INTO plans (id, name, daily_requests, daily_tokens) VALUES ('{plan}', '{plan}', {limits}) ON CONFLICT (id) DO NOTHING;
+            UPDATE accounts SET plan = '{plan}' WHERE id = {accountId};
+            """);
+        return key;
+    }
+
+    private sealed record SingleNode(NodeProcess Node, string Database, string Key) : IAsyncDisposable
+    {
+        public ValueTask DisposeAsync() => Node.DisposeAsync();
+    }
+}
+
+public sealed record LifecycleResult(double JobsPerSecond, double StatementsPerJob, double WalBytesPerJob, double DbCpuMsPerJob, double NodeCpuMsPerJob)
+{
+    public override string ToString() =>
+        $"{JobsPerSecond:F0} jobs/s, {StatementsPerJob:F1} statements/job, {WalBytesPerJob:F0} WAL bytes/job, DB CPU {DbCpuMsPerJob:F2} ms/job, node CPU {NodeCpuMsPerJob:F2} ms/job";
+
+    public static LifecycleResult MedianOf(IReadOnlyList<LifecycleResult> runs) => new(
+        LatencySummary.Median(runs.Select(r => r.JobsPerSecond)), LatencySummary.Median(runs.Select(r => r.StatementsPerJob)),
+        LatencySummary.Median(runs.Select(r => r.WalBytesPerJob)), LatencySummary.Median(runs.Select(r => r.DbCpuMsPerJob)),
+        LatencySummary.Median(runs.Select(r => r.NodeCpuMsPerJob)));
+}
