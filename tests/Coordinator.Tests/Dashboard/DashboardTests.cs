@@ -242,6 +242,25 @@ public sealed partial class DashboardTests(BrowserFixture fixture) : IClassFixtu
     }
 
     [Fact]
+    public async Task ASessionFromOneNode_WorksOnAnother()
+    {
+        var page = await fixture.NewPageAsync();
+        var key = await SignUpAsync(page, "roaming");
+        await using var second = await GridHost.StartAsync(Host.ConnectionString);
+        var secondRoot = second.BaseAddress.GetLeftPart(UriPartial.Authority);
+
+        // Both nodes read the Data Protection key ring from PostgreSQL: the cookie and the form token work on either.
+        await page.GotoAsync(secondRoot + "/keys");
+        await Assertions.Expect(page.GetByRole(AriaRole.Heading, new() { Name = "API keys" })).ToBeVisibleAsync();
+        await page.GetByLabel("Name").FillAsync("made-on-node-2");
+        await page.GetByRole(AriaRole.Button, new() { Name = "Create key" }).ClickAsync();
+        Assert.StartsWith("vk_live_", await page.Locator("#new-key").InputValueAsync());
+        var keys = await ApiClient.ExpectAsync(await Host.WithKey(key).GetAsync("keys"), HttpStatusCode.OK);
+        Assert.Contains(keys.EnumerateArray(), k => k.GetProperty("name").GetString() == "made-on-node-2");
+        await page.Context.CloseAsync();
+    }
+
+    [Fact]
     public async Task DashboardPages_CannotBeFramed_AndStayOutOfTheApiDocument()
     {
         var page = await fixture.NewPageAsync();
