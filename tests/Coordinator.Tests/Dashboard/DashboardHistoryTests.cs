@@ -49,6 +49,9 @@ public sealed class DashboardHistoryTests(ClockBrowserFixture fixture) : IClassF
             if (hour % 5 == 3) continue;
             for (var i = 0; i < 1 + hour % 3; i++) await RunJobAsync(n++);
         }
+        var hooked = await client.SubmitAsync(new { model, model_match = "exact", prompt = "call me", webhook_url = "http://127.0.0.1:9/hook" });
+        Assert.Equal(hooked, (await worker.PollAsync($"models[]={model}"))!.Value.GetProperty("job_id").GetInt64());
+        await ApiClient.ExpectAsync(await worker.PostAsync($"worker/jobs/{hooked}/fail", new { error = "model crashed" }), HttpStatusCode.OK);
         var waiting = await client.SubmitAsync(new { model = "mistral:7b", prompt = "nobody serves this yet" });
         await client.SubmitAsync(new { model = "mistral:7b", prompt = "nor this" });
         await ApiClient.ExpectAsync(await client.DeleteAsync($"jobs/{waiting}"), HttpStatusCode.OK);
@@ -60,9 +63,10 @@ public sealed class DashboardHistoryTests(ClockBrowserFixture fixture) : IClassF
         await Assertions.Expect(page.Locator("[data-status='completed']")).ToHaveTextAsync(n.ToString(System.Globalization.CultureInfo.InvariantCulture));
         await Assertions.Expect(page.Locator("[data-status='pending']")).ToHaveTextAsync("1");
         await Assertions.Expect(page.Locator("[data-status='cancelled']")).ToHaveTextAsync("1");
-        // Today (UTC) is the hour-by-hour day: each completed job was claimed, so counted as a request.
+        await Assertions.Expect(page.Locator("[data-status='failed']")).ToHaveTextAsync("1");
+        // Today (UTC) is the hour-by-hour day: a request counts when its job is claimed (the completed ones and the failed one).
         var today = clock.GetUtcNow().UtcDateTime.Date;
-        await Assertions.Expect(page.Locator("#quota-requests")).ToHaveAttributeAsync("value", completedAt.Count(t => t >= today).ToString(System.Globalization.CultureInfo.InvariantCulture));
+        await Assertions.Expect(page.Locator("#quota-requests")).ToHaveAttributeAsync("value", (completedAt.Count(t => t >= today) + 1).ToString(System.Globalization.CultureInfo.InvariantCulture));
 
         // One bar per hour (and per day) that had any: the charts are drawn from the same rows the API reads.
         var now = clock.GetUtcNow().UtcDateTime;
@@ -83,7 +87,20 @@ public sealed class DashboardHistoryTests(ClockBrowserFixture fixture) : IClassF
         }
         await BrowserFixture.ScreenshotAsync(page, "usage-month");
 
-        // Grid totals: the worker went quiet an hour ago, so it is offline until it is heard from again.
+        // The failed job's page shows its error and the webhook delivery queued when it failed.
+        await page.GotoAsync($"/jobs/{hooked}");
+        await Assertions.Expect(page.Locator("#job-error")).ToHaveTextAsync("model crashed");
+        await Assertions.Expect(page.GetByRole(AriaRole.Link, new() { Name = "gpu-box" })).ToBeVisibleAsync();
+        await Assertions.Expect(page.GetByText("No output: the job failed")).ToBeVisibleAsync();
+        var delivery = page.Locator("section[aria-labelledby='webhook-heading'] tbody tr");
+        await Assertions.Expect(delivery).ToHaveCountAsync(1);
+        await Assertions.Expect(delivery).ToContainTextAsync("failed");
+        await Assertions.Expect(delivery).ToContainTextAsync("pending");
+        await Assertions.Expect(page.GetByRole(AriaRole.Button, new() { Name = "Retry job" })).ToBeVisibleAsync();
+        await BrowserFixture.ScreenshotAsync(page, "job-failed");
+
+        // Grid totals: two quiet minutes later the worker counts as offline until it is heard from again.
+        clock.Advance(TimeSpan.FromMinutes(2));
         await page.GotoAsync("/grid");
         await Assertions.Expect(page.Locator("#grid-workers")).ToHaveTextAsync("0");
         await Assertions.Expect(page.GetByText("No model is being served right now")).ToBeVisibleAsync();

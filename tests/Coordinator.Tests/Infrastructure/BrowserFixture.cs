@@ -83,5 +83,10 @@ public sealed class ClockBrowserFixture : BrowserFixture
 {
     public ManualTimeProvider Clock { get; } = new(new DateTimeOffset(DateTime.UtcNow.Date.AddDays(-29).AddHours(-1), TimeSpan.Zero));
 
-    protected override Task<GridHost> StartHostAsync() => GridHost.StartAsync(time: Clock);
+    // Webhooks to loopback are allowed (and never sent) so that a job page can show a delivery.
+    protected override Task<GridHost> StartHostAsync() => GridHost.StartAsync(time: Clock, settings: new Dictionary<string, string?>
+    {
+        ["Webhooks:AllowPrivateNetworks"] = "true",
+        ["Webhooks:RunSender"] = "false",
+    });
 }
