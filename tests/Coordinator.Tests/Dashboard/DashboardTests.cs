@@ -24,7 +24,17 @@ public sealed partial class DashboardTests(BrowserFixture fixture) : IClassFixtu
         await page.GetByRole(AriaRole.Button, new() { Name = "Copy" }).ClickAsync();
         await Assertions.Expect(page.GetByRole(AriaRole.Button, new() { Name = "Copied" })).ToBeVisibleAsync();
         Assert.Equal(clientKey, await page.EvaluateAsync<string>("navigator.clipboard.readText()"));
-        await page.GetByRole(AriaRole.Link, new() { Name = "Continue to your dashboard" }).ClickAsync();
+        await Assertions.Expect(page.GetByRole(AriaRole.Link, new() { Name = "Continue to your dashboard" })).ToHaveAttributeAsync("href", "/");
+        // The key was shown once: a reload does not show it again, nor sign up a second account.
+        await page.ReloadAsync();
+        await Assertions.Expect(page.Locator("#new-key")).ToHaveCountAsync(0);
+        await using (var connection = new Npgsql.NpgsqlConnection(Host.ConnectionString))
+        {
+            await connection.OpenAsync();
+            await using var count = new Npgsql.NpgsqlCommand("SELECT count(*) FROM accounts WHERE name = 'volunteer'", connection);
+            Assert.Equal(1L, await count.ExecuteScalarAsync());
+        }
+        await page.GotoAsync("/");
         await Assertions.Expect(page.GetByRole(AriaRole.Heading, new() { Name = "Overview" })).ToBeVisibleAsync();
         await Assertions.Expect(page.GetByText("No jobs yet")).ToBeVisibleAsync();
 
@@ -40,8 +50,10 @@ public sealed partial class DashboardTests(BrowserFixture fixture) : IClassFixtu
         Assert.StartsWith("vk_live_", workerKey);
         await Assertions.Expect(page.GetByText("run grid-worker with this key")).ToBeVisibleAsync();
         await BrowserFixture.ScreenshotAsync(page, "keys-created");
-        await page.GotoAsync("/keys");
+        // Reloading neither shows the key again nor makes another one.
+        await page.ReloadAsync();
         await Assertions.Expect(page.Locator("#new-key")).ToHaveCountAsync(0);
+        await Assertions.Expect(page.Locator("tbody tr")).ToHaveCountAsync(2);
 
         // The worker registers through the API with that key and shows up online.
         var model = ApiClient.Unique("llama") + ":8b";
@@ -228,7 +240,7 @@ public sealed partial class DashboardTests(BrowserFixture fixture) : IClassFixtu
 
         // With the page's own token the same post works.
         var genuine = await PostFormAsync(page, "/keys", "create-key", withToken: true, ("KeyName", "genuine"));
-        Assert.Equal(200, genuine.Status);
+        Assert.Equal(302, genuine.Status);
         keys = await ApiClient.ExpectAsync(await Host.WithKey(key).GetAsync("keys"), HttpStatusCode.OK);
         Assert.Contains(keys.EnumerateArray(), k => k.GetProperty("name").GetString() == "genuine");
 
