@@ -53,6 +53,8 @@ fi
 # 4. Development API key file (the app fills it in).
 mkdir -p "$ROOT/.data"
 export DevAccount__KeyFile="$ROOT/.data/dev-api-key"
+# Attachments (the local-disk blob store) live beside the database unless configured otherwise.
+export Blobs__LocalPath="${Blobs__LocalPath:-$ROOT/.data/blobs}"
 
 app=(dotnet "$ROOT/Coordinator.Api/bin/Release/net10.0/Coordinator.Api.dll"
      --urls "http://0.0.0.0:${PORT:-3000}")

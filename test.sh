@@ -5,7 +5,7 @@
 #   ./test.sh --filter "FullyQualifiedName~Jobs"   extra args go to dotnet test
 #
 # Steps: install PostgreSQL if missing; install the npm test tools pinned in
-# tests/tools/package-lock.json (Prism); start a fresh private cluster in
+# tests/tools/package-lock.json (Prism, s3rver); start a fresh private cluster in
 # .data/test-pg (port $COORDINATOR_TEST_PG_PORT, default 54339); run
 # `dotnet test` on Coordinator.sln writing TestResults/results.trx; stop the
 # cluster; sum the TRX counters.
@@ -18,6 +18,7 @@
 #   COORDINATOR_TEST_PG  Npgsql connection string (Database=postgres; the
 #                        fixtures create their own databases)
 #   COORDINATOR_PRISM    path of the prism executable
+#   COORDINATOR_S3RVER   path of s3rver (an S3-compatible server the blob tests start)
 #   COORDINATOR_SPEC     grid-api.openapi.yaml from ../shared/specs (may be
 #                        set beforehand to point elsewhere)
 set -euo pipefail
@@ -68,6 +69,8 @@ if [[ ! -x "$TOOLS_DIR/node_modules/.bin/prism" || "$(cat "$stamp" 2>/dev/null |
 fi
 export COORDINATOR_PRISM="$TOOLS_DIR/node_modules/.bin/prism"
 [[ -x "$COORDINATOR_PRISM" ]] || die "prism not found at $COORDINATOR_PRISM after npm ci"
+export COORDINATOR_S3RVER="$TOOLS_DIR/node_modules/.bin/s3rver"
+[[ -x "$COORDINATOR_S3RVER" ]] || die "s3rver not found at $COORDINATOR_S3RVER after npm ci"
 
 # 3. The OpenAPI spec lives in the shared folder beside the repository.
 if [[ -z "${COORDINATOR_SPEC:-}" ]]; then

@@ -2,6 +2,7 @@ using System.Text.Json;
 using Coordinator.Api;
 using Coordinator.Api.Accounts;
 using Coordinator.Api.Billing;
+using Coordinator.Api.Blobs;
 using Coordinator.Api.Dashboard;
 using Coordinator.Api.Health;
 using Coordinator.Api.Infrastructure;
@@ -74,6 +75,7 @@ api.MapModels();
 api.MapUsage();
 api.MapBilling();
 api.MapWebhooks();
+api.MapBlobs();
 app.MapOpenApi("/api/v1/openapi/{documentName}.json");
 app.UseSwaggerUI(ui =>
 {

@@ -1,6 +1,7 @@
 using Coordinator.Grid.Accounting;
 using Coordinator.Grid.Accounts;
 using Coordinator.Grid.Billing;
+using Coordinator.Grid.Blobs;
 using Coordinator.Grid.Database;
 using Coordinator.Grid.Dispatch;
 using Coordinator.Grid.Duties;
@@ -67,6 +68,7 @@ public static class GridServiceCollectionExtensions
         services.AddSingleton<NodeNotifications>();
         services.AddHostedService(sp => sp.GetRequiredService<NodeNotifications>());
         services.AddHostedService<GridDutiesService>();
+        services.AddBlobs(configuration);
         return services;
     }
 

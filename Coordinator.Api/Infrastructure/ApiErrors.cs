@@ -28,6 +28,9 @@ public static class ApiErrors
     public static UnprocessableEntity<ApiError> InvalidRequest(string message) =>
         TypedResults.UnprocessableEntity(new ApiError("invalid_request", message));
 
+    public static JsonHttpResult<ApiError> TooLarge(string message) =>
+        TypedResults.Json(new ApiError("payload_too_large", message), statusCode: StatusCodes.Status413PayloadTooLarge);
+
     public static UnprocessableEntity<ValidationErrors> Validation(IReadOnlyList<string> errors) =>
         TypedResults.UnprocessableEntity(new ValidationErrors(errors));
 

@@ -45,14 +45,28 @@ public static class JobRequestValidation
 
         var wantsBoost = fields.Bool("priority_boost") == true;
         var paramsJson = ValidateParams(fields);
-        var blobIds = fields.Array("blob_ids", maxItems: 100);
-        if (blobIds is { Count: > 0 })
-        {
-            fields.Errors.Add("blob_ids: no such confirmed blob: " + string.Join(", ", blobIds.Select(b => b.ToString())));
-        }
+        var blobIds = ValidateBlobIds(fields);
 
         if (!fields.IsValid) return (null, fields.Errors, wantsBoost);
-        return (new NewJob(model, modelMatch!, prompt!, priority, timeout ?? limits.DefaultTimeoutSeconds, tag, webhookUrl) { ParamsJson = paramsJson }, [], wantsBoost);
+        return (new NewJob(model, modelMatch!, prompt!, priority, timeout ?? limits.DefaultTimeoutSeconds, tag, webhookUrl) { ParamsJson = paramsJson, BlobIds = blobIds }, [], wantsBoost);
+    }
+
+    public const int MaxBlobsPerJob = 100;
+
+    /// <summary>The ids in <c>blob_ids</c>, each once and in order; whether they name confirmed blobs of the caller is checked against the database.</summary>
+    private static List<long> ValidateBlobIds(JsonFields fields)
+    {
+        var ids = new List<long>();
+        foreach (var item in fields.Array("blob_ids", maxItems: MaxBlobsPerJob) ?? [])
+        {
+            if (item.ValueKind != System.Text.Json.JsonValueKind.Number || !item.TryGetInt64(out var id) || id <= 0)
+            {
+                fields.Errors.Add("blob_ids must be blob ids (positive integers) from POST /blobs");
+                return [];
+            }
+            if (!ids.Contains(id)) ids.Add(id);
+        }
+        return ids;
     }
 
     /// <summary>The generation parameters this API accepts (an addition to the spec, documented in the served OpenAPI document).</summary>

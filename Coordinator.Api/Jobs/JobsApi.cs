@@ -2,6 +2,7 @@ using System.Globalization;
 using Coordinator.Api.Billing;
 using Coordinator.Api.Infrastructure;
 using Coordinator.Grid;
+using Coordinator.Grid.Blobs;
 using Coordinator.Grid.Jobs;
 using Coordinator.Grid.Webhooks;
 using Microsoft.AspNetCore.Http.HttpResults;
@@ -29,7 +30,7 @@ public static class JobsApi
     }
 
     public static async Task<Results<Created<JobDto>, UnprocessableEntity<ValidationErrors>>> SubmitAsync(
-        HttpContext context, JobStore jobs, PriorityBoosts boosts, NetworkGuard networkGuard, WebhookSender webhooks, IOptions<JobLimitsOptions> limits)
+        HttpContext context, JobStore jobs, PriorityBoosts boosts, NetworkGuard networkGuard, WebhookSender webhooks, BlobRegistry blobs, IOptions<JobLimitsOptions> limits)
     {
         var (fields, error) = await JsonFields.ReadAsync(context.Request);
         if (fields is null) return ApiErrors.Validation([error!]);
@@ -37,6 +38,10 @@ public static class JobsApi
         if (job is null) return ApiErrors.Validation(errors);
 
         var caller = context.GetCaller();
+        if (await blobs.UnattachableAsync(caller.AccountId, job.BlobIds, context.RequestAborted) is { Count: > 0 } unattachable)
+        {
+            return ApiErrors.Validation(["blob_ids: not a confirmed blob of this account: " + string.Join(", ", unattachable)]);
+        }
         job = job with { SubmittedByKeyId = caller.KeyId };
         if (job.WebhookUrl is not null)
         {

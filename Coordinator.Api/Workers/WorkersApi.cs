@@ -1,9 +1,11 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using Coordinator.Api.Blobs;
 using Coordinator.Api.Infrastructure;
 using Coordinator.Api.Jobs;
 using Coordinator.Grid;
 using Coordinator.Grid.Accounts;
+using Coordinator.Grid.Blobs;
 using Coordinator.Grid.Dispatch;
 using Coordinator.Grid.Jobs;
 using Coordinator.Grid.Workers;
@@ -92,7 +94,7 @@ public static class WorkersApi
     }
 
     public static async Task<Results<Ok<JobAssignmentDto>, NoContent, UnprocessableEntity<ApiError>>> NextJobAsync(
-        HttpContext context, WorkerStore workers, Dispatcher dispatcher, IHostApplicationLifetime lifetime)
+        HttpContext context, WorkerStore workers, Dispatcher dispatcher, BlobRegistry blobs, IHostApplicationLifetime lifetime)
     {
         var query = context.Request.Query;
         var models = query["models[]"].Concat(query["models"]).Where(m => !string.IsNullOrEmpty(m)).Select(m => m!).Distinct().ToList();
@@ -119,7 +121,12 @@ public static class WorkersApi
         // A node that is shutting down answers its parked polls with 204 at once; the workers poll again elsewhere.
         var job = await dispatcher.NextJobAsync(workerId, capabilities, context.RequestAborted, lifetime.ApplicationStopping);
         if (job is null) return TypedResults.NoContent();
-        return TypedResults.Ok(new JobAssignmentDto(job.Id, job.Model, job.Family, job.ModelMatch, job.Prompt, [], job.Priority, job.TimeoutSeconds, job.Attempts,
+        // Download URLs stay valid for the job's timeout, the longest the worker may hold it.
+        var attachments = job.HasBlobs
+            ? (await blobs.DownloadLinksAsync(job.Id, TimeSpan.FromSeconds(job.TimeoutSeconds), BlobsApi.PublicBase(context), CancellationToken.None))
+                .Select(b => new BlobRefDto(b.Id, b.Type, b.Url.ToString())).ToList()
+            : [];
+        return TypedResults.Ok(new JobAssignmentDto(job.Id, job.Model, job.Family, job.ModelMatch, job.Prompt, attachments, job.Priority, job.TimeoutSeconds, job.Attempts,
             JobDto.ParseParams(job.Params)));
     }
 

@@ -76,29 +76,14 @@ public sealed partial class GridDuties(
 }
 
 /// <summary>Runs <see cref="GridDuties"/> every <see cref="DispatchOptions.DutyInterval"/> on every node.</summary>
-public sealed partial class GridDutiesService(GridDuties duties, TimeProvider time, IOptions<DispatchOptions> options, ILogger<GridDutiesService> logger) : BackgroundService
+public sealed class GridDutiesService(GridDuties duties, TimeProvider time, IOptions<DispatchOptions> options, ILogger<GridDutiesService> logger)
+    : PeriodicService(time, logger)
 {
-    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
-    {
-        if (!options.Value.RunDuties) return;
-        while (!stoppingToken.IsCancellationRequested)
-        {
-            try
-            {
-                await Task.Delay(options.Value.DutyInterval, time, stoppingToken);
-                await duties.RunOnceAsync(stoppingToken);
-            }
-            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
-            {
-                break;
-            }
-            catch (Exception exception)
-            {
-                LogDutyFailed(logger, exception.Message);
-            }
-        }
-    }
+    protected override bool Enabled => options.Value.RunDuties;
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Duty pass failed, will try again: {Reason}")]
-    private static partial void LogDutyFailed(ILogger logger, string reason);
+    protected override TimeSpan Interval => options.Value.DutyInterval;
+
+    protected override string Name => "Duty";
+
+    protected override Task RunPassAsync(CancellationToken stoppingToken) => duties.RunOnceAsync(stoppingToken);
 }

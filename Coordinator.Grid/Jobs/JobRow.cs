@@ -77,6 +77,9 @@ public sealed record NewJob(
     public long? SubmittedByKeyId { get; init; }
 
     public string? ProtectedKey { get; init; }
+
+    /// <summary>Confirmed blobs of the same account to attach, in order (the caller has checked them).</summary>
+    public IReadOnlyList<long> BlobIds { get; init; } = [];
 }
 
 /// <summary>A priority boost charge: <c>charged</c> adds <see cref="Delta"/> to the priority; <c>failed</c> says why.</summary>
@@ -108,6 +111,8 @@ public sealed class ClaimedJob
     public long AccountId { get; init; }
     /// <summary>This claim brought the account to its daily request limit: its pending jobs must be held now.</summary>
     public bool QuotaReached { get; init; }
+    /// <summary>The job carries attachments, whose download URLs go into the assignment.</summary>
+    public bool HasBlobs { get; init; }
 }
 
 /// <summary>The result a worker reports.</summary>

@@ -33,15 +33,23 @@ public sealed class JobStore(NpgsqlDataSource dataSource, TimeProvider time, Wor
                 -- The first webhook job of a key keeps an encrypted copy of it, to sign that key's webhooks.
                 UPDATE api_keys SET key_protected = @protectedKey
                 WHERE @protectedKey::text IS NOT NULL AND id = @keyId AND account_id = @accountId AND key_protected IS NULL
+            ), job AS (
+                INSERT INTO jobs (account_id, status, model, family, model_match, prompt, priority, timeout_seconds, tag, webhook_url, held,
+                                  boost_status, boost_error, boost_payment_intent, params, submitted_by_key_id, created_at)
+                SELECT a.id, 'pending', @model, @family, @modelMatch, @prompt, COALESCE(@priority, p.priority_boost) + @boostDelta,
+                       @timeoutSeconds, @tag, @webhookUrl, a.quota_exhausted_on IS NOT DISTINCT FROM @today,
+                       @boostStatus, @boostError, @boostPaymentIntent, @params::jsonb, @keyId, @now
+                FROM accounts a JOIN plans p ON p.id = a.plan
+                WHERE a.id = @accountId
+                RETURNING {ClientColumns}
+            ), attached AS (
+                -- The caller checked blob_ids; this join attaches only confirmed blobs of the same account regardless.
+                INSERT INTO job_blobs (job_id, blob_id, position)
+                SELECT job.id, b.id, given.position
+                FROM job, unnest(@blobIds::bigint[]) WITH ORDINALITY AS given(blob_id, position)
+                JOIN blobs b ON b.id = given.blob_id AND b.account_id = @accountId AND b.status = 'confirmed'
             )
-            INSERT INTO jobs (account_id, status, model, family, model_match, prompt, priority, timeout_seconds, tag, webhook_url, held,
-                              boost_status, boost_error, boost_payment_intent, params, submitted_by_key_id, created_at)
-            SELECT a.id, 'pending', @model, @family, @modelMatch, @prompt, COALESCE(@priority, p.priority_boost) + @boostDelta,
-                   @timeoutSeconds, @tag, @webhookUrl, a.quota_exhausted_on IS NOT DISTINCT FROM @today,
-                   @boostStatus, @boostError, @boostPaymentIntent, @params::jsonb, @keyId, @now
-            FROM accounts a JOIN plans p ON p.id = a.plan
-            WHERE a.id = @accountId
-            RETURNING {ClientColumns}
+            SELECT * FROM job
             """,
             new
             {
@@ -49,7 +57,7 @@ public sealed class JobStore(NpgsqlDataSource dataSource, TimeProvider time, Wor
                 timeoutSeconds = job.TimeoutSeconds, tag = job.Tag, webhookUrl = job.WebhookUrl, now = time.GetUtcNow(), today = quotas.Today,
                 boostDelta = job.Boost is { Status: "charged" } boost ? boost.Delta : 0, boostStatus = job.Boost?.Status,
                 boostError = job.Boost?.Error, boostPaymentIntent = job.Boost?.PaymentIntent,
-                @params = job.ParamsJson, keyId = job.SubmittedByKeyId, protectedKey = job.ProtectedKey,
+                @params = job.ParamsJson, keyId = job.SubmittedByKeyId, protectedKey = job.ProtectedKey, blobIds = job.BlobIds.ToArray(),
             },
             cancellationToken: cancellationToken));
         if (!row.Held) signals.WorkAvailable(WakeKeys.ForJob(row.ModelMatch, row.Model, row.Family));
@@ -193,7 +201,8 @@ public sealed class JobStore(NpgsqlDataSource dataSource, TimeProvider time, Wor
                      ELSE (SELECT requests FROM counted) + (
                               SELECT coalesce(sum(q.requests), 0) FROM quota_usage q
                               WHERE q.account_id = c.account_id AND q.day = @today AND q.shard <> @shard) >= p.daily_requests
-                END AS quota_reached
+                END AS quota_reached,
+                EXISTS (SELECT 1 FROM job_blobs jb WHERE jb.job_id = c.id) AS has_blobs
             FROM claimed c JOIN accounts a ON a.id = c.account_id JOIN plans p ON p.id = a.plan
             """,
             new

@@ -1,6 +1,7 @@
 using System.Net.Http.Headers;
 using System.Security.Cryptography;
 using System.Text;
+using Coordinator.Grid.Duties;
 using Coordinator.Grid.Jobs;
 using Dapper;
 using Microsoft.AspNetCore.DataProtection;
@@ -146,32 +147,20 @@ public sealed partial class WebhookSender(
 }
 
 /// <summary>Runs <see cref="WebhookSender"/> every <see cref="WebhookOptions.PollInterval"/> on every node.</summary>
-public sealed partial class WebhookSenderService(WebhookSender sender, TimeProvider time, IOptions<WebhookOptions> options, ILogger<WebhookSenderService> logger) : BackgroundService
+public sealed class WebhookSenderService(WebhookSender sender, TimeProvider time, IOptions<WebhookOptions> options, ILogger<WebhookSenderService> logger)
+    : PeriodicService(time, logger)
 {
-    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    protected override bool Enabled => options.Value.RunSender;
+
+    protected override TimeSpan Interval => options.Value.PollInterval;
+
+    protected override string Name => "Webhook";
+
+    protected override async Task RunPassAsync(CancellationToken stoppingToken)
     {
-        if (!options.Value.RunSender) return;
-        while (!stoppingToken.IsCancellationRequested)
+        while ((await sender.RunOnceAsync(stoppingToken)) is { } pass && pass.Delivered + pass.Retrying + pass.Failed > 0)
         {
-            try
-            {
-                await Task.Delay(options.Value.PollInterval, time, stoppingToken);
-                while ((await sender.RunOnceAsync(stoppingToken)) is { } pass && pass.Delivered + pass.Retrying + pass.Failed > 0)
-                {
-                    // A full batch may mean more are due: keep going until a pass finds nothing.
-                }
-            }
-            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
-            {
-                break;
-            }
-            catch (Exception exception)
-            {
-                LogPassFailed(logger, exception.Message);
-            }
+            // A full batch may mean more are due: keep going until a pass finds nothing.
         }
     }
-
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Webhook pass failed, will try again: {Reason}")]
-    private static partial void LogPassFailed(ILogger logger, string reason);
 }

@@ -36,6 +36,7 @@ public sealed class FuzzTests : IAsyncLifetime
             (client, HttpMethod.Post, "jobs", ["prompt", "model", "model_match", "priority", "timeout_seconds", "tag", "webhook_url", "priority_boost", "blob_ids"]),
             (client, HttpMethod.Patch, $"jobs/{jobId}/priority", ["priority"]),
             (client, HttpMethod.Post, "keys", ["name"]),
+            (client, HttpMethod.Post, "blobs", ["blob_type"]),
             (_host.Anonymous(), HttpMethod.Post, "accounts", ["name"]),
             (worker, HttpMethod.Post, "worker/register", ["name", "agent_version", "platform", "models", "catch_all"]),
             (worker, HttpMethod.Patch, "worker/models", ["models"]),

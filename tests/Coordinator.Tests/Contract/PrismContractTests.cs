@@ -58,7 +58,18 @@ public sealed class PrismContractTests : IAsyncLifetime
         var model = ApiClient.Unique() + ":8b";
         var family = model.Split(':')[0];
 
-        var job = await CallAsync(HttpMethod.Post, "jobs", key, new { model, model_match = "exact", prompt = "Explain.", tag = "contract", webhook_url = "https://example.com/hook", timeout_seconds = 120 }, HttpStatusCode.Created);
+        var blob = await CallAsync(HttpMethod.Post, "blobs", key, new { blob_type = "image" }, HttpStatusCode.Created);
+        var blobId = blob.GetProperty("blob_id").GetInt64();
+        using (var upload = new ByteArrayContent([0x89, 0x50, 0x4e, 0x47]))
+        {
+            // The bytes go straight to the store, not through the API.
+            Assert.True((await _host.Http.PutAsync(blob.GetProperty("upload_url").GetString(), upload)).IsSuccessStatusCode);
+        }
+        await CallAsync(HttpMethod.Post, $"blobs/{blobId}/confirm", key, null, HttpStatusCode.OK);
+        await CallAsync(HttpMethod.Post, "blobs/999999999/confirm", key, null, HttpStatusCode.NotFound);
+        await CallAsync(HttpMethod.Post, "blobs", "vk_live_not_a_real_key_at_all_0000000000000000", new { blob_type = "document" }, HttpStatusCode.Unauthorized);
+
+        var job = await CallAsync(HttpMethod.Post, "jobs", key, new { model, model_match = "exact", prompt = "Explain.", tag = "contract", webhook_url = "https://example.com/hook", timeout_seconds = 120, blob_ids = new[] { blobId } }, HttpStatusCode.Created);
         var id = job.GetProperty("job_id").GetInt64();
         await CallAsync(HttpMethod.Post, "jobs", key, new { model_match = "any", prompt = "Haiku.", priority = 3 }, HttpStatusCode.Created);
         await CallAsync(HttpMethod.Get, "jobs", key, null, HttpStatusCode.OK);
@@ -86,6 +97,7 @@ public sealed class PrismContractTests : IAsyncLifetime
 
         var assignment = await CallAsync(HttpMethod.Get, $"worker/jobs/next?models[]={model}&families[]={family}&catch_all=false", key, null, HttpStatusCode.OK);
         Assert.Equal(id, assignment.GetProperty("job_id").GetInt64());
+        Assert.Equal(blobId, assignment.GetProperty("blobs")[0].GetProperty("id").GetInt64());
         await CallAsync(HttpMethod.Post, $"worker/jobs/{id}/result", key, new { output = "early", output_tokens = 1, duration_ms = 1 }, HttpStatusCode.UnprocessableEntity);
         await CallAsync(HttpMethod.Patch, $"worker/jobs/{id}/start", key, null, HttpStatusCode.OK);
         await CallAsync(HttpMethod.Patch, $"worker/jobs/{id}/start", key, null, HttpStatusCode.UnprocessableEntity);

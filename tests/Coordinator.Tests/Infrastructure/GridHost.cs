@@ -90,6 +90,8 @@ public sealed class GridHost : IAsyncDisposable
             builder.UseSetting("ConnectionStrings:Postgres", ConnectionString);
             // Duties run when a test says so, against the test's clock.
             builder.UseSetting("Dispatch:RunDuties", "false");
+            // Each node keeps local-disk blobs in its own temporary folder unless the test shares one.
+            builder.UseSetting("Blobs:LocalPath", Path.Combine(Path.GetTempPath(), "coordinator-blobs", Guid.NewGuid().ToString("N")));
             foreach (var (key, value) in settings ?? new Dictionary<string, string?>()) builder.UseSetting(key, value);
             builder.ConfigureServices(services =>
             {
