@@ -19,6 +19,14 @@ public static class DashboardSetup
         ["dashboard.js"] = "text/javascript; charset=utf-8",
     };
 
+    private const string NotFoundHtml = """
+        <!DOCTYPE html>
+        <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+        <title>Not found · Coordinator</title><link rel="stylesheet" href="/dashboard/assets/dashboard.css"></head>
+        <body><main id="main"><h1>Not found</h1><div class="empty"><p>There is no page at this address.
+        Go to <a href="/">the dashboard</a> or <a href="/api/docs">the API docs</a>.</p></div></main></body></html>
+        """;
+
     public static IServiceCollection AddDashboard(this IServiceCollection services)
     {
         services.AddSingleton<DashboardReads>();
@@ -49,18 +57,26 @@ public static class DashboardSetup
     {
         app.UseAuthentication();
         app.UseAntiforgery();
-        app.Use((context, next) =>
+        app.Use(async (context, next) =>
         {
+            if (context.Request.Path.StartsWithSegments("/api", StringComparison.OrdinalIgnoreCase))
+            {
+                await next(context);
+                return;
+            }
             // Dashboard pages load only their own stylesheet and script, post only to themselves and cannot be framed
             // (so no clickjacking of the Revoke buttons). The API and its Swagger UI keep their own rules.
-            if (!context.Request.Path.StartsWithSegments("/api", StringComparison.OrdinalIgnoreCase))
+            var headers = context.Response.Headers;
+            headers.ContentSecurityPolicy = "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+            headers.XContentTypeOptions = "nosniff";
+            headers["Referrer-Policy"] = "same-origin";
+            await next(context);
+            // A browser that mistypes a dashboard address gets a page with a way back, not the API's JSON 404.
+            if (context.Response is { StatusCode: StatusCodes.Status404NotFound, HasStarted: false, ContentType: null } && HttpMethods.IsGet(context.Request.Method))
             {
-                var headers = context.Response.Headers;
-                headers.ContentSecurityPolicy = "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
-                headers.XContentTypeOptions = "nosniff";
-                headers["Referrer-Policy"] = "same-origin";
+                context.Response.ContentType = "text/html; charset=utf-8";
+                await context.Response.WriteAsync(NotFoundHtml, context.RequestAborted);
             }
-            return next(context);
         });
         app.MapRazorComponents<App>().ExcludeFromDescription();
         app.MapGet("/dashboard/assets/{name}", Asset).ExcludeFromDescription();

@@ -286,6 +286,13 @@ public sealed partial class DashboardTests(BrowserFixture fixture) : IClassFixtu
         Assert.StartsWith("text/css", css.Headers["content-type"]);
         Assert.Equal(404, (await page.Context.APIRequest.GetAsync("/dashboard/assets/secrets.json")).Status);
 
+        // A mistyped dashboard address is an HTML page with a way back; the API keeps its JSON 404.
+        var missing = await page.GotoAsync("/no-such-page");
+        Assert.Equal(404, missing!.Status);
+        await Assertions.Expect(page.GetByRole(AriaRole.Link, new() { Name = "the dashboard" })).ToHaveAttributeAsync("href", "/");
+        var apiMissing = await ApiClient.ExpectAsync(await Host.Anonymous().GetAsync("no-such-endpoint"), HttpStatusCode.NotFound);
+        Assert.Equal("not_found", apiMissing.GetProperty("error").GetString());
+
         var document = await ApiClient.ExpectAsync(await Host.Anonymous().GetAsync("openapi/v1.json"), HttpStatusCode.OK);
         var paths = document.GetProperty("paths").EnumerateObject().Select(p => p.Name).ToList();
         Assert.Contains(paths, p => p.StartsWith("/api/v1/jobs", StringComparison.Ordinal));
