@@ -3,6 +3,7 @@ using Coordinator.Api;
 using Coordinator.Api.Accounts;
 using Coordinator.Api.Billing;
 using Coordinator.Api.Blobs;
+using Coordinator.Api.Dashboard;
 using Coordinator.Api.Health;
 using Coordinator.Api.Infrastructure;
 using Coordinator.Api.Jobs;
@@ -44,6 +45,7 @@ builder.Services.AddSingleton<Coordinator.Grid.Webhooks.IJobRenderer, JobJsonRen
 builder.Services.AddExceptionHandler<ErrorHandling>();
 builder.Services.AddProblemDetails();
 builder.Services.AddOpenApi("v1");
+builder.Services.AddDashboard();
 
 var app = builder.Build();
 
@@ -80,7 +82,7 @@ app.UseSwaggerUI(ui =>
     ui.RoutePrefix = "api/docs";
     ui.SwaggerEndpoint("/api/v1/openapi/v1.json", "Coordinator API v1");
 });
-app.MapGet("/", () => Results.Redirect("/api/docs")).ExcludeFromDescription();
+app.MapDashboard();
 
 if (!await Startup.PrepareDatabaseAsync(app))
 {

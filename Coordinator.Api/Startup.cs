@@ -67,6 +67,7 @@ public static partial class Startup
             Submit a job:
               curl -s -X POST http://localhost:{port}/api/v1/jobs -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' -d '{"{"}"model":"llama3:8b","prompt":"Write a haiku about queues."{"}"}'
 
+            Dashboard: http://localhost:{port}/ (sign in with the key above)
             API docs: http://localhost:{port}/api/docs
 
             """);

@@ -46,17 +46,27 @@ public sealed class AccountStore(NpgsqlDataSource dataSource, TimeProvider time,
         return new CreatedAccount(accountId, key);
     }
 
-    public async Task<CreatedKey> CreateKeyAsync(long accountId, string name, CancellationToken cancellationToken = default)
+    public async Task<CreatedKey> CreateKeyAsync(long accountId, string name, CancellationToken cancellationToken = default) =>
+        (await CreateKeyAsync(accountId, name, workerId: null, cancellationToken))!;
+
+    /// <summary>
+    /// Creates a key. With <paramref name="workerId"/> (one of the account's workers) the key is bound to that worker
+    /// from the start, e.g. a new key for a worker whose old key is about to be revoked; null when there is no such worker.
+    /// </summary>
+    public async Task<CreatedKey?> CreateKeyAsync(long accountId, string name, long? workerId, CancellationToken cancellationToken = default)
     {
         var key = ApiKeys.Generate();
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
-        var row = await connection.QuerySingleAsync<KeyRow>(new CommandDefinition("""
-            INSERT INTO api_keys (account_id, name, prefix, key_hash, created_at)
-            VALUES (@accountId, @name, @prefix, @hash, @now)
+        var row = await connection.QuerySingleOrDefaultAsync<KeyRow>(new CommandDefinition("""
+            INSERT INTO api_keys (account_id, name, prefix, key_hash, worker_id, created_at)
+            SELECT @accountId, @name, @prefix, @hash, w.id, @now
+            FROM (SELECT NULL::bigint AS id WHERE @workerId::bigint IS NULL
+                  UNION ALL
+                  SELECT id FROM workers WHERE id = @workerId AND account_id = @accountId) w
             RETURNING id, name, prefix, worker_id, created_at, last_used_at
-            """, new { accountId, name, prefix = ApiKeys.VisiblePrefix(key), hash = ApiKeys.Hash(key), now = time.GetUtcNow() },
+            """, new { accountId, name, workerId, prefix = ApiKeys.VisiblePrefix(key), hash = ApiKeys.Hash(key), now = time.GetUtcNow() },
             cancellationToken: cancellationToken));
-        return new CreatedKey(row.Id, row.Name, row.Prefix, key, row.CreatedAt);
+        return row is null ? null : new CreatedKey(row.Id, row.Name, row.Prefix, key, row.CreatedAt);
     }
 
     public async Task<IReadOnlyList<KeyRow>> ListKeysAsync(long accountId, CancellationToken cancellationToken = default)
