@@ -492,6 +492,9 @@ public sealed class WorkerAgent
                 var current = AdvertisedModels;
                 if (advertised.SequenceEqual(current)) continue;
                 await _coordinator.UpdateModelsAsync(advertised, finished);
+                // Said before the polls switch over, so whoever sees the new list has the line too.
+                _reporter.Info("models_changed", $"models changed: now serving {(advertised.Count == 0 ? "nothing" : string.Join(", ", advertised.Select(m => m.Name)))}",
+                    ("models", advertised.Select(m => m.Name).ToArray()));
                 CancellationTokenSource changed;
                 lock (_modelsLock)
                 {
@@ -499,8 +502,6 @@ public sealed class WorkerAgent
                     changed = _modelsChanged;
                     _modelsChanged = new CancellationTokenSource();
                 }
-                _reporter.Info("models_changed", $"models changed: now serving {(advertised.Count == 0 ? "nothing" : string.Join(", ", advertised.Select(m => m.Name)))}",
-                    ("models", advertised.Select(m => m.Name).ToArray()));
                 await changed.CancelAsync(); // parked polls declared the old list
                 changed.Dispose();
             }

@@ -55,9 +55,15 @@ public sealed class FakeCoordinator : FakeServer
             Interlocked.Increment(ref _polls);
             if (_assignments.TryDequeue(out var assignment)) return Results.Json(assignment);
             if (AnswerEmptyPollsAtOnce) return Results.NoContent();
+            // A long-poll, as the real node holds it: answered by a job enqueued while it waits, or 204 after 30 s.
+            var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
             try
             {
-                await Task.Delay(TimeSpan.FromSeconds(30), context.RequestAborted);
+                while (DateTime.UtcNow < deadline)
+                {
+                    if (_assignments.TryDequeue(out assignment)) return Results.Json(assignment);
+                    await Task.Delay(10, context.RequestAborted);
+                }
             }
             catch (OperationCanceledException)
             {
