@@ -130,13 +130,7 @@ public sealed class EngineBenchmarks(BenchOptions options, BenchDatabase databas
             if (measuring) latencies.AddSince(long.Parse(job.Prompt, CultureInfo.InvariantCulture));
             gate.Release();
         });
-        // As the peers do: 50 jobs one by one through the same path, then a second's pause, before measuring.
-        for (var i = 0; i < WarmUpJobs; i++)
-        {
-            await engine.SubmitAsync();
-            await gate.WaitAsync(TimeSpan.FromSeconds(30));
-        }
-        await Task.Delay(1000);
+        await WarmUpAsync(engine, gate);
         measuring = true;
         var before = await database.SnapshotAsync(engine.Database);
         var started = Stopwatch.GetTimestamp();
@@ -164,12 +158,7 @@ public sealed class EngineBenchmarks(BenchOptions options, BenchDatabase databas
             if (measuring) latencies.AddSince(long.Parse(job.Prompt, CultureInfo.InvariantCulture));
             else gate.Release();
         });
-        for (var i = 0; i < WarmUpJobs; i++)
-        {
-            await engine.SubmitAsync();
-            await gate.WaitAsync(TimeSpan.FromSeconds(30));
-        }
-        await Task.Delay(1000);
+        await WarmUpAsync(engine, gate);
         measuring = true;
         var before = await database.SnapshotAsync(engine.Database);
         var started = Stopwatch.GetTimestamp();
@@ -188,6 +177,17 @@ public sealed class EngineBenchmarks(BenchOptions options, BenchDatabase databas
         var cost = await database.CostSinceAsync(engine.Database, before);
         return new EngineResult("coordinator", "this repo", "steady", total, seconds, total / seconds, latencies.Summarise(), rate, total / offeredSeconds, cost,
             "individual inserts on a 10 ms schedule");
+    }
+
+    /// <summary>As the peers do: 50 jobs one by one through the same path, then a second's pause, before measuring.</summary>
+    private static async Task WarmUpAsync(EngineNode engine, SemaphoreSlim started)
+    {
+        for (var i = 0; i < WarmUpJobs; i++)
+        {
+            await engine.SubmitAsync();
+            await started.WaitAsync(TimeSpan.FromSeconds(30));
+        }
+        await Task.Delay(1000);
     }
 
     // ---- peers ------------------------------------------------------------------------------------------------

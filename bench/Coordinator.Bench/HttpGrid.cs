@@ -83,6 +83,27 @@ public sealed class HttpGrid(HttpClient http, Uri baseAddress)
         using var _ = await ReadAsync(response, HttpStatusCode.OK);
     }
 
+    /// <summary>
+    /// A simulated worker: long-polls again and again, handing each job to <paramref name="handle"/>, until
+    /// <paramref name="stop"/> fires or <paramref name="handle"/> answers false.
+    /// </summary>
+    public async Task WorkAsync(string workerKey, string model, Func<Assignment, Task<bool>> handle, CancellationToken stop)
+    {
+        while (!stop.IsCancellationRequested)
+        {
+            Assignment? job;
+            try
+            {
+                job = await PollAsync(workerKey, model, stop);
+            }
+            catch (Exception) when (stop.IsCancellationRequested)
+            {
+                return;
+            }
+            if (job is { } assignment && !await handle(assignment)) return;
+        }
+    }
+
     /// <summary>Polls until a job arrives, then starts it and reports a result: one full worker cycle.</summary>
     public async Task<Assignment?> CycleAsync(string workerKey, string model, CancellationToken cancellationToken)
     {

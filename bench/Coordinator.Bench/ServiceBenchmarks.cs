@@ -127,24 +127,11 @@ public sealed class ServiceBenchmarks(BenchOptions options, BenchDatabase databa
             using var stop = new CancellationTokenSource();
             var got = 0;
             var allGot = new TaskCompletionSource<long>(TaskCreationOptions.RunContinuationsAsynchronously);
-            var loops = workerKeys.Select(key => Task.Run(async () =>
+            var loops = workerKeys.Select(key => node.Grid.WorkAsync(key, Model, _ =>
             {
-                while (!stop.IsCancellationRequested)
-                {
-                    Assignment? job;
-                    try
-                    {
-                        job = await node.Grid.PollAsync(key, Model, stop.Token);
-                    }
-                    catch (Exception) when (stop.IsCancellationRequested)
-                    {
-                        return;
-                    }
-                    if (job is null) continue;
-                    if (Interlocked.Increment(ref got) == count) allGot.TrySetResult(Stopwatch.GetTimestamp());
-                    return;
-                }
-            })).ToList();
+                if (Interlocked.Increment(ref got) == count) allGot.TrySetResult(Stopwatch.GetTimestamp());
+                return Task.FromResult(false);  // holds its job
+            }, stop.Token)).ToList();
 
             // Let every poll arrive and park, then watch the idle node.
             await Task.Delay(TimeSpan.FromSeconds(options.Quick ? 5 : 8));
@@ -192,26 +179,14 @@ public sealed class ServiceBenchmarks(BenchOptions options, BenchDatabase databa
         var workers = await Task.WhenAll(Enumerable.Range(0, 32).Select(i => grid.NewWorkerAsync(setup.Key, $"w{i}", Model)));
         var latencies = new Latencies();
         using var stop = new CancellationTokenSource();
-        var loops = workers.Select(key => Task.Run(async () =>
+        var loops = workers.Select(key => grid.WorkAsync(key, Model, async a =>
         {
-            while (!stop.IsCancellationRequested)
-            {
-                Assignment? job;
-                try
-                {
-                    job = await grid.PollAsync(key, Model, stop.Token);
-                }
-                catch (Exception) when (stop.IsCancellationRequested)
-                {
-                    return;
-                }
-                if (job is not { } a) continue;
-                if (a.Prompt.StartsWith("high:", StringComparison.Ordinal)) latencies.Add(Stopwatch.GetElapsedTime(long.Parse(a.Prompt[5..], CultureInfo.InvariantCulture), a.ReceivedAt).TotalMilliseconds);
-                await grid.StartAsync(key, a.JobId);
-                await Task.Delay(20);  // the model "runs" for 20 ms, so the backlog lasts
-                await grid.ResultAsync(key, a.JobId);
-            }
-        })).ToList();
+            if (a.Prompt.StartsWith("high:", StringComparison.Ordinal)) latencies.Add(Stopwatch.GetElapsedTime(long.Parse(a.Prompt[5..], CultureInfo.InvariantCulture), a.ReceivedAt).TotalMilliseconds);
+            await grid.StartAsync(key, a.JobId);
+            await Task.Delay(20);  // the model "runs" for 20 ms, so the backlog lasts
+            await grid.ResultAsync(key, a.JobId);
+            return true;
+        }, stop.Token)).ToList();
 
         await Task.Delay(1000);
         for (var i = 0; i < 40; i++)
@@ -269,25 +244,13 @@ public sealed class ServiceBenchmarks(BenchOptions options, BenchDatabase databa
         var workers = await Task.WhenAll(Enumerable.Range(0, parked).Select(i => workerNode.NewWorkerAsync(key, $"parked{i}-{Guid.NewGuid():N}", Model)));
         var received = Channel.CreateUnbounded<Assignment>();
         using var stop = new CancellationTokenSource();
-        var loops = workers.Select(worker => Task.Run(async () =>
+        var loops = workers.Select(worker => workerNode.WorkAsync(worker, Model, async a =>
         {
-            while (!stop.IsCancellationRequested)
-            {
-                Assignment? job;
-                try
-                {
-                    job = await workerNode.PollAsync(worker, Model, stop.Token);
-                }
-                catch (Exception) when (stop.IsCancellationRequested)
-                {
-                    return;
-                }
-                if (job is not { } a) continue;
-                received.Writer.TryWrite(a);
-                await workerNode.StartAsync(worker, a.JobId);
-                await workerNode.ResultAsync(worker, a.JobId);
-            }
-        })).ToList();
+            received.Writer.TryWrite(a);
+            await workerNode.StartAsync(worker, a.JobId);
+            await workerNode.ResultAsync(worker, a.JobId);
+            return true;
+        }, stop.Token)).ToList();
         await Task.Delay(1000);  // all parked
 
         var fromReturn = new Latencies();
