@@ -3,7 +3,7 @@
 #
 #   ./bench/run.sh                 the full run (about 30-40 minutes on 2 cores)
 #   ./bench/run.sh --quick         smaller sizes, one run each (under 5 minutes)
-#   ./bench/run.sh --only engine,dispatch,lifecycle,backlog,parked,priority,scale
+#   ./bench/run.sh --only engine,dispatch,lifecycle,backlog,parked,priority,scale,worker
 #   ./bench/run.sh --repeat 5      runs per figure (the median is reported; default 3, quick 1)
 #   ./bench/run.sh --no-pin        do not pin the node and the load generator to separate CPUs
 #
@@ -56,3 +56,18 @@ ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
 say "running the benchmarks $*"
 dotnet "$ROOT/bench/Coordinator.Bench/bin/Release/net10.0/Coordinator.Bench.dll" --out "$ROOT/bench/results" "$@" </dev/null
+pg_stop_private "$BENCH_PG_DIR" || true
+
+# 4. The grid-worker agent's side (its own database and node): coordinator overhead per job and idle CPU.
+quick=0 only=""
+prev=""
+for arg in "$@"; do
+  [[ "$arg" == "--quick" ]] && quick=1
+  [[ "$prev" == "--only" ]] && only=$arg
+  prev=$arg
+done
+if [[ -z "$only" || ",$only," == *",worker,"* ]]; then
+  say "measuring the grid-worker agent (bench/worker/run.sh)"
+  if [[ $quick -eq 1 ]]; then export BENCH_JOBS=${BENCH_JOBS:-200} BENCH_IDLE_SECONDS=${BENCH_IDLE_SECONDS:-10}; fi
+  bash bench/worker/run.sh 2>&1 | tee "$ROOT/bench/results/worker.txt"
+fi

@@ -13,6 +13,10 @@ var report = new Report();
 var clock = Stopwatch.StartNew();
 
 bool Wanted(string name) => options.Only.Count == 0 || options.Only.Contains(name);
+string[] sections = ["engine", "dispatch", "lifecycle", "backlog", "parked", "priority", "scale"];
+if (!sections.Any(Wanted)) return 0;  // e.g. --only worker: bench/run.sh measures the agent on its own
+// A run of some sections only does not replace the latest complete one.
+var resultName = options.Only.Count == 0 ? "latest" : "partial";
 
 if (Wanted("engine"))
 {
@@ -41,13 +45,13 @@ report.Set("run", new
     node_cpus = options.NodeCpus,
     load_cpus = options.LoadCpusText,
 });
-await report.WriteAsync(options.OutputDirectory, $"Benchmark results ({(options.Quick ? "quick" : "full")} run, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC)",
+await report.WriteAsync(options.OutputDirectory, resultName, $"Benchmark results ({(options.Quick ? "quick" : "full")} run, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC)",
 [
     $"- Machine: {Machine.Describe()}",
     $"- PostgreSQL: {options.PostgresDescription}",
     $"- CPU placement: coordinator nodes under test on CPU {options.NodeCpus ?? "any"}, the load generator (HTTP clients and simulated workers) on CPU {options.LoadCpusText ?? "any"}, PostgreSQL unpinned. The engine comparison and scale-out run unpinned.",
-    $"- Command: `./bench/run.sh{(options.Quick ? " --quick" : "")}`; took {clock.Elapsed.TotalMinutes:F1} minutes.",
+    $"- Command: `./bench/run.sh {string.Join(' ', args)}`; took {clock.Elapsed.TotalMinutes:F1} minutes.",
 ]);
-Console.WriteLine($"\nwrote {Path.Combine(options.OutputDirectory, "latest.md")} and latest.json in {clock.Elapsed.TotalMinutes:F1} min");
+Console.WriteLine($"\nwrote {Path.Combine(options.OutputDirectory, resultName)}.md and .json in {clock.Elapsed.TotalMinutes:F1} min");
 return 0;
 

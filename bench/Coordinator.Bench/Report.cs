@@ -34,7 +34,7 @@ public sealed class Report
         node[parts[^1]] = JsonSerializer.SerializeToNode(value);
     }
 
-    public async Task WriteAsync(string directory, string title, IEnumerable<string> preamble)
+    public async Task WriteAsync(string directory, string name, string title, IEnumerable<string> preamble)
     {
         Directory.CreateDirectory(directory);
         var markdown = new StringBuilder($"# {title}\n\n");
@@ -45,8 +45,8 @@ public sealed class Report
             foreach (var row in rows) markdown.Append($"| {string.Join(" | ", row)} |\n");
             foreach (var note in notes) markdown.Append($"\n{note}\n");
         }
-        await File.WriteAllTextAsync(Path.Combine(directory, "latest.md"), markdown.ToString());
-        await File.WriteAllTextAsync(Path.Combine(directory, "latest.json"), _json.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+        await File.WriteAllTextAsync(Path.Combine(directory, name + ".md"), markdown.ToString());
+        await File.WriteAllTextAsync(Path.Combine(directory, name + ".json"), _json.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
     }
 
     public static string Ms(double value) => double.IsNaN(value) ? "n/a" : value.ToString(value < 10 ? "F2" : "F1", CultureInfo.InvariantCulture) + " ms";
