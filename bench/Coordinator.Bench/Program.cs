@@ -50,7 +50,7 @@ await report.WriteAsync(options.OutputDirectory, resultName, $"Benchmark results
     $"- Machine: {Machine.Describe()}",
     $"- PostgreSQL: {options.PostgresDescription}",
     $"- CPU placement: coordinator nodes under test on CPU {options.NodeCpus ?? "any"}, the load generator (HTTP clients and simulated workers) on CPU {options.LoadCpusText ?? "any"}, PostgreSQL unpinned. The engine comparison and scale-out run unpinned.",
-    $"- Command: `./bench/run.sh {string.Join(' ', args)}`; took {clock.Elapsed.TotalMinutes:F1} minutes.",
+    $"- Command: `./bench/run.sh {string.Join(' ', args.Where((a, i) => a != "--out" && (i == 0 || args[i - 1] != "--out")))}`; took {clock.Elapsed.TotalMinutes:F1} minutes.",
 ]);
 Console.WriteLine($"\nwrote {Path.Combine(options.OutputDirectory, resultName)}.md and .json in {clock.Elapsed.TotalMinutes:F1} min");
 return 0;
