@@ -98,3 +98,30 @@ public sealed class Batcher<TItem, TResult>
         public TaskCompletionSource<TResult> Result { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
     }
 }
+
+/// <summary>One item's own answer inside a batch: its value, or an exception that only its caller should see.</summary>
+public readonly struct Outcome<T>
+{
+    private readonly T? _value;
+    private readonly System.Runtime.ExceptionServices.ExceptionDispatchInfo? _error;
+
+    private Outcome(T? value, System.Runtime.ExceptionServices.ExceptionDispatchInfo? error)
+    {
+        _value = value;
+        _error = error;
+    }
+
+    public static Outcome<T> Of(T value) => new(value, null);
+
+    public static Outcome<T> Failed(Exception exception) => new(default, System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(exception));
+
+    /// <summary>The value, or the item's exception rethrown with its original stack.</summary>
+    public T Value
+    {
+        get
+        {
+            _error?.Throw();
+            return _value!;
+        }
+    }
+}

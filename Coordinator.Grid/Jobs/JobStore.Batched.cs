@@ -17,8 +17,12 @@ public sealed partial class JobStore
     internal const int BatchesInFlight = 3;
 
     private readonly ConcurrentDictionary<string, Batcher<long, ClaimedJob?>> _claims = new(StringComparer.Ordinal);
+    private Batcher<(long AccountId, NewJob Job), Outcome<JobRow>>? _submits;
     private Batcher<(long WorkerId, long JobId), bool>? _starts;
     private Batcher<(long WorkerId, long JobId, JobResult Result), bool>? _results;
+
+    private Batcher<(long AccountId, NewJob Job), Outcome<JobRow>> Submits =>
+        LazyInitializer.EnsureInitialized(ref _submits, () => new(SubmitBatchAsync, MaxBatch, BatchesInFlight));
 
     private Batcher<(long WorkerId, long JobId), bool> Starts =>
         LazyInitializer.EnsureInitialized(ref _starts, () => new(StartBatchAsync, MaxBatch, BatchesInFlight));
@@ -31,6 +35,44 @@ public sealed partial class JobStore
     {
         var key = string.Join('\n', capabilities.Models) + "\n\n" + string.Join('\n', capabilities.Families) + (capabilities.CatchAll ? "\n\n*" : "");
         return _claims.GetOrAdd(key, _ => new Batcher<long, ClaimedJob?>(workers => ClaimBatchAsync(workers, capabilities), MaxBatch, BatchesInFlight));
+    }
+
+    /// <summary>
+    /// Inserts a batch of submissions in one transaction: each keeps its own statement (plan priority, held when
+    /// exhausted, the signing-key copy), but they share one commit. If any of them fails, the transaction is rolled
+    /// back and each is inserted on its own, so one bad submission fails only its own caller.
+    /// </summary>
+    internal async Task<IReadOnlyList<Outcome<JobRow>>> SubmitBatchAsync(IReadOnlyList<(long AccountId, NewJob Job)> items)
+    {
+        await using var connection = await dataSource.OpenConnectionAsync();
+        if (items.Count > 1)
+        {
+            var rows = new List<Outcome<JobRow>>(items.Count);
+            try
+            {
+                await using var transaction = await connection.BeginTransactionAsync();
+                foreach (var (accountId, job) in items) rows.Add(Outcome<JobRow>.Of(await InsertAsync(connection, transaction, accountId, job)));
+                await transaction.CommitAsync();
+                return rows;
+            }
+            catch (Exception) when (connection.State == System.Data.ConnectionState.Open)
+            {
+                // Fall through: one at a time.
+            }
+        }
+        var alone = new List<Outcome<JobRow>>(items.Count);
+        foreach (var (accountId, job) in items)
+        {
+            try
+            {
+                alone.Add(Outcome<JobRow>.Of(await InsertAsync(connection, null, accountId, job)));
+            }
+            catch (Exception exception)
+            {
+                alone.Add(Outcome<JobRow>.Failed(exception));
+            }
+        }
+        return alone;
     }
 
     /// <summary>Claims the best jobs for a batch of polls: the i-th best dispatchable job goes to the i-th poll in the batch.</summary>

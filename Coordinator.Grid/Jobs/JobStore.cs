@@ -24,11 +24,18 @@ public sealed partial class JobStore(NpgsqlDataSource dataSource, TimeProvider t
     /// Inserts a pending job. Without a priority it takes the plan's priority boost; if the account has reached a
     /// daily limit it is held until the quota resets.
     /// </summary>
+    /// <remarks>Concurrent submissions share one transaction (one commit); see <c>SubmitBatchAsync</c>.</remarks>
     public async Task<JobRow> SubmitAsync(long accountId, NewJob job, CancellationToken cancellationToken = default)
     {
+        var row = (await Submits.RunAsync((accountId, job), cancellationToken)).Value;
+        if (!row.Held) signals.WorkAvailable(WakeKeys.ForJob(row.ModelMatch, row.Model, row.Family));
+        return row;
+    }
+
+    private async Task<JobRow> InsertAsync(NpgsqlConnection connection, NpgsqlTransaction? transaction, long accountId, NewJob job)
+    {
         var family = job.Model is null ? null : ModelNames.FamilyOf(job.Model);
-        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
-        var row = await connection.QuerySingleAsync<JobRow>(new CommandDefinition($"""
+        return await connection.QuerySingleAsync<JobRow>(new CommandDefinition($"""
             WITH signing_key AS (
                 -- The first webhook job of a key keeps an encrypted copy of it, to sign that key's webhooks.
                 UPDATE api_keys SET key_protected = @protectedKey
@@ -51,9 +58,7 @@ public sealed partial class JobStore(NpgsqlDataSource dataSource, TimeProvider t
                 boostError = job.Boost?.Error, boostPaymentIntent = job.Boost?.PaymentIntent,
                 @params = job.ParamsJson, keyId = job.SubmittedByKeyId, protectedKey = job.ProtectedKey,
             },
-            cancellationToken: cancellationToken));
-        if (!row.Held) signals.WorkAvailable(WakeKeys.ForJob(row.ModelMatch, row.Model, row.Family));
-        return row;
+            transaction));
     }
 
     public async Task<JobRow?> GetAsync(long accountId, long jobId, CancellationToken cancellationToken = default)

@@ -210,5 +210,31 @@ public class BatchingTests(HostFixture fixture) : IClassFixture<HostFixture>
             "SELECT count(*)::int FROM jobs WHERE account_id = @accountId AND status = 'pending' AND held", new { accountId }));
     }
 
+    [Fact]
+    public async Task ABatchOfSubmissions_SharesOneCommit_AndABadOneFailsOnlyItsOwnCaller()
+    {
+        var client = await Host.NewAccountOnPlanAsync(null, null);
+        var model = ApiClient.Unique();
+        var accountId = await AccountOfAsync(await client.SubmitAsync(new { model, prompt = "first" }));
+        NewJob Job(string prompt, int? priority = null) => new(model, ModelMatch.Exact, prompt, priority, 60, "t", null);
+
+        var outcomes = await Jobs.SubmitBatchAsync([(accountId, Job("a", 4)), (long.MaxValue, Job("nobody's")), (accountId, Job("b"))]);
+
+        var a = await client.GetJobAsync(outcomes[0].Value.Id);
+        Assert.Equal((4, "t"), (a.GetProperty("priority").GetInt32(), a.GetProperty("tag").GetString()));
+        Assert.ThrowsAny<Exception>(() => outcomes[1].Value);
+        var b = outcomes[2].Value;
+        Assert.Equal(("pending", 0, false), (b.Status, b.Priority, b.Held)); // the plan's default priority
+        Assert.True(b.Id > outcomes[0].Value.Id);
+
+        // Many concurrent submissions through the public call: every one inserted once, each caller with its own row.
+        var rows = await Task.WhenAll(Enumerable.Range(0, 100).Select(i => Task.Run(() => Jobs.SubmitAsync(accountId, Job($"c{i}")))));
+        Assert.Equal(100, rows.Select(r => r.Id).Distinct().Count());
+        await using var connection = await OpenAsync();
+        var prompts = (await connection.QueryAsync<(long Id, string Prompt)>("SELECT id, prompt FROM jobs WHERE id = ANY(@ids)",
+            new { ids = rows.Select(r => r.Id).ToArray() })).ToDictionary(r => r.Id, r => r.Prompt);
+        Assert.Equal(Enumerable.Range(0, 100).Select(i => $"c{i}"), rows.Select(r => prompts[r.Id]));
+    }
+
     private static (TransitionOutcome, string?) Outcome(Transition<string> transition) => (transition.Outcome, transition.CurrentStatus);
 }
