@@ -30,6 +30,15 @@ public sealed class Batcher<TItem, TResult>
         _maxInFlight = maxInFlight;
     }
 
+    /// <summary>Nothing queued and no batch running.</summary>
+    public bool IsIdle
+    {
+        get
+        {
+            lock (_lock) return _inFlight == 0 && _queue.Count == 0;
+        }
+    }
+
     /// <summary>Number of batches run so far (for tests and diagnostics).</summary>
     public long Batches => Interlocked.Read(ref _batches);
 

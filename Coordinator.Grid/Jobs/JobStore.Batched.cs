@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using Dapper;
+using Npgsql;
 
 namespace Coordinator.Grid.Jobs;
 
@@ -18,6 +19,10 @@ public sealed partial class JobStore
 
     private readonly ConcurrentDictionary<string, Batcher<long, ClaimedJob?>> _claims = new(StringComparer.Ordinal);
     private Batcher<(long AccountId, NewJob Job), Outcome<JobRow>>? _submits;
+
+    /// <summary>Claim batchers alive now (one per capability set with claims queued or running).</summary>
+    internal int ClaimBatchers => _claims.Count;
+
     private Batcher<(long WorkerId, long JobId), bool>? _starts;
     private Batcher<(long WorkerId, long JobId, JobResult Result), bool>? _results;
 
@@ -30,11 +35,23 @@ public sealed partial class JobStore
     private Batcher<(long WorkerId, long JobId, JobResult Result), bool> Results =>
         LazyInitializer.EnsureInitialized(ref _results, () => new(CompleteBatchAsync, MaxBatch, BatchesInFlight));
 
-    /// <summary>The claim batcher of one capability set: only polls that could take the same jobs share a statement.</summary>
-    private Batcher<long, ClaimedJob?> ClaimsFor(Capabilities capabilities)
+    /// <summary>
+    /// Claims through the batcher of this capability set: only polls that could take the same jobs share a statement.
+    /// A batcher left idle is dropped, so worker-chosen capability sets cannot pile up in memory; a caller still
+    /// holding a dropped one is unaffected (it just does not share with newcomers).
+    /// </summary>
+    private async Task<ClaimedJob?> ClaimBatchedAsync(long workerId, Capabilities capabilities, CancellationToken cancellationToken)
     {
         var key = string.Join('\n', capabilities.Models) + "\n\n" + string.Join('\n', capabilities.Families) + (capabilities.CatchAll ? "\n\n*" : "");
-        return _claims.GetOrAdd(key, _ => new Batcher<long, ClaimedJob?>(workers => ClaimBatchAsync(workers, capabilities), MaxBatch, BatchesInFlight));
+        var batcher = _claims.GetOrAdd(key, _ => new Batcher<long, ClaimedJob?>(workers => ClaimBatchAsync(workers, capabilities), MaxBatch, BatchesInFlight));
+        try
+        {
+            return await batcher.RunAsync(workerId, cancellationToken);
+        }
+        finally
+        {
+            if (batcher.IsIdle) _claims.TryRemove(KeyValuePair.Create(key, batcher));
+        }
     }
 
     /// <summary>
@@ -164,14 +181,18 @@ public sealed partial class JobStore
     /// <summary>claimed → running for a batch of (worker, job); true where the worker held the job and it was claimed.</summary>
     internal async Task<IReadOnlyList<bool>> StartBatchAsync(IReadOnlyList<(long WorkerId, long JobId)> items)
     {
-        await using var connection = await dataSource.OpenConnectionAsync();
-        var updated = await connection.QueryAsync<long>(new CommandDefinition("""
-            UPDATE jobs j SET status = 'running', started_at = @now
-            FROM unnest(@jobIds::bigint[], @workerIds::bigint[]) WITH ORDINALITY AS u(job_id, worker_id, ord)
-            WHERE j.id = u.job_id AND j.worker_id = u.worker_id AND j.status = 'claimed'
-            RETURNING u.ord
-            """,
-            new { jobIds = items.Select(i => i.JobId).ToArray(), workerIds = items.Select(i => i.WorkerId).ToArray(), now = time.GetUtcNow() }));
+        var order = InJobOrder(items, i => i.JobId);
+        var updated = await RetryOnDeadlockAsync(async () =>
+        {
+            await using var connection = await dataSource.OpenConnectionAsync();
+            return await connection.QueryAsync<int>(new CommandDefinition("""
+                UPDATE jobs j SET status = 'running', started_at = @now
+                FROM unnest(@ords::integer[], @jobIds::bigint[], @workerIds::bigint[]) AS u(ord, job_id, worker_id)
+                WHERE j.id = u.job_id AND j.worker_id = u.worker_id AND j.status = 'claimed'
+                RETURNING u.ord
+                """,
+                new { ords = order, jobIds = order.Select(o => items[o - 1].JobId).ToArray(), workerIds = order.Select(o => items[o - 1].WorkerId).ToArray(), now = time.GetUtcNow() }));
+        });
         return Flags(items.Count, updated);
     }
 
@@ -181,14 +202,18 @@ public sealed partial class JobStore
     /// </summary>
     internal async Task<IReadOnlyList<bool>> CompleteBatchAsync(IReadOnlyList<(long WorkerId, long JobId, JobResult Result)> items)
     {
-        await using var connection = await dataSource.OpenConnectionAsync();
-        var done = (await connection.QueryAsync<(long Ord, long AccountId, bool TokenLimitReached)>(new CommandDefinition("""
+        var order = InJobOrder(items, i => i.JobId);
+        var sorted = order.Select(o => items[o - 1]).ToList();
+        var done = await RetryOnDeadlockAsync(async () =>
+        {
+            await using var connection = await dataSource.OpenConnectionAsync();
+            return (await connection.QueryAsync<(int Ord, long AccountId, bool TokenLimitReached)>(new CommandDefinition("""
             WITH done AS (
                 UPDATE jobs j SET status = 'completed', output = u.output, input_tokens = u.input_tokens, output_tokens = u.output_tokens,
                     duration_ms = u.duration_ms, model_used = u.model_used, completed_at = @now
-                FROM unnest(@jobIds::bigint[], @workerIds::bigint[], @shards::smallint[], @outputs::text[], @inputTokens::integer[],
+                FROM unnest(@ords::integer[], @jobIds::bigint[], @workerIds::bigint[], @shards::smallint[], @outputs::text[], @inputTokens::integer[],
                             @outputTokens::integer[], @durations::integer[], @modelsUsed::text[])
-                     WITH ORDINALITY AS u(job_id, worker_id, shard, output, input_tokens, output_tokens, duration_ms, model_used, ord)
+                     AS u(ord, job_id, worker_id, shard, output, input_tokens, output_tokens, duration_ms, model_used)
                 WHERE j.id = u.job_id AND j.worker_id = u.worker_id AND j.status = 'running'
                 RETURNING u.ord, u.shard, j.id, j.account_id, j.tag, j.model, j.worker_id, u.input_tokens, u.output_tokens, u.duration_ms, u.model_used
             ), ledger AS (
@@ -218,12 +243,13 @@ public sealed partial class JobStore
             """,
             new
             {
-                jobIds = items.Select(i => i.JobId).ToArray(), workerIds = items.Select(i => i.WorkerId).ToArray(),
-                shards = items.Select(i => quotas.ShardFor(i.WorkerId)).ToArray(), outputs = items.Select(i => i.Result.Output).ToArray(),
-                inputTokens = items.Select(i => i.Result.InputTokens).ToArray(), outputTokens = items.Select(i => i.Result.OutputTokens).ToArray(),
-                durations = items.Select(i => i.Result.DurationMs).ToArray(), modelsUsed = items.Select(i => i.Result.ModelUsed).ToArray(),
+                ords = order, jobIds = sorted.Select(i => i.JobId).ToArray(), workerIds = sorted.Select(i => i.WorkerId).ToArray(),
+                shards = sorted.Select(i => quotas.ShardFor(i.WorkerId)).ToArray(), outputs = sorted.Select(i => i.Result.Output).ToArray(),
+                inputTokens = sorted.Select(i => i.Result.InputTokens).ToArray(), outputTokens = sorted.Select(i => i.Result.OutputTokens).ToArray(),
+                durations = sorted.Select(i => i.Result.DurationMs).ToArray(), modelsUsed = sorted.Select(i => i.Result.ModelUsed).ToArray(),
                 now = time.GetUtcNow(), today = quotas.Today, rate = accounting.Value.CreditsPerThousandOutputTokens,
             }))).AsList();
+        });
         foreach (var accountId in done.Where(d => d.TokenLimitReached).Select(d => d.AccountId).Distinct())
         {
             await quotas.EnforceAsync(accountId, CancellationToken.None);
@@ -231,8 +257,34 @@ public sealed partial class JobStore
         return Flags(items.Count, done.Select(d => d.Ord));
     }
 
+    /// <summary>
+    /// The 1-based positions of the items, ordered by job id: a batch locks its job rows in id order, so two batches
+    /// that share rows (a duplicate request) take them in the same order.
+    /// </summary>
+    private static int[] InJobOrder<T>(IReadOnlyList<T> items, Func<T, long> jobId) =>
+        Enumerable.Range(1, items.Count).OrderBy(o => jobId(items[o - 1])).ToArray();
+
+    /// <summary>
+    /// Runs a batch statement, again if PostgreSQL chose it as a deadlock victim (it rolled back, so a retry is safe).
+    /// A batch locks several job rows; a sweep over the same rows in another order can deadlock with it, which a single
+    /// job's statement never could.
+    /// </summary>
+    private static async Task<T> RetryOnDeadlockAsync<T>(Func<Task<T>> statement)
+    {
+        for (var attempt = 1; ; attempt++)
+        {
+            try
+            {
+                return await statement();
+            }
+            catch (PostgresException exception) when (exception.SqlState == PostgresErrorCodes.DeadlockDetected && attempt < 3)
+            {
+            }
+        }
+    }
+
     /// <summary>Which of <paramref name="count"/> batch items a statement applied, from their 1-based ordinals.</summary>
-    private static bool[] Flags(int count, IEnumerable<long> ordinals)
+    private static bool[] Flags(int count, IEnumerable<int> ordinals)
     {
         var flags = new bool[count];
         foreach (var ord in ordinals) flags[ord - 1] = true;

@@ -147,7 +147,7 @@ public sealed partial class JobStore(NpgsqlDataSource dataSource, TimeProvider t
     /// Concurrent claims with the same capabilities share one statement (see <c>ClaimBatchAsync</c>).
     /// </summary>
     public Task<ClaimedJob?> ClaimAsync(long workerId, Capabilities capabilities, CancellationToken cancellationToken = default) =>
-        ClaimsFor(capabilities).RunAsync(workerId, cancellationToken);
+        ClaimBatchedAsync(workerId, capabilities, cancellationToken);
 
     /// <summary>Gives back a claim whose poll was abandoned (the worker disconnected): the job is pending again and not counted as an attempt.</summary>
     public async Task ReleaseClaimAsync(long workerId, ClaimedJob job)

@@ -236,5 +236,20 @@ public class BatchingTests(HostFixture fixture) : IClassFixture<HostFixture>
         Assert.Equal(Enumerable.Range(0, 100).Select(i => $"c{i}"), rows.Select(r => prompts[r.Id]));
     }
 
+    [Fact]
+    public async Task ClaimBatchersOfWorkerChosenCapabilities_DoNotPileUp()
+    {
+        var client = await Host.NewAccountOnPlanAsync(null, null);
+        var model = ApiClient.Unique();
+        var id = await client.SubmitAsync(new { model, prompt = "p" });
+        var worker = (await WorkersAsync(client, 1, model))[0];
+
+        // Any worker can poll with made-up model lists; each set gets a batcher only while its claims run.
+        await Task.WhenAll(Enumerable.Range(0, 50).Select(i => Task.Run(() => Jobs.ClaimAsync(worker, new Capabilities([ApiClient.Unique(), model], [], false)))));
+
+        Assert.Equal(0, Jobs.ClaimBatchers);
+        Assert.Equal("claimed", (await client.GetJobAsync(id)).GetProperty("status").GetString());
+    }
+
     private static (TransitionOutcome, string?) Outcome(Transition<string> transition) => (transition.Outcome, transition.CurrentStatus);
 }
