@@ -96,7 +96,7 @@ public sealed partial class JobStore
     internal async Task<IReadOnlyList<ClaimedJob?>> ClaimBatchAsync(IReadOnlyList<long> workers, Capabilities capabilities)
     {
         await using var connection = await dataSource.OpenConnectionAsync();
-        var rows = await connection.QueryAsync<BatchOrdinal, ClaimedJob, (long Ord, ClaimedJob Job)>(new CommandDefinition("""
+        var rows = await connection.QueryAsync<BatchOrdinal, ClaimedJob, (long Ord, ClaimedJob Job)>(new CommandDefinition($"""
             WITH candidates AS (
                 SELECT c.id, c.priority
                 FROM unnest(@models::text[]) AS m(name)
@@ -146,18 +146,9 @@ public sealed partial class JobStore
                 ON CONFLICT (account_id, day, shard) DO UPDATE SET requests = quota_usage.requests + EXCLUDED.requests
                 RETURNING account_id, shard, requests
             ), reached AS (
-                -- The counters this batch touched after its claims, plus the account's other counters as committed:
-                -- reached means enforce now.
-                SELECT a.id AS account_id,
-                    p.daily_requests IS NOT NULL AND
-                        (SELECT sum(k.requests) FROM counted k WHERE k.account_id = a.id) + (
-                            SELECT coalesce(sum(q.requests), 0) FROM quota_usage q
-                            WHERE q.account_id = a.id AND q.day = @today
-                              AND q.shard NOT IN (SELECT k.shard FROM counted k WHERE k.account_id = a.id)) >= p.daily_requests AS quota_reached
-                FROM accounts a JOIN plans p ON p.id = a.plan
-                WHERE a.id IN (SELECT account_id FROM claimed)
+                {ReachedSql("counted", "requests", "daily_requests", "claimed")}
             )
-            SELECT c.ord, c.id, c.model, c.family, c.model_match, c.prompt, c.priority, c.timeout_seconds, c.attempts, c.params, c.account_id, r.quota_reached
+            SELECT c.ord, c.id, c.model, c.family, c.model_match, c.prompt, c.priority, c.timeout_seconds, c.attempts, c.params, c.account_id, r.reached AS quota_reached
             FROM claimed c JOIN reached r ON r.account_id = c.account_id
             """,
             new
@@ -207,7 +198,7 @@ public sealed partial class JobStore
         var done = await RetryOnDeadlockAsync(async () =>
         {
             await using var connection = await dataSource.OpenConnectionAsync();
-            return (await connection.QueryAsync<(int Ord, long AccountId, bool TokenLimitReached)>(new CommandDefinition("""
+            return (await connection.QueryAsync<(int Ord, long AccountId, bool TokenLimitReached)>(new CommandDefinition($"""
             WITH done AS (
                 UPDATE jobs j SET status = 'completed', output = u.output, input_tokens = u.input_tokens, output_tokens = u.output_tokens,
                     duration_ms = u.duration_ms, model_used = u.model_used, completed_at = @now
@@ -230,14 +221,7 @@ public sealed partial class JobStore
                 ON CONFLICT (account_id, day, shard) DO UPDATE SET tokens = quota_usage.tokens + EXCLUDED.tokens
                 RETURNING account_id, shard, tokens
             ), reached AS (
-                SELECT a.id AS account_id,
-                    p.daily_tokens IS NOT NULL AND
-                        (SELECT sum(k.tokens) FROM tokens k WHERE k.account_id = a.id) + (
-                            SELECT coalesce(sum(q.tokens), 0) FROM quota_usage q
-                            WHERE q.account_id = a.id AND q.day = @today
-                              AND q.shard NOT IN (SELECT k.shard FROM tokens k WHERE k.account_id = a.id)) >= p.daily_tokens AS reached
-                FROM accounts a JOIN plans p ON p.id = a.plan
-                WHERE a.id IN (SELECT account_id FROM done)
+                {ReachedSql("tokens", "tokens", "daily_tokens", "done")}
             )
             SELECT d.ord, d.account_id, r.reached FROM done d JOIN reached r ON r.account_id = d.account_id
             """,
@@ -256,6 +240,22 @@ public sealed partial class JobStore
         }
         return Flags(items.Count, done.Select(d => d.Ord));
     }
+
+    /// <summary>
+    /// Per account of the batch's <paramref name="jobs"/>: whether it reached its plan's <paramref name="limit"/> — the
+    /// counter rows this batch touched, as the upsert <paramref name="counted"/> returned them, plus the account's other
+    /// rows as committed. Reached means enforce now.
+    /// </summary>
+    private static string ReachedSql(string counted, string column, string limit, string jobs) => $"""
+        SELECT a.id AS account_id,
+            p.{limit} IS NOT NULL AND
+                (SELECT sum(k.{column}) FROM {counted} k WHERE k.account_id = a.id) + (
+                    SELECT coalesce(sum(q.{column}), 0) FROM quota_usage q
+                    WHERE q.account_id = a.id AND q.day = @today
+                      AND q.shard NOT IN (SELECT k.shard FROM {counted} k WHERE k.account_id = a.id)) >= p.{limit} AS reached
+        FROM accounts a JOIN plans p ON p.id = a.plan
+        WHERE a.id IN (SELECT account_id FROM {jobs})
+        """;
 
     /// <summary>
     /// The 1-based positions of the items, ordered by job id: a batch locks its job rows in id order, so two batches
