@@ -15,7 +15,7 @@ public sealed partial class JobStore
     internal const int MaxBatch = 500;
 
     /// <summary>Batches of one kind in flight at once, so that one slow commit does not stall every caller.</summary>
-    internal const int BatchesInFlight = 3;
+    internal const int BatchesInFlight = 2;
 
     private readonly ConcurrentDictionary<string, Batcher<long, ClaimedJob?>> _claims = new(StringComparer.Ordinal);
     private Batcher<(long AccountId, NewJob Job), Outcome<JobRow>>? _submits;
