@@ -10,7 +10,7 @@ namespace Coordinator.Grid.Jobs;
 /// The jobs table: inserts, client operations and worker transitions. Every transition is one conditional
 /// UPDATE on the expected state; zero rows means the caller lost a race or is not entitled to the job.
 /// </summary>
-public sealed class JobStore(NpgsqlDataSource dataSource, TimeProvider time, WorkSignals signals, Quotas quotas, IOptions<AccountingOptions> accounting)
+public sealed partial class JobStore(NpgsqlDataSource dataSource, TimeProvider time, WorkSignals signals, Quotas quotas, IOptions<AccountingOptions> accounting)
 {
     // What clients see of a job: everything but the prompt, which can be large and which they sent themselves.
     private const string ClientColumns = """
@@ -24,11 +24,18 @@ public sealed class JobStore(NpgsqlDataSource dataSource, TimeProvider time, Wor
     /// Inserts a pending job. Without a priority it takes the plan's priority boost; if the account has reached a
     /// daily limit it is held until the quota resets.
     /// </summary>
+    /// <remarks>Concurrent submissions share one transaction (one commit); see <c>SubmitBatchAsync</c>.</remarks>
     public async Task<JobRow> SubmitAsync(long accountId, NewJob job, CancellationToken cancellationToken = default)
     {
+        var row = (await Submits.RunAsync((accountId, job), cancellationToken)).Value;
+        if (!row.Held) signals.WorkAvailable(WakeKeys.ForJob(row.ModelMatch, row.Model, row.Family));
+        return row;
+    }
+
+    private async Task<JobRow> InsertAsync(NpgsqlConnection connection, NpgsqlTransaction? transaction, long accountId, NewJob job)
+    {
         var family = job.Model is null ? null : ModelNames.FamilyOf(job.Model);
-        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
-        var row = await connection.QuerySingleAsync<JobRow>(new CommandDefinition($"""
+        return await connection.QuerySingleAsync<JobRow>(new CommandDefinition($"""
             WITH signing_key AS (
                 -- The first webhook job of a key keeps an encrypted copy of it, to sign that key's webhooks.
                 UPDATE api_keys SET key_protected = @protectedKey
@@ -59,9 +66,7 @@ public sealed class JobStore(NpgsqlDataSource dataSource, TimeProvider time, Wor
                 boostError = job.Boost?.Error, boostPaymentIntent = job.Boost?.PaymentIntent,
                 @params = job.ParamsJson, keyId = job.SubmittedByKeyId, protectedKey = job.ProtectedKey, blobIds = job.BlobIds.ToArray(),
             },
-            cancellationToken: cancellationToken));
-        if (!row.Held) signals.WorkAvailable(WakeKeys.ForJob(row.ModelMatch, row.Model, row.Family));
-        return row;
+            transaction));
     }
 
     public async Task<JobRow?> GetAsync(long accountId, long jobId, CancellationToken cancellationToken = default)
@@ -147,75 +152,10 @@ public sealed class JobStore(NpgsqlDataSource dataSource, TimeProvider time, Wor
     /// Claims the best pending job this worker can serve: highest priority, then oldest. Each of the worker's
     /// models and families is read along its own partial index (one probe each, not a scan and sort), rows
     /// locked by concurrent claims are skipped, and the winner flips to <c>claimed</c> in the same statement.
+    /// Concurrent claims with the same capabilities share one statement (see <c>ClaimBatchAsync</c>).
     /// </summary>
-    public async Task<ClaimedJob?> ClaimAsync(long workerId, Capabilities capabilities, CancellationToken cancellationToken = default)
-    {
-        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
-        var job = await connection.QuerySingleOrDefaultAsync<ClaimedJob>(new CommandDefinition("""
-            WITH candidates AS (
-                SELECT c.id, c.priority
-                FROM unnest(@models::text[]) AS m(name)
-                CROSS JOIN LATERAL (
-                    SELECT id, priority FROM jobs
-                    WHERE status = 'pending' AND NOT held AND model_match <> 'any' AND model = m.name
-                    ORDER BY priority DESC, id
-                    LIMIT 1
-                    FOR UPDATE SKIP LOCKED
-                ) c
-                UNION ALL
-                SELECT c.id, c.priority
-                FROM unnest(@families::text[]) AS f(name)
-                CROSS JOIN LATERAL (
-                    SELECT id, priority FROM jobs
-                    WHERE status = 'pending' AND NOT held AND model_match = 'family' AND family = f.name
-                    ORDER BY priority DESC, id
-                    LIMIT 1
-                    FOR UPDATE SKIP LOCKED
-                ) c
-                UNION ALL
-                SELECT c.id, c.priority
-                FROM (
-                    SELECT id, priority FROM jobs
-                    WHERE @catchAll AND status = 'pending' AND NOT held AND model_match = 'any'
-                    ORDER BY priority DESC, id
-                    LIMIT 1
-                    FOR UPDATE SKIP LOCKED
-                ) c
-            ), best AS (
-                SELECT id FROM candidates ORDER BY priority DESC, id LIMIT 1
-            ), claimed AS (
-                UPDATE jobs j SET status = 'claimed', worker_id = @workerId, claimed_at = @now, attempts = j.attempts + 1
-                FROM best
-                WHERE j.id = best.id
-                RETURNING j.id, j.model, j.family, j.model_match, j.prompt, j.priority, j.timeout_seconds, j.attempts, j.params::text AS params, j.account_id
-            ), counted AS (
-                -- A request counts when its job is claimed.
-                INSERT INTO quota_usage (account_id, day, shard, requests)
-                SELECT account_id, @today, @shard, 1 FROM claimed
-                ON CONFLICT (account_id, day, shard) DO UPDATE SET requests = quota_usage.requests + 1
-                RETURNING requests
-            )
-            SELECT c.*,
-                -- This shard's count after the claim, plus the other shards as committed: reached means enforce now.
-                CASE WHEN p.daily_requests IS NULL THEN false
-                     ELSE (SELECT requests FROM counted) + (
-                              SELECT coalesce(sum(q.requests), 0) FROM quota_usage q
-                              WHERE q.account_id = c.account_id AND q.day = @today AND q.shard <> @shard) >= p.daily_requests
-                END AS quota_reached,
-                EXISTS (SELECT 1 FROM job_blobs jb WHERE jb.job_id = c.id) AS has_blobs
-            FROM claimed c JOIN accounts a ON a.id = c.account_id JOIN plans p ON p.id = a.plan
-            """,
-            new
-            {
-                workerId, models = capabilities.Models.ToArray(), families = capabilities.Families.ToArray(), catchAll = capabilities.CatchAll,
-                now = time.GetUtcNow(), today = quotas.Today, shard = quotas.ShardFor(workerId),
-            },
-            cancellationToken: cancellationToken));
-        // Only the claim that reaches the limit pays for enforcement. Concurrent claims can overshoot a request limit
-        // by at most the claims in flight when it is reached (each sees the others' counts only once committed).
-        if (job is { QuotaReached: true }) await quotas.EnforceAsync(job.AccountId, CancellationToken.None);
-        return job;
-    }
+    public Task<ClaimedJob?> ClaimAsync(long workerId, Capabilities capabilities, CancellationToken cancellationToken = default) =>
+        ClaimBatchedAsync(workerId, capabilities, cancellationToken);
 
     /// <summary>Gives back a claim whose poll was abandoned (the worker disconnected): the job is pending again and not counted as an attempt.</summary>
     public async Task ReleaseClaimAsync(long workerId, ClaimedJob job)
@@ -228,55 +168,21 @@ public sealed class JobStore(NpgsqlDataSource dataSource, TimeProvider time, Wor
         if (released == 1) signals.WorkAvailable(WakeKeys.ForJob(job.ModelMatch, job.Model, job.Family));
     }
 
-    /// <summary>claimed → running, by the worker that holds the job.</summary>
-    public Task<Transition<string>> StartAsync(long workerId, long jobId, CancellationToken cancellationToken = default) =>
-        WorkerTransitionAsync(workerId, jobId, [JobStatus.Claimed], "status = 'running', started_at = @now", null, cancellationToken);
+    /// <summary>claimed → running, by the worker that holds the job. Concurrent starts share one statement.</summary>
+    public async Task<Transition<string>> StartAsync(long workerId, long jobId, CancellationToken cancellationToken = default) =>
+        await Starts.RunAsync((workerId, jobId), cancellationToken)
+            ? Transition<string>.Done(JobStatus.Running)
+            : await WhyNotAsync(workerId, jobId, cancellationToken);
 
     /// <summary>
     /// running → completed with the worker's result. The same statement appends the usage ledger row, the worker's
-    /// credit entry and the account's token count, so none of them can exist without the others.
+    /// credit entry and the account's token count, so none of them can exist without the others. Concurrent results
+    /// share one statement.
     /// </summary>
-    public async Task<Transition<string>> CompleteAsync(long workerId, long jobId, JobResult result, CancellationToken cancellationToken = default)
-    {
-        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
-        var done = await connection.QuerySingleOrDefaultAsync<(long AccountId, bool TokenLimitReached)>(new CommandDefinition("""
-            WITH done AS (
-                UPDATE jobs SET status = 'completed', output = @output, input_tokens = @inputTokens, output_tokens = @outputTokens,
-                    duration_ms = @durationMs, model_used = @modelUsed, completed_at = @now
-                WHERE id = @jobId AND worker_id = @workerId AND status = 'running'
-                RETURNING id, account_id, tag, model, worker_id
-            ), ledger AS (
-                INSERT INTO usage_ledger (account_id, job_id, tag, model, input_tokens, output_tokens, created_at)
-                SELECT account_id, id, tag, COALESCE(@modelUsed, model), COALESCE(@inputTokens, 0), @outputTokens, @now FROM done
-            ), credit AS (
-                INSERT INTO worker_credits (worker_id, job_id, credits, output_tokens, duration_ms, created_at)
-                SELECT worker_id, id, round(@outputTokens / 1000.0 * @rate, 4), @outputTokens, @durationMs, @now FROM done
-            ), tokens AS (
-                -- Tokens count when results arrive.
-                INSERT INTO quota_usage (account_id, day, shard, tokens)
-                SELECT account_id, @today, @shard, COALESCE(@inputTokens, 0) + @outputTokens FROM done
-                ON CONFLICT (account_id, day, shard) DO UPDATE SET tokens = quota_usage.tokens + EXCLUDED.tokens
-                RETURNING tokens
-            )
-            SELECT d.account_id,
-                CASE WHEN p.daily_tokens IS NULL THEN false
-                     ELSE (SELECT tokens FROM tokens) + (
-                              SELECT coalesce(sum(q.tokens), 0) FROM quota_usage q
-                              WHERE q.account_id = d.account_id AND q.day = @today AND q.shard <> @shard) >= p.daily_tokens
-                END
-            FROM done d JOIN accounts a ON a.id = d.account_id JOIN plans p ON p.id = a.plan
-            """,
-            new
-            {
-                jobId, workerId, output = result.Output, inputTokens = result.InputTokens, outputTokens = result.OutputTokens,
-                durationMs = result.DurationMs, modelUsed = result.ModelUsed, now = time.GetUtcNow(), today = quotas.Today,
-                shard = quotas.ShardFor(workerId), rate = accounting.Value.CreditsPerThousandOutputTokens,
-            },
-            cancellationToken: cancellationToken));
-        if (done.AccountId == 0) return await WhyNotAsync(connection, workerId, jobId, cancellationToken);
-        if (done.TokenLimitReached) await quotas.EnforceAsync(done.AccountId, CancellationToken.None);
-        return Transition<string>.Done(JobStatus.Completed);
-    }
+    public async Task<Transition<string>> CompleteAsync(long workerId, long jobId, JobResult result, CancellationToken cancellationToken = default) =>
+        await Results.RunAsync((workerId, jobId, result), cancellationToken)
+            ? Transition<string>.Done(JobStatus.Completed)
+            : await WhyNotAsync(workerId, jobId, cancellationToken);
 
     /// <summary>claimed or running → failed, keeping the worker's message for the client.</summary>
     public Task<Transition<string>> FailAsync(long workerId, long jobId, string error, CancellationToken cancellationToken = default) =>
@@ -295,6 +201,12 @@ public sealed class JobStore(NpgsqlDataSource dataSource, TimeProvider time, Wor
             RETURNING status
             """, parameters, cancellationToken: cancellationToken));
         return status is not null ? Transition<string>.Done(status) : await WhyNotAsync(connection, workerId, jobId, cancellationToken);
+    }
+
+    private async Task<Transition<string>> WhyNotAsync(long workerId, long jobId, CancellationToken cancellationToken)
+    {
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+        return await WhyNotAsync(connection, workerId, jobId, cancellationToken);
     }
 
     /// <summary>Why a worker transition changed nothing. A worker only ever sees jobs it holds or held: anything else is not found.</summary>

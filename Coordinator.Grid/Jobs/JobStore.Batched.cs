@@ -1,0 +1,299 @@
+using System.Collections.Concurrent;
+using Dapper;
+using Npgsql;
+
+namespace Coordinator.Grid.Jobs;
+
+/// <summary>
+/// The hot worker transitions, group-committed (see <see cref="Batcher{TItem,TResult}"/>): concurrent claims with the
+/// same capabilities, starts and results each run as one statement per batch instead of one per job. A batch of one
+/// is the plain single-job statement, so nothing waits for company.
+/// </summary>
+public sealed partial class JobStore
+{
+    /// <summary>Largest batch of one statement.</summary>
+    internal const int MaxBatch = 500;
+
+    /// <summary>Batches of one kind in flight at once, so that one slow commit does not stall every caller.</summary>
+    internal const int BatchesInFlight = 2;
+
+    private readonly ConcurrentDictionary<string, Batcher<long, ClaimedJob?>> _claims = new(StringComparer.Ordinal);
+    private Batcher<(long AccountId, NewJob Job), Outcome<JobRow>>? _submits;
+
+    /// <summary>Claim batchers alive now (one per capability set with claims queued or running).</summary>
+    internal int ClaimBatchers => _claims.Count;
+
+    private Batcher<(long WorkerId, long JobId), bool>? _starts;
+    private Batcher<(long WorkerId, long JobId, JobResult Result), bool>? _results;
+
+    private Batcher<(long AccountId, NewJob Job), Outcome<JobRow>> Submits =>
+        LazyInitializer.EnsureInitialized(ref _submits, () => new(SubmitBatchAsync, MaxBatch, BatchesInFlight));
+
+    private Batcher<(long WorkerId, long JobId), bool> Starts =>
+        LazyInitializer.EnsureInitialized(ref _starts, () => new(StartBatchAsync, MaxBatch, BatchesInFlight));
+
+    private Batcher<(long WorkerId, long JobId, JobResult Result), bool> Results =>
+        LazyInitializer.EnsureInitialized(ref _results, () => new(CompleteBatchAsync, MaxBatch, BatchesInFlight));
+
+    /// <summary>
+    /// Claims through the batcher of this capability set: only polls that could take the same jobs share a statement.
+    /// A batcher left idle is dropped, so worker-chosen capability sets cannot pile up in memory; a caller still
+    /// holding a dropped one is unaffected (it just does not share with newcomers).
+    /// </summary>
+    private async Task<ClaimedJob?> ClaimBatchedAsync(long workerId, Capabilities capabilities, CancellationToken cancellationToken)
+    {
+        var key = string.Join('\n', capabilities.Models) + "\n\n" + string.Join('\n', capabilities.Families) + (capabilities.CatchAll ? "\n\n*" : "");
+        var batcher = _claims.GetOrAdd(key, _ => new Batcher<long, ClaimedJob?>(workers => ClaimBatchAsync(workers, capabilities), MaxBatch, BatchesInFlight));
+        try
+        {
+            return await batcher.RunAsync(workerId, cancellationToken);
+        }
+        finally
+        {
+            if (batcher.IsIdle) _claims.TryRemove(KeyValuePair.Create(key, batcher));
+        }
+    }
+
+    /// <summary>
+    /// Inserts a batch of submissions in one transaction: each keeps its own statement (plan priority, held when
+    /// exhausted, the signing-key copy), but they share one commit. If any of them fails, the transaction is rolled
+    /// back and each is inserted on its own, so one bad submission fails only its own caller.
+    /// </summary>
+    internal async Task<IReadOnlyList<Outcome<JobRow>>> SubmitBatchAsync(IReadOnlyList<(long AccountId, NewJob Job)> items)
+    {
+        await using var connection = await dataSource.OpenConnectionAsync();
+        if (items.Count > 1)
+        {
+            var rows = new List<Outcome<JobRow>>(items.Count);
+            try
+            {
+                await using var transaction = await connection.BeginTransactionAsync();
+                foreach (var (accountId, job) in items) rows.Add(Outcome<JobRow>.Of(await InsertAsync(connection, transaction, accountId, job)));
+                await transaction.CommitAsync();
+                return rows;
+            }
+            catch (Exception) when (connection.State == System.Data.ConnectionState.Open)
+            {
+                // Fall through: one at a time.
+            }
+        }
+        var alone = new List<Outcome<JobRow>>(items.Count);
+        foreach (var (accountId, job) in items)
+        {
+            try
+            {
+                alone.Add(Outcome<JobRow>.Of(await InsertAsync(connection, null, accountId, job)));
+            }
+            catch (Exception exception)
+            {
+                alone.Add(Outcome<JobRow>.Failed(exception));
+            }
+        }
+        return alone;
+    }
+
+    /// <summary>Claims the best jobs for a batch of polls: the i-th best dispatchable job goes to the i-th poll in the batch.</summary>
+    internal async Task<IReadOnlyList<ClaimedJob?>> ClaimBatchAsync(IReadOnlyList<long> workers, Capabilities capabilities)
+    {
+        await using var connection = await dataSource.OpenConnectionAsync();
+        var rows = await connection.QueryAsync<BatchOrdinal, ClaimedJob, (long Ord, ClaimedJob Job)>(new CommandDefinition($"""
+            WITH candidates AS (
+                SELECT c.id, c.priority
+                FROM unnest(@models::text[]) AS m(name)
+                CROSS JOIN LATERAL (
+                    SELECT id, priority FROM jobs
+                    WHERE status = 'pending' AND NOT held AND model_match <> 'any' AND model = m.name
+                    ORDER BY priority DESC, id
+                    LIMIT @count
+                    FOR UPDATE SKIP LOCKED
+                ) c
+                UNION ALL
+                SELECT c.id, c.priority
+                FROM unnest(@families::text[]) AS f(name)
+                CROSS JOIN LATERAL (
+                    SELECT id, priority FROM jobs
+                    WHERE status = 'pending' AND NOT held AND model_match = 'family' AND family = f.name
+                    ORDER BY priority DESC, id
+                    LIMIT @count
+                    FOR UPDATE SKIP LOCKED
+                ) c
+                UNION ALL
+                SELECT c.id, c.priority
+                FROM (
+                    SELECT id, priority FROM jobs
+                    WHERE @catchAll AND status = 'pending' AND NOT held AND model_match = 'any'
+                    ORDER BY priority DESC, id
+                    LIMIT @count
+                    FOR UPDATE SKIP LOCKED
+                ) c
+            ), ranked AS (
+                -- A job can come from two probes (its model and its family): rank each once.
+                SELECT id, row_number() OVER (ORDER BY priority DESC, id) AS rank
+                FROM (SELECT DISTINCT id, priority FROM candidates) d
+            ), paired AS (
+                SELECT r.id, w.worker_id, w.shard, w.ord
+                FROM ranked r JOIN unnest(@workers::bigint[], @shards::smallint[]) WITH ORDINALITY AS w(worker_id, shard, ord) ON w.ord = r.rank
+            ), claimed AS (
+                UPDATE jobs j SET status = 'claimed', worker_id = p.worker_id, claimed_at = @now, attempts = j.attempts + 1
+                FROM paired p
+                WHERE j.id = p.id
+                RETURNING p.ord, p.shard, j.id, j.model, j.family, j.model_match, j.prompt, j.priority, j.timeout_seconds, j.attempts, j.params::text AS params, j.account_id
+            ), counted AS (
+                -- A request counts when its job is claimed. One row per counter (ON CONFLICT touches a row once per
+                -- statement), taken in key order so that concurrent batches lock counters in the same order.
+                INSERT INTO quota_usage (account_id, day, shard, requests)
+                SELECT account_id, @today, shard, count(*) FROM claimed GROUP BY account_id, shard ORDER BY account_id, shard
+                ON CONFLICT (account_id, day, shard) DO UPDATE SET requests = quota_usage.requests + EXCLUDED.requests
+                RETURNING account_id, shard, requests
+            ), reached AS (
+                {ReachedSql("counted", "requests", "daily_requests", "claimed")}
+            )
+            SELECT c.ord, c.id, c.model, c.family, c.model_match, c.prompt, c.priority, c.timeout_seconds, c.attempts, c.params, c.account_id, r.reached AS quota_reached,
+                   EXISTS (SELECT 1 FROM job_blobs jb WHERE jb.job_id = c.id) AS has_blobs
+            FROM claimed c JOIN reached r ON r.account_id = c.account_id
+            """,
+            new
+            {
+                models = capabilities.Models.ToArray(), families = capabilities.Families.ToArray(), catchAll = capabilities.CatchAll,
+                count = workers.Count, workers = workers.ToArray(), shards = workers.Select(quotas.ShardFor).ToArray(),
+                now = time.GetUtcNow(), today = quotas.Today,
+            }),
+            (ordinal, job) => (ordinal.Ord, job), splitOn: "id");
+        var claimed = new ClaimedJob?[workers.Count];
+        foreach (var (ord, job) in rows) claimed[ord - 1] = job;
+        // Only an account whose limit this batch reached pays for enforcement (once). Concurrent claims can overshoot a
+        // request limit by at most the claims in flight when it is reached (each sees the others' counts only once committed).
+        foreach (var accountId in claimed.Where(j => j is { QuotaReached: true }).Select(j => j!.AccountId).Distinct())
+        {
+            await quotas.EnforceAsync(accountId, CancellationToken.None);
+        }
+        return claimed;
+    }
+
+    /// <summary>claimed → running for a batch of (worker, job); true where the worker held the job and it was claimed.</summary>
+    internal async Task<IReadOnlyList<bool>> StartBatchAsync(IReadOnlyList<(long WorkerId, long JobId)> items)
+    {
+        var order = InJobOrder(items, i => i.JobId);
+        var updated = await RetryOnDeadlockAsync(async () =>
+        {
+            await using var connection = await dataSource.OpenConnectionAsync();
+            return await connection.QueryAsync<int>(new CommandDefinition("""
+                UPDATE jobs j SET status = 'running', started_at = @now
+                FROM unnest(@ords::integer[], @jobIds::bigint[], @workerIds::bigint[]) AS u(ord, job_id, worker_id)
+                WHERE j.id = u.job_id AND j.worker_id = u.worker_id AND j.status = 'claimed'
+                RETURNING u.ord
+                """,
+                new { ords = order, jobIds = order.Select(o => items[o - 1].JobId).ToArray(), workerIds = order.Select(o => items[o - 1].WorkerId).ToArray(), now = time.GetUtcNow() }));
+        });
+        return Flags(items.Count, updated);
+    }
+
+    /// <summary>
+    /// running → completed for a batch of results; true where it applied. The same statement appends each job's usage
+    /// ledger row and credit entry, and adds the tokens to the account's counters, one upsert per counter row.
+    /// </summary>
+    internal async Task<IReadOnlyList<bool>> CompleteBatchAsync(IReadOnlyList<(long WorkerId, long JobId, JobResult Result)> items)
+    {
+        var order = InJobOrder(items, i => i.JobId);
+        var sorted = order.Select(o => items[o - 1]).ToList();
+        var done = await RetryOnDeadlockAsync(async () =>
+        {
+            await using var connection = await dataSource.OpenConnectionAsync();
+            return (await connection.QueryAsync<(int Ord, long AccountId, bool TokenLimitReached)>(new CommandDefinition($"""
+            WITH done AS (
+                UPDATE jobs j SET status = 'completed', output = u.output, input_tokens = u.input_tokens, output_tokens = u.output_tokens,
+                    duration_ms = u.duration_ms, model_used = u.model_used, completed_at = @now
+                FROM unnest(@ords::integer[], @jobIds::bigint[], @workerIds::bigint[], @shards::smallint[], @outputs::text[], @inputTokens::integer[],
+                            @outputTokens::integer[], @durations::integer[], @modelsUsed::text[])
+                     AS u(ord, job_id, worker_id, shard, output, input_tokens, output_tokens, duration_ms, model_used)
+                WHERE j.id = u.job_id AND j.worker_id = u.worker_id AND j.status = 'running'
+                RETURNING u.ord, u.shard, j.id, j.account_id, j.tag, j.model, j.worker_id, u.input_tokens, u.output_tokens, u.duration_ms, u.model_used
+            ), ledger AS (
+                INSERT INTO usage_ledger (account_id, job_id, tag, model, input_tokens, output_tokens, created_at)
+                SELECT account_id, id, tag, COALESCE(model_used, model), COALESCE(input_tokens, 0), output_tokens, @now FROM done
+            ), credit AS (
+                INSERT INTO worker_credits (worker_id, job_id, credits, output_tokens, duration_ms, created_at)
+                SELECT worker_id, id, round(output_tokens / 1000.0 * @rate, 4), output_tokens, duration_ms, @now FROM done
+            ), tokens AS (
+                -- Tokens count when results arrive: one upsert per counter row, in key order (see the claim).
+                INSERT INTO quota_usage (account_id, day, shard, tokens)
+                SELECT account_id, @today, shard, sum(COALESCE(input_tokens, 0) + output_tokens) FROM done
+                GROUP BY account_id, shard ORDER BY account_id, shard
+                ON CONFLICT (account_id, day, shard) DO UPDATE SET tokens = quota_usage.tokens + EXCLUDED.tokens
+                RETURNING account_id, shard, tokens
+            ), reached AS (
+                {ReachedSql("tokens", "tokens", "daily_tokens", "done")}
+            )
+            SELECT d.ord, d.account_id, r.reached FROM done d JOIN reached r ON r.account_id = d.account_id
+            """,
+            new
+            {
+                ords = order, jobIds = sorted.Select(i => i.JobId).ToArray(), workerIds = sorted.Select(i => i.WorkerId).ToArray(),
+                shards = sorted.Select(i => quotas.ShardFor(i.WorkerId)).ToArray(), outputs = sorted.Select(i => i.Result.Output).ToArray(),
+                inputTokens = sorted.Select(i => i.Result.InputTokens).ToArray(), outputTokens = sorted.Select(i => i.Result.OutputTokens).ToArray(),
+                durations = sorted.Select(i => i.Result.DurationMs).ToArray(), modelsUsed = sorted.Select(i => i.Result.ModelUsed).ToArray(),
+                now = time.GetUtcNow(), today = quotas.Today, rate = accounting.Value.CreditsPerThousandOutputTokens,
+            }))).AsList();
+        });
+        foreach (var accountId in done.Where(d => d.TokenLimitReached).Select(d => d.AccountId).Distinct())
+        {
+            await quotas.EnforceAsync(accountId, CancellationToken.None);
+        }
+        return Flags(items.Count, done.Select(d => d.Ord));
+    }
+
+    /// <summary>
+    /// Per account of the batch's <paramref name="jobs"/>: whether it reached its plan's <paramref name="limit"/> — the
+    /// counter rows this batch touched, as the upsert <paramref name="counted"/> returned them, plus the account's other
+    /// rows as committed. Reached means enforce now.
+    /// </summary>
+    private static string ReachedSql(string counted, string column, string limit, string jobs) => $"""
+        SELECT a.id AS account_id,
+            p.{limit} IS NOT NULL AND
+                (SELECT sum(k.{column}) FROM {counted} k WHERE k.account_id = a.id) + (
+                    SELECT coalesce(sum(q.{column}), 0) FROM quota_usage q
+                    WHERE q.account_id = a.id AND q.day = @today
+                      AND q.shard NOT IN (SELECT k.shard FROM {counted} k WHERE k.account_id = a.id)) >= p.{limit} AS reached
+        FROM accounts a JOIN plans p ON p.id = a.plan
+        WHERE a.id IN (SELECT account_id FROM {jobs})
+        """;
+
+    /// <summary>
+    /// The 1-based positions of the items, ordered by job id: a batch locks its job rows in id order, so two batches
+    /// that share rows (a duplicate request) take them in the same order.
+    /// </summary>
+    private static int[] InJobOrder<T>(IReadOnlyList<T> items, Func<T, long> jobId) =>
+        Enumerable.Range(1, items.Count).OrderBy(o => jobId(items[o - 1])).ToArray();
+
+    /// <summary>
+    /// Runs a batch statement, again if PostgreSQL chose it as a deadlock victim (it rolled back, so a retry is safe).
+    /// A batch locks several job rows; a sweep over the same rows in another order can deadlock with it, which a single
+    /// job's statement never could.
+    /// </summary>
+    private static async Task<T> RetryOnDeadlockAsync<T>(Func<Task<T>> statement)
+    {
+        for (var attempt = 1; ; attempt++)
+        {
+            try
+            {
+                return await statement();
+            }
+            catch (PostgresException exception) when (exception.SqlState == PostgresErrorCodes.DeadlockDetected && attempt < 3)
+            {
+            }
+        }
+    }
+
+    /// <summary>Which of <paramref name="count"/> batch items a statement applied, from their 1-based ordinals.</summary>
+    private static bool[] Flags(int count, IEnumerable<int> ordinals)
+    {
+        var flags = new bool[count];
+        foreach (var ord in ordinals) flags[ord - 1] = true;
+        return flags;
+    }
+
+    private sealed class BatchOrdinal
+    {
+        public long Ord { get; init; }
+    }
+}
