@@ -36,12 +36,14 @@ public sealed class Dispatcher(JobStore jobs, WaiterRegistry registry, WorkSigna
 
         // UnansweredWakes as it stood before the latest claim; null until the first claim.
         long? unansweredBeforeClaim = null;
+        var lostRace = false;
         while (true)
         {
             var poll = registry.Park(keys);
-            // Claim on arrival, and again after a lost race if some wake found no poll while this one was away.
-            if (unansweredBeforeClaim is null || registry.UnansweredWakes != unansweredBeforeClaim)
+            // Claim on arrival, after a lost race, and whenever some wake found no poll while this one was away.
+            if (unansweredBeforeClaim is null || lostRace || registry.UnansweredWakes != unansweredBeforeClaim)
             {
+                lostRace = false;
                 unansweredBeforeClaim = registry.UnansweredWakes;
                 ClaimedJob? job;
                 try
@@ -82,7 +84,11 @@ public sealed class Dispatcher(JobStore jobs, WaiterRegistry registry, WorkSigna
                 if (!WakeKeys.ForJob(claimed.ModelMatch, claimed.Model, claimed.Family).Contains(wakeKey)) PassOn(wakeKey);
                 return await KeepOrReleaseAsync(workerId, claimed, cancellationToken);
             }
-            // Lost the race to another poll: park again for the rest of the window.
+            // Found nothing although woken. Either the job went to a poll that was not woken for it, or it was locked
+            // by a concurrent claim (SKIP LOCKED) that took it while that claim's own job committed after this claim's
+            // snapshot and is still pending: the wake for it went to the poll that took this one. So park again and
+            // claim once more before waiting; without this, a burst of jobs could leave one waiting for a poll window.
+            lostRace = true;
         }
     }
 

@@ -127,9 +127,12 @@ public sealed class ServiceBenchmarks(BenchOptions options, BenchDatabase databa
             using var stop = new CancellationTokenSource();
             var got = 0;
             var allGot = new TaskCompletionSource<long>(TaskCreationOptions.RunContinuationsAsynchronously);
-            var loops = workerKeys.Select(key => node.Grid.WorkAsync(key, Model, _ =>
+            var receivedAt = new long[count];
+            var loops = workerKeys.Select(key => node.Grid.WorkAsync(key, Model, a =>
             {
-                if (Interlocked.Increment(ref got) == count) allGot.TrySetResult(Stopwatch.GetTimestamp());
+                var n = Interlocked.Increment(ref got);
+                receivedAt[n - 1] = a.ReceivedAt;
+                if (n == count) allGot.TrySetResult(Stopwatch.GetTimestamp());
                 return Task.FromResult(false);  // holds its job
             }, stop.Token)).ToList();
 
@@ -151,6 +154,9 @@ public sealed class ServiceBenchmarks(BenchOptions options, BenchDatabase databa
             });
             var finished = await allGot.Task.WaitAsync(TimeSpan.FromMinutes(2));
             var allHoldAJob = Stopwatch.GetElapsedTime(started, finished).TotalMilliseconds;
+            var waits = new Latencies();
+            foreach (var at in receivedAt) waits.Add(Stopwatch.GetElapsedTime(started, at).TotalMilliseconds);
+            Console.WriteLine($"parked {count}: time from the first submission to each poll's job: {waits.Summarise()}");
             await stop.CancelAsync();
             await Task.WhenAll(loops);
 

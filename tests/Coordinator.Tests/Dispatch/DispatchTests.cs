@@ -53,6 +53,26 @@ public class DispatchTests(HostFixture fixture) : IClassFixture<HostFixture>
     }
 
     [Fact]
+    public async Task ABurstOfJobs_ReachesEveryParkedPoll_WithoutWaitingForAWindow()
+    {
+        // The poll window is on a clock that never moves: a job left pending next to a parked poll would wait forever.
+        // (Woken polls that lose a race to SKIP LOCKED must claim again; once, this left a job for the window's end.)
+        await using var host = await GridHost.StartAsync(time: new ManualTimeProvider());
+        var client = await host.NewAccountOnPlanAsync(null, null);
+        var model = ApiClient.Unique();
+        var registry = host.Get<WaiterRegistry>();
+        const int polls = 300;
+        var workers = await Task.WhenAll(Enumerable.Range(0, polls).Select(async i => (await client.NewWorkerAsync($"w{i}", model)).Worker));
+        var assignments = workers.Select(w => w.PollAsync($"models[]={model}")).ToList();
+        await Eventually.TrueAsync(() => registry.ParkedCount == polls, "every poll parks");
+
+        var ids = await Task.WhenAll(Enumerable.Range(0, polls).Select(i => client.SubmitAsync(new { model, prompt = $"p{i}" })));
+
+        var received = await Task.WhenAll(assignments).WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.Equal(ids.Order(), received.Select(a => a!.Value.GetProperty("job_id").GetInt64()).Order());
+    }
+
+    [Fact]
     public async Task ClientDisconnect_EndsThePollWithoutClaiming()
     {
         var client = await Host.NewAccountAsync();
