@@ -41,7 +41,7 @@ public sealed class ServiceBenchmarks(BenchOptions options, BenchDatabase databa
     /// <summary>Full lifecycle throughput (submit, claim, start, result over HTTP), with and without quota checks.</summary>
     public async Task LifecycleAsync()
     {
-        var jobs = options.Quick ? 3000 : 20000;
+        var jobs = options.Quick ? 3000 : 10000;
         var unlimited = new List<LifecycleResult>();
         var limited = new List<LifecycleResult>();
         for (var run = 0; run < options.Repeat; run++)
