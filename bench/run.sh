@@ -68,6 +68,6 @@ for arg in "$@"; do
 done
 if [[ -z "$only" || ",$only," == *",worker,"* ]]; then
   say "measuring the grid-worker agent (bench/worker/run.sh)"
-  if [[ $quick -eq 1 ]]; then export BENCH_JOBS=${BENCH_JOBS:-200} BENCH_IDLE_SECONDS=${BENCH_IDLE_SECONDS:-10}; fi
+  if [[ $quick -eq 1 ]]; then export BENCH_JOBS=${BENCH_JOBS:-100} BENCH_IDLE_SECONDS=${BENCH_IDLE_SECONDS:-5}; fi
   bash bench/worker/run.sh 2>&1 | tee "$ROOT/bench/results/worker.txt"
 fi

@@ -277,7 +277,7 @@ public sealed class EngineBenchmarks(BenchOptions options, BenchDatabase databas
             }
         }
         var versions = string.Join(", ", results.Where(r => r.System != "coordinator").Select(r => $"{r.System} {r.Version}").Distinct());
-        var notes = results.Where(r => r.System != "coordinator").Select(r => $"{r.System}: {r.Notes}").Distinct().Take(6);
+        var notes = results.Where(r => r.System != "coordinator").GroupBy(r => r.System).Select(g => $"{g.Key}: {g.First().Notes.Replace(" (median of 3 runs)", "", StringComparison.Ordinal)}");
         report.Table("Engine against library queues (same PostgreSQL server, fresh database each, 16 consumers, no-op jobs)",
             ["scenario", "peer", "figure", "coordinator", "peer", "coordinator better by"], rows,
             [$"Drain: {drainJobs:N0} pre-inserted jobs. Latency: {latencyJobs:N0} sequential jobs, insert to handler start, idle consumers. Steady: fixed offered rate for {duration} s; DB CPU is the PostgreSQL server's CPU time over the run's wall time (100% = one core). Ratios above 1 favour the coordinator. Peers: {versions}.",

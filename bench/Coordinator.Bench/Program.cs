@@ -21,37 +21,43 @@ var resultName = options.Only.Count == 0 ? "latest" : "partial";
 if (Wanted("engine"))
 {
     await new EngineBenchmarks(options, database, report).RunAsync();
+    await SaveAsync();
 }
 
 var service = new ServiceBenchmarks(options, database, http, report);
 // The load generator keeps to its CPU so that the node under test has its own (see BenchOptions.NodeCpus).
 if (options.LoadCpus is { } loadCpus && OperatingSystem.IsLinux()) Process.GetCurrentProcess().ProcessorAffinity = loadCpus;
-if (Wanted("dispatch")) await service.DispatchLatencyAsync();
-if (Wanted("lifecycle")) await service.LifecycleAsync();
-if (Wanted("backlog")) await service.BacklogAsync();
-if (Wanted("parked")) await service.ParkedPollsAsync();
-if (Wanted("priority")) await service.PriorityAsync();
+if (Wanted("dispatch")) { await service.DispatchLatencyAsync(); await SaveAsync(); }
+if (Wanted("lifecycle")) { await service.LifecycleAsync(); await SaveAsync(); }
+if (Wanted("backlog")) { await service.BacklogAsync(); await SaveAsync(); }
+if (Wanted("parked")) { await service.ParkedPollsAsync(); await SaveAsync(); }
+if (Wanted("priority")) { await service.PriorityAsync(); await SaveAsync(); }
 if (options.LoadCpus is not null && OperatingSystem.IsLinux()) Process.GetCurrentProcess().ProcessorAffinity = (nint)((1L << Environment.ProcessorCount) - 1);
-if (Wanted("scale")) await service.ScaleOutAsync();
+if (Wanted("scale")) { await service.ScaleOutAsync(); await SaveAsync(); }
 
-report.Set("run", new
+// Written after every section, so that a failure late in a long run keeps what was measured before it.
+async Task SaveAsync()
 {
-    mode = options.Quick ? "quick" : "full",
-    options.Repeat,
-    started_utc = DateTime.UtcNow - clock.Elapsed,
-    seconds = clock.Elapsed.TotalSeconds,
-    machine = Machine.Describe(),
-    postgres = options.PostgresDescription,
-    node_cpus = options.NodeCpus,
-    load_cpus = options.LoadCpusText,
-});
-await report.WriteAsync(options.OutputDirectory, resultName, $"Benchmark results ({(options.Quick ? "quick" : "full")} run, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC)",
-[
-    $"- Machine: {Machine.Describe()}",
-    $"- PostgreSQL: {options.PostgresDescription}",
-    $"- CPU placement: coordinator nodes under test on CPU {options.NodeCpus ?? "any"}, the load generator (HTTP clients and simulated workers) on CPU {options.LoadCpusText ?? "any"}, PostgreSQL unpinned. The engine comparison and scale-out run unpinned.",
-    $"- Command: `./bench/run.sh {string.Join(' ', args.Where((a, i) => a != "--out" && (i == 0 || args[i - 1] != "--out")))}`; took {clock.Elapsed.TotalMinutes:F1} minutes.",
-]);
+    report.Set("run", new
+    {
+        mode = options.Quick ? "quick" : "full",
+        options.Repeat,
+        started_utc = DateTime.UtcNow - clock.Elapsed,
+        seconds = clock.Elapsed.TotalSeconds,
+        machine = Machine.Describe(),
+        postgres = options.PostgresDescription,
+        node_cpus = options.NodeCpus,
+        load_cpus = options.LoadCpusText,
+    });
+    await report.WriteAsync(options.OutputDirectory, resultName, $"Benchmark results ({(options.Quick ? "quick" : "full")} run, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC)",
+    [
+        $"- Machine: {Machine.Describe()}",
+        $"- PostgreSQL: {options.PostgresDescription}",
+        $"- CPU placement: coordinator nodes under test on CPU {options.NodeCpus ?? "any"}, the load generator (HTTP clients and simulated workers) on CPU {options.LoadCpusText ?? "any"}, PostgreSQL unpinned. The engine comparison and scale-out run unpinned.",
+        $"- Command: `./bench/run.sh {string.Join(' ', args.Where((a, i) => a != "--out" && (i == 0 || args[i - 1] != "--out")))}`; took {clock.Elapsed.TotalMinutes:F1} minutes.",
+    ]);
+}
+
 Console.WriteLine($"\nwrote {Path.Combine(options.OutputDirectory, resultName)}.md and .json in {clock.Elapsed.TotalMinutes:F1} min");
 return 0;
 

@@ -41,7 +41,7 @@ public sealed class ServiceBenchmarks(BenchOptions options, BenchDatabase databa
     /// <summary>Full lifecycle throughput (submit, claim, start, result over HTTP), with and without quota checks.</summary>
     public async Task LifecycleAsync()
     {
-        var jobs = options.Quick ? 3000 : 10000;
+        var jobs = options.Quick ? 2000 : 10000;
         var unlimited = new List<LifecycleResult>();
         var limited = new List<LifecycleResult>();
         for (var run = 0; run < options.Repeat; run++)
@@ -76,20 +76,22 @@ public sealed class ServiceBenchmarks(BenchOptions options, BenchDatabase databa
         int[] sizes = options.Quick ? [1_000, 100_000] : [1_000, 100_000, 1_000_000];
         var rows = new List<string[]>();
         var results = new Dictionary<int, LatencySummary>();
+        var claims = options.Quick ? 300 : 1000;
         foreach (var size in sizes)
         {
+            // The backlog stays at about `size` while it is measured: the claims and the warm-up come on top.
             await using var setup = await SingleNodeAsync($"svc_backlog_{size}", requestLimit: null);
             var accountId = await database.ScalarAsync(setup.Database, "SELECT max(id) FROM accounts");
             // Ten priorities, spread over the backlog, so the index order matters.
             await database.ExecAsync(setup.Database, $"""
                 INSERT INTO jobs (account_id, status, model, family, model_match, prompt, priority, timeout_seconds, created_at)
-                SELECT {accountId}, 'pending', '{Model}', 'bench', 'exact', 'backlog', g % 10, 600, now() FROM generate_series(1, {size}) g;
+                SELECT {accountId}, 'pending', '{Model}', 'bench', 'exact', 'backlog', g % 10, 600, now() FROM generate_series(1, {size + claims + 20}) g;
                 ANALYZE jobs;
                 """);
             var worker = await setup.Node.Grid.NewWorkerAsync(setup.Key, "claimer", Model);
             for (var i = 0; i < 20; i++) await setup.Node.Grid.PollAsync(worker, Model);  // warm up
             var latencies = new Latencies();
-            for (var i = 0; i < (options.Quick ? 300 : 1000); i++)
+            for (var i = 0; i < claims; i++)
             {
                 var start = Stopwatch.GetTimestamp();
                 _ = await setup.Node.Grid.PollAsync(worker, Model) ?? throw new InvalidOperationException("the backlog ran dry");
@@ -137,9 +139,9 @@ public sealed class ServiceBenchmarks(BenchOptions options, BenchDatabase databa
             }, stop.Token)).ToList();
 
             // Let every poll arrive and park, then watch the idle node.
-            await Task.Delay(TimeSpan.FromSeconds(options.Quick ? 5 : 8));
+            await Task.Delay(TimeSpan.FromSeconds(options.Quick ? 3 : 8));
             var cpuBefore = node.CpuSeconds;
-            var idleWindow = TimeSpan.FromSeconds(options.Quick ? 5 : 10);
+            var idleWindow = TimeSpan.FromSeconds(options.Quick ? 4 : 10);
             await Task.Delay(idleWindow);
             var idleCpu = (node.CpuSeconds - cpuBefore) / idleWindow.TotalSeconds;
             var rss = node.RssMegabytes;
@@ -216,7 +218,7 @@ public sealed class ServiceBenchmarks(BenchOptions options, BenchDatabase databa
     /// <summary>1, 2 and 3 nodes against one database: throughput, and dispatch latency across nodes.</summary>
     public async Task ScaleOutAsync()
     {
-        var jobs = options.Quick ? 3000 : 20000;
+        var jobs = options.Quick ? 2000 : 10000;
         var rows = new List<string[]>();
         foreach (var nodeCount in new[] { 1, 2, 3 })
         {
