@@ -54,6 +54,13 @@ trap 'exit 143' TERM
 pg_ensure_installed
 require_dotnet
 command -v npm >/dev/null 2>&1 || die "npm is not installed (apt-get install nodejs npm)"
+# The dashboard tests drive Debian's headless Chromium (Playwright's own browser download does not work here).
+if [[ -z "${COORDINATOR_CHROMIUM:-}" && ! -x /usr/bin/chromium ]]; then
+  say "installing chromium for the dashboard tests (apt)"
+  _pg_as_root apt-get update -q
+  _pg_as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium fonts-liberation </dev/null ||
+    die "could not install chromium (apt-get install chromium fonts-liberation)"
+fi
 
 # 2. npm test tools. `npm ci` runs only when node_modules is missing or the
 #    lock file changed since the last install (its hash is kept in a stamp).
