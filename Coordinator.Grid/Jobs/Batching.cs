@@ -81,23 +81,32 @@ public sealed class Batcher<TItem, TResult>
         while (batch is not null)
         {
             Interlocked.Increment(ref _batches);
+            IReadOnlyList<TResult>? results = null;
+            Exception? failure = null;
             try
             {
                 // Yield first, so the enqueuing caller is not held up by the statement (and never runs it inline under its own context).
                 await Task.Yield();
-                var results = await _run(batch.Select(e => e.Item).ToList());
+                results = await _run(batch.Select(e => e.Item).ToList());
                 if (results.Count != batch.Count) throw new InvalidOperationException($"batch of {batch.Count} answered {results.Count} results");
-                for (var i = 0; i < batch.Count; i++) batch[i].Result.TrySetResult(results[i]);
             }
             catch (Exception exception)
             {
-                foreach (var entry in batch) entry.Result.TrySetException(exception);
+                failure = exception;
             }
+            // The slot is given back before the callers hear, so a caller that finds the batcher idle really finds it idle.
+            List<Entry>? next;
             lock (_lock)
             {
                 _inFlight--;
-                batch = TakeBatch();
+                next = TakeBatch();
             }
+            for (var i = 0; i < batch.Count; i++)
+            {
+                if (failure is null) batch[i].Result.TrySetResult(results![i]);
+                else batch[i].Result.TrySetException(failure);
+            }
+            batch = next;
         }
     }
 
