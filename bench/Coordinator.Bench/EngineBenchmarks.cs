@@ -181,7 +181,7 @@ public sealed class EngineBenchmarks(BenchOptions options, BenchDatabase databas
             "individual inserts on a 10 ms schedule");
     }
 
-    /// <summary>As the peers do: 50 jobs one by one through the same path, then a second's pause, before measuring.</summary>
+    /// <summary>As the peers do: 50 jobs one by one through the same path before measuring; then every consumer is parked again.</summary>
     private static async Task WarmUpAsync(EngineNode engine, SemaphoreSlim started)
     {
         for (var i = 0; i < WarmUpJobs; i++)
@@ -189,7 +189,7 @@ public sealed class EngineBenchmarks(BenchOptions options, BenchDatabase databas
             await engine.SubmitAsync();
             await started.WaitAsync(TimeSpan.FromSeconds(30));
         }
-        await Task.Delay(1000);
+        await Until.TrueAsync(() => engine.ParkedConsumers == Consumers, "every consumer is parked again");
     }
 
     // ---- peers ------------------------------------------------------------------------------------------------
@@ -308,6 +308,8 @@ public sealed class EngineNode : IAsyncDisposable
     public long AccountId { get; }
 
     public JobStore Jobs => _host.Services.GetRequiredService<JobStore>();
+
+    public int ParkedConsumers => _host.Services.GetRequiredService<WaiterRegistry>().ParkedCount;
 
     public static async Task<EngineNode> StartAsync(BenchDatabase database, string name, int consumers)
     {

@@ -127,6 +127,17 @@ public sealed class HttpGrid(HttpClient http, Uri baseAddress)
         }
     }
 
+    /// <summary>Polls parked on this node right now, as <c>GET /health</c> reports them.</summary>
+    public async Task<int> ParkedPollsAsync()
+    {
+        using var response = await http.GetAsync(new Uri(baseAddress, "health"));
+        using var json = await ReadAsync(response, HttpStatusCode.OK);
+        return json.RootElement.GetProperty("parked_polls").GetInt32();
+    }
+
+    /// <summary>Waits until at least <paramref name="count"/> polls are parked on this node.</summary>
+    public Task WaitParkedAsync(int count) => Until.TrueAsync(async () => await ParkedPollsAsync() >= count, $"{count} polls parked on {baseAddress}");
+
     private async Task<HttpResponseMessage> SendAsync(HttpMethod method, string path, string? key, object? body)
     {
         using var request = new HttpRequestMessage(method, new Uri(baseAddress, path));

@@ -63,7 +63,7 @@ public sealed class NodeProcess : IAsyncDisposable
                 await node.DisposeAsync();
                 lock (log) throw new InvalidOperationException($"the coordinator node did not become healthy:\n{log}");
             }
-            await Task.Delay(100);
+            await Task.Delay(20);
         }
         return node;
     }

@@ -138,8 +138,8 @@ public sealed class ServiceBenchmarks(BenchOptions options, BenchDatabase databa
                 return Task.FromResult(false);  // holds its job
             }, stop.Token)).ToList();
 
-            // Let every poll arrive and park, then watch the idle node.
-            await Task.Delay(TimeSpan.FromSeconds(options.Quick ? 3 : 8));
+            // Every poll parked, then a window on the idle node.
+            await node.Grid.WaitParkedAsync(count);
             var cpuBefore = node.CpuSeconds;
             var idleWindow = TimeSpan.FromSeconds(options.Quick ? 4 : 10);
             await Task.Delay(idleWindow);
@@ -196,13 +196,15 @@ public sealed class ServiceBenchmarks(BenchOptions options, BenchDatabase databa
             return true;
         }, stop.Token)).ToList();
 
-        await Task.Delay(1000);
+        // The workers are busy draining the backlog before the first high-priority job arrives.
+        await Until.TrueAsync(async () => await database.ScalarAsync(setup.Database, "SELECT count(*) FROM jobs WHERE status = 'completed'") >= 2 * workers.Length,
+            "the workers are draining the backlog");
         for (var i = 0; i < 40; i++)
         {
             await grid.SubmitAsync(setup.Key, Model, priority: 100, prompt: "high:" + Stopwatch.GetTimestamp().ToString(CultureInfo.InvariantCulture));
             await Task.Delay(100);
         }
-        await Task.Delay(500);
+        await Until.TrueAsync(() => latencies.Count == 40, "every high-priority job was dispatched");
         var remaining = await database.ScalarAsync(setup.Database, "SELECT count(*) FROM jobs WHERE status = 'pending'");
         await stop.CancelAsync();
         await Task.WhenAll(loops);
@@ -259,7 +261,7 @@ public sealed class ServiceBenchmarks(BenchOptions options, BenchDatabase databa
             await workerNode.ResultAsync(worker, a.JobId);
             return true;
         }, stop.Token)).ToList();
-        await Task.Delay(1000);  // all parked
+        await workerNode.WaitParkedAsync(parked);
 
         var fromReturn = new Latencies();
         var fromSend = new Latencies();
@@ -302,7 +304,7 @@ public sealed class ServiceBenchmarks(BenchOptions options, BenchDatabase databa
                 }
             }
         })).ToList();
-        await Task.Delay(500);
+        foreach (var group in workerKeys.Select((_, i) => nodes[i % nodes.Count]).GroupBy(n => n)) await group.Key.Grid.WaitParkedAsync(group.Count());
 
         var name = new Npgsql.NpgsqlConnectionStringBuilder(db).Database!;
         await database.ResetStatementsAsync();

@@ -7,12 +7,13 @@ using Microsoft.AspNetCore.Http;
 namespace GridWorker.Tests.Fakes;
 
 /// <summary>
-/// A stand-in coordinator for what the real one cannot produce yet: assignments that carry <c>blobs</c> (the /blobs
-/// feature is being built). It hands out the queued assignments, records results and failures, and serves blob files.
+/// A stand-in coordinator for what the real one does not produce on demand: assignments whose <c>blobs</c> point at
+/// files it serves (with or without a key), and polls answered at once. It hands out the queued assignments, records
+/// results and failures, and serves blob files.
 /// </summary>
 public sealed class FakeCoordinator : FakeServer
 {
-    private readonly ConcurrentQueue<object> _assignments = new();
+    private readonly Channel<object> _assignments = Channel.CreateUnbounded<object>();
     private readonly Channel<(string Kind, long JobId, JsonElement Body)> _reports = Channel.CreateUnbounded<(string, long, JsonElement)>();
 
     /// <summary>Files under <c>/files/{name}</c>.</summary>
@@ -28,7 +29,7 @@ public sealed class FakeCoordinator : FakeServer
         return fake;
     }
 
-    public void Enqueue(object assignment) => _assignments.Enqueue(assignment);
+    public void Enqueue(object assignment) => _assignments.Writer.TryWrite(assignment);
 
     /// <summary>Answer an empty poll with 204 at once, as a node that is shutting down does, instead of holding it.</summary>
     public bool AnswerEmptyPollsAtOnce { get; set; }
@@ -53,17 +54,14 @@ public sealed class FakeCoordinator : FakeServer
         worker.MapGet("/jobs/next", async (HttpContext context) =>
         {
             Interlocked.Increment(ref _polls);
-            if (_assignments.TryDequeue(out var assignment)) return Results.Json(assignment);
+            if (_assignments.Reader.TryRead(out var assignment)) return Results.Json(assignment);
             if (AnswerEmptyPollsAtOnce) return Results.NoContent();
             // A long-poll, as the real node holds it: answered by a job enqueued while it waits, or 204 after 30 s.
-            var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
+            using var window = CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted);
+            window.CancelAfter(TimeSpan.FromSeconds(30));
             try
             {
-                while (DateTime.UtcNow < deadline)
-                {
-                    if (_assignments.TryDequeue(out assignment)) return Results.Json(assignment);
-                    await Task.Delay(10, context.RequestAborted);
-                }
+                return Results.Json(await _assignments.Reader.ReadAsync(window.Token));
             }
             catch (OperationCanceledException)
             {
