@@ -98,34 +98,13 @@ public sealed partial class JobStore
         await using var connection = await dataSource.OpenConnectionAsync();
         var rows = await connection.QueryAsync<BatchOrdinal, ClaimedJob, (long Ord, ClaimedJob Job)>(new CommandDefinition($"""
             WITH candidates AS (
-                SELECT c.id, c.priority
-                FROM unnest(@models::text[]) AS m(name)
-                CROSS JOIN LATERAL (
-                    SELECT id, priority FROM jobs
-                    WHERE status = 'pending' AND NOT held AND model_match <> 'any' AND model = m.name
-                    ORDER BY priority DESC, id
-                    LIMIT @count
-                    FOR UPDATE SKIP LOCKED
-                ) c
+                SELECT c.id, c.priority FROM unnest(@models::text[]) AS m(name)
+                CROSS JOIN LATERAL ({Probe("model_match <> 'any' AND model = m.name")}) c
                 UNION ALL
-                SELECT c.id, c.priority
-                FROM unnest(@families::text[]) AS f(name)
-                CROSS JOIN LATERAL (
-                    SELECT id, priority FROM jobs
-                    WHERE status = 'pending' AND NOT held AND model_match = 'family' AND family = f.name
-                    ORDER BY priority DESC, id
-                    LIMIT @count
-                    FOR UPDATE SKIP LOCKED
-                ) c
+                SELECT c.id, c.priority FROM unnest(@families::text[]) AS f(name)
+                CROSS JOIN LATERAL ({Probe("model_match = 'family' AND family = f.name")}) c
                 UNION ALL
-                SELECT c.id, c.priority
-                FROM (
-                    SELECT id, priority FROM jobs
-                    WHERE @catchAll AND status = 'pending' AND NOT held AND model_match = 'any'
-                    ORDER BY priority DESC, id
-                    LIMIT @count
-                    FOR UPDATE SKIP LOCKED
-                ) c
+                SELECT c.id, c.priority FROM ({Probe("@catchAll AND model_match = 'any'")}) c
             ), ranked AS (
                 -- A job can come from two probes (its model and its family): rank each once.
                 SELECT id, row_number() OVER (ORDER BY priority DESC, id) AS rank
@@ -241,6 +220,18 @@ public sealed partial class JobStore
         }
         return Flags(items.Count, done.Select(d => d.Ord));
     }
+
+    /// <summary>
+    /// One probe along a dispatch index (<c>jobs_dispatch_model</c>, <c>_family</c> or <c>_any</c>, as
+    /// <paramref name="match"/> selects): the best pending jobs in fetch order, skipping rows other claims hold.
+    /// </summary>
+    private static string Probe(string match) => $"""
+        SELECT id, priority FROM jobs
+        WHERE status = 'pending' AND NOT held AND {match}
+        ORDER BY priority DESC, id
+        LIMIT @count
+        FOR UPDATE SKIP LOCKED
+        """;
 
     /// <summary>
     /// Per account of the batch's <paramref name="jobs"/>: whether it reached its plan's <paramref name="limit"/> — the

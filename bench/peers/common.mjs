@@ -198,15 +198,7 @@ export async function runScenario (adapter, args) {
     await adapter.startConsumers(tracker.onStart)
     await tracker.measuredReached(args.jobs)
     await adapter.awaitCompleted(tracker.total)
-    const seconds = (performance.now() - t0) / 1000
-    result = {
-      ...base,
-      seconds: round3(seconds),
-      jobs_per_sec: round1(args.jobs / seconds),
-      latency_ms: null,
-      offered_rate: null,
-      achieved_rate: round1(args.jobs / seconds)
-    }
+    result = closedRun(base, args.jobs, t0, null)
   } else if (args.scenario === 'latency') {
     await adapter.startConsumers(tracker.onStart)
     await warmUp(adapter, tracker)
@@ -220,15 +212,7 @@ export async function runScenario (adapter, args) {
       latencies[id] = tracker.starts.get(id) - before
     }
     await adapter.awaitCompleted(tracker.total)
-    const seconds = (performance.now() - t0) / 1000
-    result = {
-      ...base,
-      seconds: round3(seconds),
-      jobs_per_sec: round1(args.jobs / seconds),
-      latency_ms: latencySummary(latencies),
-      offered_rate: null,
-      achieved_rate: round1(args.jobs / seconds)
-    }
+    result = closedRun(base, args.jobs, t0, latencySummary(latencies))
   } else {
     result = await steady(adapter, args, tracker, base)
   }
@@ -238,6 +222,19 @@ export async function runScenario (adapter, args) {
   emit(result)
   await adapter.close()
   log('closed')
+}
+
+// The result of a run with no offered rate (drain, latency): jobs over the time since t0.
+function closedRun (base, jobs, t0, latency) {
+  const seconds = (performance.now() - t0) / 1000
+  return {
+    ...base,
+    seconds: round3(seconds),
+    jobs_per_sec: round1(jobs / seconds),
+    latency_ms: latency,
+    offered_rate: null,
+    achieved_rate: round1(jobs / seconds)
+  }
 }
 
 async function steady (adapter, args, tracker, base) {
