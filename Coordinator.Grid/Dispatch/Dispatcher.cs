@@ -24,6 +24,27 @@ public sealed class Dispatcher(JobStore jobs, WaiterRegistry registry, WorkSigna
     /// </summary>
     public async Task<ClaimedJob?> NextJobAsync(long workerId, Capabilities capabilities, CancellationToken cancellationToken, CancellationToken endWindow = default)
     {
+        var found = await NextAsync(workerId, capabilities, async () => await jobs.ClaimAsync(workerId, capabilities, CancellationToken.None) is { } job ? [job] : [],
+            cancellationToken, endWindow);
+        return found.Count == 0 ? null : found[0];
+    }
+
+    /// <summary>
+    /// As <see cref="NextJobAsync"/>, for an in-process consumer that takes work in batches: leases up to
+    /// <paramref name="max"/> jobs in one statement, already <c>running</c> (claim and start in one transition; see
+    /// <see cref="JobStore.LeaseAsync"/>). Empty when the window ends with nothing to do. A hand-off still brings one
+    /// job, <c>claimed</c>, which the consumer starts as usual.
+    /// </summary>
+    public Task<IReadOnlyList<ClaimedJob>> NextJobsAsync(long workerId, Capabilities capabilities, int max, CancellationToken cancellationToken, CancellationToken endWindow = default)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(max, 1);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(max, JobStore.MaxBatch);
+        return NextAsync(workerId, capabilities, () => jobs.LeaseAsync(workerId, capabilities, max), cancellationToken, endWindow);
+    }
+
+    private async Task<IReadOnlyList<ClaimedJob>> NextAsync(long workerId, Capabilities capabilities, Func<Task<IReadOnlyList<ClaimedJob>>> claim,
+        CancellationToken cancellationToken, CancellationToken endWindow)
+    {
         var keys = WakeKeys.ForCapabilities(capabilities);
         using var window = new CancellationTokenSource(options.Value.LongPollTimeout, time);
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(window.Token, cancellationToken, endWindow);
@@ -31,7 +52,7 @@ public sealed class Dispatcher(JobStore jobs, WaiterRegistry registry, WorkSigna
         {
             // Nothing can match; wait out the window so the worker does not spin.
             await WaitQuietlyAsync(Task.Delay(Timeout.Infinite, linked.Token));
-            return null;
+            return [];
         }
 
         // UnansweredWakes as it stood before the latest claim; null until the first claim.
@@ -39,49 +60,55 @@ public sealed class Dispatcher(JobStore jobs, WaiterRegistry registry, WorkSigna
         var lostRace = false;
         while (true)
         {
-            var poll = registry.Park(keys);
+            var poll = registry.Park(keys, workerId, capabilities);
             // Claim on arrival, after a lost race, and whenever some wake found no poll while this one was away.
             if (unansweredBeforeClaim is null || lostRace || registry.UnansweredWakes != unansweredBeforeClaim)
             {
                 lostRace = false;
                 unansweredBeforeClaim = registry.UnansweredWakes;
-                ClaimedJob? job;
+                IReadOnlyList<ClaimedJob> found;
                 try
                 {
-                    job = await jobs.ClaimAsync(workerId, capabilities, CancellationToken.None);
+                    found = await claim();
                 }
                 catch
                 {
                     PassOn(registry.Unpark(poll));
                     throw;
                 }
-                if (job is not null)
+                if (found.Count > 0)
                 {
                     // Woken while claiming: that wake was meant for a job this poll may not have taken.
                     PassOn(registry.Unpark(poll));
-                    return await KeepOrReleaseAsync(workerId, job, cancellationToken);
+                    return await KeepOrReleaseAsync(workerId, found, cancellationToken);
                 }
                 if (AfterEmptyClaim is { } hook) await hook();
             }
 
+            poll.Idle = true;
             await WaitQuietlyAsync(poll.Signalled.WaitAsync(linked.Token));
-            var wakeKey = registry.Unpark(poll);
+            // A poll reserved for a hand-off is resolved as soon as the submission's insert ends: wait for that.
+            var wakeKey = registry.Unpark(poll) ?? (poll.Reserved ? await poll.Signalled : null);
+            if (poll.HandedJob is { } handed)
+            {
+                return await KeepOrReleaseAsync(workerId, [handed], cancellationToken);
+            }
             if (wakeKey is null)
             {
-                return null; // the window ended or the worker went away, with no wake in hand
+                return []; // the window ended or the worker went away, with no wake in hand
             }
             if (linked.IsCancellationRequested)
             {
                 PassOn(wakeKey);
-                return null;
+                return [];
             }
 
             unansweredBeforeClaim = registry.UnansweredWakes;
-            var claimed = await jobs.ClaimAsync(workerId, capabilities, CancellationToken.None);
-            if (claimed is not null)
+            var claimed = await claim();
+            if (claimed.Count > 0)
             {
-                // It took a job of another bucket: the one it was woken for still needs a poll.
-                if (!WakeKeys.ForJob(claimed.ModelMatch, claimed.Model, claimed.Family).Contains(wakeKey)) PassOn(wakeKey);
+                // It took jobs of other buckets only: the one it was woken for still needs a poll.
+                if (!claimed.Any(job => WakeKeys.ForJob(job.ModelMatch, job.Model, job.Family).Contains(wakeKey))) PassOn(wakeKey);
                 return await KeepOrReleaseAsync(workerId, claimed, cancellationToken);
             }
             // Found nothing although woken. Either the job went to a poll that was not woken for it, or it was locked
@@ -92,12 +119,12 @@ public sealed class Dispatcher(JobStore jobs, WaiterRegistry registry, WorkSigna
         }
     }
 
-    private async Task<ClaimedJob?> KeepOrReleaseAsync(long workerId, ClaimedJob job, CancellationToken cancellationToken)
+    private async Task<IReadOnlyList<ClaimedJob>> KeepOrReleaseAsync(long workerId, IReadOnlyList<ClaimedJob> found, CancellationToken cancellationToken)
     {
-        if (!cancellationToken.IsCancellationRequested) return job;
-        // The worker hung up while the claim ran: nobody will receive this job, so give it back at once.
-        await jobs.ReleaseClaimAsync(workerId, job);
-        return null;
+        if (!cancellationToken.IsCancellationRequested) return found;
+        // The worker hung up while the claim ran: nobody will receive these jobs, so give them back at once.
+        foreach (var job in found) await jobs.ReleaseClaimAsync(workerId, job);
+        return [];
     }
 
     private void PassOn(string? wakeKey)

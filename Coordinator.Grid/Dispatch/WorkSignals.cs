@@ -31,5 +31,8 @@ public sealed class WorkSignals(WaiterRegistry registry)
         return false;
     }
 
+    /// <summary>An idle poll parked here that can serve a job with these keys, taken for a hand-off; see <see cref="WaiterRegistry.Reserve"/>.</summary>
+    public ParkedPoll? ReserveIdlePoll(string[] jobKeys) => registry.Reserve(jobKeys);
+
     internal ChannelReader<string[]> Outgoing => _outgoing.Reader;
 }

@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using Coordinator.Grid.Dispatch;
 using Dapper;
 using Npgsql;
 
@@ -18,7 +19,7 @@ public sealed partial class JobStore
     internal const int BatchesInFlight = 2;
 
     private readonly ConcurrentDictionary<string, Batcher<long, ClaimedJob?>> _claims = new(StringComparer.Ordinal);
-    private Batcher<(long AccountId, NewJob Job), Outcome<JobRow>>? _submits;
+    private Batcher<(long AccountId, NewJob Job, ParkedPoll? HandTo), Outcome<JobRow>>? _submits;
 
     /// <summary>Claim batchers alive now (one per capability set with claims queued or running).</summary>
     internal int ClaimBatchers => _claims.Count;
@@ -26,7 +27,7 @@ public sealed partial class JobStore
     private Batcher<(long WorkerId, long JobId), bool>? _starts;
     private Batcher<(long WorkerId, long JobId, JobResult Result), bool>? _results;
 
-    private Batcher<(long AccountId, NewJob Job), Outcome<JobRow>> Submits =>
+    private Batcher<(long AccountId, NewJob Job, ParkedPoll? HandTo), Outcome<JobRow>> Submits =>
         LazyInitializer.EnsureInitialized(ref _submits, () => new(SubmitBatchAsync, MaxBatch, BatchesInFlight));
 
     private Batcher<(long WorkerId, long JobId), bool> Starts =>
@@ -56,44 +57,77 @@ public sealed partial class JobStore
 
     /// <summary>
     /// Inserts a batch of submissions in one transaction: each keeps its own statement (plan priority, held when
-    /// exhausted, the signing-key copy), but they share one commit. If any of them fails, the transaction is rolled
-    /// back and each is inserted on its own, so one bad submission fails only its own caller.
+    /// exhausted, the signing-key copy, a hand-off), but they share one commit. If any of them fails, the transaction
+    /// is rolled back and each is inserted on its own, so one bad submission fails only its own caller.
     /// </summary>
-    internal async Task<IReadOnlyList<Outcome<JobRow>>> SubmitBatchAsync(IReadOnlyList<(long AccountId, NewJob Job)> items)
+    /// <remarks>
+    /// Every poll reserved for a hand-off is resolved here, once its job's insert has committed or failed, and not by
+    /// the caller: a caller that stops waiting must not leave a job claimed for a poll that never hears of it.
+    /// </remarks>
+    internal async Task<IReadOnlyList<Outcome<JobRow>>> SubmitBatchAsync(IReadOnlyList<(long AccountId, NewJob Job, ParkedPoll? HandTo)> items)
     {
-        await using var connection = await dataSource.OpenConnectionAsync();
-        if (items.Count > 1)
+        var inserted = new (JobRow Row, ClaimedJob? Handed)?[items.Count];
+        try
         {
-            var rows = new List<Outcome<JobRow>>(items.Count);
-            try
+            await using var connection = await dataSource.OpenConnectionAsync();
+            if (items.Count > 1)
             {
-                await using var transaction = await connection.BeginTransactionAsync();
-                foreach (var (accountId, job) in items) rows.Add(Outcome<JobRow>.Of(await InsertAsync(connection, transaction, accountId, job)));
-                await transaction.CommitAsync();
-                return rows;
+                try
+                {
+                    await using var transaction = await connection.BeginTransactionAsync();
+                    for (var i = 0; i < items.Count; i++) inserted[i] = await InsertAsync(connection, transaction, items[i].AccountId, items[i].Job, items[i].HandTo);
+                    await transaction.CommitAsync();
+                    return await HandOverAsync(items, inserted, null);
+                }
+                catch (Exception) when (connection.State == System.Data.ConnectionState.Open)
+                {
+                    // Fall through: one at a time.
+                    Array.Clear(inserted);
+                }
             }
-            catch (Exception) when (connection.State == System.Data.ConnectionState.Open)
+            var errors = new Exception?[items.Count];
+            for (var i = 0; i < items.Count; i++)
             {
-                // Fall through: one at a time.
+                try
+                {
+                    inserted[i] = await InsertAsync(connection, null, items[i].AccountId, items[i].Job, items[i].HandTo);
+                }
+                catch (Exception exception)
+                {
+                    errors[i] = exception;
+                }
             }
+            return await HandOverAsync(items, inserted, errors);
         }
-        var alone = new List<Outcome<JobRow>>(items.Count);
-        foreach (var (accountId, job) in items)
+        finally
         {
-            try
-            {
-                alone.Add(Outcome<JobRow>.Of(await InsertAsync(connection, null, accountId, job)));
-            }
-            catch (Exception exception)
-            {
-                alone.Add(Outcome<JobRow>.Failed(exception));
-            }
+            // Whatever did not commit: its poll gets a plain wake and claims as usual.
+            foreach (var (_, _, poll) in items) poll?.Resolve(null);
         }
-        return alone;
     }
 
-    /// <summary>Claims the best jobs for a batch of polls: the i-th best dispatchable job goes to the i-th poll in the batch.</summary>
-    internal async Task<IReadOnlyList<ClaimedJob?>> ClaimBatchAsync(IReadOnlyList<long> workers, Capabilities capabilities)
+    /// <summary>Gives each reserved poll its job (or a plain wake), then enforces a limit a hand-off reached.</summary>
+    private async Task<IReadOnlyList<Outcome<JobRow>>> HandOverAsync(
+        IReadOnlyList<(long AccountId, NewJob Job, ParkedPoll? HandTo)> items, (JobRow Row, ClaimedJob? Handed)?[] inserted, Exception?[]? errors)
+    {
+        var outcomes = new Outcome<JobRow>[items.Count];
+        for (var i = 0; i < items.Count; i++)
+        {
+            items[i].HandTo?.Resolve(inserted[i]?.Handed);
+            outcomes[i] = inserted[i] is { } row ? Outcome<JobRow>.Of(row.Row) : Outcome<JobRow>.Failed(errors?[i] ?? new InvalidOperationException("not inserted"));
+        }
+        foreach (var accountId in inserted.Where(r => r?.Handed is { QuotaReached: true }).Select(r => r!.Value.Row.AccountId).Distinct())
+        {
+            await quotas.EnforceAsync(accountId, CancellationToken.None);
+        }
+        return outcomes;
+    }
+
+    /// <summary>
+    /// Claims the best jobs for a batch of polls: the i-th best dispatchable job goes to the i-th poll in the batch.
+    /// With <paramref name="start"/> they are claimed and started in one transition (<c>running</c> at once).
+    /// </summary>
+    internal async Task<IReadOnlyList<ClaimedJob?>> ClaimBatchAsync(IReadOnlyList<long> workers, Capabilities capabilities, bool start = false)
     {
         await using var connection = await dataSource.OpenConnectionAsync();
         var rows = await connection.QueryAsync<BatchOrdinal, ClaimedJob, (long Ord, ClaimedJob Job)>(new CommandDefinition($"""
@@ -113,7 +147,7 @@ public sealed partial class JobStore
                 SELECT r.id, w.worker_id, w.shard, w.ord
                 FROM ranked r JOIN unnest(@workers::bigint[], @shards::smallint[]) WITH ORDINALITY AS w(worker_id, shard, ord) ON w.ord = r.rank
             ), claimed AS (
-                UPDATE jobs j SET status = 'claimed', worker_id = p.worker_id, claimed_at = @now, attempts = j.attempts + 1
+                UPDATE jobs j SET status = @status, worker_id = p.worker_id, claimed_at = @now, started_at = CASE WHEN @start THEN @now END, attempts = j.attempts + 1
                 FROM paired p
                 WHERE j.id = p.id
                 RETURNING p.ord, p.shard, j.id, j.model, j.family, j.model_match, j.prompt, j.priority, j.timeout_seconds, j.attempts, j.params::text AS params, j.account_id
@@ -135,7 +169,7 @@ public sealed partial class JobStore
             {
                 models = capabilities.Models.ToArray(), families = capabilities.Families.ToArray(), catchAll = capabilities.CatchAll,
                 count = workers.Count, workers = workers.ToArray(), shards = workers.Select(quotas.ShardFor).ToArray(),
-                now = time.GetUtcNow(), today = quotas.Today,
+                now = time.GetUtcNow(), today = quotas.Today, status = start ? JobStatus.Running : JobStatus.Claimed, start,
             }),
             (ordinal, job) => (ordinal.Ord, job), splitOn: "id");
         var claimed = new ClaimedJob?[workers.Count];

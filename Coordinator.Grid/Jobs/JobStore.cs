@@ -24,49 +24,131 @@ public sealed partial class JobStore(NpgsqlDataSource dataSource, TimeProvider t
     /// Inserts a pending job. Without a priority it takes the plan's priority boost; if the account has reached a
     /// daily limit it is held until the quota resets.
     /// </summary>
-    /// <remarks>Concurrent submissions share one transaction (one commit); see <c>SubmitBatchAsync</c>.</remarks>
+    /// <remarks>
+    /// Hand-off (a "sync match"): when an idle poll that can serve the job is parked on this node, the job is inserted
+    /// already claimed by that poll's worker — one write and one commit instead of an insert, a wake-up and a claim —
+    /// provided nothing dispatchable that the worker could serve ranks ahead of it (same or higher priority). Otherwise
+    /// it is inserted pending and that poll is woken as usual. Concurrent submissions share one transaction (one
+    /// commit); see <c>SubmitBatchAsync</c>.
+    /// </remarks>
     public async Task<JobRow> SubmitAsync(long accountId, NewJob job, CancellationToken cancellationToken = default)
     {
-        var row = (await Submits.RunAsync((accountId, job), cancellationToken)).Value;
-        if (!row.Held) signals.WorkAvailable(WakeKeys.ForJob(row.ModelMatch, row.Model, row.Family));
+        var keys = WakeKeys.ForJob(job.ModelMatch, job.Model, job.Model is null ? null : ModelNames.FamilyOf(job.Model));
+        var poll = signals.ReserveIdlePoll(keys);
+        var row = (await Submits.RunAsync((accountId, job, poll), poll is null ? cancellationToken : CancellationToken.None)).Value;
+        // A reserved poll was resolved with the job or woken for it; without one, wake a poll here or on another node.
+        if (poll is null && !row.Held) signals.WorkAvailable(keys);
         return row;
     }
 
-    private async Task<JobRow> InsertAsync(NpgsqlConnection connection, NpgsqlTransaction? transaction, long accountId, NewJob job)
+    private async Task<(JobRow Row, ClaimedJob? Handed)> InsertAsync(NpgsqlConnection connection, NpgsqlTransaction? transaction, long accountId, NewJob job, ParkedPoll? handTo)
     {
         var family = job.Model is null ? null : ModelNames.FamilyOf(job.Model);
-        return await connection.QuerySingleAsync<JobRow>(new CommandDefinition($"""
-            WITH signing_key AS (
-                -- The first webhook job of a key keeps an encrypted copy of it, to sign that key's webhooks.
-                UPDATE api_keys SET key_protected = @protectedKey
-                WHERE @protectedKey::text IS NOT NULL AND id = @keyId AND account_id = @accountId AND key_protected IS NULL
-            ), job AS (
-                INSERT INTO jobs (account_id, status, model, family, model_match, prompt, priority, timeout_seconds, tag, webhook_url, held,
-                                  boost_status, boost_error, boost_payment_intent, params, submitted_by_key_id, created_at)
-                SELECT a.id, 'pending', @model, @family, @modelMatch, @prompt, COALESCE(@priority, p.priority_boost) + @boostDelta,
-                       @timeoutSeconds, @tag, @webhookUrl, a.quota_exhausted_on IS NOT DISTINCT FROM @today,
-                       @boostStatus, @boostError, @boostPaymentIntent, @params::jsonb, @keyId, @now
+        var parameters = new DynamicParameters(new
+        {
+            accountId, model = job.Model, family, modelMatch = job.ModelMatch, prompt = job.Prompt, priority = job.Priority,
+            timeoutSeconds = job.TimeoutSeconds, tag = job.Tag, webhookUrl = job.WebhookUrl, now = time.GetUtcNow(), today = quotas.Today,
+            boostDelta = job.Boost is { Status: "charged" } boost ? boost.Delta : 0, boostStatus = job.Boost?.Status,
+            boostError = job.Boost?.Error, boostPaymentIntent = job.Boost?.PaymentIntent,
+            @params = job.ParamsJson, keyId = job.SubmittedByKeyId, protectedKey = job.ProtectedKey, blobIds = job.BlobIds.ToArray(),
+        });
+        if (handTo?.Capabilities is not { } capabilities)
+        {
+            return (await connection.QuerySingleAsync<JobRow>(new CommandDefinition($"""
+                WITH {SigningKeyCte}, job AS (
+                    INSERT INTO jobs (account_id, status, model, family, model_match, prompt, priority, timeout_seconds, tag, webhook_url, held,
+                                      boost_status, boost_error, boost_payment_intent, params, submitted_by_key_id, created_at)
+                    SELECT a.id, 'pending', @model, @family, @modelMatch, @prompt, COALESCE(@priority, p.priority_boost) + @boostDelta,
+                           @timeoutSeconds, @tag, @webhookUrl, a.quota_exhausted_on IS NOT DISTINCT FROM @today,
+                           @boostStatus, @boostError, @boostPaymentIntent, @params::jsonb, @keyId, @now
+                    FROM accounts a JOIN plans p ON p.id = a.plan
+                    WHERE a.id = @accountId
+                    RETURNING {ClientColumns}
+                ), {AttachedCte}
+                SELECT * FROM job
+                """, parameters, transaction)), null);
+        }
+
+        parameters.AddDynamicParams(new
+        {
+            workerId = handTo.WorkerId, shard = quotas.ShardFor(handTo.WorkerId),
+            models = capabilities.Models.ToArray(), families = capabilities.Families.ToArray(), catchAll = capabilities.CatchAll,
+        });
+        var rows = await connection.QueryAsync<JobRow, HandOff, (JobRow Row, HandOff HandOff)>(new CommandDefinition($"""
+            WITH {SigningKeyCte}, decided AS (
+                SELECT a.id AS account_id, COALESCE(@priority, p.priority_boost) + @boostDelta AS priority,
+                       a.quota_exhausted_on IS NOT DISTINCT FROM @today AS held
                 FROM accounts a JOIN plans p ON p.id = a.plan
                 WHERE a.id = @accountId
-                RETURNING {ClientColumns}
-            ), attached AS (
-                -- The caller checked blob_ids; this join attaches only confirmed blobs of the same account regardless.
-                INSERT INTO job_blobs (job_id, blob_id, position)
-                SELECT job.id, b.id, given.position
-                FROM job, unnest(@blobIds::bigint[]) WITH ORDINALITY AS given(blob_id, position)
-                JOIN blobs b ON b.id = given.blob_id AND b.account_id = @accountId AND b.status = 'confirmed'
+            ), decision AS (
+                -- Hand over only if no dispatchable job this worker could serve ranks ahead (it is older, so at the same
+                -- priority it goes first): one probe along each dispatch index, as the claim reads them.
+                SELECT d.*, NOT d.held
+                    AND NOT EXISTS (SELECT 1 FROM unnest(@models::text[]) AS m(name) WHERE EXISTS (
+                        {Ahead("model_match <> 'any' AND model = m.name")}))
+                    AND NOT EXISTS (SELECT 1 FROM unnest(@families::text[]) AS f(name) WHERE EXISTS (
+                        {Ahead("model_match = 'family' AND family = f.name")}))
+                    AND NOT (@catchAll AND EXISTS ({Ahead("model_match = 'any'")})) AS hand
+                FROM decided d
+            ), job AS (
+                INSERT INTO jobs (account_id, status, model, family, model_match, prompt, priority, timeout_seconds, tag, webhook_url, held,
+                                  boost_status, boost_error, boost_payment_intent, params, submitted_by_key_id, created_at,
+                                  worker_id, claimed_at, attempts)
+                SELECT d.account_id, CASE WHEN d.hand THEN 'claimed' ELSE 'pending' END, @model, @family, @modelMatch, @prompt, d.priority,
+                       @timeoutSeconds, @tag, @webhookUrl, d.held, @boostStatus, @boostError, @boostPaymentIntent, @params::jsonb, @keyId, @now,
+                       CASE WHEN d.hand THEN @workerId END, CASE WHEN d.hand THEN @now END, CASE WHEN d.hand THEN 1 ELSE 0 END
+                FROM decision d
+                RETURNING {ClientColumns}, prompt
+            ), {AttachedCte}, counted AS (
+                -- A request counts when its job is claimed, here as in the claim.
+                INSERT INTO quota_usage (account_id, day, shard, requests)
+                SELECT account_id, @today, @shard, 1 FROM job WHERE status = 'claimed'
+                ON CONFLICT (account_id, day, shard) DO UPDATE SET requests = quota_usage.requests + EXCLUDED.requests
+                RETURNING account_id, shard, requests
+            ), reached AS (
+                {ReachedSql("counted", "requests", "daily_requests", "job")}
             )
-            SELECT * FROM job
-            """,
-            new
-            {
-                accountId, model = job.Model, family, modelMatch = job.ModelMatch, prompt = job.Prompt, priority = job.Priority,
-                timeoutSeconds = job.TimeoutSeconds, tag = job.Tag, webhookUrl = job.WebhookUrl, now = time.GetUtcNow(), today = quotas.Today,
-                boostDelta = job.Boost is { Status: "charged" } boost ? boost.Delta : 0, boostStatus = job.Boost?.Status,
-                boostError = job.Boost?.Error, boostPaymentIntent = job.Boost?.PaymentIntent,
-                @params = job.ParamsJson, keyId = job.SubmittedByKeyId, protectedKey = job.ProtectedKey, blobIds = job.BlobIds.ToArray(),
-            },
-            transaction));
+            SELECT job.*, COALESCE(r.reached, false) AS quota_reached, EXISTS (SELECT 1 FROM attached) AS has_blobs
+            FROM job LEFT JOIN reached r ON r.account_id = job.account_id
+            """, parameters, transaction), (row, handOff) => (row, handOff), splitOn: "prompt");
+        var (inserted, extra) = rows.Single();
+        if (inserted.Status != JobStatus.Claimed) return (inserted, null);
+        return (inserted, new ClaimedJob
+        {
+            Id = inserted.Id, Model = inserted.Model, Family = inserted.Family, ModelMatch = inserted.ModelMatch, Prompt = extra.Prompt,
+            Priority = inserted.Priority, TimeoutSeconds = inserted.TimeoutSeconds, Attempts = inserted.Attempts, Params = inserted.Params,
+            AccountId = inserted.AccountId, QuotaReached = extra.QuotaReached, HasBlobs = extra.HasBlobs,
+        });
+    }
+
+    // The first webhook job of a key keeps an encrypted copy of it, to sign that key's webhooks.
+    private const string SigningKeyCte = """
+        signing_key AS (
+            UPDATE api_keys SET key_protected = @protectedKey
+            WHERE @protectedKey::text IS NOT NULL AND id = @keyId AND account_id = @accountId AND key_protected IS NULL
+        )
+        """;
+
+    // The caller checked blob_ids; this join attaches only confirmed blobs of the same account regardless.
+    private const string AttachedCte = """
+        attached AS (
+            INSERT INTO job_blobs (job_id, blob_id, position)
+            SELECT job.id, b.id, given.position
+            FROM job, unnest(@blobIds::bigint[]) WITH ORDINALITY AS given(blob_id, position)
+            JOIN blobs b ON b.id = given.blob_id AND b.account_id = @accountId AND b.status = 'confirmed'
+            RETURNING job_id
+        )
+        """;
+
+    /// <summary>A dispatchable job along one dispatch index that ranks ahead of the one being submitted (<c>d.priority</c>).</summary>
+    private static string Ahead(string match) =>
+        $"SELECT 1 FROM jobs WHERE status = 'pending' AND NOT held AND {match} AND priority >= d.priority";
+
+    private sealed class HandOff
+    {
+        public string Prompt { get; init; } = "";
+        public bool QuotaReached { get; init; }
+        public bool HasBlobs { get; init; }
     }
 
     public async Task<JobRow?> GetAsync(long accountId, long jobId, CancellationToken cancellationToken = default)
@@ -157,13 +239,40 @@ public sealed partial class JobStore(NpgsqlDataSource dataSource, TimeProvider t
     public Task<ClaimedJob?> ClaimAsync(long workerId, Capabilities capabilities, CancellationToken cancellationToken = default) =>
         ClaimBatchedAsync(workerId, capabilities, cancellationToken);
 
-    /// <summary>Gives back a claim whose poll was abandoned (the worker disconnected): the job is pending again and not counted as an attempt.</summary>
+    /// <summary>
+    /// Leases up to <paramref name="max"/> of the best pending jobs this worker can serve, in fetch order, claimed and
+    /// started in one statement and one commit: for an in-process consumer that runs what it takes at once (the
+    /// HTTP protocol claims one job and starts it in a second call). Counts requests against quotas as a claim does;
+    /// the jobs come back <c>running</c>, subject to the same timeouts and offline sweep as any running job.
+    /// </summary>
+    public async Task<IReadOnlyList<ClaimedJob>> LeaseAsync(long workerId, Capabilities capabilities, int max)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(max, 1);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(max, MaxBatch);
+        var leased = await ClaimBatchAsync(Enumerable.Repeat(workerId, max).ToArray(), capabilities, start: true);
+        return leased.OfType<ClaimedJob>().ToList();
+    }
+
+    /// <summary>
+    /// running → completed for many of this worker's jobs in one statement (see <see cref="CompleteAsync"/>). Answers,
+    /// per result in order, whether it applied: false for a job this worker does not hold running.
+    /// </summary>
+    public Task<IReadOnlyList<bool>> CompleteManyAsync(long workerId, IReadOnlyList<(long JobId, JobResult Result)> results)
+    {
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(results.Count, MaxBatch);
+        return results.Count == 0 ? Task.FromResult<IReadOnlyList<bool>>([]) : CompleteBatchAsync(results.Select(r => (workerId, r.JobId, r.Result)).ToList());
+    }
+
+    /// <summary>
+    /// Gives back a claim whose poll was abandoned (the worker disconnected before it was answered): the job is
+    /// pending again and not counted as an attempt. A lease is running from the start, so it is given back too.
+    /// </summary>
     public async Task ReleaseClaimAsync(long workerId, ClaimedJob job)
     {
         await using var connection = await dataSource.OpenConnectionAsync();
         var released = await connection.ExecuteAsync("""
-            UPDATE jobs SET status = 'pending', worker_id = NULL, claimed_at = NULL, attempts = attempts - 1
-            WHERE id = @id AND worker_id = @workerId AND status = 'claimed'
+            UPDATE jobs SET status = 'pending', worker_id = NULL, claimed_at = NULL, started_at = NULL, attempts = attempts - 1
+            WHERE id = @id AND worker_id = @workerId AND status IN ('claimed', 'running')
             """, new { id = job.Id, workerId });
         if (released == 1) signals.WorkAvailable(WakeKeys.ForJob(job.ModelMatch, job.Model, job.Family));
     }

@@ -218,7 +218,7 @@ public class BatchingTests(HostFixture fixture) : IClassFixture<HostFixture>
         var accountId = await AccountOfAsync(await client.SubmitAsync(new { model, prompt = "first" }));
         NewJob Job(string prompt, int? priority = null) => new(model, ModelMatch.Exact, prompt, priority, 60, "t", null);
 
-        var outcomes = await Jobs.SubmitBatchAsync([(accountId, Job("a", 4)), (long.MaxValue, Job("nobody's")), (accountId, Job("b"))]);
+        var outcomes = await Jobs.SubmitBatchAsync([(accountId, Job("a", 4), null), (long.MaxValue, Job("nobody's"), null), (accountId, Job("b"), null)]);
 
         var a = await client.GetJobAsync(outcomes[0].Value.Id);
         Assert.Equal((4, "t"), (a.GetProperty("priority").GetInt32(), a.GetProperty("tag").GetString()));
