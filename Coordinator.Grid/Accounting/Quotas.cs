@@ -14,8 +14,13 @@ public sealed class Quotas(NpgsqlDataSource dataSource, TimeProvider time, IOpti
 {
     public DateOnly Today => DateOnly.FromDateTime(time.GetUtcNow().UtcDateTime);
 
-    /// <summary>The counter row a worker's claims and results go to: spreads one account's writes over several rows.</summary>
-    public short ShardFor(long workerId) => (short)(workerId % options.Value.QuotaShards);
+    private int _shardCursor;
+
+    /// <summary>
+    /// The counter row one statement's counts go to, taken in turn: one account's concurrent claims, results and
+    /// hand-offs write different rows, so they seldom wait on each other's row locks until commit.
+    /// </summary>
+    public short NextShard() => (short)((uint)Interlocked.Increment(ref _shardCursor) % (uint)options.Value.QuotaShards);
 
     /// <summary>
     /// Checks the account's counters for today against its plan; if a limit is reached, marks the account exhausted

@@ -38,7 +38,7 @@ public sealed class Dispatcher(JobStore jobs, WaiterRegistry registry, WorkSigna
     public Task<IReadOnlyList<ClaimedJob>> NextJobsAsync(long workerId, Capabilities capabilities, int max, CancellationToken cancellationToken, CancellationToken endWindow = default)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(max, 1);
-        ArgumentOutOfRangeException.ThrowIfGreaterThan(max, JobStore.MaxBatch);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(max, JobStore.MaxLease);
         return NextAsync(workerId, capabilities, () => jobs.LeaseAsync(workerId, capabilities, max), cancellationToken, endWindow);
     }
 

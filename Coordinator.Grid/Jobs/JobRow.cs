@@ -113,6 +113,8 @@ public sealed class ClaimedJob
     public bool QuotaReached { get; init; }
     /// <summary>The job carries attachments, whose download URLs go into the assignment.</summary>
     public bool HasBlobs { get; init; }
+    /// <summary>Claimed and started in one transition (a lease): it is <c>running</c> already.</summary>
+    public bool Started { get; init; }
 }
 
 /// <summary>The result a worker reports.</summary>

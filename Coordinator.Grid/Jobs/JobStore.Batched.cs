@@ -21,6 +21,13 @@ public sealed partial class JobStore
     private readonly ConcurrentDictionary<string, Batcher<long, ClaimedJob?>> _claims = new(StringComparer.Ordinal);
     private Batcher<(long AccountId, NewJob Job, ParkedPoll? HandTo), Outcome<JobRow>>? _submits;
 
+    /// <summary>Largest lease, and most leases in one statement: at most 1,600 jobs a statement.</summary>
+    public const int MaxLease = 100;
+
+    private const int LeasesPerBatch = 16;
+
+    private readonly ConcurrentDictionary<string, Batcher<(long, int), IReadOnlyList<ClaimedJob>>> _leases = new(StringComparer.Ordinal);
+
     /// <summary>Claim batchers alive now (one per capability set with claims queued or running).</summary>
     internal int ClaimBatchers => _claims.Count;
 
@@ -43,7 +50,7 @@ public sealed partial class JobStore
     /// </summary>
     private async Task<ClaimedJob?> ClaimBatchedAsync(long workerId, Capabilities capabilities, CancellationToken cancellationToken)
     {
-        var key = string.Join('\n', capabilities.Models) + "\n\n" + string.Join('\n', capabilities.Families) + (capabilities.CatchAll ? "\n\n*" : "");
+        var key = CapabilityKey(capabilities);
         var batcher = _claims.GetOrAdd(key, _ => new Batcher<long, ClaimedJob?>(workers => ClaimBatchAsync(workers, capabilities), MaxBatch, BatchesInFlight));
         try
         {
@@ -54,6 +61,40 @@ public sealed partial class JobStore
             if (batcher.IsIdle) _claims.TryRemove(KeyValuePair.Create(key, batcher));
         }
     }
+
+    /// <summary>
+    /// Leases through the lease batcher of this capability set, as claims go through theirs: concurrent consumers'
+    /// leases run as one statement, so they do not skip past each other's locked rows at the head of the index.
+    /// </summary>
+    private async Task<IReadOnlyList<ClaimedJob>> LeaseBatchedAsync(long workerId, Capabilities capabilities, int max)
+    {
+        var key = CapabilityKey(capabilities);
+        var batcher = _leases.GetOrAdd(key, _ => new Batcher<(long, int), IReadOnlyList<ClaimedJob>>(leases => LeaseBatchAsync(leases, capabilities), LeasesPerBatch, BatchesInFlight));
+        try
+        {
+            return await batcher.RunAsync((workerId, max));
+        }
+        finally
+        {
+            if (batcher.IsIdle) _leases.TryRemove(KeyValuePair.Create(key, batcher));
+        }
+    }
+
+    /// <summary>Claims and starts jobs for a batch of leases in one statement: each lease's slots are consecutive, so the first lease gets the best jobs.</summary>
+    private async Task<IReadOnlyList<IReadOnlyList<ClaimedJob>>> LeaseBatchAsync(IReadOnlyList<(long WorkerId, int Max)> leases, Capabilities capabilities)
+    {
+        var owner = leases.SelectMany((lease, i) => Enumerable.Repeat(i, lease.Max)).ToArray();
+        var claimed = await ClaimBatchAsync(owner.Select(i => leases[i].WorkerId).ToArray(), capabilities, start: true);
+        var taken = leases.Select(_ => new List<ClaimedJob>()).ToArray();
+        for (var slot = 0; slot < owner.Length; slot++)
+        {
+            if (claimed[slot] is { } job) taken[owner[slot]].Add(job);
+        }
+        return taken;
+    }
+
+    private static string CapabilityKey(Capabilities capabilities) =>
+        string.Join('\n', capabilities.Models) + "\n\n" + string.Join('\n', capabilities.Families) + (capabilities.CatchAll ? "\n\n*" : "");
 
     /// <summary>
     /// Inserts a batch of submissions in one transaction: each keeps its own statement (plan priority, held when
@@ -162,13 +203,13 @@ public sealed partial class JobStore
                 {ReachedSql("counted", "requests", "daily_requests", "claimed")}
             )
             SELECT c.ord, c.id, c.model, c.family, c.model_match, c.prompt, c.priority, c.timeout_seconds, c.attempts, c.params, c.account_id, r.reached AS quota_reached,
-                   EXISTS (SELECT 1 FROM job_blobs jb WHERE jb.job_id = c.id) AS has_blobs
+                   EXISTS (SELECT 1 FROM job_blobs jb WHERE jb.job_id = c.id) AS has_blobs, @start AS started
             FROM claimed c JOIN reached r ON r.account_id = c.account_id
             """,
             new
             {
                 models = capabilities.Models.ToArray(), families = capabilities.Families.ToArray(), catchAll = capabilities.CatchAll,
-                count = workers.Count, workers = workers.ToArray(), shards = workers.Select(quotas.ShardFor).ToArray(),
+                count = workers.Count, workers = workers.ToArray(), shards = Enumerable.Repeat(quotas.NextShard(), workers.Count).ToArray(),
                 now = time.GetUtcNow(), today = quotas.Today, status = start ? JobStatus.Running : JobStatus.Claimed, start,
             }),
             (ordinal, job) => (ordinal.Ord, job), splitOn: "id");
@@ -242,7 +283,7 @@ public sealed partial class JobStore
             new
             {
                 ords = order, jobIds = sorted.Select(i => i.JobId).ToArray(), workerIds = sorted.Select(i => i.WorkerId).ToArray(),
-                shards = sorted.Select(i => quotas.ShardFor(i.WorkerId)).ToArray(), outputs = sorted.Select(i => i.Result.Output).ToArray(),
+                shards = Enumerable.Repeat(quotas.NextShard(), sorted.Count).ToArray(), outputs = sorted.Select(i => i.Result.Output).ToArray(),
                 inputTokens = sorted.Select(i => i.Result.InputTokens).ToArray(), outputTokens = sorted.Select(i => i.Result.OutputTokens).ToArray(),
                 durations = sorted.Select(i => i.Result.DurationMs).ToArray(), modelsUsed = sorted.Select(i => i.Result.ModelUsed).ToArray(),
                 now = time.GetUtcNow(), today = quotas.Today, rate = accounting.Value.CreditsPerThousandOutputTokens,

@@ -71,7 +71,7 @@ public sealed partial class JobStore(NpgsqlDataSource dataSource, TimeProvider t
 
         parameters.AddDynamicParams(new
         {
-            workerId = handTo.WorkerId, shard = quotas.ShardFor(handTo.WorkerId),
+            workerId = handTo.WorkerId, shard = quotas.NextShard(),
             models = capabilities.Models.ToArray(), families = capabilities.Families.ToArray(), catchAll = capabilities.CatchAll,
         });
         var rows = await connection.QueryAsync<JobRow, HandOff, (JobRow Row, HandOff HandOff)>(new CommandDefinition($"""
@@ -245,22 +245,28 @@ public sealed partial class JobStore(NpgsqlDataSource dataSource, TimeProvider t
     /// HTTP protocol claims one job and starts it in a second call). Counts requests against quotas as a claim does;
     /// the jobs come back <c>running</c>, subject to the same timeouts and offline sweep as any running job.
     /// </summary>
+    /// <remarks>Concurrent leases with the same capabilities share one statement.</remarks>
     public async Task<IReadOnlyList<ClaimedJob>> LeaseAsync(long workerId, Capabilities capabilities, int max)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(max, 1);
-        ArgumentOutOfRangeException.ThrowIfGreaterThan(max, MaxBatch);
-        var leased = await ClaimBatchAsync(Enumerable.Repeat(workerId, max).ToArray(), capabilities, start: true);
-        return leased.OfType<ClaimedJob>().ToList();
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(max, MaxLease);
+        return await LeaseBatchedAsync(workerId, capabilities, max);
     }
 
     /// <summary>
-    /// running → completed for many of this worker's jobs in one statement (see <see cref="CompleteAsync"/>). Answers,
-    /// per result in order, whether it applied: false for a job this worker does not hold running.
+    /// running → completed for many of this worker's jobs (see <see cref="CompleteAsync"/>): one statement for the lot,
+    /// and a single result joins the group commit of everyone else's. Answers, per result in order, whether it
+    /// applied: false for a job this worker does not hold running.
     /// </summary>
-    public Task<IReadOnlyList<bool>> CompleteManyAsync(long workerId, IReadOnlyList<(long JobId, JobResult Result)> results)
+    public async Task<IReadOnlyList<bool>> CompleteManyAsync(long workerId, IReadOnlyList<(long JobId, JobResult Result)> results)
     {
         ArgumentOutOfRangeException.ThrowIfGreaterThan(results.Count, MaxBatch);
-        return results.Count == 0 ? Task.FromResult<IReadOnlyList<bool>>([]) : CompleteBatchAsync(results.Select(r => (workerId, r.JobId, r.Result)).ToList());
+        return results.Count switch
+        {
+            0 => [],
+            1 => [await Results.RunAsync((workerId, results[0].JobId, results[0].Result))],
+            _ => await CompleteBatchAsync(results.Select(r => (workerId, r.JobId, r.Result)).ToList()),
+        };
     }
 
     /// <summary>

@@ -11,6 +11,12 @@ public sealed class BenchOptions
 
     public HashSet<string> Only { get; private init; } = [];
 
+    /// <summary>Engine scenarios to run (drain, latency, steady); empty: all.</summary>
+    public HashSet<string> Scenarios { get; private init; } = [];
+
+    /// <summary>Peers to compare the engine with (pgboss, graphile); <c>--peers none</c> runs ours alone.</summary>
+    public string[] Peers { get; private init; } = ["pgboss", "graphile"];
+
     public string OutputDirectory { get; private init; } = "bench/results";
 
     public string AdminConnectionString { get; private init; } = "";
@@ -38,6 +44,8 @@ public sealed class BenchOptions
             Quick = quick,
             Repeat = int.TryParse(Value("--repeat"), out var repeat) ? repeat : quick ? 1 : 3,
             Only = (Value("--only") ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries).ToHashSet(),
+            Scenarios = (Value("--scenarios") ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries).ToHashSet(),
+            Peers = Value("--peers") is { } peers ? peers.Split(',', StringSplitOptions.RemoveEmptyEntries).Where(p => p != "none").ToArray() : ["pgboss", "graphile"],
             OutputDirectory = Value("--out") ?? "bench/results",
             AdminConnectionString = Environment.GetEnvironmentVariable("BENCH_PG") ?? throw new InvalidOperationException("BENCH_PG is not set; run bench/run.sh"),
             ApiDll = Environment.GetEnvironmentVariable("BENCH_API_DLL") ?? throw new InvalidOperationException("BENCH_API_DLL is not set; run bench/run.sh"),

@@ -135,6 +135,7 @@ public class HandOffAndLeaseTests(HostFixture fixture) : IClassFixture<HostFixtu
         var leased = await Jobs.LeaseAsync(workerId, capabilities, 2);
 
         Assert.Equal(new[] { high, mid }, leased.Select(j => j.Id));
+        Assert.All(leased, job => Assert.True(job.Started));
         Assert.Equal(2, await ScalarAsync<int>(
             "SELECT count(*)::int FROM jobs WHERE id = ANY(@ids) AND status = 'running' AND worker_id = @workerId AND started_at = claimed_at AND attempts = 1",
             new { ids = new[] { high, mid }, workerId }));
@@ -178,6 +179,7 @@ public class HandOffAndLeaseTests(HostFixture fixture) : IClassFixture<HostFixtu
         // The idle consumer is handed the first job on submission.
         var got = await next.WaitAsync(TimeSpan.FromSeconds(10));
         Assert.Equal(first, Assert.Single(got).Id);
+        Assert.False(got[0].Started); // handed over claimed: the consumer starts it
         var later = new[] { await client.SubmitAsync(new { model, prompt = "2" }), await client.SubmitAsync(new { model, prompt = "3" }) };
         var batch = await dispatcher.NextJobsAsync(workerId, new Capabilities([model], [], false), 8, CancellationToken.None).WaitAsync(TimeSpan.FromSeconds(10));
         Assert.Equal(later, batch.Select(j => j.Id));
