@@ -27,7 +27,10 @@ public sealed class PayoutBatch
     public DateTime? PaidAt { get; init; }
 }
 
-/// <summary>Worker credits and payout batches.</summary>
+/// <summary>
+/// Worker credits and payout batches. A credit entry is a completed job of the worker: its <c>credits</c> (set by the
+/// result) and the <c>payout_batch_id</c> that paid them; the entry's id is the job's id.
+/// </summary>
 public sealed class Credits(NpgsqlDataSource dataSource, TimeProvider time, IOptions<AccountingOptions> options)
 {
     public const int HistoryLength = 100;
@@ -37,12 +40,12 @@ public sealed class Credits(NpgsqlDataSource dataSource, TimeProvider time, IOpt
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
         var totals = await connection.QuerySingleAsync<(decimal Balance, decimal TotalEarned)>(new CommandDefinition("""
             SELECT coalesce(sum(credits) FILTER (WHERE payout_batch_id IS NULL), 0), coalesce(sum(credits), 0)
-            FROM worker_credits WHERE worker_id = @workerId
+            FROM jobs WHERE worker_id = @workerId AND status = 'completed'
             """, new { workerId }, cancellationToken: cancellationToken));
         var history = await connection.QueryAsync<CreditEntry>(new CommandDefinition("""
-            SELECT id, credits AS credits_earned, output_tokens, duration_ms, payout_batch_id IS NOT NULL AS paid_out, created_at
-            FROM worker_credits WHERE worker_id = @workerId
-            ORDER BY id DESC LIMIT @limit
+            SELECT id, credits AS credits_earned, output_tokens, duration_ms, payout_batch_id IS NOT NULL AS paid_out, completed_at AS created_at
+            FROM jobs WHERE worker_id = @workerId AND status = 'completed'
+            ORDER BY completed_at DESC, id DESC LIMIT @limit
             """, new { workerId, limit = HistoryLength }, cancellationToken: cancellationToken));
         return new CreditSummary(totals.Balance, totals.TotalEarned, options.Value.CreditValueUsd, history.AsList());
     }
@@ -63,8 +66,8 @@ public sealed class Credits(NpgsqlDataSource dataSource, TimeProvider time, IOpt
             """, new { workerId, now = time.GetUtcNow() }, transaction, cancellationToken: cancellationToken));
         var amount = await connection.ExecuteScalarAsync<decimal>(new CommandDefinition("""
             WITH paid AS (
-                UPDATE worker_credits SET payout_batch_id = @batchId
-                WHERE worker_id = @workerId AND payout_batch_id IS NULL
+                UPDATE jobs SET payout_batch_id = @batchId
+                WHERE worker_id = @workerId AND status = 'completed' AND payout_batch_id IS NULL
                 RETURNING credits
             )
             SELECT coalesce(sum(credits), 0) FROM paid

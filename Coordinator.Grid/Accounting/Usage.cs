@@ -26,7 +26,10 @@ public static class UsagePeriod
 
 public sealed record UsageReport(string Period, string? Tag, long TokensUsed, long RequestsUsed, IReadOnlyDictionary<string, long> ByTag);
 
-/// <summary>Reads the usage ledger: tokens (input + output) and completed requests in the current UTC period.</summary>
+/// <summary>
+/// Tokens (input + output) and completed requests in the current UTC period, read from the account's completed jobs
+/// (a completed job is its usage record: the result sets its tokens and completion time in the same update).
+/// </summary>
 public sealed class Usage(NpgsqlDataSource dataSource, TimeProvider time)
 {
     public async Task<UsageReport> ReportAsync(long accountId, string period, string? tag, CancellationToken cancellationToken = default)
@@ -34,9 +37,9 @@ public sealed class Usage(NpgsqlDataSource dataSource, TimeProvider time)
         var from = DateTime.SpecifyKind(UsagePeriod.StartOf(period, time.GetUtcNow()), DateTimeKind.Utc);
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
         var rows = (await connection.QueryAsync<(string? Tag, long Tokens, long Requests)>(new CommandDefinition("""
-            SELECT tag, sum(input_tokens + output_tokens)::bigint, count(*)
-            FROM usage_ledger
-            WHERE account_id = @accountId AND created_at >= @from AND (@tag::text IS NULL OR tag = @tag)
+            SELECT tag, sum(COALESCE(input_tokens, 0) + output_tokens)::bigint, count(*)
+            FROM jobs
+            WHERE account_id = @accountId AND status = 'completed' AND completed_at >= @from AND (@tag::text IS NULL OR tag = @tag)
             GROUP BY tag
             """, new { accountId, from, tag }, cancellationToken: cancellationToken))).AsList();
         var byTag = rows.Where(r => r.Tag is not null).ToDictionary(r => r.Tag!, r => r.Tokens, StringComparer.Ordinal);

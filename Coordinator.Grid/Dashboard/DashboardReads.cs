@@ -76,9 +76,11 @@ public sealed class DashboardReads(NpgsqlDataSource dataSource, TimeProvider tim
             GROUP BY b.start ORDER BY b.start
             """, new { accountId, hourStart }, cancellationToken: cancellationToken));
         var perDay = await connection.QueryAsync<ChartPoint>(new CommandDefinition("""
-            SELECT b.start, coalesce(sum(u.input_tokens + u.output_tokens), 0)::bigint AS value
+            SELECT b.start, coalesce(sum(COALESCE(j.input_tokens, 0) + j.output_tokens), 0)::bigint AS value
             FROM generate_series(@dayStart, @dayStart + interval '29 days', interval '1 day') AS b(start)
-            LEFT JOIN usage_ledger u ON u.account_id = @accountId AND u.created_at >= b.start AND u.created_at < b.start + interval '1 day'
+            -- completed_at >= @dayStart bounds the jobs_usage range to the chart (the planner does not derive it from the series).
+            LEFT JOIN jobs j ON j.account_id = @accountId AND j.status = 'completed' AND j.completed_at >= @dayStart
+                AND j.completed_at >= b.start AND j.completed_at < b.start + interval '1 day'
             GROUP BY b.start ORDER BY b.start
             """, new { accountId, dayStart }, cancellationToken: cancellationToken));
         var quota = await connection.QuerySingleAsync<QuotaToday>(new CommandDefinition("""
@@ -100,7 +102,8 @@ public sealed class DashboardReads(NpgsqlDataSource dataSource, TimeProvider tim
             SELECT w.id, w.name, w.agent_version, w.platform, (w.online AND w.last_seen_at >= @cutoff) AS online, w.last_seen_at,
                    coalesce((SELECT array_agg(wm.model ORDER BY wm.model) FROM worker_models wm WHERE wm.worker_id = w.id), '{}') AS models,
                    (SELECT min(j.id) FROM jobs j WHERE j.worker_id = w.id AND j.status IN ('claimed', 'running')) AS current_job_id,
-                   (SELECT coalesce(sum(c.credits), 0) FROM worker_credits c WHERE c.worker_id = w.id AND c.payout_batch_id IS NULL) AS balance
+                   (SELECT coalesce(sum(j.credits), 0) FROM jobs j
+                    WHERE j.worker_id = w.id AND j.status = 'completed' AND j.payout_batch_id IS NULL) AS balance
             FROM workers w
             WHERE w.account_id = @accountId AND (@workerId::bigint IS NULL OR w.id = @workerId)
             ORDER BY w.name
@@ -116,7 +119,7 @@ public sealed class DashboardReads(NpgsqlDataSource dataSource, TimeProvider tim
         return await connection.QuerySingleAsync<GridTotals>(new CommandDefinition("""
             SELECT (SELECT count(*) FROM jobs WHERE status = 'pending') AS pending,
                    (SELECT count(*) FROM jobs WHERE status IN ('claimed', 'running')) AS running,
-                   (SELECT count(*) FROM usage_ledger WHERE created_at >= @today) AS completed_today,
+                   (SELECT count(*) FROM jobs WHERE status = 'completed' AND completed_at >= @today) AS completed_today,
                    (SELECT count(*) FROM workers WHERE online AND last_seen_at >= @cutoff) AS workers_online
             """, new { today = now.UtcDateTime.Date, cutoff = now - dispatch.Value.OfflineAfter }, cancellationToken: cancellationToken));
     }
@@ -127,9 +130,9 @@ public sealed class DashboardReads(NpgsqlDataSource dataSource, TimeProvider tim
         var from = DateTime.SpecifyKind(UsagePeriod.StartOf(period, time.GetUtcNow()), DateTimeKind.Utc);
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
         var rows = await connection.QueryAsync<TagUsage>(new CommandDefinition("""
-            SELECT tag, sum(input_tokens + output_tokens)::bigint AS tokens, count(*) AS requests
-            FROM usage_ledger
-            WHERE account_id = @accountId AND created_at >= @from
+            SELECT tag, sum(COALESCE(input_tokens, 0) + output_tokens)::bigint AS tokens, count(*) AS requests
+            FROM jobs
+            WHERE account_id = @accountId AND status = 'completed' AND completed_at >= @from
             GROUP BY tag ORDER BY tokens DESC, tag
             """, new { accountId, from }, cancellationToken: cancellationToken));
         return rows.AsList();

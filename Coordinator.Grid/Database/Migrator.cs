@@ -29,7 +29,10 @@ public sealed partial class Migrator(NpgsqlDataSource dataSource, ILogger<Migrat
         return migrations.OrderBy(m => m.Item1).ToList();
     }
 
-    public async Task MigrateAsync(CancellationToken cancellationToken = default)
+    public Task MigrateAsync(CancellationToken cancellationToken = default) => MigrateAsync(int.MaxValue, cancellationToken);
+
+    /// <summary>Applies the migrations up to <paramref name="upToVersion"/> (tests of a migration start from the schema before it).</summary>
+    internal async Task MigrateAsync(int upToVersion, CancellationToken cancellationToken)
     {
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
         await using (var lockCommand = new NpgsqlCommand("SELECT pg_advisory_lock(@key)", connection))
@@ -57,7 +60,7 @@ public sealed partial class Migrator(NpgsqlDataSource dataSource, ILogger<Migrat
                 while (await reader.ReadAsync(cancellationToken)) applied.Add(reader.GetInt32(0));
             }
 
-            foreach (var (version, name, sql) in LoadMigrations().Where(m => !applied.Contains(m.Version)))
+            foreach (var (version, name, sql) in LoadMigrations().Where(m => m.Version <= upToVersion && !applied.Contains(m.Version)))
             {
                 await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
                 await using (var apply = new NpgsqlCommand(sql, connection, transaction))

@@ -243,8 +243,9 @@ public sealed partial class JobStore
     }
 
     /// <summary>
-    /// running → completed for a batch of results; true where it applied. The same statement appends each job's usage
-    /// ledger row and credit entry, and adds the tokens to the account's counters, one upsert per counter row.
+    /// running → completed for a batch of results; true where it applied. The job row carries its usage and the worker's
+    /// credits, so each result is one row update; the same statement adds the tokens to the account's counters, one upsert
+    /// per counter row.
     /// </summary>
     internal async Task<IReadOnlyList<bool>> CompleteBatchAsync(IReadOnlyList<(long WorkerId, long JobId, JobResult Result)> items)
     {
@@ -256,18 +257,13 @@ public sealed partial class JobStore
             return (await connection.QueryAsync<(int Ord, long AccountId, bool TokenLimitReached)>(new CommandDefinition($"""
             WITH done AS (
                 UPDATE jobs j SET status = 'completed', output = u.output, input_tokens = u.input_tokens, output_tokens = u.output_tokens,
-                    duration_ms = u.duration_ms, model_used = u.model_used, completed_at = @now
+                    duration_ms = u.duration_ms, model_used = u.model_used, completed_at = @now,
+                    credits = round(u.output_tokens / 1000.0 * @rate, 4)
                 FROM unnest(@ords::integer[], @jobIds::bigint[], @workerIds::bigint[], @shards::smallint[], @outputs::text[], @inputTokens::integer[],
                             @outputTokens::integer[], @durations::integer[], @modelsUsed::text[])
                      AS u(ord, job_id, worker_id, shard, output, input_tokens, output_tokens, duration_ms, model_used)
                 WHERE j.id = u.job_id AND j.worker_id = u.worker_id AND j.status = 'running'
-                RETURNING u.ord, u.shard, j.id, j.account_id, j.tag, j.model, j.worker_id, u.input_tokens, u.output_tokens, u.duration_ms, u.model_used
-            ), ledger AS (
-                INSERT INTO usage_ledger (account_id, job_id, tag, model, input_tokens, output_tokens, created_at)
-                SELECT account_id, id, tag, COALESCE(model_used, model), COALESCE(input_tokens, 0), output_tokens, @now FROM done
-            ), credit AS (
-                INSERT INTO worker_credits (worker_id, job_id, credits, output_tokens, duration_ms, created_at)
-                SELECT worker_id, id, round(output_tokens / 1000.0 * @rate, 4), output_tokens, duration_ms, @now FROM done
+                RETURNING u.ord, u.shard, j.account_id, u.input_tokens, u.output_tokens
             ), tokens AS (
                 -- Tokens count when results arrive: one upsert per counter row, in key order (see the claim).
                 INSERT INTO quota_usage (account_id, day, shard, tokens)

@@ -290,9 +290,9 @@ public sealed partial class JobStore(NpgsqlDataSource dataSource, TimeProvider t
             : await WhyNotAsync(workerId, jobId, cancellationToken);
 
     /// <summary>
-    /// running → completed with the worker's result. The same statement appends the usage ledger row, the worker's
-    /// credit entry and the account's token count, so none of them can exist without the others. Concurrent results
-    /// share one statement.
+    /// running → completed with the worker's result. The same row update records the usage (tokens, completion time) and
+    /// the worker's credits, and the same statement adds the account's token count, so none of them can exist without
+    /// the others. Concurrent results share one statement.
     /// </summary>
     public async Task<Transition<string>> CompleteAsync(long workerId, long jobId, JobResult result, CancellationToken cancellationToken = default) =>
         await Results.RunAsync((workerId, jobId, result), cancellationToken)

@@ -44,7 +44,7 @@ public class BatchingTests(HostFixture fixture) : IClassFixture<HostFixture>
     }
 
     [Fact]
-    public async Task ManyConcurrentClaimsStartsAndResults_MoveEveryJobExactlyOnce_WithLedgerCreditsAndCounters()
+    public async Task ManyConcurrentClaimsStartsAndResults_MoveEveryJobExactlyOnce_WithUsageCreditsAndCounters()
     {
         const int jobCount = 240;
         var client = await Host.NewAccountOnPlanAsync(null, null);
@@ -72,12 +72,10 @@ public class BatchingTests(HostFixture fixture) : IClassFixture<HostFixture>
             SELECT count(*)::int FROM jobs
             WHERE id = ANY(@ids) AND status = 'completed' AND attempts = 1 AND output = 'out ' || id AND output_tokens = id % 5 + 1
             """, new { ids }));
-        // Each job's ledger row and credit entry, the credit going to the worker that held it.
+        // Each job's usage and credits on its row: the tokens reported, credits at the default rate of 1 per 1000 output tokens.
         Assert.Equal(jobCount, await connection.QuerySingleAsync<int>("""
-            SELECT count(*)::int FROM jobs j
-            JOIN usage_ledger l ON l.job_id = j.id AND l.output_tokens = j.output_tokens AND l.input_tokens = 2
-            JOIN worker_credits c ON c.job_id = j.id AND c.worker_id = j.worker_id
-            WHERE j.id = ANY(@ids)
+            SELECT count(*)::int FROM jobs
+            WHERE id = ANY(@ids) AND input_tokens = 2 AND credits = round(output_tokens / 1000.0, 4) AND payout_batch_id IS NULL
             """, new { ids }));
         var held = claims.ToDictionary(c => c.Job, c => c.Worker);
         Assert.All(await connection.QueryAsync<(long Id, long WorkerId)>("SELECT id, worker_id FROM jobs WHERE id = ANY(@ids)", new { ids }),
@@ -179,10 +177,10 @@ public class BatchingTests(HostFixture fixture) : IClassFixture<HostFixture>
         Assert.Equal(("completed", winner.Output, winner.OutputTokens), row);
         Assert.Equal("running", await connection.QuerySingleAsync<string>("SELECT status FROM jobs WHERE id = @j3", new { j3 }));
         Assert.Equal("claimed", await connection.QuerySingleAsync<string>("SELECT status FROM jobs WHERE id = @j2", new { j2 }));
-        var ledger = (await connection.QueryAsync<(long JobId, string? Model, int OutputTokens)>(
-            "SELECT job_id, model, output_tokens FROM usage_ledger WHERE job_id = ANY(@ids)", new { ids = new[] { j1, j2, j3 } })).ToList();
-        Assert.Equal([(j1, winner.ModelUsed ?? model, winner.OutputTokens)], ledger);
-        Assert.Equal(new[] { j1 }, await connection.QueryAsync<long>("SELECT job_id FROM worker_credits WHERE job_id = ANY(@ids)", new { ids = new[] { j1, j2, j3 } }));
+        var usage = (await connection.QueryAsync<(long JobId, string? Model, int OutputTokens, decimal Credits)>(
+            "SELECT id, COALESCE(model_used, model), output_tokens, credits FROM jobs WHERE id = ANY(@ids) AND credits IS NOT NULL",
+            new { ids = new[] { j1, j2, j3 } })).ToList();
+        Assert.Equal([(j1, winner.ModelUsed ?? model, winner.OutputTokens, winner.OutputTokens / 1000m)], usage);
         Assert.Equal(1 + winner.OutputTokens, (await CountersAsync(await AccountOfAsync(j1))).Values.Sum(c => c.Tokens));
     }
 
