@@ -25,25 +25,25 @@ public sealed class Dispatcher(JobStore jobs, WaiterRegistry registry, WorkSigna
     public async Task<ClaimedJob?> NextJobAsync(long workerId, Capabilities capabilities, CancellationToken cancellationToken, CancellationToken endWindow = default)
     {
         var found = await NextAsync(workerId, capabilities, async () => await jobs.ClaimAsync(workerId, capabilities, CancellationToken.None) is { } job ? [job] : [],
-            cancellationToken, endWindow);
+            startsOnClaim: false, cancellationToken, endWindow);
         return found.Count == 0 ? null : found[0];
     }
 
     /// <summary>
     /// As <see cref="NextJobAsync"/>, for an in-process consumer that takes work in batches: leases up to
     /// <paramref name="max"/> jobs in one statement, already <c>running</c> (claim and start in one transition; see
-    /// <see cref="JobStore.LeaseAsync"/>). Empty when the window ends with nothing to do. A hand-off still brings one
-    /// job, <c>claimed</c>, which the consumer starts as usual.
+    /// <see cref="JobStore.LeaseAsync"/>). Empty when the window ends with nothing to do. A hand-off brings one job,
+    /// inserted running.
     /// </summary>
     public Task<IReadOnlyList<ClaimedJob>> NextJobsAsync(long workerId, Capabilities capabilities, int max, CancellationToken cancellationToken, CancellationToken endWindow = default)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(max, 1);
         ArgumentOutOfRangeException.ThrowIfGreaterThan(max, JobStore.MaxLease);
-        return NextAsync(workerId, capabilities, () => jobs.LeaseAsync(workerId, capabilities, max), cancellationToken, endWindow);
+        return NextAsync(workerId, capabilities, () => jobs.LeaseAsync(workerId, capabilities, max), startsOnClaim: true, cancellationToken, endWindow);
     }
 
     private async Task<IReadOnlyList<ClaimedJob>> NextAsync(long workerId, Capabilities capabilities, Func<Task<IReadOnlyList<ClaimedJob>>> claim,
-        CancellationToken cancellationToken, CancellationToken endWindow)
+        bool startsOnClaim, CancellationToken cancellationToken, CancellationToken endWindow)
     {
         var keys = WakeKeys.ForCapabilities(capabilities);
         using var window = new CancellationTokenSource(options.Value.LongPollTimeout, time);
@@ -60,7 +60,7 @@ public sealed class Dispatcher(JobStore jobs, WaiterRegistry registry, WorkSigna
         var lostRace = false;
         while (true)
         {
-            var poll = registry.Park(keys, workerId, capabilities);
+            var poll = registry.Park(keys, workerId, capabilities, startsOnClaim);
             // Claim on arrival, after a lost race, and whenever some wake found no poll while this one was away.
             if (unansweredBeforeClaim is null || lostRace || registry.UnansweredWakes != unansweredBeforeClaim)
             {

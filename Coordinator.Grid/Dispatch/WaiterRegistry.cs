@@ -11,11 +11,12 @@ public sealed class ParkedPoll
     private readonly TaskCompletionSource<string> _signal = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private volatile bool _idle;
 
-    internal ParkedPoll(string[] keys, long workerId = 0, Capabilities? capabilities = null)
+    internal ParkedPoll(string[] keys, long workerId = 0, Capabilities? capabilities = null, bool startsOnClaim = false)
     {
         Keys = keys;
         WorkerId = workerId;
         Capabilities = capabilities;
+        StartsOnClaim = startsOnClaim;
         Nodes = new LinkedListNode<ParkedPoll>?[keys.Length];
     }
 
@@ -27,6 +28,9 @@ public sealed class ParkedPoll
     internal long WorkerId { get; }
 
     internal Capabilities? Capabilities { get; }
+
+    /// <summary>A lease consumer's poll: a job handed over to it is inserted running (claimed and started), as a lease is.</summary>
+    internal bool StartsOnClaim { get; }
 
     /// <summary>Taken out of the queues by a submission that may hand it a job; it is signalled once that insert ends.</summary>
     internal bool Reserved => _reservedKey is not null;
@@ -95,12 +99,12 @@ public sealed class WaiterRegistry
     /// </summary>
     public long UnansweredWakes => Interlocked.Read(ref _unansweredWakes);
 
-    public ParkedPoll Park(string[] keys) => Park(keys, 0, null);
+    public ParkedPoll Park(string[] keys) => Park(keys, 0, null, false);
 
     /// <summary>Parks a worker's poll; one with capabilities can be reserved for a hand-off once it is idle.</summary>
-    public ParkedPoll Park(string[] keys, long workerId, Capabilities? capabilities)
+    public ParkedPoll Park(string[] keys, long workerId, Capabilities? capabilities, bool startsOnClaim)
     {
-        var poll = new ParkedPoll(keys, workerId, capabilities);
+        var poll = new ParkedPoll(keys, workerId, capabilities, startsOnClaim);
         lock (_lock)
         {
             for (var i = 0; i < keys.Length; i++)

@@ -60,6 +60,23 @@ public sealed class Batcher<TItem, TResult>
         return entry.Result.Task;
     }
 
+    /// <summary>
+    /// Enqueues several items at once, so they run together (in one batch where they fit) rather than the first alone
+    /// and the rest after it. Not cancellable: a caller handing over a batch waits for all of it.
+    /// </summary>
+    public Task<TResult[]> RunManyAsync(IReadOnlyList<TItem> items)
+    {
+        var entries = items.Select(item => new Entry(item)).ToList();
+        List<Entry>? batch;
+        lock (_lock)
+        {
+            foreach (var entry in entries) _queue.Enqueue(entry);
+            batch = TakeBatch();
+        }
+        if (batch is not null) _ = RunBatchAsync(batch);
+        return Task.WhenAll(entries.Select(entry => entry.Result.Task));
+    }
+
     // Caller holds _lock. Takes the next batch if a slot is free and anything (not cancelled) is queued.
     private List<Entry>? TakeBatch()
     {

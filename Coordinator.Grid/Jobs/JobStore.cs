@@ -26,7 +26,7 @@ public sealed partial class JobStore(NpgsqlDataSource dataSource, TimeProvider t
     /// </summary>
     /// <remarks>
     /// Hand-off (a "sync match"): when an idle poll that can serve the job is parked on this node, the job is inserted
-    /// already claimed by that poll's worker — one write and one commit instead of an insert, a wake-up and a claim —
+    /// already claimed by that poll's worker (running, for a lease consumer's poll) — one write and one commit instead of an insert, a wake-up and a claim —
     /// provided nothing dispatchable that the worker could serve ranks ahead of it (same or higher priority). Otherwise
     /// it is inserted pending and that poll is woken as usual. Concurrent submissions share one transaction (one
     /// commit); see <c>SubmitBatchAsync</c>.
@@ -71,7 +71,8 @@ public sealed partial class JobStore(NpgsqlDataSource dataSource, TimeProvider t
 
         parameters.AddDynamicParams(new
         {
-            workerId = handTo.WorkerId, shard = quotas.NextShard(),
+            workerId = handTo.WorkerId, shard = quotas.NextShard(), start = handTo.StartsOnClaim,
+            handedStatus = handTo.StartsOnClaim ? JobStatus.Running : JobStatus.Claimed,
             models = capabilities.Models.ToArray(), families = capabilities.Families.ToArray(), catchAll = capabilities.CatchAll,
         });
         var rows = await connection.QueryAsync<JobRow, HandOff, (JobRow Row, HandOff HandOff)>(new CommandDefinition($"""
@@ -93,16 +94,17 @@ public sealed partial class JobStore(NpgsqlDataSource dataSource, TimeProvider t
             ), job AS (
                 INSERT INTO jobs (account_id, status, model, family, model_match, prompt, priority, timeout_seconds, tag, webhook_url, held,
                                   boost_status, boost_error, boost_payment_intent, params, submitted_by_key_id, created_at,
-                                  worker_id, claimed_at, attempts)
-                SELECT d.account_id, CASE WHEN d.hand THEN 'claimed' ELSE 'pending' END, @model, @family, @modelMatch, @prompt, d.priority,
+                                  worker_id, claimed_at, started_at, attempts)
+                SELECT d.account_id, CASE WHEN d.hand THEN @handedStatus ELSE 'pending' END, @model, @family, @modelMatch, @prompt, d.priority,
                        @timeoutSeconds, @tag, @webhookUrl, d.held, @boostStatus, @boostError, @boostPaymentIntent, @params::jsonb, @keyId, @now,
-                       CASE WHEN d.hand THEN @workerId END, CASE WHEN d.hand THEN @now END, CASE WHEN d.hand THEN 1 ELSE 0 END
+                       CASE WHEN d.hand THEN @workerId END, CASE WHEN d.hand THEN @now END, CASE WHEN d.hand AND @start THEN @now END,
+                       CASE WHEN d.hand THEN 1 ELSE 0 END
                 FROM decision d
                 RETURNING {ClientColumns}, prompt
             ), {AttachedCte}, counted AS (
                 -- A request counts when its job is claimed, here as in the claim.
                 INSERT INTO quota_usage (account_id, day, shard, requests)
-                SELECT account_id, @today, @shard, 1 FROM job WHERE status = 'claimed'
+                SELECT account_id, @today, @shard, 1 FROM job WHERE status <> 'pending'
                 ON CONFLICT (account_id, day, shard) DO UPDATE SET requests = quota_usage.requests + EXCLUDED.requests
                 RETURNING account_id, shard, requests
             ), reached AS (
@@ -112,12 +114,12 @@ public sealed partial class JobStore(NpgsqlDataSource dataSource, TimeProvider t
             FROM job LEFT JOIN reached r ON r.account_id = job.account_id
             """, parameters, transaction), (row, handOff) => (row, handOff), splitOn: "prompt");
         var (inserted, extra) = rows.Single();
-        if (inserted.Status != JobStatus.Claimed) return (inserted, null);
+        if (inserted.Status == JobStatus.Pending) return (inserted, null);
         return (inserted, new ClaimedJob
         {
             Id = inserted.Id, Model = inserted.Model, Family = inserted.Family, ModelMatch = inserted.ModelMatch, Prompt = extra.Prompt,
             Priority = inserted.Priority, TimeoutSeconds = inserted.TimeoutSeconds, Attempts = inserted.Attempts, Params = inserted.Params,
-            AccountId = inserted.AccountId, QuotaReached = extra.QuotaReached, HasBlobs = extra.HasBlobs,
+            AccountId = inserted.AccountId, QuotaReached = extra.QuotaReached, HasBlobs = extra.HasBlobs, Started = handTo.StartsOnClaim,
         });
     }
 
@@ -254,20 +256,12 @@ public sealed partial class JobStore(NpgsqlDataSource dataSource, TimeProvider t
     }
 
     /// <summary>
-    /// running → completed for many of this worker's jobs (see <see cref="CompleteAsync"/>): one statement for the lot,
-    /// and a single result joins the group commit of everyone else's. Answers, per result in order, whether it
-    /// applied: false for a job this worker does not hold running.
+    /// running → completed for many of this worker's jobs (see <see cref="CompleteAsync"/>). They join the group commit
+    /// of every other result together, so consumers reporting batches at once share a few large statements. Answers,
+    /// per result in order, whether it applied: false for a job this worker does not hold running.
     /// </summary>
-    public async Task<IReadOnlyList<bool>> CompleteManyAsync(long workerId, IReadOnlyList<(long JobId, JobResult Result)> results)
-    {
-        ArgumentOutOfRangeException.ThrowIfGreaterThan(results.Count, MaxBatch);
-        return results.Count switch
-        {
-            0 => [],
-            1 => [await Results.RunAsync((workerId, results[0].JobId, results[0].Result))],
-            _ => await CompleteBatchAsync(results.Select(r => (workerId, r.JobId, r.Result)).ToList()),
-        };
-    }
+    public async Task<IReadOnlyList<bool>> CompleteManyAsync(long workerId, IReadOnlyList<(long JobId, JobResult Result)> results) =>
+        await Results.RunManyAsync(results.Select(r => (workerId, r.JobId, r.Result)).ToList());
 
     /// <summary>
     /// Gives back a claim whose poll was abandoned (the worker disconnected before it was answered): the job is

@@ -31,7 +31,7 @@ public sealed record EngineResult(string System, string Version, string Scenario
 /// </summary>
 public sealed class EngineBenchmarks(BenchOptions options, BenchDatabase database, Report report)
 {
-    private static readonly int Consumers = int.TryParse(Environment.GetEnvironmentVariable("BENCH_CONSUMERS"), out var n) ? n : 16;
+    private const int Consumers = 16;
     private const int WarmUpJobs = 50;
     private const string Model = "bench:1";
 
@@ -134,6 +134,7 @@ public sealed class EngineBenchmarks(BenchOptions options, BenchDatabase databas
         });
         await WarmUpAsync(engine, gate);
         measuring = true;
+        await database.ResetStatementsAsync();
         var before = await database.SnapshotAsync(engine.Database);
         var started = Stopwatch.GetTimestamp();
         for (var i = 0; i < jobs; i++)
@@ -144,6 +145,7 @@ public sealed class EngineBenchmarks(BenchOptions options, BenchDatabase databas
         await consuming;
         var seconds = Stopwatch.GetElapsedTime(started).TotalSeconds;
         var cost = await database.CostSinceAsync(engine.Database, before);
+        foreach (var line in await database.TopStatementsAsync(engine.Database, jobs, 6)) Console.WriteLine($"    {line}");
         return new EngineResult("coordinator", "this repo", "latency", jobs, seconds, jobs / seconds, latencies.Summarise(), null, jobs / seconds, cost,
             "insert (JobStore.SubmitAsync) → handed over to the idle consumer in the same statement (or woken, then claimed)");
     }

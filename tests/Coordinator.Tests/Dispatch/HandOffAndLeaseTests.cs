@@ -179,7 +179,8 @@ public class HandOffAndLeaseTests(HostFixture fixture) : IClassFixture<HostFixtu
         // The idle consumer is handed the first job on submission.
         var got = await next.WaitAsync(TimeSpan.FromSeconds(10));
         Assert.Equal(first, Assert.Single(got).Id);
-        Assert.False(got[0].Started); // handed over claimed: the consumer starts it
+        Assert.True(got[0].Started); // a lease consumer's poll is handed its job running, as a lease is
+        Assert.Equal("running", (await client.GetJobAsync(first)).GetProperty("status").GetString());
         var later = new[] { await client.SubmitAsync(new { model, prompt = "2" }), await client.SubmitAsync(new { model, prompt = "3" }) };
         var batch = await dispatcher.NextJobsAsync(workerId, new Capabilities([model], [], false), 8, CancellationToken.None).WaitAsync(TimeSpan.FromSeconds(10));
         Assert.Equal(later, batch.Select(j => j.Id));
