@@ -376,7 +376,7 @@ public sealed class EngineNode : IAsyncDisposable
     }
 
     /// <summary>Jobs a consumer leases at a time: 16 consumers hold up to 512, as graphile-worker's local queue of 500.</summary>
-    public static readonly int LeaseSize = int.TryParse(Environment.GetEnvironmentVariable("BENCH_LEASE"), out var n) ? n : 32;
+    public const int LeaseSize = 32;
 
     public async ValueTask DisposeAsync()
     {
