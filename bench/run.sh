@@ -4,6 +4,7 @@
 #   ./bench/run.sh                 the full run (about 30-40 minutes on 2 cores)
 #   ./bench/run.sh --quick         smaller sizes, one run each (under 5 minutes)
 #   ./bench/run.sh --only engine,dispatch,lifecycle,backlog,parked,priority,scale,worker
+#   ./bench/run.sh --only engine --scenarios drain,latency,steady --peers pgboss,graphile|none
 #   ./bench/run.sh --repeat 5      runs per figure (the median is reported; default 3, quick 1)
 #   ./bench/run.sh --no-pin        do not pin the node and the load generator to separate CPUs
 #
