@@ -101,7 +101,12 @@ say "idle: grid-worker long-polling with no jobs for $IDLE_SECONDS s"
 $WORKER --coordinator "http://127.0.0.1:$PORT" --api-key "$WKEY" --backend-url "http://127.0.0.1:$FAKE_PORT" >"$WORK/worker-idle.log" 2>&1 &
 idle=$!
 pids+=($idle)
-sleep 5
+# Measure once the agent is parked in its long-poll (the node counts it in /health), not after a guessed pause.
+for _ in $(seq 1 300); do
+  [[ $(curl -fs "$API/health" | grep -o '"parked_polls":[0-9]*' | cut -d: -f2) -ge 1 ]] 2>/dev/null && break
+  kill -0 "$idle" 2>/dev/null || die "the idle worker exited (see $WORK/worker-idle.log)"
+  sleep 0.1
+done
 ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 hz=$(getconf CLK_TCK)
 before=$(ticks "$idle")

@@ -56,7 +56,16 @@ public sealed partial class S3rverProcess : IAsyncDisposable
         process.ErrorDataReceived += (_, e) => { lock (server._output) server._output.AppendLine(e.Data); };
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
-        var started = await Task.WhenAny(listening.Task, process.WaitForExitAsync(), Task.Delay(TimeSpan.FromSeconds(60)));
+        Task started;
+        try
+        {
+            // Listening, or exited: whichever comes first; a server that does neither within a minute is stuck.
+            started = await Task.WhenAny(listening.Task, process.WaitForExitAsync()).WaitAsync(TimeSpan.FromSeconds(60));
+        }
+        catch (TimeoutException)
+        {
+            started = Task.CompletedTask;
+        }
         if (started != listening.Task)
         {
             await server.DisposeAsync();
