@@ -46,13 +46,7 @@ public sealed class Batcher<TItem, TResult>
     {
         cancellationToken.ThrowIfCancellationRequested();
         var entry = new Entry(item);
-        List<Entry>? batch;
-        lock (_lock)
-        {
-            _queue.Enqueue(entry);
-            batch = TakeBatch();
-        }
-        if (batch is not null) _ = RunBatchAsync(batch);
+        Enqueue([entry]);
         if (!cancellationToken.CanBeCanceled) return entry.Result.Task;
         // Cancelling completes this caller's task only; a batch that already took the item still runs it.
         var registration = cancellationToken.Register(static state => ((Entry)state!).Result.TrySetCanceled(), entry);
@@ -67,6 +61,13 @@ public sealed class Batcher<TItem, TResult>
     public Task<TResult[]> RunManyAsync(IReadOnlyList<TItem> items)
     {
         var entries = items.Select(item => new Entry(item)).ToList();
+        Enqueue(entries);
+        return Task.WhenAll(entries.Select(entry => entry.Result.Task));
+    }
+
+    // Queues the entries together and starts a batch if a slot is free.
+    private void Enqueue(IReadOnlyList<Entry> entries)
+    {
         List<Entry>? batch;
         lock (_lock)
         {
@@ -74,7 +75,6 @@ public sealed class Batcher<TItem, TResult>
             batch = TakeBatch();
         }
         if (batch is not null) _ = RunBatchAsync(batch);
-        return Task.WhenAll(entries.Select(entry => entry.Result.Task));
     }
 
     // Caller holds _lock. Takes the next batch if a slot is free and anything (not cancelled) is queued.

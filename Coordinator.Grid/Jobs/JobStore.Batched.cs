@@ -45,38 +45,37 @@ public sealed partial class JobStore
 
     /// <summary>
     /// Claims through the batcher of this capability set: only polls that could take the same jobs share a statement.
-    /// A batcher left idle is dropped, so worker-chosen capability sets cannot pile up in memory; a caller still
-    /// holding a dropped one is unaffected (it just does not share with newcomers).
     /// </summary>
-    private async Task<ClaimedJob?> ClaimBatchedAsync(long workerId, Capabilities capabilities, CancellationToken cancellationToken)
-    {
-        var key = CapabilityKey(capabilities);
-        var batcher = _claims.GetOrAdd(key, _ => new Batcher<long, ClaimedJob?>(workers => ClaimBatchAsync(workers, capabilities), MaxBatch, BatchesInFlight));
-        try
-        {
-            return await batcher.RunAsync(workerId, cancellationToken);
-        }
-        finally
-        {
-            if (batcher.IsIdle) _claims.TryRemove(KeyValuePair.Create(key, batcher));
-        }
-    }
+    private Task<ClaimedJob?> ClaimBatchedAsync(long workerId, Capabilities capabilities, CancellationToken cancellationToken) =>
+        RunPerCapabilitiesAsync(_claims, capabilities, workerId,
+            () => new Batcher<long, ClaimedJob?>(workers => ClaimBatchAsync(workers, capabilities), MaxBatch, BatchesInFlight), cancellationToken);
 
     /// <summary>
     /// Leases through the lease batcher of this capability set, as claims go through theirs: concurrent consumers'
     /// leases run as one statement, so they do not skip past each other's locked rows at the head of the index.
     /// </summary>
-    private async Task<IReadOnlyList<ClaimedJob>> LeaseBatchedAsync(long workerId, Capabilities capabilities, int max)
+    private Task<IReadOnlyList<ClaimedJob>> LeaseBatchedAsync(long workerId, Capabilities capabilities, int max) =>
+        RunPerCapabilitiesAsync(_leases, capabilities, (workerId, max),
+            () => new Batcher<(long, int), IReadOnlyList<ClaimedJob>>(leases => LeaseBatchAsync(leases, capabilities), LeasesPerBatch, BatchesInFlight),
+            CancellationToken.None);
+
+    /// <summary>
+    /// Runs an item through the batcher kept for its capability set. A batcher left idle is dropped, so worker-chosen
+    /// capability sets cannot pile up in memory; a caller still holding a dropped one is unaffected (it just does not
+    /// share with newcomers).
+    /// </summary>
+    private static async Task<TResult> RunPerCapabilitiesAsync<TItem, TResult>(ConcurrentDictionary<string, Batcher<TItem, TResult>> batchers,
+        Capabilities capabilities, TItem item, Func<Batcher<TItem, TResult>> create, CancellationToken cancellationToken)
     {
-        var key = CapabilityKey(capabilities);
-        var batcher = _leases.GetOrAdd(key, _ => new Batcher<(long, int), IReadOnlyList<ClaimedJob>>(leases => LeaseBatchAsync(leases, capabilities), LeasesPerBatch, BatchesInFlight));
+        var key = string.Join('\n', capabilities.Models) + "\n\n" + string.Join('\n', capabilities.Families) + (capabilities.CatchAll ? "\n\n*" : "");
+        var batcher = batchers.GetOrAdd(key, _ => create());
         try
         {
-            return await batcher.RunAsync((workerId, max));
+            return await batcher.RunAsync(item, cancellationToken);
         }
         finally
         {
-            if (batcher.IsIdle) _leases.TryRemove(KeyValuePair.Create(key, batcher));
+            if (batcher.IsIdle) batchers.TryRemove(KeyValuePair.Create(key, batcher));
         }
     }
 
@@ -92,9 +91,6 @@ public sealed partial class JobStore
         }
         return taken;
     }
-
-    private static string CapabilityKey(Capabilities capabilities) =>
-        string.Join('\n', capabilities.Models) + "\n\n" + string.Join('\n', capabilities.Families) + (capabilities.CatchAll ? "\n\n*" : "");
 
     /// <summary>
     /// Inserts a batch of submissions in one transaction: each keeps its own statement (plan priority, held when

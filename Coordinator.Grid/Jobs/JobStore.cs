@@ -52,45 +52,38 @@ public sealed partial class JobStore(NpgsqlDataSource dataSource, TimeProvider t
             boostError = job.Boost?.Error, boostPaymentIntent = job.Boost?.PaymentIntent,
             @params = job.ParamsJson, keyId = job.SubmittedByKeyId, protectedKey = job.ProtectedKey, blobIds = job.BlobIds.ToArray(),
         });
-        if (handTo?.Capabilities is not { } capabilities)
-        {
-            return (await connection.QuerySingleAsync<JobRow>(new CommandDefinition($"""
-                WITH {SigningKeyCte}, job AS (
-                    INSERT INTO jobs (account_id, status, model, family, model_match, prompt, priority, timeout_seconds, tag, webhook_url, held,
-                                      boost_status, boost_error, boost_payment_intent, params, submitted_by_key_id, created_at)
-                    SELECT a.id, 'pending', @model, @family, @modelMatch, @prompt, COALESCE(@priority, p.priority_boost) + @boostDelta,
-                           @timeoutSeconds, @tag, @webhookUrl, a.quota_exhausted_on IS NOT DISTINCT FROM @today,
-                           @boostStatus, @boostError, @boostPaymentIntent, @params::jsonb, @keyId, @now
-                    FROM accounts a JOIN plans p ON p.id = a.plan
-                    WHERE a.id = @accountId
-                    RETURNING {ClientColumns}
-                ), {AttachedCte}
-                SELECT * FROM job
-                """, parameters, transaction)), null);
-        }
-
+        var capabilities = handTo?.Capabilities;
         parameters.AddDynamicParams(new
         {
-            workerId = handTo.WorkerId, shard = quotas.NextShard(), start = handTo.StartsOnClaim,
-            handedStatus = handTo.StartsOnClaim ? JobStatus.Running : JobStatus.Claimed,
-            models = capabilities.Models.ToArray(), families = capabilities.Families.ToArray(), catchAll = capabilities.CatchAll,
+            workerId = handTo?.WorkerId, start = handTo?.StartsOnClaim ?? false,
+            handedStatus = handTo?.StartsOnClaim == true ? JobStatus.Running : JobStatus.Claimed,
         });
-        var rows = await connection.QueryAsync<JobRow, HandOff, (JobRow Row, HandOff HandOff)>(new CommandDefinition($"""
+        // Hand over only if no dispatchable job this worker could serve ranks ahead (it is older, so at the same priority
+        // it goes first): one probe along each dispatch index, as the claim reads them. Without a poll, never.
+        var hand = "false";
+        if (capabilities is not null)
+        {
+            parameters.AddDynamicParams(new
+            {
+                shard = quotas.NextShard(), models = capabilities.Models.ToArray(), families = capabilities.Families.ToArray(), catchAll = capabilities.CatchAll,
+            });
+            hand = $"""
+                NOT d.held
+                    AND NOT EXISTS (SELECT 1 FROM unnest(@models::text[]) AS m(name) WHERE EXISTS (
+                        {Ahead("model_match <> 'any' AND model = m.name")}))
+                    AND NOT EXISTS (SELECT 1 FROM unnest(@families::text[]) AS f(name) WHERE EXISTS (
+                        {Ahead("model_match = 'family' AND family = f.name")}))
+                    AND NOT (@catchAll AND EXISTS ({Ahead("model_match = 'any'")}))
+                """;
+        }
+        var insert = $"""
             WITH {SigningKeyCte}, decided AS (
                 SELECT a.id AS account_id, COALESCE(@priority, p.priority_boost) + @boostDelta AS priority,
                        a.quota_exhausted_on IS NOT DISTINCT FROM @today AS held
                 FROM accounts a JOIN plans p ON p.id = a.plan
                 WHERE a.id = @accountId
             ), decision AS (
-                -- Hand over only if no dispatchable job this worker could serve ranks ahead (it is older, so at the same
-                -- priority it goes first): one probe along each dispatch index, as the claim reads them.
-                SELECT d.*, NOT d.held
-                    AND NOT EXISTS (SELECT 1 FROM unnest(@models::text[]) AS m(name) WHERE EXISTS (
-                        {Ahead("model_match <> 'any' AND model = m.name")}))
-                    AND NOT EXISTS (SELECT 1 FROM unnest(@families::text[]) AS f(name) WHERE EXISTS (
-                        {Ahead("model_match = 'family' AND family = f.name")}))
-                    AND NOT (@catchAll AND EXISTS ({Ahead("model_match = 'any'")})) AS hand
-                FROM decided d
+                SELECT d.*, {hand} AS hand FROM decided d
             ), job AS (
                 INSERT INTO jobs (account_id, status, model, family, model_match, prompt, priority, timeout_seconds, tag, webhook_url, held,
                                   boost_status, boost_error, boost_payment_intent, params, submitted_by_key_id, created_at,
@@ -100,8 +93,16 @@ public sealed partial class JobStore(NpgsqlDataSource dataSource, TimeProvider t
                        CASE WHEN d.hand THEN @workerId END, CASE WHEN d.hand THEN @now END, CASE WHEN d.hand AND @start THEN @now END,
                        CASE WHEN d.hand THEN 1 ELSE 0 END
                 FROM decision d
-                RETURNING {ClientColumns}, prompt
-            ), {AttachedCte}, counted AS (
+                RETURNING {ClientColumns}{(capabilities is null ? "" : ", prompt")}
+            ), {AttachedCte}
+            """;
+        if (capabilities is null)
+        {
+            return (await connection.QuerySingleAsync<JobRow>(new CommandDefinition(insert + "\nSELECT * FROM job", parameters, transaction)), null);
+        }
+
+        var rows = await connection.QueryAsync<JobRow, HandOff, (JobRow Row, HandOff HandOff)>(new CommandDefinition($"""
+            {insert}, counted AS (
                 -- A request counts when its job is claimed, here as in the claim.
                 INSERT INTO quota_usage (account_id, day, shard, requests)
                 SELECT account_id, @today, @shard, 1 FROM job WHERE status <> 'pending'
@@ -119,7 +120,7 @@ public sealed partial class JobStore(NpgsqlDataSource dataSource, TimeProvider t
         {
             Id = inserted.Id, Model = inserted.Model, Family = inserted.Family, ModelMatch = inserted.ModelMatch, Prompt = extra.Prompt,
             Priority = inserted.Priority, TimeoutSeconds = inserted.TimeoutSeconds, Attempts = inserted.Attempts, Params = inserted.Params,
-            AccountId = inserted.AccountId, QuotaReached = extra.QuotaReached, HasBlobs = extra.HasBlobs, Started = handTo.StartsOnClaim,
+            AccountId = inserted.AccountId, QuotaReached = extra.QuotaReached, HasBlobs = extra.HasBlobs, Started = handTo!.StartsOnClaim,
         });
     }
 

@@ -14,12 +14,7 @@ public class BatchingTests(HostFixture fixture) : IClassFixture<HostFixture>
 
     private JobStore Jobs => Host.Get<JobStore>();
 
-    private async Task<NpgsqlConnection> OpenAsync()
-    {
-        var connection = new NpgsqlConnection(Host.ConnectionString);
-        await connection.OpenAsync();
-        return connection;
-    }
+    private Task<NpgsqlConnection> OpenAsync() => Host.OpenConnectionAsync();
 
     private async Task<long> AccountOfAsync(long jobId)
     {

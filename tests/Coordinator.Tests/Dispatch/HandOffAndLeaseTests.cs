@@ -20,12 +20,7 @@ public class HandOffAndLeaseTests(HostFixture fixture) : IClassFixture<HostFixtu
 
     private WaiterRegistry Registry => Host.Get<WaiterRegistry>();
 
-    private async Task<NpgsqlConnection> OpenAsync()
-    {
-        var connection = new NpgsqlConnection(Host.ConnectionString);
-        await connection.OpenAsync();
-        return connection;
-    }
+    private Task<NpgsqlConnection> OpenAsync() => Host.OpenConnectionAsync();
 
     private async Task<T> ScalarAsync<T>(string sql, object parameters)
     {

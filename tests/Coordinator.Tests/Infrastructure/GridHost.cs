@@ -32,6 +32,14 @@ public sealed class GridHost : IAsyncDisposable
 
     public ApiClient Anonymous() => new(Http, null);
 
+    /// <summary>A connection to the test database, for assertions on rows the API does not show.</summary>
+    public async Task<Npgsql.NpgsqlConnection> OpenConnectionAsync()
+    {
+        var connection = new Npgsql.NpgsqlConnection(ConnectionString);
+        await connection.OpenAsync();
+        return connection;
+    }
+
     public ApiClient WithKey(string key) => new(Http, key);
 
     /// <summary>Signs up a fresh account (every test makes its own) and answers a client holding its key.</summary>
