@@ -34,18 +34,24 @@ public sealed class TcpProxy : IAsyncDisposable
     /// <summary>Drops every relayed connection and stops listening: clients get resets, then connection refused.</summary>
     public void Cut()
     {
-        _cancel.Cancel();
         _listener?.Stop();
         lock (_connections)
         {
             foreach (var connection in _connections)
             {
-                // Reset rather than close politely, as a dying server would.
-                if (connection.Client is { } socket) socket.LingerState = new LingerOption(true, 0);
+                // Reset rather than close politely, as a dying server would. A pump may have closed this one already.
+                try
+                {
+                    if (connection.Client is { } socket) socket.LingerState = new LingerOption(true, 0);
+                }
+                catch (ObjectDisposedException)
+                {
+                }
                 connection.Dispose();
             }
             _connections.Clear();
         }
+        _cancel.Cancel();
     }
 
     private async Task AcceptLoopAsync(TcpListener listener, CancellationToken cancellationToken)
