@@ -316,7 +316,10 @@ public sealed class EngineNode : IAsyncDisposable
     public static async Task<EngineNode> StartAsync(BenchDatabase database, string name, int consumers)
     {
         var connectionString = await database.CreateAsync(name);
-        var builder = Host.CreateApplicationBuilder();
+        // The content root is the binaries, not the working directory: a host watches its content root for config
+        // changes, and the working directory holds PostgreSQL's data (.data/bench-pg), whose every write the watcher
+        // would read (9% of this process's CPU during the drain).
+        var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { ContentRootPath = AppContext.BaseDirectory });
         builder.Logging.SetMinimumLevel(LogLevel.Warning);
         builder.Services.AddGrid(builder.Configuration, connectionString);
         // Bench jobs have no webhooks; the HTTP host renders webhook bodies, the engine alone needs a stand-in.
