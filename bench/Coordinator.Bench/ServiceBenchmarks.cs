@@ -199,9 +199,17 @@ public sealed class ServiceBenchmarks(BenchOptions options, BenchDatabase databa
         // The workers are busy draining the backlog before the first high-priority job arrives.
         await Until.TrueAsync(async () => await database.ScalarAsync(setup.Database, "SELECT count(*) FROM jobs WHERE status = 'completed'") >= 2 * workers.Length,
             "the workers are draining the backlog");
+        // The node's first submissions run code paths not yet compiled (the backlog went in with SQL): warm them up with
+        // three high-priority jobs that are not measured.
+        for (var i = 0; i < 3; i++) await grid.SubmitAsync(setup.Key, Model, priority: 100, prompt: "warm-up");
+        await Until.TrueAsync(async () => await database.ScalarAsync(setup.Database, "SELECT count(*) FROM jobs WHERE priority = 100 AND status <> 'pending'") == 3,
+            "the warm-up jobs were dispatched");
+        var posts = new Latencies();
         for (var i = 0; i < 40; i++)
         {
-            await grid.SubmitAsync(setup.Key, Model, priority: 100, prompt: "high:" + Stopwatch.GetTimestamp().ToString(CultureInfo.InvariantCulture));
+            var sent = Stopwatch.GetTimestamp();
+            await grid.SubmitAsync(setup.Key, Model, priority: 100, prompt: "high:" + sent.ToString(CultureInfo.InvariantCulture));
+            posts.AddSince(sent);
             await Task.Delay(100);
         }
         await Until.TrueAsync(() => latencies.Count == 40, "every high-priority job was dispatched");
@@ -209,12 +217,14 @@ public sealed class ServiceBenchmarks(BenchOptions options, BenchDatabase databa
         await stop.CancelAsync();
         await Task.WhenAll(loops);
         var r = latencies.Summarise();
-        Console.WriteLine($"priority: {r}, low-priority backlog left {remaining}");
-        report.Set("service.priority", new { high_priority = r, backlog_left = remaining });
-        report.Table("Priority under load", ["high-priority jobs", "p50", "p95", "p99", "max", "low-priority backlog at the end", "target"],
-        [[r.Count.ToString(CultureInfo.InvariantCulture), Report.Ms(r.P50), Report.Ms(r.P95), Report.Ms(r.P99), Report.Ms(r.Max), remaining.ToString("N0", CultureInfo.InvariantCulture),
-            $"dispatched within 50 ms: {Report.Verdict(r.Max <= 50)} (max)"]],
-            "10,000 priority-0 jobs queued; 32 workers busy draining them (each job 'runs' 20 ms); one priority-100 job submitted every 100 ms; from POST sent to a worker's poll returning it.");
+        var p = posts.Summarise();
+        Console.WriteLine($"priority: {r}, low-priority backlog left {remaining}; POST /jobs round trip {p}");
+        report.Set("service.priority", new { high_priority = r, post_round_trip = p, backlog_left = remaining });
+        report.Table("Priority under load", ["high-priority jobs", "p50", "p95", "p99", "max", "of which POST /jobs round trip (p50 / max)", "low-priority backlog at the end", "target"],
+        [[r.Count.ToString(CultureInfo.InvariantCulture), Report.Ms(r.P50), Report.Ms(r.P95), Report.Ms(r.P99), Report.Ms(r.Max), $"{Report.Ms(p.P50)} / {Report.Ms(p.Max)}",
+            remaining.ToString("N0", CultureInfo.InvariantCulture), $"dispatched within 50 ms: {Report.Verdict(r.Max <= 50)} (max)"]],
+            "10,000 priority-0 jobs queued; 32 workers busy draining them (each job 'runs' 20 ms); one priority-100 job submitted every 100 ms; from POST sent to a worker's poll returning it. " +
+            "Three high-priority jobs go first, unmeasured, so that the node's submit path is compiled (the backlog went in with SQL).");
     }
 
     /// <summary>1, 2 and 3 nodes against one database: throughput, and dispatch latency across nodes.</summary>
