@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# bench/transitions.sh — what one job transition costs PostgreSQL, on the real jobs table and on a table where the
+# same transitions are HOT updates. It backs the drain analysis in BENCHMARKS.md.
+#
+#   ./bench/transitions.sh            (about a minute)
+#
+# On a fresh private cluster (.data/transitions-pg, port $COORDINATOR_TRANSITIONS_PG_PORT, default 54352) it applies
+# Coordinator.Grid/Migrations, fills 100,000 pending jobs, and runs with pgbench (one client, prepared statements):
+#   - claim+start then result of 512 consecutive jobs, as plain UPDATEs, on `jobs` itself (its indexes, foreign keys
+#     and trigger), on a copy of `jobs` without the worker foreign key, and on a copy with only the primary key and
+#     (account_id, id) at fillfactor 40, where both transitions are heap-only (HOT) updates;
+#   - the engine's own lease and result statements (Coordinator.Grid/Jobs/JobStore.Batched.cs), 512 jobs each.
+# It prints microseconds per job per transition and the share of HOT updates.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT=$PWD
+. scripts/common.sh
+. scripts/pg.sh
+
+pg_ensure_installed
+export PGOPTIONS="-c client_min_messages=warning"
+DIR="$ROOT/.data/transitions-pg"
+port=${COORDINATOR_TRANSITIONS_PG_PORT:-54352}
+pg_destroy_private "$DIR"
+trap 'pg_stop_private "$DIR" || true' EXIT
+pg_start_private "$DIR" "$port"
+
+work=$(mktemp -d)
+chmod 755 "$work"
+psql=("$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$port" -U "$PG_SUPERUSER" -d "$PG_DATABASE")
+pgbench=("$PG_BIN/pgbench" -h 127.0.0.1 -p "$port" -U "$PG_SUPERUSER" -n -M prepared -r)
+
+cat Coordinator.Grid/Migrations/*.sql | "${psql[@]}" >/dev/null
+"${psql[@]}" <<'SQL'
+INSERT INTO plans (id, name, daily_requests, daily_tokens) VALUES ('bench-unlimited', 'bench', NULL, NULL);
+INSERT INTO accounts (name, plan, created_at) VALUES ('bench', 'bench-unlimited', now());
+INSERT INTO workers (account_id, name, last_seen_at, created_at) SELECT 1, 'w' || g, now(), now() FROM generate_series(1, 16) g;
+CREATE TABLE jobs_no_worker_fk (LIKE jobs INCLUDING ALL);
+CREATE TABLE jobs_hot (LIKE jobs INCLUDING DEFAULTS INCLUDING CONSTRAINTS) WITH (fillfactor = 40);
+ALTER TABLE jobs_hot ADD PRIMARY KEY (id);
+CREATE INDEX ON jobs_hot (account_id, id DESC);
+CREATE FUNCTION fill(target regclass) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE format('TRUNCATE %s CASCADE', target);
+    EXECUTE format($f$INSERT INTO %s (id, account_id, status, model, family, model_match, prompt, priority, timeout_seconds, created_at)
+        OVERRIDING SYSTEM VALUE SELECT g, 1, 'pending', 'bench:1', 'bench', 'exact', 'x', 0, 600, now() FROM generate_series(1, 100000) g$f$, target);
+END $$;
+SQL
+
+# Plain transitions: claim+start, then the result, of 512 consecutive jobs (a random block each time).
+for table in jobs jobs_no_worker_fk jobs_hot; do
+  cat > "$work/$table.sql" <<SQL
+\set w random(1, 16)
+\set lo random(0, 194) * 512 + 1
+UPDATE $table SET status = 'running', worker_id = :w, claimed_at = now(), started_at = now(), attempts = attempts + 1 WHERE id BETWEEN :lo AND :lo + 511;
+UPDATE $table SET status = 'completed', output = 'ok', input_tokens = 1, output_tokens = 1, duration_ms = 1, model_used = 'bench:1', completed_at = now(), credits = 0 WHERE id BETWEEN :lo AND :lo + 511;
+SQL
+done
+
+# The engine's statements, with the parameters written in (512 jobs for one worker).
+cat > "$work/engine.sql" <<'SQL'
+\set w random(1, 16)
+WITH candidates AS (
+    SELECT c.id, c.priority FROM unnest('{bench:1}'::text[]) AS m(name)
+    CROSS JOIN LATERAL (SELECT id, priority FROM jobs WHERE status = 'pending' AND NOT held AND model_match <> 'any' AND model = m.name
+                        ORDER BY priority DESC, id LIMIT 512 FOR UPDATE SKIP LOCKED) c
+), ranked AS (
+    SELECT id, row_number() OVER (ORDER BY priority DESC, id) AS rank FROM (SELECT DISTINCT id, priority FROM candidates) d
+), paired AS (
+    SELECT r.id, w.worker_id, w.shard, w.ord
+    FROM ranked r JOIN unnest(array_fill(:w::bigint, ARRAY[512]), array_fill(0::smallint, ARRAY[512])) WITH ORDINALITY AS w(worker_id, shard, ord) ON w.ord = r.rank
+), claimed AS (
+    UPDATE jobs j SET status = 'running', worker_id = p.worker_id, claimed_at = now(), started_at = now(), attempts = j.attempts + 1
+    FROM paired p WHERE j.id = p.id
+    RETURNING p.ord, p.shard, j.id, j.model, j.family, j.model_match, j.prompt, j.priority, j.timeout_seconds, j.attempts, j.params::text AS params, j.account_id
+), counted AS (
+    INSERT INTO quota_usage (account_id, day, shard, requests)
+    SELECT account_id, current_date, shard, count(*) FROM claimed GROUP BY account_id, shard ORDER BY account_id, shard
+    ON CONFLICT (account_id, day, shard) DO UPDATE SET requests = quota_usage.requests + EXCLUDED.requests
+    RETURNING account_id, shard, requests
+)
+SELECT min(c.id) AS lo, max(c.id) AS hi, bool_or(EXISTS (SELECT 1 FROM job_blobs jb WHERE jb.job_id = c.id)) AS has_blobs,
+       (SELECT count(*) FROM counted) AS counters
+FROM claimed c \gset
+WITH done AS (
+    UPDATE jobs j SET status = 'completed', output = u.output, input_tokens = u.input_tokens, output_tokens = u.output_tokens,
+        duration_ms = u.duration_ms, model_used = u.model_used, completed_at = now(), credits = round(u.output_tokens / 1000.0, 4)
+    FROM (SELECT g AS job_id, :w::bigint AS worker_id, 0::smallint AS shard, 'ok' AS output, 1 AS input_tokens, 1 AS output_tokens,
+                 1 AS duration_ms, 'bench:1' AS model_used, 'running' AS expected FROM generate_series(:lo::bigint, :hi::bigint) g) u
+    WHERE j.id = u.job_id AND j.worker_id = u.worker_id AND j.status = u.expected
+    RETURNING u.shard, j.account_id, u.input_tokens, u.output_tokens
+)
+INSERT INTO quota_usage (account_id, day, shard, tokens)
+SELECT account_id, current_date, shard, sum(COALESCE(input_tokens, 0) + output_tokens) FROM done GROUP BY account_id, shard ORDER BY account_id, shard
+ON CONFLICT (account_id, day, shard) DO UPDATE SET tokens = quota_usage.tokens + EXCLUDED.tokens;
+SQL
+
+# Runs a script 150 times on freshly filled tables; prints µs per job for its two statements.
+measure() {
+  local label=$1 script=$2 table=$3
+  "${psql[@]}" -c "SELECT fill('$table')" -c "VACUUM ANALYZE $table" -c "SELECT pg_stat_reset()" -c "CHECKPOINT" >/dev/null
+  local lines
+  lines=$("${pgbench[@]}" -t 150 -f "$script" "$PG_DATABASE" 2>&1 | awk '/^ +[0-9.]+ +[0-9]+ +(UPDATE|WITH)/ {print $1}')
+  # pgbench's backend reports its table statistics as it exits, which can be just after pgbench does.
+  local i
+  for i in $(seq 100); do
+    [[ "$("${psql[@]}" -tAc "SELECT n_tup_upd >= 150 * 1024 FROM pg_stat_user_tables WHERE relname = '$table'")" == t ]] && break
+    sleep 0.05
+  done
+  local hot
+  hot=$("${psql[@]}" -tAc "SELECT round(100.0 * n_tup_hot_upd / greatest(n_tup_upd, 1)) FROM pg_stat_user_tables WHERE relname = '$table'")
+  printf '| %s | %s | %s | %s%% |\n' "$label" \
+    "$(echo "$lines" | sed -n 1p | awk '{printf "%.1f", $1 * 1000 / 512}')" \
+    "$(echo "$lines" | sed -n 2p | awk '{printf "%.1f", $1 * 1000 / 512}')" "$hot"
+}
+
+echo
+echo "PostgreSQL CPU per job and transition (µs; mean statement latency / 512 jobs, one client, synchronous_commit on)"
+echo
+echo "| statements | claim+start | result | HOT updates |"
+echo "| --- | --- | --- | --- |"
+measure "the engine's lease and result statements, on jobs" "$work/engine.sql" jobs
+measure "plain UPDATEs on jobs (all its indexes, foreign keys, trigger)" "$work/jobs.sql" jobs
+measure "plain UPDATEs, jobs without the worker foreign key" "$work/jobs_no_worker_fk.sql" jobs_no_worker_fk
+measure "plain UPDATEs, only the primary key and (account_id, id), fillfactor 40" "$work/jobs_hot.sql" jobs_hot
+rm -rf "$work"
