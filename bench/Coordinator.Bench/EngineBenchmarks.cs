@@ -20,6 +20,13 @@ public sealed record EngineResult(string System, string Version, string Scenario
 {
     public double StatementsPerJob => Cost.StatementsPer(Jobs);
 
+    /// <summary>CPU time of the consumers' process while it drained (this process for ours, the Node process for a peer).</summary>
+    public double ConsumerCpuSeconds { get; init; } = double.NaN;
+
+    public double ConsumerCpuMicrosecondsPerJob => ConsumerCpuSeconds * 1e6 / Jobs;
+
+    public double DbCpuMicrosecondsPerJob => Cost.CpuSeconds * 1e6 / Jobs;
+
     public double WalBytesPerJob => Cost.WalBytesPer(Jobs);
 
     public double DbCpuPercent => Seconds == 0 ? double.NaN : Cost.CpuSeconds / Seconds * 100;
@@ -89,7 +96,8 @@ public sealed class EngineBenchmarks(BenchOptions options, BenchDatabase databas
     }
 
     private static string Describe(EngineResult r) =>
-        $"{r.JobsPerSecond:F0} jobs/s, {r.Latency?.ToString() ?? "-"}, {r.StatementsPerJob:F2} statements/job, {r.WalBytesPerJob:F0} WAL B/job, DB CPU {r.DbCpuPercent:F0}%";
+        $"{r.JobsPerSecond:F0} jobs/s, {r.Latency?.ToString() ?? "-"}, {r.StatementsPerJob:F2} statements/job, {r.WalBytesPerJob:F0} WAL B/job, DB CPU {r.DbCpuPercent:F0}%" +
+        (double.IsNaN(r.ConsumerCpuSeconds) ? "" : $", consumer CPU {r.ConsumerCpuMicrosecondsPerJob:F1} µs/job");
 
     private static EngineResult MedianOf(List<EngineResult> runs)
     {
@@ -113,12 +121,17 @@ public sealed class EngineBenchmarks(BenchOptions options, BenchDatabase databas
         await database.ResetStatementsAsync();
         var before = await database.SnapshotAsync(engine.Database);
         var started = Stopwatch.GetTimestamp();
+        var cpu = Process.GetCurrentProcess().TotalProcessorTime;
         await engine.ConsumeAsync(jobs, onClaimed: null);
         var seconds = Stopwatch.GetElapsedTime(started).TotalSeconds;
+        cpu = Process.GetCurrentProcess().TotalProcessorTime - cpu;
         var cost = await database.CostSinceAsync(engine.Database, before);
         foreach (var line in await database.TopStatementsAsync(engine.Database, jobs, 6)) Console.WriteLine($"    {line}");
         return new EngineResult("coordinator", "this repo", "drain", jobs, seconds, jobs / seconds, null, null, jobs / seconds, cost,
-            $"leases of up to {EngineNode.LeaseSize} jobs per consumer (claim and start in one statement, SKIP LOCKED), results group-committed; jobs pre-inserted with SQL");
+            $"leases of up to {EngineNode.LeaseSize} jobs per consumer (claim and start in one statement, SKIP LOCKED), results group-committed; jobs pre-inserted with SQL")
+        {
+            ConsumerCpuSeconds = cpu.TotalSeconds,
+        };
     }
 
     private async Task<EngineResult> OursLatencyAsync(int run, int jobs)
@@ -234,7 +247,10 @@ public sealed class EngineBenchmarks(BenchOptions options, BenchDatabase databas
             r.GetProperty("seconds").GetDouble(), r.GetProperty("jobs_per_sec").GetDouble(), latency,
             r.TryGetProperty("offered_rate", out var o) && o.ValueKind == JsonValueKind.Number ? o.GetDouble() : null,
             r.TryGetProperty("achieved_rate", out var a) && a.ValueKind == JsonValueKind.Number ? a.GetDouble() : r.GetProperty("jobs_per_sec").GetDouble(),
-            cost, r.TryGetProperty("notes", out var n) ? n.GetString() ?? "" : "");
+            cost, r.TryGetProperty("notes", out var n) ? n.GetString() ?? "" : "")
+        {
+            ConsumerCpuSeconds = r.TryGetProperty("cpu_seconds", out var c) && c.ValueKind == JsonValueKind.Number ? c.GetDouble() : double.NaN,
+        };
     }
 
     // ---- report -----------------------------------------------------------------------------------------------
@@ -244,7 +260,8 @@ public sealed class EngineBenchmarks(BenchOptions options, BenchDatabase databas
         report.Set("engine.results", results.Select(r => new
         {
             r.System, r.Version, r.Scenario, r.Jobs, r.Seconds, r.JobsPerSecond, latency_ms = r.Latency, r.OfferedRate, r.AchievedRate,
-            statements_per_job = r.StatementsPerJob, wal_bytes_per_job = r.WalBytesPerJob, db_cpu_percent = r.DbCpuPercent, r.Notes,
+            statements_per_job = r.StatementsPerJob, wal_bytes_per_job = r.WalBytesPerJob, db_cpu_percent = r.DbCpuPercent,
+            consumer_cpu_seconds = double.IsNaN(r.ConsumerCpuSeconds) ? (double?)null : r.ConsumerCpuSeconds, r.Notes,
         }).ToList());
 
         var ours = results.Where(r => r.System == "coordinator").ToList();
@@ -259,6 +276,10 @@ public sealed class EngineBenchmarks(BenchOptions options, BenchDatabase databas
                 if (us.Latency is null)
                 {
                     rows.Add([group.Key, peer.System, "jobs/s", Report.Num(us.JobsPerSecond), Report.Num(peer.JobsPerSecond), Ratio(us.JobsPerSecond, peer.JobsPerSecond, true)]);
+                    rows.Add([group.Key, peer.System, "DB CPU µs / job", Report.Num(us.DbCpuMicrosecondsPerJob, "F1"), Report.Num(peer.DbCpuMicrosecondsPerJob, "F1"),
+                        Ratio(us.DbCpuMicrosecondsPerJob, peer.DbCpuMicrosecondsPerJob, false)]);
+                    rows.Add([group.Key, peer.System, "consumer process CPU µs / job", Report.Num(us.ConsumerCpuMicrosecondsPerJob, "F1"), Report.Num(peer.ConsumerCpuMicrosecondsPerJob, "F1"),
+                        Ratio(us.ConsumerCpuMicrosecondsPerJob, peer.ConsumerCpuMicrosecondsPerJob, false)]);
                 }
                 else
                 {

@@ -195,10 +195,14 @@ export async function runScenario (adapter, args) {
     await adapter.preInsert(ids)
     emit({ event: 'measuring' })
     const t0 = performance.now()
+    const cpu0 = process.cpuUsage()
     await adapter.startConsumers(tracker.onStart)
     await tracker.measuredReached(args.jobs)
     await adapter.awaitCompleted(tracker.total)
     result = closedRun(base, args.jobs, t0, null)
+    const cpu = process.cpuUsage(cpu0)
+    // This process's CPU time (user and system) while it drained: the consumers' side of the cost.
+    result.cpu_seconds = round3((cpu.user + cpu.system) / 1e6)
   } else if (args.scenario === 'latency') {
     await adapter.startConsumers(tracker.onStart)
     await warmUp(adapter, tracker)
