@@ -196,7 +196,7 @@ public sealed partial class JobStore
                 SELECT account_id, @today, shard, count(*) FROM claimed GROUP BY account_id, shard ORDER BY account_id, shard
                 ON CONFLICT (account_id, day, shard) DO UPDATE SET requests = quota_usage.requests + EXCLUDED.requests
                 RETURNING account_id, shard, requests
-            ), reached AS (
+            ), reached AS MATERIALIZED (
                 {ReachedSql("counted", "requests", "daily_requests", "claimed")}
             )
             SELECT c.ord, c.id, c.model, c.family, c.model_match, c.prompt, c.priority, c.timeout_seconds, c.attempts, c.params, c.account_id, r.reached AS quota_reached,
@@ -276,7 +276,7 @@ public sealed partial class JobStore
                 GROUP BY account_id, shard ORDER BY account_id, shard
                 ON CONFLICT (account_id, day, shard) DO UPDATE SET tokens = quota_usage.tokens + EXCLUDED.tokens
                 RETURNING account_id, shard, tokens
-            ), reached AS (
+            ), reached AS MATERIALIZED (
                 {ReachedSql("tokens", "tokens", "daily_tokens", "done")}
             )
             SELECT d.ord, d.account_id, r.reached FROM done d JOIN reached r ON r.account_id = d.account_id
@@ -324,6 +324,11 @@ public sealed partial class JobStore
     /// counter rows this batch touched, as the upsert <paramref name="counted"/> returned them, plus the account's other
     /// rows as committed. Reached means enforce now.
     /// </summary>
+    /// <remarks>
+    /// Callers name it <c>reached AS MATERIALIZED</c>: it has one row per account. Inlined, PostgreSQL joined it to
+    /// every job of the batch and looked up the account, its plan and the batch again per job (~1,000 index probes for
+    /// a result batch of 350, a fifth of the statement).
+    /// </remarks>
     private static string ReachedSql(string counted, string column, string limit, string jobs) => $"""
         SELECT a.id AS account_id,
             p.{limit} IS NOT NULL AND

@@ -108,7 +108,7 @@ public sealed partial class JobStore(NpgsqlDataSource dataSource, TimeProvider t
                 SELECT account_id, @today, @shard, 1 FROM job WHERE status <> 'pending'
                 ON CONFLICT (account_id, day, shard) DO UPDATE SET requests = quota_usage.requests + EXCLUDED.requests
                 RETURNING account_id, shard, requests
-            ), reached AS (
+            ), reached AS MATERIALIZED (
                 {ReachedSql("counted", "requests", "daily_requests", "job")}
             )
             SELECT job.*, COALESCE(r.reached, false) AS quota_reached, EXISTS (SELECT 1 FROM attached) AS has_blobs
