@@ -177,6 +177,7 @@ public sealed class EngineBenchmarks(BenchOptions options, BenchDatabase databas
         });
         await WarmUpAsync(engine, gate);
         measuring = true;
+        await database.ResetStatementsAsync();
         var before = await database.SnapshotAsync(engine.Database);
         var started = Stopwatch.GetTimestamp();
         var submitted = 0;
@@ -192,6 +193,7 @@ public sealed class EngineBenchmarks(BenchOptions options, BenchDatabase databas
         await consuming.WaitAsync(TimeSpan.FromSeconds(60));
         var seconds = Stopwatch.GetElapsedTime(started).TotalSeconds;
         var cost = await database.CostSinceAsync(engine.Database, before);
+        foreach (var line in await database.TopStatementsAsync(engine.Database, total, 6)) Console.WriteLine($"    {line}");
         return new EngineResult("coordinator", "this repo", "steady", total, seconds, total / seconds, latencies.Summarise(), rate, total / offeredSeconds, cost,
             "individual inserts on a 10 ms schedule");
     }
@@ -238,6 +240,7 @@ public sealed class EngineBenchmarks(BenchOptions options, BenchDatabase databas
             throw new InvalidOperationException($"{peer} exited {process.ExitCode}: {(await stderr)[..Math.Min(2000, (await stderr).Length)]}");
         }
         var cost = await database.CostSinceAsync(dbName, before);
+        await database.DropAsync(dbName);
         LatencySummary? latency = null;
         if (r.TryGetProperty("latency_ms", out var l) && l.ValueKind == JsonValueKind.Object)
         {
@@ -312,12 +315,14 @@ public sealed class EngineBenchmarks(BenchOptions options, BenchDatabase databas
 public sealed class EngineNode : IAsyncDisposable
 {
     private readonly IHost _host;
+    private readonly BenchDatabase _server;
     private readonly long[] _workers;
     private readonly Capabilities _capabilities = new(["bench:1"], [], false);
 
-    private EngineNode(IHost host, string connectionString, string database, long accountId, long[] workers)
+    private EngineNode(IHost host, BenchDatabase server, string connectionString, string database, long accountId, long[] workers)
     {
         _host = host;
+        _server = server;
         ConnectionString = connectionString;
         Database = database;
         AccountId = accountId;
@@ -361,7 +366,7 @@ public sealed class EngineNode : IAsyncDisposable
             workers[i] = await host.Services.GetRequiredService<WorkerStore>().RegisterAsync(account.AccountId, key.Id,
                 new WorkerRegistration($"w{i}", "bench", "linux", [new WorkerModel("bench:1", false)], false));
         }
-        return new EngineNode(host, connectionString, name, account.AccountId, workers);
+        return new EngineNode(host, database, connectionString, name, account.AccountId, workers);
     }
 
     /// <summary>A no-op job whose prompt is the current timestamp, through the real insert path (wakes a parked consumer).</summary>
@@ -406,6 +411,7 @@ public sealed class EngineNode : IAsyncDisposable
     {
         await _host.StopAsync();
         _host.Dispose();
+        await _server.DropAsync(Database);
     }
 }
 
