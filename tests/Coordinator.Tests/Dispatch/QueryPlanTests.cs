@@ -39,4 +39,16 @@ public class QueryPlanTests(HostFixture fixture) : IClassFixture<HostFixture>
             await connection.ExecuteAsync("DEALLOCATE keyed_update");
         }
     }
+
+    [Fact]
+    public async Task AStatementLeftWithAWholeTableRead_IsNotCompiledWithJit()
+    {
+        // No index serves this filter, so the read stays, priced as ruled out: far above the server's JIT threshold.
+        await using var connection = await fixture.Host.Get<NpgsqlDataSource>().OpenConnectionAsync();
+        var plan = string.Join('\n', await connection.QueryAsync<string>(
+            "EXPLAIN UPDATE accounts SET quota_exhausted_on = NULL WHERE quota_exhausted_on < current_date - 1"));
+
+        Assert.Contains("Seq Scan on accounts", plan);
+        Assert.DoesNotContain("JIT", plan);
+    }
 }
