@@ -8,6 +8,8 @@ public sealed record DatabaseCost(long Statements, long WalBytes, double CpuSeco
     public double StatementsPer(long jobs) => jobs == 0 ? double.NaN : (double)Statements / jobs;
 
     public double WalBytesPer(long jobs) => jobs == 0 ? double.NaN : (double)WalBytes / jobs;
+
+    public double CpuSecondsPer(long jobs) => jobs == 0 ? double.NaN : CpuSeconds / jobs;
 }
 
 /// <summary>

@@ -25,7 +25,7 @@ public sealed record EngineResult(string System, string Version, string Scenario
 
     public double ConsumerCpuMicrosecondsPerJob => ConsumerCpuSeconds * 1e6 / Jobs;
 
-    public double DbCpuMicrosecondsPerJob => Cost.CpuSeconds * 1e6 / Jobs;
+    public double DbCpuMicrosecondsPerJob => Cost.CpuSecondsPer(Jobs) * 1e6;
 
     public double WalBytesPerJob => Cost.WalBytesPer(Jobs);
 

@@ -148,13 +148,14 @@ public sealed class ServiceBenchmarks(BenchOptions options, BenchDatabase databa
             var windowStart = Stopwatch.GetTimestamp();
             var (heldByPolls, mostBusy, open) = (int.MaxValue, 0, 0);
             var busyStatements = new HashSet<string>(StringComparer.Ordinal);
-            while (Stopwatch.GetElapsedTime(windowStart) < idleWindow)
+            using var sampling = new PeriodicTimer(TimeSpan.FromMilliseconds(500));
+            do
             {
-                var sample = await ConnectionsAsync(setup.Database);
-                (heldByPolls, mostBusy, open) = (Math.Min(heldByPolls, sample.Active), Math.Max(mostBusy, sample.Active), sample.Open);
-                busyStatements.UnionWith(sample.Running);
-                await Task.Delay(500);
+                var (busy, opened) = await ConnectionsAsync(setup.Database);
+                (heldByPolls, mostBusy, open) = (Math.Min(heldByPolls, busy.Count), Math.Max(mostBusy, busy.Count), opened);
+                busyStatements.UnionWith(busy);
             }
+            while (Stopwatch.GetElapsedTime(windowStart) < idleWindow && await sampling.WaitForNextTickAsync());
             foreach (var statement in busyStatements) Console.WriteLine($"parked {count}: busy at a sample: {statement}");
             var idleCpu = (node.CpuSeconds - cpuBefore) / Stopwatch.GetElapsedTime(windowStart).TotalSeconds;
             var rss = node.RssMegabytes;
@@ -347,25 +348,27 @@ public sealed class ServiceBenchmarks(BenchOptions options, BenchDatabase databa
         foreach (var line in await database.TopStatementsAsync(name, jobs)) Console.WriteLine($"    {line}");
         await stop.CancelAsync();
         await Task.WhenAll(loops);
-        return new LifecycleResult(jobs / seconds, cost.StatementsPer(jobs), cost.WalBytesPer(jobs), cost.CpuSeconds * 1000 / jobs, nodeCpuUsed * 1000 / jobs);
+        return new LifecycleResult(jobs / seconds, cost.StatementsPer(jobs), cost.WalBytesPer(jobs), cost.CpuSecondsPer(jobs) * 1000, nodeCpuUsed * 1000 / jobs);
     }
 
-    private async Task<(int Active, int Open, List<string> Running)> ConnectionsAsync(string db)
+    /// <summary>The node's client backends (autovacuum workers also show under the database): what the busy ones run, and how many are open.</summary>
+    private async Task<(List<string> Busy, int Open)> ConnectionsAsync(string db)
     {
-        var name = new Npgsql.NpgsqlConnectionStringBuilder(db).Database!;
-        // Client backends only: autovacuum workers also show in pg_stat_activity under the database, with no state.
         await using var connection = new Npgsql.NpgsqlConnection(database.Admin);
         await connection.OpenAsync();
-        await using var command = new Npgsql.NpgsqlCommand(
-            "SELECT left(regexp_replace(query, '\\s+', ' ', 'g'), 100) FROM pg_stat_activity WHERE datname = @name AND backend_type = 'client backend' AND state IS DISTINCT FROM 'idle'", connection);
-        command.Parameters.AddWithValue("name", name);
-        var running = new List<string>();
-        await using (var reader = await command.ExecuteReaderAsync())
+        await using var command = new Npgsql.NpgsqlCommand("""
+            SELECT state IS DISTINCT FROM 'idle', left(regexp_replace(query, '\s+', ' ', 'g'), 100)
+            FROM pg_stat_activity WHERE datname = @name AND backend_type = 'client backend'
+            """, connection);
+        command.Parameters.AddWithValue("name", new Npgsql.NpgsqlConnectionStringBuilder(db).Database!);
+        var (busy, open) = (new List<string>(), 0);
+        await using var reader = await command.ExecuteReaderAsync();
+        while (await reader.ReadAsync())
         {
-            while (await reader.ReadAsync()) running.Add(reader.GetString(0));
+            open++;
+            if (reader.GetBoolean(0)) busy.Add(reader.GetString(1));
         }
-        var open = await database.ScalarAsync(database.Admin, $"SELECT count(*) FROM pg_stat_activity WHERE datname = '{name}' AND backend_type = 'client backend'");
-        return (running.Count, (int)open, running);
+        return (busy, open);
     }
 
     private async Task<SingleNode> SingleNodeAsync(string name, int? requestLimit)
