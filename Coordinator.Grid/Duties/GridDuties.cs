@@ -20,6 +20,17 @@ public sealed partial class GridDuties(
 {
     private const long DutyLockKey = 0x636f6f7264_02;
 
+    /// <summary>
+    /// Cancels the jobs still out with a worker past their timeout. Each job has its own deadline, so no index is searched
+    /// by it: the statement reads the in-flight index (<c>jobs_in_flight</c>) whole, which holds only the jobs out now.
+    /// </summary>
+    internal const string TimeOutSql = """
+        UPDATE jobs SET status = 'cancelled', completed_at = @now,
+            error = format('timed out: still %s %s seconds after it was claimed (timeout_seconds = %s)', status, timeout_seconds, timeout_seconds)
+        WHERE status IN ('claimed', 'running')
+          AND claimed_at + make_interval(secs => timeout_seconds) <= @now
+        """;
+
     public async Task<DutyReport> RunOnceAsync(CancellationToken cancellationToken = default)
     {
         var now = time.GetUtcNow();
@@ -33,12 +44,7 @@ public sealed partial class GridDuties(
         var released = await quotas.ReleaseAsync(connection, transaction, cancellationToken);
 
         // The spec: "Auto-cancelled if still claimed/running this long after being claimed."
-        var timedOut = await connection.ExecuteAsync(new CommandDefinition("""
-            UPDATE jobs SET status = 'cancelled', completed_at = @now,
-                error = format('timed out: still %s %s seconds after it was claimed (timeout_seconds = %s)', status, timeout_seconds, timeout_seconds)
-            WHERE status IN ('claimed', 'running')
-              AND claimed_at + make_interval(secs => timeout_seconds) <= @now
-            """, new { now }, transaction, cancellationToken: cancellationToken));
+        var timedOut = await connection.ExecuteAsync(new CommandDefinition(TimeOutSql, new { now }, transaction, cancellationToken: cancellationToken));
 
         var wentOffline = await connection.ExecuteAsync(new CommandDefinition("""
             UPDATE workers SET online = false WHERE online AND last_seen_at < @cutoff

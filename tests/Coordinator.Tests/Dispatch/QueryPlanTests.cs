@@ -51,4 +51,17 @@ public class QueryPlanTests(HostFixture fixture) : IClassFixture<HostFixture>
         Assert.Contains("Seq Scan on accounts", plan);
         Assert.DoesNotContain("JIT", plan);
     }
+
+    [Fact]
+    public async Task TheTimeoutSweep_ReadsTheInFlightIndex_NotTheWholeTable()
+    {
+        // The jobs out with a worker are few; the sweep must find them through the index that holds only them.
+        await using var connection = await fixture.Host.Get<NpgsqlDataSource>().OpenConnectionAsync();
+        await using var transaction = await connection.BeginTransactionAsync();
+        var plan = string.Join('\n', await connection.QueryAsync<string>(
+            "EXPLAIN " + Coordinator.Grid.Duties.GridDuties.TimeOutSql, new { now = DateTimeOffset.UtcNow }, transaction));
+
+        Assert.Matches(@"Index (Only )?Scan using jobs_in_flight on jobs", plan);
+        Assert.DoesNotContain("Seq Scan on jobs", plan);
+    }
 }
