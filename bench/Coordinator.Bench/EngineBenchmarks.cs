@@ -379,6 +379,11 @@ public sealed class EngineNode : IAsyncDisposable
     /// up to 500 jobs at a time into its local queue), runs each, and reports the results together; they join the
     /// other consumers' in one group commit. A job handed over on submission comes claimed, so it is started first.
     /// </summary>
+    /// <remarks>
+    /// As graphile-worker's worker hands a finished job to its batched <c>completeJob</c> and goes on to the next
+    /// without waiting for that commit, a consumer leases its next jobs while its report commits: one report in flight
+    /// per consumer, awaited before the next. A job counts as done once its report has committed.
+    /// </remarks>
     public async Task ConsumeAsync(int jobs, Action<ClaimedJob>? onClaimed)
     {
         var dispatcher = _host.Services.GetRequiredService<Dispatcher>();
@@ -386,8 +391,17 @@ public sealed class EngineNode : IAsyncDisposable
         var completed = 0;
         using var stop = new CancellationTokenSource();
         var result = new JobResult("", 0, 0, 0, null);
+
+        async Task ReportAsync(long worker, IReadOnlyList<ClaimedJob> batch)
+        {
+            var done = await store.CompleteManyAsync(worker, batch.Select(job => (job.Id, result)).ToList());
+            if (done.Any(applied => !applied)) throw new InvalidOperationException("a result was refused");
+            if (Interlocked.Add(ref completed, batch.Count) >= jobs) await stop.CancelAsync();
+        }
+
         await Task.WhenAll(_workers.Select(worker => Task.Run(async () =>
         {
+            var reporting = Task.CompletedTask;
             while (!stop.IsCancellationRequested)
             {
                 var batch = await dispatcher.NextJobsAsync(worker, _capabilities, LeaseSize, stop.Token);
@@ -397,10 +411,10 @@ public sealed class EngineNode : IAsyncDisposable
                     onClaimed?.Invoke(job);
                     if (!job.Started) await store.StartAsync(worker, job.Id);
                 }
-                var done = await store.CompleteManyAsync(worker, batch.Select(job => (job.Id, result)).ToList());
-                if (done.Any(applied => !applied)) throw new InvalidOperationException("a result was refused");
-                if (Interlocked.Add(ref completed, batch.Count) >= jobs) await stop.CancelAsync();
+                await reporting;
+                reporting = ReportAsync(worker, batch);
             }
+            await reporting;
         })));
     }
 
