@@ -2,7 +2,7 @@
 # bench/transitions.sh — what one job transition costs PostgreSQL, on the real jobs table and on a table where the
 # same transitions are HOT updates. It backs the drain analysis in BENCHMARKS.md.
 #
-#   ./bench/transitions.sh            (about a minute)
+#   ./bench/transitions.sh            (under a minute)
 #
 # On a fresh private cluster (.data/transitions-pg, port $COORDINATOR_TRANSITIONS_PG_PORT, default 54352) it applies
 # Coordinator.Grid/Migrations, fills 100,000 pending jobs, and runs with pgbench (one client, prepared statements):
@@ -10,7 +10,11 @@
 #     and trigger), on a copy of `jobs` without the worker foreign key, and on a copy with only the primary key and
 #     (account_id, id) at fillfactor 40, where both transitions are heap-only (HOT) updates;
 #   - the engine's own lease and result statements (Coordinator.Grid/Jobs/JobStore.Batched.cs), 512 jobs each: a copy
-#     with the parameters written in and without the quota check's "reached" part, so a lower bound on their cost.
+#     with the parameters written in and without the quota check's "reached" part, so a lower bound on their cost;
+#   - a sketch of the leanest schema that keeps what a job row carries today: `jobs` with only keys that never change
+#     (so both transitions are HOT), and the state-dependent indexes moved to side tables — a queue of pending jobs
+#     (deleted from on claim), the leases out (inserted on claim, deleted on result) and the credit entries (inserted on
+#     result). Claim locks, deletes and leases; the result completes, ends the lease and writes the credit entry.
 # It prints microseconds per job per transition and the share of HOT updates.
 set -euo pipefail
 
@@ -41,11 +45,33 @@ CREATE TABLE jobs_no_worker_fk (LIKE jobs INCLUDING ALL);
 CREATE TABLE jobs_hot (LIKE jobs INCLUDING DEFAULTS INCLUDING CONSTRAINTS) WITH (fillfactor = 40);
 ALTER TABLE jobs_hot ADD PRIMARY KEY (id);
 CREATE INDEX ON jobs_hot (account_id, id DESC);
+-- The side-table sketch: jobs_side keeps only keys that never change; what depends on the state lives elsewhere.
+CREATE TABLE jobs_side (LIKE jobs INCLUDING DEFAULTS INCLUDING CONSTRAINTS) WITH (fillfactor = 50);
+ALTER TABLE jobs_side ADD PRIMARY KEY (id);
+ALTER TABLE jobs_side ADD FOREIGN KEY (account_id) REFERENCES accounts (id);
+CREATE INDEX ON jobs_side (account_id, id DESC);
+CREATE INDEX ON jobs_side (account_id, id) WHERE held;
+CREATE TABLE side_queue (id bigint PRIMARY KEY, model text, family text, model_match text NOT NULL, priority integer NOT NULL);
+CREATE INDEX ON side_queue (model, priority DESC, id) WHERE model_match <> 'any';
+CREATE INDEX ON side_queue (family, priority DESC, id) WHERE model_match = 'family';
+CREATE INDEX ON side_queue (priority DESC, id) WHERE model_match = 'any';
+CREATE TABLE side_leases (job_id bigint PRIMARY KEY, worker_id bigint NOT NULL, claimed_at timestamptz NOT NULL);
+CREATE INDEX ON side_leases (worker_id);
+CREATE TABLE side_credits (job_id bigint PRIMARY KEY, account_id bigint NOT NULL, worker_id bigint NOT NULL, completed_at timestamptz NOT NULL,
+                           credits numeric(18, 4) NOT NULL, payout_batch_id bigint);
+CREATE INDEX ON side_credits (worker_id, completed_at DESC, job_id DESC);
+CREATE INDEX ON side_credits (worker_id) WHERE payout_batch_id IS NULL;
+CREATE INDEX ON side_credits (account_id, completed_at);
 CREATE FUNCTION fill(target regclass) RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
     EXECUTE format('TRUNCATE %s CASCADE', target);
     EXECUTE format($f$INSERT INTO %s (id, account_id, status, model, family, model_match, prompt, priority, timeout_seconds, created_at)
         OVERRIDING SYSTEM VALUE SELECT g, 1, 'pending', 'bench:1', 'bench', 'exact', 'x', 0, 600, now() FROM generate_series(1, 100000) g$f$, target);
+    IF target = 'jobs_side'::regclass THEN
+        TRUNCATE side_queue, side_leases, side_credits;
+        INSERT INTO side_queue SELECT g, 'bench:1', 'bench', 'exact', 0 FROM generate_series(1, 100000) g;
+        ANALYZE side_queue;
+    END IF;
 END $$;
 SQL
 
@@ -97,6 +123,32 @@ SELECT account_id, current_date, shard, sum(COALESCE(input_tokens, 0) + output_t
 ON CONFLICT (account_id, day, shard) DO UPDATE SET tokens = quota_usage.tokens + EXCLUDED.tokens;
 SQL
 
+# The side-table sketch: claim+start of the best 512 pending jobs for one worker, then their results.
+cat > "$work/side.sql" <<'SQL'
+\set w random(1, 16)
+WITH picked AS (
+    SELECT id FROM side_queue WHERE model_match <> 'any' AND model = 'bench:1' ORDER BY priority DESC, id LIMIT 512 FOR UPDATE SKIP LOCKED
+), dequeued AS (
+    DELETE FROM side_queue q USING picked WHERE q.id = picked.id RETURNING q.id
+), leased AS (
+    INSERT INTO side_leases SELECT id, :w, now() FROM dequeued
+), claimed AS (
+    UPDATE jobs_side j SET status = 'running', worker_id = :w, claimed_at = now(), started_at = now(), attempts = j.attempts + 1
+    FROM dequeued d WHERE j.id = d.id
+    RETURNING j.id, j.model, j.prompt, j.priority, j.timeout_seconds, j.attempts, j.params::text AS params, j.account_id
+)
+SELECT min(id) AS lo, max(id) AS hi FROM claimed \gset
+WITH ended AS (
+    DELETE FROM side_leases l WHERE l.job_id BETWEEN :lo AND :hi AND l.worker_id = :w RETURNING l.job_id
+), done AS (
+    UPDATE jobs_side j SET status = 'completed', output = 'ok', input_tokens = 1, output_tokens = 1, duration_ms = 1, model_used = 'bench:1',
+        completed_at = now(), credits = 0
+    FROM ended e WHERE j.id = e.job_id AND j.status = 'running'
+    RETURNING j.id, j.account_id, j.worker_id, j.completed_at, j.credits
+)
+INSERT INTO side_credits SELECT id, account_id, worker_id, completed_at, credits FROM done;
+SQL
+
 # Runs a script 150 times on freshly filled tables; prints µs per job for its two statements.
 measure() {
   local label=$1 script=$2 table=$3
@@ -125,4 +177,5 @@ measure "the engine's lease and result statements, on jobs" "$work/engine.sql" j
 measure "plain UPDATEs on jobs (all its indexes, foreign keys, trigger)" "$work/jobs.sql" jobs
 measure "plain UPDATEs, jobs without the worker foreign key" "$work/jobs_no_worker_fk.sql" jobs_no_worker_fk
 measure "plain UPDATEs, only the primary key and (account_id, id), fillfactor 40" "$work/jobs_hot.sql" jobs_hot
+measure "side-table sketch: HOT updates of jobs, plus queue delete, lease insert and delete, credit entry insert" "$work/side.sql" jobs_side
 rm -rf "$work"
