@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench/run.sh — the benchmark harness in one command.
 #
-#   ./bench/run.sh                 the full run (about 30 minutes on 2 cores)
+#   ./bench/run.sh                 the full run (22-30 minutes on 2 cores)
 #   ./bench/run.sh --quick         smaller sizes, one run each (under 5 minutes)
 #   ./bench/run.sh --only engine,dispatch,lifecycle,backlog,parked,priority,scale,worker
 #   ./bench/run.sh --only engine --scenarios drain,latency,steady --peers pgboss,graphile|none

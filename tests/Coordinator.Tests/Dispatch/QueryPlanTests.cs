@@ -10,13 +10,15 @@ namespace Coordinator.Tests.Dispatch;
 /// </summary>
 public class QueryPlanTests(HostFixture fixture) : IClassFixture<HostFixture>
 {
+    /// <summary>A session of the grid's own data source: its planner settings are what these tests check.</summary>
+    private Task<NpgsqlConnection> OpenGridSessionAsync() => fixture.Host.Get<NpgsqlDataSource>().OpenConnectionAsync().AsTask();
     [Fact]
     public async Task AKeyedUpdatePlannedWhileJobsIsNearlyEmpty_ReadsThePrimaryKey_NotTheWholeTable()
     {
         // This class has a database of its own: jobs holds a few rows, where reading the whole table is cheapest.
         var client = await fixture.Host.NewAccountAsync();
         for (var i = 0; i < 3; i++) await client.SubmitAsync(new { model = ApiClient.Unique(), prompt = "few" });
-        await using var connection = await fixture.Host.Get<NpgsqlDataSource>().OpenConnectionAsync();
+        await using var connection = await OpenGridSessionAsync();
         await connection.ExecuteAsync("ANALYZE jobs");
         Assert.True(await connection.QuerySingleAsync<long>("SELECT count(*) FROM jobs") < 100);
 
@@ -44,7 +46,7 @@ public class QueryPlanTests(HostFixture fixture) : IClassFixture<HostFixture>
     public async Task AStatementLeftWithAWholeTableRead_IsNotCompiledWithJit()
     {
         // No index serves this filter, so the read stays, priced as ruled out: far above the server's JIT threshold.
-        await using var connection = await fixture.Host.Get<NpgsqlDataSource>().OpenConnectionAsync();
+        await using var connection = await OpenGridSessionAsync();
         var plan = string.Join('\n', await connection.QueryAsync<string>(
             "EXPLAIN UPDATE accounts SET quota_exhausted_on = NULL WHERE quota_exhausted_on < current_date - 1"));
 
@@ -56,7 +58,7 @@ public class QueryPlanTests(HostFixture fixture) : IClassFixture<HostFixture>
     public async Task TheTimeoutSweep_ReadsTheInFlightIndex_NotTheWholeTable()
     {
         // The jobs out with a worker are few; the sweep must find them through the index that holds only them.
-        await using var connection = await fixture.Host.Get<NpgsqlDataSource>().OpenConnectionAsync();
+        await using var connection = await OpenGridSessionAsync();
         await using var transaction = await connection.BeginTransactionAsync();
         var plan = string.Join('\n', await connection.QueryAsync<string>(
             "EXPLAIN " + Coordinator.Grid.Duties.GridDuties.TimeOutSql, new { now = DateTimeOffset.UtcNow }, transaction));
