@@ -14,7 +14,10 @@
 #   - a sketch of the leanest schema that keeps what a job row carries today: `jobs` with only keys that never change
 #     (so both transitions are HOT), and the state-dependent indexes moved to side tables — a queue of pending jobs
 #     (deleted from on claim), the leases out (inserted on claim, deleted on result) and the credit entries (inserted on
-#     result). Claim locks, deletes and leases; the result completes, ends the lease and writes the credit entry.
+#     result). Claim locks, deletes and leases; the result completes, ends the lease and writes the credit entry;
+#   - a batch-lease sketch on the same tables: a claim deletes from the queue and writes one lease row for all the jobs
+#     it takes, leaving their rows alone; a result updates each job row once (HOT) and writes one credit entry and one
+#     usage entry (per account, tag and model) for the whole report, instead of a credit entry per job.
 # It prints microseconds per job per transition and the share of HOT updates.
 set -euo pipefail
 
@@ -62,13 +65,24 @@ CREATE TABLE side_credits (job_id bigint PRIMARY KEY, account_id bigint NOT NULL
 CREATE INDEX ON side_credits (worker_id, completed_at DESC, job_id DESC);
 CREATE INDEX ON side_credits (worker_id) WHERE payout_batch_id IS NULL;
 CREATE INDEX ON side_credits (account_id, completed_at);
+-- The batch-lease sketch: the same jobs_side and side_queue, but a claim writes one lease row for all the jobs it takes
+-- and leaves their job rows alone; the result writes each job row once (HOT) and one credit entry per report.
+CREATE TABLE batch_leases (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, worker_id bigint NOT NULL,
+                           claimed_at timestamptz NOT NULL, job_ids bigint[] NOT NULL);
+CREATE TABLE batch_credits (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, worker_id bigint NOT NULL,
+                            completed_at timestamptz NOT NULL, jobs integer NOT NULL, credits numeric(18, 4) NOT NULL, payout_batch_id bigint);
+CREATE INDEX ON batch_credits (worker_id, completed_at DESC);
+CREATE INDEX ON batch_credits (worker_id) WHERE payout_batch_id IS NULL;
+CREATE TABLE batch_usage (account_id bigint NOT NULL, completed_at timestamptz NOT NULL, tag text, model text, jobs integer NOT NULL,
+                          input_tokens bigint NOT NULL, output_tokens bigint NOT NULL);
+CREATE INDEX ON batch_usage (account_id, completed_at);
 CREATE FUNCTION fill(target regclass) RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
     EXECUTE format('TRUNCATE %s CASCADE', target);
     EXECUTE format($f$INSERT INTO %s (id, account_id, status, model, family, model_match, prompt, priority, timeout_seconds, created_at)
         OVERRIDING SYSTEM VALUE SELECT g, 1, 'pending', 'bench:1', 'bench', 'exact', 'x', 0, 600, now() FROM generate_series(1, 100000) g$f$, target);
     IF target = 'jobs_side'::regclass THEN
-        TRUNCATE side_queue, side_leases, side_credits;
+        TRUNCATE side_queue, side_leases, side_credits, batch_leases, batch_credits, batch_usage;
         INSERT INTO side_queue SELECT g, 'bench:1', 'bench', 'exact', 0 FROM generate_series(1, 100000) g;
         ANALYZE side_queue;
     END IF;
@@ -149,16 +163,44 @@ WITH ended AS (
 INSERT INTO side_credits SELECT id, account_id, worker_id, completed_at, credits FROM done;
 SQL
 
+# The batch-lease sketch: one lease row per claim statement, and one credit entry and one usage entry (per account, tag
+# and model) per report; each job row is updated once, by its result.
+cat > "$work/batch.sql" <<'SQL'
+\set w random(1, 16)
+WITH picked AS (
+    SELECT id FROM side_queue WHERE model_match <> 'any' AND model = 'bench:1' ORDER BY priority DESC, id LIMIT 512 FOR UPDATE SKIP LOCKED
+), dequeued AS (
+    DELETE FROM side_queue q USING picked WHERE q.id = picked.id RETURNING q.id
+), leased AS (
+    INSERT INTO batch_leases (worker_id, claimed_at, job_ids) SELECT :w, now(), array_agg(id) FROM dequeued RETURNING id
+)
+SELECT (SELECT id FROM leased) AS lease, count(j.prompt) AS jobs, max(j.timeout_seconds) AS timeout,
+       bool_or(j.params IS NOT NULL) AS has_params
+FROM dequeued d JOIN jobs_side j ON j.id = d.id \gset
+WITH ended AS (
+    DELETE FROM batch_leases l WHERE l.id = :lease AND l.worker_id = :w RETURNING l.worker_id, l.claimed_at, l.job_ids
+), done AS (
+    UPDATE jobs_side j SET status = 'completed', worker_id = e.worker_id, claimed_at = e.claimed_at, started_at = e.claimed_at,
+        attempts = j.attempts + 1, output = 'ok', input_tokens = 1, output_tokens = 1, duration_ms = 1, model_used = 'bench:1',
+        completed_at = now(), credits = 0
+    FROM ended e CROSS JOIN LATERAL unnest(e.job_ids) AS u(id) WHERE j.id = u.id AND j.status = 'pending'
+    RETURNING j.account_id, j.tag, j.model_used, j.input_tokens, j.output_tokens, j.credits
+), usage AS (
+    INSERT INTO batch_usage SELECT account_id, now(), tag, model_used, count(*), sum(input_tokens), sum(output_tokens) FROM done GROUP BY 1, 3, 4
+)
+INSERT INTO batch_credits (worker_id, completed_at, jobs, credits) SELECT :w, now(), count(*), COALESCE(sum(credits), 0) FROM done;
+SQL
+
 # Runs a script 150 times on freshly filled tables; prints µs per job for its two statements.
 measure() {
-  local label=$1 script=$2 table=$3
+  local label=$1 script=$2 table=$3 updates=${4:-1024}
   "${psql[@]}" -c "SELECT fill('$table')" -c "VACUUM ANALYZE $table" -c "SELECT pg_stat_reset()" -c "CHECKPOINT" >/dev/null
   local lines
   lines=$("${pgbench[@]}" -t 150 -f "$script" "$PG_DATABASE" 2>&1 | awk '/^ +[0-9.]+ +[0-9]+ +(UPDATE|WITH)/ {print $1}')
   # pgbench's backend reports its table statistics as it exits, which can be just after pgbench does.
   local i
   for i in $(seq 100); do
-    [[ "$("${psql[@]}" -tAc "SELECT n_tup_upd >= 150 * 1024 FROM pg_stat_user_tables WHERE relname = '$table'")" == t ]] && break
+    [[ "$("${psql[@]}" -tAc "SELECT n_tup_upd >= 150 * $updates FROM pg_stat_user_tables WHERE relname = '$table'")" == t ]] && break
     sleep 0.05
   done
   local hot
@@ -178,4 +220,5 @@ measure "plain UPDATEs on jobs (all its indexes, foreign keys, trigger)" "$work/
 measure "plain UPDATEs, jobs without the worker foreign key" "$work/jobs_no_worker_fk.sql" jobs_no_worker_fk
 measure "plain UPDATEs, only the primary key and (account_id, id), fillfactor 40" "$work/jobs_hot.sql" jobs_hot
 measure "side-table sketch: HOT updates of jobs, plus queue delete, lease insert and delete, credit entry insert" "$work/side.sql" jobs_side
+measure "batch-lease sketch: queue delete and one lease row per claim; one HOT update of jobs per result, one credit entry per report" "$work/batch.sql" jobs_side 512
 rm -rf "$work"
