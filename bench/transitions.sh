@@ -137,14 +137,20 @@ SELECT account_id, current_date, shard, sum(COALESCE(input_tokens, 0) + output_t
 ON CONFLICT (account_id, day, shard) DO UPDATE SET tokens = quota_usage.tokens + EXCLUDED.tokens;
 SQL
 
-# The side-table sketch: claim+start of the best 512 pending jobs for one worker, then their results.
-cat > "$work/side.sql" <<'SQL'
+# Both sketches claim alike: the best 512 pending jobs for one worker leave the queue.
+dequeue=$(cat <<'SQL'
 \set w random(1, 16)
 WITH picked AS (
     SELECT id FROM side_queue WHERE model_match <> 'any' AND model = 'bench:1' ORDER BY priority DESC, id LIMIT 512 FOR UPDATE SKIP LOCKED
 ), dequeued AS (
     DELETE FROM side_queue q USING picked WHERE q.id = picked.id RETURNING q.id
-), leased AS (
+)
+SQL
+)
+
+# The side-table sketch: claim+start of those jobs, then their results.
+cat > "$work/side.sql" <<SQL
+$dequeue, leased AS (
     INSERT INTO side_leases SELECT id, :w, now() FROM dequeued
 ), claimed AS (
     UPDATE jobs_side j SET status = 'running', worker_id = :w, claimed_at = now(), started_at = now(), attempts = j.attempts + 1
@@ -165,13 +171,8 @@ SQL
 
 # The batch-lease sketch: one lease row per claim statement, and one credit entry and one usage entry (per account, tag
 # and model) per report; each job row is updated once, by its result.
-cat > "$work/batch.sql" <<'SQL'
-\set w random(1, 16)
-WITH picked AS (
-    SELECT id FROM side_queue WHERE model_match <> 'any' AND model = 'bench:1' ORDER BY priority DESC, id LIMIT 512 FOR UPDATE SKIP LOCKED
-), dequeued AS (
-    DELETE FROM side_queue q USING picked WHERE q.id = picked.id RETURNING q.id
-), leased AS (
+cat > "$work/batch.sql" <<SQL
+$dequeue, leased AS (
     INSERT INTO batch_leases (worker_id, claimed_at, job_ids) SELECT :w, now(), array_agg(id) FROM dequeued RETURNING id
 )
 SELECT (SELECT id FROM leased) AS lease, count(j.prompt) AS jobs, max(j.timeout_seconds) AS timeout,
@@ -220,5 +221,5 @@ measure "plain UPDATEs on jobs (all its indexes, foreign keys, trigger)" "$work/
 measure "plain UPDATEs, jobs without the worker foreign key" "$work/jobs_no_worker_fk.sql" jobs_no_worker_fk
 measure "plain UPDATEs, only the primary key and (account_id, id), fillfactor 40" "$work/jobs_hot.sql" jobs_hot
 measure "side-table sketch: HOT updates of jobs, plus queue delete, lease insert and delete, credit entry insert" "$work/side.sql" jobs_side
-measure "batch-lease sketch: queue delete and one lease row per claim; one HOT update of jobs per result, one credit entry per report" "$work/batch.sql" jobs_side 512
+measure "batch-lease sketch: queue delete and one lease row per claim; one HOT update of jobs per result; one credit and one usage entry per report" "$work/batch.sql" jobs_side 512
 rm -rf "$work"
