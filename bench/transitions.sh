@@ -2,7 +2,7 @@
 # bench/transitions.sh — what one job transition costs PostgreSQL, on the real jobs table and on a table where the
 # same transitions are HOT updates. It backs the drain analysis in BENCHMARKS.md.
 #
-#   ./bench/transitions.sh            (under a minute)
+#   ./bench/transitions.sh            (about a minute)
 #
 # On a fresh private cluster (.data/transitions-pg, port $COORDINATOR_TRANSITIONS_PG_PORT, default 54352) it applies
 # Coordinator.Grid/Migrations, fills 100,000 pending jobs, and runs with pgbench (one client, prepared statements):
@@ -18,7 +18,8 @@
 #   - a batch-lease sketch on the same tables: a claim deletes from the queue and writes one lease row for all the jobs
 #     it takes, leaving their rows alone; a result updates each job row once (HOT) and writes one credit entry and one
 #     usage entry (per account, tag and model) for the whole report, instead of a credit entry per job.
-# It prints microseconds per job per transition and the share of HOT updates.
+# It prints microseconds per job per transition and the share of HOT updates; then, for the engine's statements and the
+# two sketches, the drain rate the database reaches on its own with 2, 4 and 16 concurrent pgbench clients.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -222,4 +223,32 @@ measure "plain UPDATEs, jobs without the worker foreign key" "$work/jobs_no_work
 measure "plain UPDATEs, only the primary key and (account_id, id), fillfactor 40" "$work/jobs_hot.sql" jobs_hot
 measure "side-table sketch: HOT updates of jobs, plus queue delete, lease insert and delete, credit entry insert" "$work/side.sql" jobs_side
 measure "batch-lease sketch: queue delete and one lease row per claim; one HOT update of jobs per result; one credit and one usage entry per report" "$work/batch.sql" jobs_side 512
+
+# The database's drain ceiling: N clients at once (2, 4, 16), each a worker of its own (pgbench's client_id) claiming
+# 76,800 / 150 / N jobs a statement (256, 128, 32) and reporting them, each statement its own commit, until 76,800 of the
+# 100,000 jobs are done. pgbench's clients cost next to nothing, so the database has both cores to itself: no consumer
+# process and no harness share them.
+ceiling() {
+  local label=$1 script=$2 table=$3 clients row="| $1 |"
+  for clients in 2 4 16; do
+    local batch=$((76800 / 150 / clients))
+    sed -e 's/^\\set w random(1, 16)$/\\set w :client_id + 1/' -e "s/\\b512\\b/$batch/g" "$script" > "$script.$clients"
+    "${psql[@]}" -c "SELECT fill('$table')" -c "VACUUM ANALYZE $table" -c "CHECKPOINT" >/dev/null
+    local tps completed
+    tps=$("${pgbench[@]}" -c "$clients" -j 2 -t 150 -f "$script.$clients" "$PG_DATABASE" 2>&1 | awk '/^tps = / {print $3}')
+    completed=$("${psql[@]}" -tAc "SELECT count(*) FROM $table WHERE status = 'completed'")
+    [[ "$completed" == 76800 ]] || die "$label, $clients clients: $completed jobs completed, expected 76,800"
+    row+=" $(awk -v t="$tps" -v b="$batch" 'BEGIN {printf "%.0f", t * b}') |"
+  done
+  echo "$row"
+}
+
+echo
+echo "The database's drain ceiling on this machine (jobs/s; pgbench clients, each claiming and reporting its own jobs, synchronous_commit on)"
+echo
+echo "| statements | 2 clients, 256 jobs a claim | 4 clients, 128 | 16 clients, 32 |"
+echo "| --- | --- | --- | --- |"
+ceiling "the engine's lease and result statements, on jobs" "$work/engine.sql" jobs
+ceiling "side-table sketch" "$work/side.sql" jobs_side
+ceiling "batch-lease sketch" "$work/batch.sql" jobs_side
 rm -rf "$work"
