@@ -5,7 +5,7 @@
 #   PORT=8080 ./run.sh            another HTTP port
 #
 # Unless ConnectionStrings__Postgres is already set, a private PostgreSQL
-# cluster is started in .data/pg (port $COORDINATOR_PG_PORT, default 54329)
+# cluster is started in .data/pg (port $COORDINATOR_PG_PORT, default 64329)
 # and stopped again when the app exits. The whole environment is passed to
 # the app, so any ASP.NET Core setting works, e.g.
 #   Webhooks__AllowPrivateNetworks=true ./run.sh
@@ -42,7 +42,7 @@ we_started_pg=0
 if [[ -n "${ConnectionStrings__Postgres:-}" ]]; then
   say "using ConnectionStrings__Postgres from the environment"
 else
-  pg_port=${COORDINATOR_PG_PORT:-54329}
+  pg_port=${COORDINATOR_PG_PORT:-64329}
   pg_start_private "$PG_DATA_DIR" "$pg_port"
   we_started_pg=$PG_STARTED_NOW
   ConnectionStrings__Postgres=$(pg_connection_string "$pg_port")

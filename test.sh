@@ -6,7 +6,7 @@
 #
 # Steps: install PostgreSQL if missing; install the npm test tools pinned in
 # tests/tools/package-lock.json (Prism, s3rver); start a fresh private cluster in
-# .data/test-pg (port $COORDINATOR_TEST_PG_PORT, default 54339); run
+# .data/test-pg (port $COORDINATOR_TEST_PG_PORT, default 64339); run
 # `dotnet test` on Coordinator.sln writing one TestResults/*.trx per test
 # project (default names, which the logger keeps unique; a fixed LogFileName
 # would let the last project overwrite the others); stop the
@@ -90,7 +90,7 @@ export COORDINATOR_SPEC
   die "OpenAPI spec not found at $COORDINATOR_SPEC (expected the 'shared' folder next to the repo, or set COORDINATOR_SPEC)"
 
 # 4. A fresh database cluster for every run.
-pg_port=${COORDINATOR_TEST_PG_PORT:-54339}
+pg_port=${COORDINATOR_TEST_PG_PORT:-64339}
 pg_destroy_private "$TEST_PG_DIR"
 pg_running=1
 pg_start_private "$TEST_PG_DIR" "$pg_port"

@@ -9,7 +9,7 @@
 #   ./bench/run.sh --no-pin        do not pin the node and the load generator to separate CPUs
 #
 # It installs PostgreSQL (apt) and the peers (npm ci in bench/peers) when missing, builds Release, starts a fresh
-# private PostgreSQL cluster in .data/bench-pg (port $COORDINATOR_BENCH_PG_PORT, default 54349, synchronous_commit
+# private PostgreSQL cluster in .data/bench-pg (port $COORDINATOR_BENCH_PG_PORT, default 64349, synchronous_commit
 # on, pg_stat_statements loaded), runs bench/Coordinator.Bench and stops the cluster. Results: bench/results/latest.md
 # and latest.json (the Markdown table BENCHMARKS.md quotes).
 set -euo pipefail
@@ -41,7 +41,7 @@ rm -f "$build_log"
 
 # 3. A fresh database cluster.
 BENCH_PG_DIR="$ROOT/.data/bench-pg"
-pg_port=${COORDINATOR_BENCH_PG_PORT:-54349}
+pg_port=${COORDINATOR_BENCH_PG_PORT:-64349}
 pg_destroy_private "$BENCH_PG_DIR"
 trap 'pg_stop_private "$BENCH_PG_DIR" || true' EXIT
 pg_start_private "$BENCH_PG_DIR" "$pg_port"

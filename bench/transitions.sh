@@ -4,7 +4,7 @@
 #
 #   ./bench/transitions.sh            (about a minute)
 #
-# On a fresh private cluster (.data/transitions-pg, port $COORDINATOR_TRANSITIONS_PG_PORT, default 54352) it applies
+# On a fresh private cluster (.data/transitions-pg, port $COORDINATOR_TRANSITIONS_PG_PORT, default 64352) it applies
 # Coordinator.Grid/Migrations, fills 100,000 pending jobs, and runs with pgbench (one client, prepared statements):
 #   - claim+start then result of 512 consecutive jobs, as plain UPDATEs, on `jobs` itself (its indexes, foreign keys
 #     and trigger), on a copy of `jobs` without the worker foreign key, and on a copy with only the primary key and
@@ -30,7 +30,7 @@ ROOT=$PWD
 pg_ensure_installed
 export PGOPTIONS="-c client_min_messages=warning"
 DIR="$ROOT/.data/transitions-pg"
-port=${COORDINATOR_TRANSITIONS_PG_PORT:-54352}
+port=${COORDINATOR_TRANSITIONS_PG_PORT:-64352}
 pg_destroy_private "$DIR"
 trap 'pg_stop_private "$DIR" || true' EXIT
 pg_start_private "$DIR" "$port"

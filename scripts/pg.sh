@@ -287,6 +287,9 @@ EOF
     echo "----- last lines of $dir/postgres.log -----" >&2
     tail -n 30 "$dir/postgres.log" >&2 2>/dev/null || true
     echo "--------------------------------------------" >&2
+    if tail -n 30 "$dir/postgres.log" 2>/dev/null | grep -q 'Address already in use'; then
+      _pg_err "port $port on 127.0.0.1 is taken (another server, or a connection there still in TIME-WAIT for up to 60 s); wait, or set this script's port variable to a free port" || return 1
+    fi
     _pg_err "PostgreSQL on 127.0.0.1:$port did not become ready within 30 s" || return 1
   fi
 

@@ -11,7 +11,7 @@
 # 2. Idle CPU while long-polling: the agent with nothing to do for BENCH_IDLE_SECONDS (after 5 s of warm-up);
 #    CPU time from /proc/PID/stat, printed as a percentage of one core.
 #
-# Needs: the .NET 10 SDK, node, curl; PostgreSQL is installed like run.sh does. Ports: BENCH_PG_PORT (54369),
+# Needs: the .NET 10 SDK, node, curl; PostgreSQL is installed like run.sh does. Ports: BENCH_PG_PORT (64369),
 # BENCH_PORT (3190) and BENCH_PORT+1 for the fake. Everything it starts is stopped on exit.
 set -euo pipefail
 
@@ -22,7 +22,7 @@ ROOT=$PWD
 
 JOBS=${BENCH_JOBS:-1000}
 IDLE_SECONDS=${BENCH_IDLE_SECONDS:-60}
-PG_PORT=${BENCH_PG_PORT:-54369}
+PG_PORT=${BENCH_PG_PORT:-64369}
 PORT=${BENCH_PORT:-3190}
 FAKE_PORT=$((PORT + 1))
 WORK="$ROOT/.data/bench-worker"
