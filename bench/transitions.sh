@@ -67,7 +67,8 @@ CREATE INDEX ON side_credits (worker_id, completed_at DESC, job_id DESC);
 CREATE INDEX ON side_credits (worker_id) WHERE payout_batch_id IS NULL;
 CREATE INDEX ON side_credits (account_id, completed_at);
 -- The batch-lease sketch: the same jobs_side and side_queue, but a claim writes one lease row for all the jobs it takes
--- and leaves their job rows alone; the result writes each job row once (HOT) and one credit entry per report.
+-- and leaves their job rows alone; the result writes each job row once (HOT), one credit entry and one usage entry per
+-- report.
 CREATE TABLE batch_leases (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, worker_id bigint NOT NULL,
                            claimed_at timestamptz NOT NULL, job_ids bigint[] NOT NULL);
 CREATE TABLE batch_credits (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, worker_id bigint NOT NULL,
@@ -77,13 +78,20 @@ CREATE INDEX ON batch_credits (worker_id) WHERE payout_batch_id IS NULL;
 CREATE TABLE batch_usage (account_id bigint NOT NULL, completed_at timestamptz NOT NULL, tag text, model text, jobs integer NOT NULL,
                           input_tokens bigint NOT NULL, output_tokens bigint NOT NULL);
 CREATE INDEX ON batch_usage (account_id, completed_at);
+-- The counted-lease sketch: batch leases that keep the job row current (the claim writes status, worker and lease on
+-- it, HOT), so every read of a job stays as it is; a lease counts its jobs still out and goes when none is left.
+ALTER TABLE jobs_side ADD COLUMN lease_id bigint;
+CREATE TABLE counted_leases (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, worker_id bigint NOT NULL,
+                             claimed_at timestamptz NOT NULL, deadline timestamptz NOT NULL, remaining integer NOT NULL);
+CREATE INDEX ON counted_leases (worker_id);
+CREATE INDEX ON counted_leases (deadline);
 CREATE FUNCTION fill(target regclass) RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
     EXECUTE format('TRUNCATE %s CASCADE', target);
     EXECUTE format($f$INSERT INTO %s (id, account_id, status, model, family, model_match, prompt, priority, timeout_seconds, created_at)
         OVERRIDING SYSTEM VALUE SELECT g, 1, 'pending', 'bench:1', 'bench', 'exact', 'x', 0, 600, now() FROM generate_series(1, 100000) g$f$, target);
     IF target = 'jobs_side'::regclass THEN
-        TRUNCATE side_queue, side_leases, side_credits, batch_leases, batch_credits, batch_usage;
+        TRUNCATE side_queue, side_leases, side_credits, batch_leases, batch_credits, batch_usage, counted_leases;
         INSERT INTO side_queue SELECT g, 'bench:1', 'bench', 'exact', 0 FROM generate_series(1, 100000) g;
         ANALYZE side_queue;
     END IF;
@@ -193,6 +201,35 @@ WITH ended AS (
 INSERT INTO batch_credits (worker_id, completed_at, jobs, credits) SELECT :w, now(), count(*), COALESCE(sum(credits), 0) FROM done;
 SQL
 
+# The counted-lease sketch: the batch lease's claim also updates the job rows (HOT); the result finds its jobs by id and
+# lease, counts them off their lease (deleting it when none is left), and writes the same credit and usage entries.
+cat > "$work/counted.sql" <<SQL
+$dequeue, leased AS (
+    INSERT INTO counted_leases (worker_id, claimed_at, deadline, remaining)
+    SELECT :w, now(), now() + interval '600 seconds', count(*) FROM dequeued RETURNING id
+), claimed AS (
+    UPDATE jobs_side j SET status = 'running', worker_id = :w, claimed_at = now(), started_at = now(), attempts = j.attempts + 1, lease_id = l.id
+    FROM dequeued d, leased l WHERE j.id = d.id
+    RETURNING j.id, j.model, j.prompt, j.priority, j.timeout_seconds, j.attempts, j.params::text AS params, j.account_id
+)
+SELECT (SELECT id FROM leased) AS lease, min(id) AS lo, max(id) AS hi FROM claimed \gset
+WITH done AS (
+    UPDATE jobs_side j SET status = 'completed', output = 'ok', input_tokens = 1, output_tokens = 1, duration_ms = 1, model_used = 'bench:1',
+        completed_at = now(), credits = 0
+    WHERE j.id BETWEEN :lo AND :hi AND j.lease_id = :lease AND j.worker_id = :w AND j.status = 'running'
+    RETURNING j.lease_id, j.account_id, j.tag, j.model_used, j.input_tokens, j.output_tokens, j.credits
+), counts AS (
+    SELECT lease_id, count(*) AS n FROM done GROUP BY lease_id
+), gone AS (
+    DELETE FROM counted_leases l USING counts c WHERE l.id = c.lease_id AND l.remaining = c.n
+), kept AS (
+    UPDATE counted_leases l SET remaining = l.remaining - c.n FROM counts c WHERE l.id = c.lease_id AND l.remaining > c.n
+), usage AS (
+    INSERT INTO batch_usage SELECT account_id, now(), tag, model_used, count(*), sum(input_tokens), sum(output_tokens) FROM done GROUP BY 1, 3, 4
+)
+INSERT INTO batch_credits (worker_id, completed_at, jobs, credits) SELECT :w, now(), count(*), COALESCE(sum(credits), 0) FROM done;
+SQL
+
 # Runs a script 150 times on freshly filled tables; prints µs per job for its two statements.
 measure() {
   local label=$1 script=$2 table=$3 updates=${4:-1024}
@@ -223,6 +260,7 @@ measure "plain UPDATEs, jobs without the worker foreign key" "$work/jobs_no_work
 measure "plain UPDATEs, only the primary key and (account_id, id), fillfactor 40" "$work/jobs_hot.sql" jobs_hot
 measure "side-table sketch: HOT updates of jobs, plus queue delete, lease insert and delete, credit entry insert" "$work/side.sql" jobs_side
 measure "batch-lease sketch: queue delete and one lease row per claim; one HOT update of jobs per result; one credit and one usage entry per report" "$work/batch.sql" jobs_side 512
+measure "counted-lease sketch: the batch lease, and the claim keeps the job row current (HOT)" "$work/counted.sql" jobs_side
 
 # The database's drain ceiling: N clients at once (2, 4, 16), each a worker of its own (pgbench's client_id) claiming
 # 76,800 / 150 / N jobs a statement (256, 128, 32) and reporting them, each statement its own commit, until 76,800 of the
@@ -251,4 +289,5 @@ echo "| --- | --- | --- | --- |"
 ceiling "the engine's lease and result statements, on jobs" "$work/engine.sql" jobs
 ceiling "side-table sketch" "$work/side.sql" jobs_side
 ceiling "batch-lease sketch" "$work/batch.sql" jobs_side
+ceiling "counted-lease sketch" "$work/counted.sql" jobs_side
 rm -rf "$work"
