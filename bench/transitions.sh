@@ -231,10 +231,16 @@ WITH done AS (
 INSERT INTO batch_credits (worker_id, completed_at, jobs, credits) SELECT :w, now(), count(*), COALESCE(sum(credits), 0) FROM done;
 SQL
 
+# Fills TABLE afresh (100,000 pending jobs, its side tables emptied), analyses it, zeroes the statistics and checkpoints,
+# so that every measurement starts alike.
+refill() {
+  "${psql[@]}" -c "SELECT fill('$1')" -c "VACUUM ANALYZE $1" -c "SELECT pg_stat_reset()" -c "CHECKPOINT" >/dev/null
+}
+
 # Runs a script 150 times on freshly filled tables; prints µs per job for its two statements.
 measure() {
   local label=$1 script=$2 table=$3 updates=${4:-1024}
-  "${psql[@]}" -c "SELECT fill('$table')" -c "VACUUM ANALYZE $table" -c "SELECT pg_stat_reset()" -c "CHECKPOINT" >/dev/null
+  refill "$table"
   local lines
   lines=$("${pgbench[@]}" -t 150 -f "$script" "$PG_DATABASE" 2>&1 | awk '/^ +[0-9.]+ +[0-9]+ +(UPDATE|WITH)/ {print $1}')
   # pgbench's backend reports its table statistics as it exits, which can be just after pgbench does.
@@ -272,7 +278,7 @@ ceiling() {
   for clients in 2 4 16; do
     local batch=$((76800 / 150 / clients))
     sed -e 's/^\\set w random(1, 16)$/\\set w :client_id + 1/' -e "s/\\b512\\b/$batch/g" "$script" > "$script.$clients"
-    "${psql[@]}" -c "SELECT fill('$table')" -c "VACUUM ANALYZE $table" -c "CHECKPOINT" >/dev/null
+    refill "$table"
     local tps completed
     tps=$("${pgbench[@]}" -c "$clients" -j 2 -t 150 -f "$script.$clients" "$PG_DATABASE" 2>&1 | awk '/^tps = / {print $3}')
     completed=$("${psql[@]}" -tAc "SELECT count(*) FROM $table WHERE status = 'completed'")

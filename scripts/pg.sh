@@ -284,10 +284,12 @@ EOF
     sleep 0.5
   done
   if (( i >= 60 )); then
+    local log_tail
+    log_tail=$(tail -n 30 "$dir/postgres.log" 2>/dev/null || true)
     echo "----- last lines of $dir/postgres.log -----" >&2
-    tail -n 30 "$dir/postgres.log" >&2 2>/dev/null || true
+    echo "$log_tail" >&2
     echo "--------------------------------------------" >&2
-    if tail -n 30 "$dir/postgres.log" 2>/dev/null | grep -q 'Address already in use'; then
+    if [[ "$log_tail" == *'Address already in use'* ]]; then
       _pg_err "port $port on 127.0.0.1 is taken (another server, or a connection there still in TIME-WAIT for up to 60 s); wait, or set this script's port variable to a free port" || return 1
     fi
     _pg_err "PostgreSQL on 127.0.0.1:$port did not become ready within 30 s" || return 1

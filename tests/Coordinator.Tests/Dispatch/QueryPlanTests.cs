@@ -12,6 +12,7 @@ public class QueryPlanTests(HostFixture fixture) : IClassFixture<HostFixture>
 {
     /// <summary>A session of the grid's own data source: its planner settings are what these tests check.</summary>
     private Task<NpgsqlConnection> OpenGridSessionAsync() => fixture.Host.Get<NpgsqlDataSource>().OpenConnectionAsync().AsTask();
+
     [Fact]
     public async Task AKeyedUpdatePlannedWhileJobsIsNearlyEmpty_ReadsThePrimaryKey_NotTheWholeTable()
     {
