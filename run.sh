@@ -26,9 +26,9 @@ require_dotnet
 # 2. Build. Output goes to a file and is shown only when the build fails.
 #    (A file, not a pipe: build-server processes that outlive the build would
 #    otherwise keep a pipe open.)
-say "building Coordinator.Api (Release, .NET SDK $(dotnet --version))"
+say "building Coordinator.Silo (Release, .NET SDK $(dotnet --version))"
 build_log=$(mktemp)
-if ! dotnet build Coordinator.Api -c Release --nologo -v quiet -tl:off -clp:ErrorsOnly \
+if ! dotnet build Coordinator.Silo -c Release --nologo -v quiet -tl:off -clp:ErrorsOnly \
      >"$build_log" 2>&1 </dev/null; then
   grep -v -e '^[[:space:]]*$' "$build_log" >&2 || true
   rm -f "$build_log"
@@ -56,7 +56,7 @@ export DevAccount__KeyFile="$ROOT/.data/dev-api-key"
 # Attachments (the local-disk blob store) live beside the database unless configured otherwise.
 export Blobs__LocalPath="${Blobs__LocalPath:-$ROOT/.data/blobs}"
 
-app=(dotnet "$ROOT/Coordinator.Api/bin/Release/net10.0/Coordinator.Api.dll"
+app=(dotnet "$ROOT/Coordinator.Silo/bin/Release/net10.0/Coordinator.Silo.dll"
      --urls "http://0.0.0.0:${PORT:-3000}")
 say "starting the coordinator on http://0.0.0.0:${PORT:-3000} (Ctrl-C stops it)"
 

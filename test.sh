@@ -7,7 +7,7 @@
 # Steps: install PostgreSQL if missing; install the npm test tools pinned in
 # tests/tools/package-lock.json (Prism, s3rver); start a fresh private cluster in
 # .data/test-pg (port $COORDINATOR_TEST_PG_PORT, default 64339); run
-# `dotnet test` on Coordinator.sln writing one TestResults/*.trx per test
+# `dotnet test` on Orleans.sln writing one TestResults/*.trx per test
 # project (default names, which the logger keeps unique; a fixed LogFileName
 # would let the last project overwrite the others); stop the
 # cluster; sum the TRX counters.
@@ -101,9 +101,9 @@ say "COORDINATOR_TEST_PG=$COORDINATOR_TEST_PG"
 # 5. Run the tests; a failure here must not stop the script.
 mkdir -p "$RESULTS_DIR"
 rm -f "$RESULTS_DIR"/*.trx
-say "dotnet test Coordinator.sln -c Release $*"
+say "dotnet test Orleans.sln -c Release $*"
 test_rc=0
-dotnet test Coordinator.sln -c Release \
+dotnet test Orleans.sln -c Release \
   --logger trx --results-directory "$RESULTS_DIR" "$@" </dev/null ||
   test_rc=$?
 

@@ -34,7 +34,7 @@ fi
 say "building (Release)"
 build_log=$(mktemp)
 if ! dotnet build bench/Coordinator.Bench -c Release --nologo -v quiet -tl:off -clp:ErrorsOnly >"$build_log" 2>&1 </dev/null ||
-   ! dotnet build Coordinator.Api -c Release --nologo -v quiet -tl:off -clp:ErrorsOnly >>"$build_log" 2>&1 </dev/null; then
+   ! dotnet build Coordinator.Silo -c Release --nologo -v quiet -tl:off -clp:ErrorsOnly >>"$build_log" 2>&1 </dev/null; then
   cat "$build_log" >&2; rm -f "$build_log"; die "build failed"
 fi
 rm -f "$build_log"
@@ -48,7 +48,7 @@ pg_start_private "$BENCH_PG_DIR" "$pg_port"
 
 export BENCH_PG BENCH_API_DLL BENCH_PEERS_DIR BENCH_PG_DESCRIPTION
 BENCH_PG="$(pg_connection_string "$pg_port" postgres);Maximum Pool Size=50"
-BENCH_API_DLL="$ROOT/Coordinator.Api/bin/Release/net10.0/Coordinator.Api.dll"
+BENCH_API_DLL="$ROOT/Coordinator.Silo/bin/Release/net10.0/Coordinator.Silo.dll"
 BENCH_PEERS_DIR="$ROOT/bench/peers"
 BENCH_PG_DESCRIPTION="$("$PG_BIN/postgres" --version | sed 's/postgres (PostgreSQL) /PostgreSQL /'), local, shared_buffers 256MB, synchronous_commit on, fsync on, max_connections 300, default settings otherwise"
 

@@ -1,7 +1,7 @@
-using Coordinator.Grid;
+using Coordinator.Grains;
 using Coordinator.Api.Infrastructure;
 using Coordinator.Api.Jobs;
-using Coordinator.Grid.Accounts;
+using Coordinator.Grains.Accounts;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.Extensions.Options;
 

@@ -1,7 +1,7 @@
 using System.Text;
 using System.Text.Json;
 using Coordinator.Api.Infrastructure;
-using Coordinator.Grid.Billing;
+using Coordinator.Grains.Billing;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.Extensions.Options;
 

@@ -1,5 +1,5 @@
-using Coordinator.Grid.Billing;
-using Coordinator.Grid.Jobs;
+using Coordinator.Grains.Billing;
+using Coordinator.Grains.Jobs;
 using Microsoft.Extensions.Options;
 
 namespace Coordinator.Api.Billing;

@@ -1,6 +1,6 @@
 using Coordinator.Api.Infrastructure;
 using Coordinator.Api.Jobs;
-using Coordinator.Grid.Blobs;
+using Coordinator.Grains.Blobs;
 using Microsoft.AspNetCore.Http.Features;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.Extensions.Options;

@@ -1,4 +1,4 @@
-using Coordinator.Grid.Dashboard;
+using Coordinator.Grains.Dashboard;
 using Microsoft.AspNetCore.Components;
 
 namespace Coordinator.Api.Dashboard;

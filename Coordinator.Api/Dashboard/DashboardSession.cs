@@ -1,7 +1,7 @@
 using System.Globalization;
 using System.Security.Claims;
-using Coordinator.Grid.Accounts;
-using Coordinator.Grid.Dashboard;
+using Coordinator.Grains.Accounts;
+using Coordinator.Grains.Dashboard;
 using Microsoft.AspNetCore.Authentication;
 using Microsoft.AspNetCore.Authentication.Cookies;
 

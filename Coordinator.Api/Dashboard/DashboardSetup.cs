@@ -1,5 +1,5 @@
 using System.Reflection;
-using Coordinator.Grid.Dashboard;
+using Coordinator.Grains.Dashboard;
 using Microsoft.AspNetCore.Authentication;
 using Microsoft.AspNetCore.Authentication.Cookies;
 using Microsoft.AspNetCore.Mvc;

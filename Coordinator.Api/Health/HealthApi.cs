@@ -1,5 +1,5 @@
 using Coordinator.Api.Infrastructure;
-using Coordinator.Grid.Dispatch;
+using Coordinator.Grains.Dispatch;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Npgsql;
 

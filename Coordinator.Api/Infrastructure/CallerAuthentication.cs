@@ -1,4 +1,4 @@
-using Coordinator.Grid.Accounts;
+using Coordinator.Grains.Accounts;
 
 namespace Coordinator.Api.Infrastructure;
 

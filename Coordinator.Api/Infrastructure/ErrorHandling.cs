@@ -16,7 +16,7 @@ public sealed partial class ErrorHandling(ILogger<ErrorHandling> logger) : IExce
         {
             _ when IsDatabaseUnavailable(exception) => (StatusCodes.Status503ServiceUnavailable,
                 new ApiError("service_unavailable", "the database is not reachable right now; try again shortly")),
-            Coordinator.Grid.Blobs.BlobStoreUnavailableException => (StatusCodes.Status503ServiceUnavailable,
+            Coordinator.Grains.Blobs.BlobStoreUnavailableException => (StatusCodes.Status503ServiceUnavailable,
                 new ApiError("service_unavailable", "the blob store is not reachable right now; try again shortly")),
             BadHttpRequestException bad when bad.StatusCode == StatusCodes.Status413PayloadTooLarge => (bad.StatusCode,
                 new ApiError("payload_too_large", "the request body is larger than this server accepts")),

@@ -1,7 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using System.ComponentModel.DataAnnotations;
-using Coordinator.Grid.Jobs;
+using Coordinator.Grains.Jobs;
 
 namespace Coordinator.Api.Jobs;
 

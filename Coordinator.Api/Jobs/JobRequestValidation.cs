@@ -1,6 +1,6 @@
 using Coordinator.Api.Infrastructure;
-using Coordinator.Grid;
-using Coordinator.Grid.Jobs;
+using Coordinator.Grains;
+using Coordinator.Grains.Jobs;
 
 namespace Coordinator.Api.Jobs;
 

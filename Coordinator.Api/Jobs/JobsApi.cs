@@ -1,10 +1,10 @@
 using System.Globalization;
 using Coordinator.Api.Billing;
 using Coordinator.Api.Infrastructure;
-using Coordinator.Grid;
-using Coordinator.Grid.Blobs;
-using Coordinator.Grid.Jobs;
-using Coordinator.Grid.Webhooks;
+using Coordinator.Grains;
+using Coordinator.Grains.Blobs;
+using Coordinator.Grains.Jobs;
+using Coordinator.Grains.Webhooks;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.Extensions.Options;
 

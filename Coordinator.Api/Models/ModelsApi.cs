@@ -1,5 +1,5 @@
 using Coordinator.Api.Infrastructure;
-using Coordinator.Grid.Workers;
+using Coordinator.Grains.Workers;
 using Microsoft.AspNetCore.Http.HttpResults;
 
 namespace Coordinator.Api.Models;

@@ -1,5 +1,5 @@
 using Coordinator.Api.Infrastructure;
-using Coordinator.Grid.Accounting;
+using Coordinator.Grains.Accounting;
 using Microsoft.AspNetCore.Http.HttpResults;
 
 namespace Coordinator.Api.Usage;
@@ -16,7 +16,7 @@ public static class UsageApi
     }
 
     public static async Task<Results<Ok<UsageDto>, UnprocessableEntity<ValidationErrors>>> ReportAsync(
-        HttpContext context, Grid.Accounting.Usage usage, string? period, string? tag)
+        HttpContext context, Grains.Accounting.Usage usage, string? period, string? tag)
     {
         period ??= UsagePeriod.Daily;
         if (!UsagePeriod.All.Contains(period)) return ApiErrors.Validation(["period must be one of daily, weekly, monthly"]);

@@ -1,5 +1,5 @@
 using Coordinator.Api.Infrastructure;
-using Coordinator.Grid.Accounting;
+using Coordinator.Grains.Accounting;
 using Microsoft.AspNetCore.Http.HttpResults;
 
 namespace Coordinator.Api.Workers;
@@ -28,7 +28,7 @@ public static class CreditsApi
     }
 
     public static async Task<Results<Created<PayoutDto>, UnprocessableEntity<ApiError>>> RequestPayoutAsync(
-        HttpContext context, Credits credits, Microsoft.Extensions.Options.IOptions<Grid.AccountingOptions> options)
+        HttpContext context, Credits credits, Microsoft.Extensions.Options.IOptions<Grains.AccountingOptions> options)
     {
         var batch = await credits.RequestPayoutAsync(context.GetCaller().WorkerId!.Value, context.RequestAborted);
         if (batch is null)

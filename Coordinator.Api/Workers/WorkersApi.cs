@@ -3,12 +3,12 @@ using System.Text.Json.Serialization;
 using Coordinator.Api.Blobs;
 using Coordinator.Api.Infrastructure;
 using Coordinator.Api.Jobs;
-using Coordinator.Grid;
-using Coordinator.Grid.Accounts;
-using Coordinator.Grid.Blobs;
-using Coordinator.Grid.Dispatch;
-using Coordinator.Grid.Jobs;
-using Coordinator.Grid.Workers;
+using Coordinator.Grains;
+using Coordinator.Grains.Accounts;
+using Coordinator.Grains.Blobs;
+using Coordinator.Grains.Dispatch;
+using Coordinator.Grains.Jobs;
+using Coordinator.Grains.Workers;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.Extensions.Options;
 

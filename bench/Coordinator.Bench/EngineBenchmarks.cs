@@ -2,12 +2,12 @@ using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
-using Coordinator.Grid;
-using Coordinator.Grid.Accounts;
-using Coordinator.Grid.Database;
-using Coordinator.Grid.Dispatch;
-using Coordinator.Grid.Jobs;
-using Coordinator.Grid.Workers;
+using Coordinator.Grains;
+using Coordinator.Grains.Accounts;
+using Coordinator.Grains.Database;
+using Coordinator.Grains.Dispatch;
+using Coordinator.Grains.Jobs;
+using Coordinator.Grains.Workers;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
@@ -33,7 +33,7 @@ public sealed record EngineResult(string System, string Version, string Scenario
 }
 
 /// <summary>
-/// Our engine (Coordinator.Grid in-process, no HTTP) against PostgreSQL job queue libraries, on the same server,
+/// Our engine (Coordinator.Grains in-process, no HTTP) against PostgreSQL job queue libraries, on the same server,
 /// a fresh database each, 16 consumers, no-op jobs.
 /// </summary>
 public sealed class EngineBenchmarks(BenchOptions options, BenchDatabase database, Report report)
@@ -349,7 +349,7 @@ public sealed class EngineNode : IAsyncDisposable
         builder.Logging.SetMinimumLevel(LogLevel.Warning);
         builder.Services.AddGrid(builder.Configuration, connectionString);
         // Bench jobs have no webhooks; the HTTP host renders webhook bodies, the engine alone needs a stand-in.
-        builder.Services.AddSingleton<Coordinator.Grid.Webhooks.IJobRenderer, NoWebhookBodies>();
+        builder.Services.AddSingleton<Coordinator.Grains.Webhooks.IJobRenderer, NoWebhookBodies>();
         var host = builder.Build();
         await host.Services.GetRequiredService<Migrator>().MigrateAsync();
         await host.StartAsync();
@@ -429,7 +429,7 @@ public sealed class EngineNode : IAsyncDisposable
     }
 }
 
-internal sealed class NoWebhookBodies : Coordinator.Grid.Webhooks.IJobRenderer
+internal sealed class NoWebhookBodies : Coordinator.Grains.Webhooks.IJobRenderer
 {
     public string Render(JobRow job) => throw new InvalidOperationException("bench jobs have no webhooks");
 }

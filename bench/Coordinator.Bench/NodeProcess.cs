@@ -4,7 +4,7 @@ using System.Net.Sockets;
 
 namespace Coordinator.Bench;
 
-/// <summary>A coordinator node as its own process (the published Coordinator.Api.dll), optionally pinned to CPUs with taskset.</summary>
+/// <summary>A coordinator node as its own process (the built Coordinator.Silo.dll: a silo with its front end), optionally pinned to CPUs with taskset.</summary>
 public sealed class NodeProcess : IAsyncDisposable
 {
     private readonly Process _process;
@@ -45,6 +45,9 @@ public sealed class NodeProcess : IAsyncDisposable
         start.Environment["ConnectionStrings__Postgres"] = connectionString;
         start.Environment["Logging__LogLevel__Default"] = "Warning";
         start.Environment["DOTNET_gcServer"] = "0";
+        // Each node is a silo of the bench database's cluster, on a port of its own, with no gateway.
+        start.Environment["Cluster__SiloPort"] = FreePort().ToString(System.Globalization.CultureInfo.InvariantCulture);
+        start.Environment["Cluster__GatewayPort"] = "0";
         foreach (var (key, value) in settings ?? new Dictionary<string, string>()) start.Environment[key] = value;
 
         var process = Process.Start(start) ?? throw new InvalidOperationException("could not start the coordinator node");

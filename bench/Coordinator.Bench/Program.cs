@@ -4,7 +4,7 @@ using Coordinator.Bench;
 
 // The benchmark harness. Normally started by bench/run.sh, which provisions PostgreSQL and builds everything:
 //   dotnet Coordinator.Bench.dll [--quick] [--only engine,dispatch,lifecycle,backlog,parked,priority,scale] [--repeat N] [--out DIR]
-// Environment: BENCH_PG (admin connection string), BENCH_API_DLL (Coordinator.Api.dll), BENCH_PEERS_DIR (bench/peers).
+// Environment: BENCH_PG (admin connection string), BENCH_API_DLL (Coordinator.Silo.dll), BENCH_PEERS_DIR (bench/peers).
 var options = BenchOptions.Parse(args);
 var database = new BenchDatabase(options.AdminConnectionString);
 await database.InitAsync();

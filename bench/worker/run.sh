@@ -44,8 +44,8 @@ require_dotnet
 command -v node >/dev/null || die "node is needed for the fake Ollama (apt-get install nodejs)"
 command -v curl >/dev/null || die "curl is needed"
 
-say "building Coordinator.Api and GridWorker (Release)"
-dotnet build Coordinator.Api -c Release --nologo -v quiet -clp:ErrorsOnly </dev/null >/dev/null
+say "building Coordinator.Silo and GridWorker (Release)"
+dotnet build Coordinator.Silo -c Release --nologo -v quiet -clp:ErrorsOnly </dev/null >/dev/null
 dotnet build GridWorker -c Release --nologo -v quiet -clp:ErrorsOnly </dev/null >/dev/null
 WORKER="dotnet $ROOT/GridWorker/bin/Release/net10.0/grid-worker.dll"
 
@@ -56,7 +56,7 @@ psql_() { "$PG_BIN/psql" -q -h 127.0.0.1 -p "$PG_PORT" -U coordinator -d coordin
 
 say "starting a coordinator node on :$PORT and the fake Ollama on :$FAKE_PORT"
 ConnectionStrings__Postgres=$(pg_connection_string "$PG_PORT") Logging__LogLevel__Default=Warning \
-  dotnet Coordinator.Api/bin/Release/net10.0/Coordinator.Api.dll --urls "http://127.0.0.1:$PORT" >"$WORK/coordinator.log" 2>&1 &
+  dotnet Coordinator.Silo/bin/Release/net10.0/Coordinator.Silo.dll --urls "http://127.0.0.1:$PORT" >"$WORK/coordinator.log" 2>&1 &
 pids+=($!)
 node bench/worker/fake-ollama.js "$FAKE_PORT" "$MODEL" &
 pids+=($!)

@@ -1,5 +1,5 @@
 using System.Net;
-using Coordinator.Grid.Duties;
+using Coordinator.Grains.Duties;
 using Coordinator.Tests.Infrastructure;
 using GridWorker.Tests.Fakes;
 using GridWorker.Tests.Infrastructure;

@@ -1,5 +1,5 @@
 using System.Net;
-using Coordinator.Api.Operator;
+using Coordinator.Silo.Operator;
 using Coordinator.Tests.Infrastructure;
 
 namespace Coordinator.Tests.Accounting;

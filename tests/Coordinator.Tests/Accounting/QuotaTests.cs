@@ -1,6 +1,6 @@
 using System.Net;
-using Coordinator.Grid.Dispatch;
-using Coordinator.Grid.Duties;
+using Coordinator.Grains.Dispatch;
+using Coordinator.Grains.Duties;
 using Coordinator.Tests.Infrastructure;
 
 namespace Coordinator.Tests.Accounting;

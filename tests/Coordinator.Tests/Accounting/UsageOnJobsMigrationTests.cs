@@ -1,6 +1,6 @@
-using Coordinator.Grid;
-using Coordinator.Grid.Accounting;
-using Coordinator.Grid.Database;
+using Coordinator.Grains;
+using Coordinator.Grains.Accounting;
+using Coordinator.Grains.Database;
 using Coordinator.Tests.Infrastructure;
 using Dapper;
 using Microsoft.Extensions.Logging.Abstractions;

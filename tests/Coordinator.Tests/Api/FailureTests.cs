@@ -1,6 +1,6 @@
 using System.Net;
-using Coordinator.Grid.Database;
-using Coordinator.Grid.Dispatch;
+using Coordinator.Grains.Database;
+using Coordinator.Grains.Dispatch;
 using Coordinator.Tests.Infrastructure;
 using Npgsql;
 

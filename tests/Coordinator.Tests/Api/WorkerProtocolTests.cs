@@ -72,7 +72,7 @@ public class WorkerProtocolTests(HostFixture fixture) : IClassFixture<HostFixtur
         Assert.Equal(ModelDisplay(family, "8B"), models[0].GetProperty("display_name").GetString());
     }
 
-    private static string ModelDisplay(string family, string size) => Coordinator.Grid.ModelNames.DisplayNameOf($"{family}:{size.ToLowerInvariant()}");
+    private static string ModelDisplay(string family, string size) => Coordinator.Grains.ModelNames.DisplayNameOf($"{family}:{size.ToLowerInvariant()}");
 
     [Fact]
     public async Task FullLifecycle_ClaimStartResult()

@@ -1,7 +1,7 @@
 using System.Net;
 using System.Text;
 using System.Text.Json;
-using Coordinator.Grid.Billing;
+using Coordinator.Grains.Billing;
 using Coordinator.Tests.Infrastructure;
 
 namespace Coordinator.Tests.Billing;

@@ -1,5 +1,5 @@
 using System.Text.Json;
-using Coordinator.Grid.Billing;
+using Coordinator.Grains.Billing;
 
 namespace Coordinator.Tests.Billing;
 

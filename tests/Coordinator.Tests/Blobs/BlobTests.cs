@@ -1,7 +1,7 @@
 using System.Net;
 using System.Security.Cryptography;
 using System.Text.Json;
-using Coordinator.Grid.Blobs;
+using Coordinator.Grains.Blobs;
 using Coordinator.Tests.Infrastructure;
 
 namespace Coordinator.Tests.Blobs;

@@ -1,6 +1,6 @@
 using System.Collections.Concurrent;
-using Coordinator.Grid.Accounting;
-using Coordinator.Grid.Jobs;
+using Coordinator.Grains.Accounting;
+using Coordinator.Grains.Jobs;
 using Coordinator.Tests.Infrastructure;
 using Dapper;
 using Npgsql;

@@ -1,5 +1,5 @@
 using System.Collections.Concurrent;
-using Coordinator.Grid.Dispatch;
+using Coordinator.Grains.Dispatch;
 using Coordinator.Tests.Infrastructure;
 using Npgsql;
 

@@ -1,5 +1,5 @@
 using System.Net;
-using Coordinator.Grid.Duties;
+using Coordinator.Grains.Duties;
 using Coordinator.Tests.Infrastructure;
 
 namespace Coordinator.Tests.Dispatch;

@@ -1,7 +1,7 @@
 using System.Net;
-using Coordinator.Grid.Accounting;
-using Coordinator.Grid.Dispatch;
-using Coordinator.Grid.Jobs;
+using Coordinator.Grains.Accounting;
+using Coordinator.Grains.Dispatch;
+using Coordinator.Grains.Jobs;
 using Coordinator.Tests.Infrastructure;
 using Dapper;
 using Npgsql;

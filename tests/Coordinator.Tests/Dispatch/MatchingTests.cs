@@ -1,4 +1,4 @@
-using Coordinator.Grid.Dispatch;
+using Coordinator.Grains.Dispatch;
 using Coordinator.Tests.Infrastructure;
 
 namespace Coordinator.Tests.Dispatch;

@@ -62,7 +62,7 @@ public class QueryPlanTests(HostFixture fixture) : IClassFixture<HostFixture>
         await using var connection = await OpenGridSessionAsync();
         await using var transaction = await connection.BeginTransactionAsync();
         var plan = string.Join('\n', await connection.QueryAsync<string>(
-            "EXPLAIN " + Coordinator.Grid.Duties.GridDuties.TimeOutSql, new { now = DateTimeOffset.UtcNow }, transaction));
+            "EXPLAIN " + Coordinator.Grains.Duties.GridDuties.TimeOutSql, new { now = DateTimeOffset.UtcNow }, transaction));
 
         Assert.Matches(@"Index (Only )?Scan using jobs_in_flight on jobs", plan);
         Assert.DoesNotContain("Seq Scan on jobs", plan);

@@ -69,7 +69,7 @@ public class BrowserFixture : IAsyncLifetime
     {
         for (var directory = new DirectoryInfo(AppContext.BaseDirectory); directory is not null; directory = directory.Parent)
         {
-            if (File.Exists(Path.Combine(directory.FullName, "Coordinator.sln"))) return directory.FullName;
+            if (File.Exists(Path.Combine(directory.FullName, "Orleans.sln"))) return directory.FullName;
         }
         return AppContext.BaseDirectory;
     }

@@ -89,6 +89,13 @@ public sealed class GridHost : IAsyncDisposable
         await _factory.DisposeAsync();
     }
 
+    private static int FreeTcpPort()
+    {
+        using var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        listener.Start();
+        return ((System.Net.IPEndPoint)listener.LocalEndpoint).Port;
+    }
+
     private sealed class Factory(string connectionString, TimeProvider? time, IDictionary<string, string?>? settings) : WebApplicationFactory<Program>
     {
         public string ConnectionString { get; } = connectionString;
@@ -99,6 +106,13 @@ public sealed class GridHost : IAsyncDisposable
             // Duties run when a test says so, against the test's clock.
             builder.UseSetting("Dispatch:RunDuties", "false");
             // Each node keeps local-disk blobs in its own temporary folder unless the test shares one.
+            // Each host is a silo of its database's cluster, on a port of its own; no gateway (the front end is co-hosted).
+            builder.UseSetting("Cluster:SiloPort", FreeTcpPort().ToString(System.Globalization.CultureInfo.InvariantCulture));
+            builder.UseSetting("Cluster:GatewayPort", "0");
+            // Test settings for the failure detector: a dead silo is declared dead in about 2 s instead of 10-12 s.
+            builder.UseSetting("Cluster:ProbeTimeout", "00:00:01");
+            builder.UseSetting("Cluster:MissedProbesLimit", "2");
+            builder.UseSetting("Cluster:TableRefreshTimeout", "00:00:02");
             builder.UseSetting("Blobs:LocalPath", Path.Combine(Path.GetTempPath(), "coordinator-blobs", Guid.NewGuid().ToString("N")));
             foreach (var (key, value) in settings ?? new Dictionary<string, string?>()) builder.UseSetting(key, value);
             builder.ConfigureServices(services =>

@@ -1,5 +1,5 @@
 using System.Collections.Concurrent;
-using Coordinator.Grid.Jobs;
+using Coordinator.Grains.Jobs;
 using Coordinator.Tests.Infrastructure;
 
 namespace Coordinator.Tests.Unit;

@@ -1,4 +1,4 @@
-using Coordinator.Grid;
+using Coordinator.Grains;
 
 namespace Coordinator.Tests.Unit;
 

@@ -1,5 +1,5 @@
-using Coordinator.Grid.Dispatch;
-using Coordinator.Grid.Jobs;
+using Coordinator.Grains.Dispatch;
+using Coordinator.Grains.Jobs;
 
 namespace Coordinator.Tests.Unit;
 

@@ -2,7 +2,7 @@ using System.Net;
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
-using Coordinator.Grid.Webhooks;
+using Coordinator.Grains.Webhooks;
 using Coordinator.Tests.Infrastructure;
 
 namespace Coordinator.Tests.Webhooks;

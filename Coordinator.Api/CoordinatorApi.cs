@@ -1,0 +1,75 @@
+using System.Text.Json;
+using Coordinator.Api.Accounts;
+using Coordinator.Api.Billing;
+using Coordinator.Api.Blobs;
+using Coordinator.Api.Dashboard;
+using Coordinator.Api.Health;
+using Coordinator.Api.Infrastructure;
+using Coordinator.Api.Jobs;
+using Coordinator.Api.Models;
+using Coordinator.Api.Usage;
+using Coordinator.Api.Webhooks;
+using Coordinator.Api.Workers;
+
+namespace Coordinator.Api;
+
+/// <summary>The front end that each silo co-hosts: the Grid API under <c>/api/v1</c>, its OpenAPI document and docs, and the dashboard.</summary>
+public static class CoordinatorApi
+{
+    /// <summary>Registers what the endpoint groups need: JSON settings, error mapping, the OpenAPI document and the dashboard.</summary>
+    public static IServiceCollection AddCoordinatorApi(this IServiceCollection services)
+    {
+        services.ConfigureHttpJsonOptions(json =>
+        {
+            json.SerializerOptions.PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower;
+            json.SerializerOptions.DictionaryKeyPolicy = JsonNamingPolicy.SnakeCaseLower;
+        });
+        services.AddTransient<PriorityBoosts>();
+        services.AddSingleton<Coordinator.Grains.Webhooks.IJobRenderer, JobJsonRenderer>();
+        services.AddExceptionHandler<ErrorHandling>();
+        services.AddProblemDetails();
+        services.AddOpenApi("v1");
+        services.AddDashboard();
+        return services;
+    }
+
+    /// <summary>Maps the endpoint groups, the error pages, the OpenAPI document, the API docs and the dashboard.</summary>
+    public static WebApplication MapCoordinatorApi(this WebApplication app)
+    {
+        app.UseExceptionHandler();
+        app.UseStatusCodePages(async context =>
+        {
+            // Unknown routes and wrong methods answer in the spec's error shape too.
+            var response = context.HttpContext.Response;
+            if (response.ContentLength is null && response.ContentType is null)
+            {
+                var error = response.StatusCode switch
+                {
+                    404 => new ApiError("not_found", "no such endpoint"),
+                    405 => new ApiError("method_not_allowed", "this endpoint does not accept that method"),
+                    _ => new ApiError("error"),
+                };
+                await response.WriteAsJsonAsync(error);
+            }
+        });
+
+        var api = app.MapGroup("/api/v1");
+        api.MapHealth();
+        api.MapAccounts();
+        api.MapJobs();
+        api.MapWorkers();
+        api.MapModels();
+        api.MapUsage();
+        api.MapBilling();
+        api.MapWebhooks();
+        api.MapBlobs();
+        app.MapOpenApi("/api/v1/openapi/{documentName}.json");
+        app.UseSwaggerUI(ui =>
+        {
+            ui.RoutePrefix = "api/docs";
+            ui.SwaggerEndpoint("/api/v1/openapi/v1.json", "Coordinator API v1");
+        });
+        app.MapDashboard();
+        return app;
+    }
+}

@@ -1,0 +1,95 @@
+using Coordinator.Grains.Accounting;
+using Coordinator.Grains.Dispatch;
+using Dapper;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using Npgsql;
+
+namespace Coordinator.Grains.Duties;
+
+/// <summary>What one pass of the duties did.</summary>
+public sealed record DutyReport(int TimedOut, int WentOffline, int Requeued, int FailedAfterAttempts, int Released = 0, bool Skipped = false);
+
+/// <summary>
+/// The time-driven duties: timeouts, the offline sweep and requeue of jobs held by offline workers.
+/// Every node runs them; a transaction-scoped advisory lock lets one node at a time do a pass.
+/// </summary>
+public sealed partial class GridDuties(
+    NpgsqlDataSource dataSource, TimeProvider time, WorkSignals signals, Quotas quotas, IOptions<DispatchOptions> options, ILogger<GridDuties> logger)
+{
+    private const long DutyLockKey = 0x636f6f7264_02;
+
+    /// <summary>
+    /// Cancels the jobs still out with a worker past their timeout. Each job has its own deadline, so no index is searched
+    /// by it: the statement reads the in-flight index (<c>jobs_in_flight</c>) whole, which holds only the jobs out now.
+    /// </summary>
+    internal const string TimeOutSql = """
+        UPDATE jobs SET status = 'cancelled', completed_at = @now,
+            error = format('timed out: still %s %s seconds after it was claimed (timeout_seconds = %s)', status, timeout_seconds, timeout_seconds)
+        WHERE status IN ('claimed', 'running')
+          AND claimed_at + make_interval(secs => timeout_seconds) <= @now
+        """;
+
+    public async Task<DutyReport> RunOnceAsync(CancellationToken cancellationToken = default)
+    {
+        var now = time.GetUtcNow();
+        var settings = options.Value;
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+        await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
+        var locked = await connection.ExecuteScalarAsync<bool>(new CommandDefinition(
+            "SELECT pg_try_advisory_xact_lock(@key)", new { key = DutyLockKey }, transaction, cancellationToken: cancellationToken));
+        if (!locked) return new DutyReport(0, 0, 0, 0, Skipped: true);
+
+        var released = await quotas.ReleaseAsync(connection, transaction, cancellationToken);
+
+        // The spec: "Auto-cancelled if still claimed/running this long after being claimed."
+        var timedOut = await connection.ExecuteAsync(new CommandDefinition(TimeOutSql, new { now }, transaction, cancellationToken: cancellationToken));
+
+        var wentOffline = await connection.ExecuteAsync(new CommandDefinition("""
+            UPDATE workers SET online = false WHERE online AND last_seen_at < @cutoff
+            """, new { cutoff = now - settings.OfflineAfter }, transaction, cancellationToken: cancellationToken));
+
+        // Jobs held by offline workers go back to pending, or fail once they have used their attempts.
+        var requeued = (await connection.QueryAsync<(string Status, string ModelMatch, string? Model, string? Family)>(new CommandDefinition("""
+            UPDATE jobs j SET
+                status = CASE WHEN j.attempts >= @maxAttempts THEN 'failed' ELSE 'pending' END,
+                error = CASE WHEN j.attempts >= @maxAttempts
+                    THEN format('abandoned %s times: each worker that held it went offline', j.attempts) END,
+                completed_at = CASE WHEN j.attempts >= @maxAttempts THEN @now END,
+                worker_id = CASE WHEN j.attempts >= @maxAttempts THEN j.worker_id END,
+                claimed_at = CASE WHEN j.attempts >= @maxAttempts THEN j.claimed_at END,
+                started_at = CASE WHEN j.attempts >= @maxAttempts THEN j.started_at END
+            FROM workers w
+            WHERE w.id = j.worker_id AND NOT w.online AND j.status IN ('claimed', 'running')
+            RETURNING j.status, j.model_match, j.model, j.family
+            """, new { now, maxAttempts = settings.MaxAttempts }, transaction, cancellationToken: cancellationToken))).AsList();
+        await transaction.CommitAsync(cancellationToken);
+
+        var backToPending = requeued.Where(r => r.Status == "pending").ToList();
+        foreach (var job in backToPending) signals.WorkAvailable(WakeKeys.ForJob(job.ModelMatch, job.Model, job.Family));
+        foreach (var keys in released) signals.WorkAvailable(keys);
+        var report = new DutyReport(timedOut, wentOffline, backToPending.Count, requeued.Count - backToPending.Count, released.Count);
+        if (timedOut + wentOffline + requeued.Count + released.Count > 0)
+        {
+            LogDuties(logger, report.TimedOut, report.WentOffline, report.Requeued, report.FailedAfterAttempts, report.Released);
+        }
+        return report;
+    }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Duties: {TimedOut} timed out, {WentOffline} workers offline, {Requeued} requeued, {Failed} failed after their last attempt, {Released} released from quota holds")]
+    private static partial void LogDuties(ILogger logger, int timedOut, int wentOffline, int requeued, int failed, int released);
+}
+
+/// <summary>Runs <see cref="GridDuties"/> every <see cref="DispatchOptions.DutyInterval"/> on every node.</summary>
+public sealed class GridDutiesService(GridDuties duties, TimeProvider time, IOptions<DispatchOptions> options, ILogger<GridDutiesService> logger)
+    : PeriodicService(time, logger)
+{
+    protected override bool Enabled => options.Value.RunDuties;
+
+    protected override TimeSpan Interval => options.Value.DutyInterval;
+
+    protected override string Name => "Duty";
+
+    protected override Task RunPassAsync(CancellationToken stoppingToken) => duties.RunOnceAsync(stoppingToken);
+}

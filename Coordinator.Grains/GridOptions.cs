@@ -1,0 +1,84 @@
+using System.ComponentModel.DataAnnotations;
+
+namespace Coordinator.Grains;
+
+/// <summary>Dispatch and worker-liveness settings, bound from the <c>Dispatch</c> configuration section.</summary>
+public sealed class DispatchOptions
+{
+    public const string Section = "Dispatch";
+
+    /// <summary>How long <c>GET /worker/jobs/next</c> parks before answering 204. Default: 30 s (the spec's window).</summary>
+    public TimeSpan LongPollTimeout { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>A worker silent this long goes offline and its jobs are requeued. Default: 90 s (the spec's window).</summary>
+    public TimeSpan OfflineAfter { get; set; } = TimeSpan.FromSeconds(90);
+
+    /// <summary>A job abandoned by a worker on its last attempt fails instead of going back to pending. Default: 3.</summary>
+    [Range(1, 100)]
+    public int MaxAttempts { get; set; } = 3;
+
+    /// <summary>How often each node runs the time-driven duties (timeouts, offline sweep). Default: 5 s.</summary>
+    public TimeSpan DutyInterval { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>Whether this node runs the duty loop at all. Default: true. Tests switch it off and run duties by hand.</summary>
+    public bool RunDuties { get; set; } = true;
+
+    /// <summary>A poll refreshes the worker's last-seen time at most this often per node. Default: 10 s.</summary>
+    public TimeSpan HeartbeatWriteInterval { get; set; } = TimeSpan.FromSeconds(10);
+}
+
+/// <summary>Size and range limits on jobs, bound from the <c>Jobs</c> configuration section.</summary>
+public sealed class JobLimitsOptions
+{
+    public const string Section = "Jobs";
+
+    /// <summary>Largest prompt accepted, in UTF-8 bytes. Default: 1 MiB.</summary>
+    [Range(1, 64 * 1024 * 1024)]
+    public int MaxPromptBytes { get; set; } = 1024 * 1024;
+
+    /// <summary>Largest result output accepted from a worker, in UTF-8 bytes. Default: 4 MiB.</summary>
+    [Range(1, 64 * 1024 * 1024)]
+    public int MaxOutputBytes { get; set; } = 4 * 1024 * 1024;
+
+    /// <summary>Largest <c>timeout_seconds</c> a job may ask for. Default: 86,400 (a day).</summary>
+    [Range(1, int.MaxValue)]
+    public int MaxTimeoutSeconds { get; set; } = 86_400;
+
+    /// <summary><c>timeout_seconds</c> when the request omits it. Default: 600 (the spec's default).</summary>
+    [Range(1, int.MaxValue)]
+    public int DefaultTimeoutSeconds { get; set; } = 600;
+}
+
+/// <summary>Account and key settings, bound from the <c>Accounts</c> configuration section.</summary>
+public sealed class AccountOptions
+{
+    public const string Section = "Accounts";
+
+    /// <summary>Whether <c>POST /api/v1/accounts</c> is open to anyone. Default: true.</summary>
+    public bool OpenSignup { get; set; } = true;
+
+    /// <summary>How long a node trusts a key it has looked up; a revoked key stops working on every node within this. Default: 5 s.</summary>
+    public TimeSpan KeyCacheDuration { get; set; } = TimeSpan.FromSeconds(5);
+}
+
+/// <summary>Credits, payouts and quota settings, bound from the <c>Accounting</c> configuration section.</summary>
+public sealed class AccountingOptions
+{
+    public const string Section = "Accounting";
+
+    /// <summary>Credits a worker earns per 1,000 output tokens. Default: 1.0 (the spec's rate).</summary>
+    [Range(0, 1_000_000)]
+    public decimal CreditsPerThousandOutputTokens { get; set; } = 1.0m;
+
+    /// <summary>USD value of one credit, reported by <c>GET /worker/credits</c>. Default: 0.01.</summary>
+    [Range(0, 1_000_000)]
+    public decimal CreditValueUsd { get; set; } = 0.01m;
+
+    /// <summary>A payout needs an unpaid balance above this many credits. Default: 0 (anything above zero).</summary>
+    [Range(0, 1_000_000_000)]
+    public decimal MinimumPayoutCredits { get; set; }
+
+    /// <summary>Counter rows per account per day, so concurrent claims of one account do not queue on one row. Default: 16.</summary>
+    [Range(1, 1024)]
+    public int QuotaShards { get; set; } = 16;
+}

@@ -1,0 +1,158 @@
+using System.Collections.Concurrent;
+using Coordinator.Grains.Jobs;
+using Dapper;
+using Microsoft.Extensions.Options;
+using Npgsql;
+
+namespace Coordinator.Grains.Workers;
+
+/// <summary>A model a worker advertises.</summary>
+public sealed record WorkerModel(string Name, bool ServesFamily);
+
+public sealed record WorkerRegistration(string? Name, string? AgentVersion, string? Platform, IReadOnlyList<WorkerModel> Models, bool CatchAll);
+
+/// <summary>A row of GET /models.</summary>
+public sealed class GridModelRow
+{
+    public string Name { get; init; } = "";
+    public string Family { get; init; } = "";
+    public string DisplayName { get; init; } = "";
+    public string? Description { get; init; }
+    public int WorkerCount { get; init; }
+    public int FamilyWorkerCount { get; init; }
+}
+
+/// <summary>Workers, their model lists, liveness, and the model registry.</summary>
+public sealed class WorkerStore(NpgsqlDataSource dataSource, TimeProvider time, IOptions<DispatchOptions> options)
+{
+    // When this node last wrote each worker's last_seen_at, so that polls do not write on every request.
+    private readonly ConcurrentDictionary<long, DateTimeOffset> _lastSeenWritten = new();
+
+    /// <summary>
+    /// Registers the worker behind a key. A named worker that exists under the account is updated in place;
+    /// otherwise the key's own worker is updated, or a new worker is created. The key is bound to it.
+    /// </summary>
+    public async Task<long> RegisterAsync(long accountId, long keyId, WorkerRegistration registration, CancellationToken cancellationToken = default)
+    {
+        var now = time.GetUtcNow();
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+        await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
+        var key = await connection.QuerySingleAsync<(long? WorkerId, string KeyName)>(new CommandDefinition(
+            "SELECT worker_id, name FROM api_keys WHERE id = @keyId FOR UPDATE", new { keyId }, transaction, cancellationToken: cancellationToken));
+
+        long workerId;
+        if (registration.Name is null && key.WorkerId is { } boundWorker)
+        {
+            workerId = await connection.ExecuteScalarAsync<long>(new CommandDefinition("""
+                UPDATE workers SET agent_version = COALESCE(@agentVersion, agent_version), platform = COALESCE(@platform, platform),
+                    catch_all = @catchAll, last_seen_at = @now, online = true
+                WHERE id = @boundWorker
+                RETURNING id
+                """, new { boundWorker, registration.AgentVersion, registration.Platform, registration.CatchAll, now }, transaction, cancellationToken: cancellationToken));
+        }
+        else
+        {
+            var name = registration.Name ?? key.KeyName;
+            workerId = await connection.ExecuteScalarAsync<long>(new CommandDefinition("""
+                INSERT INTO workers (account_id, name, agent_version, platform, catch_all, last_seen_at, online, created_at)
+                VALUES (@accountId, @name, @agentVersion, @platform, @catchAll, @now, true, @now)
+                ON CONFLICT (account_id, name) DO UPDATE SET
+                    agent_version = COALESCE(EXCLUDED.agent_version, workers.agent_version),
+                    platform = COALESCE(EXCLUDED.platform, workers.platform),
+                    catch_all = EXCLUDED.catch_all, last_seen_at = EXCLUDED.last_seen_at, online = true
+                RETURNING id
+                """, new { accountId, name, registration.AgentVersion, registration.Platform, registration.CatchAll, now }, transaction, cancellationToken: cancellationToken));
+            await connection.ExecuteAsync(new CommandDefinition(
+                "UPDATE api_keys SET worker_id = @workerId WHERE id = @keyId", new { workerId, keyId }, transaction, cancellationToken: cancellationToken));
+        }
+
+        await ReplaceModelsAsync(connection, transaction, workerId, registration.Models, cancellationToken);
+        await transaction.CommitAsync(cancellationToken);
+        _lastSeenWritten[workerId] = now;
+        return workerId;
+    }
+
+    /// <summary>Replaces the worker's model list and adds any new model to the registry. Answers the number of models.</summary>
+    public async Task<int> UpdateModelsAsync(long workerId, IReadOnlyList<WorkerModel> models, CancellationToken cancellationToken = default)
+    {
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+        await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
+        await ReplaceModelsAsync(connection, transaction, workerId, models, cancellationToken);
+        await transaction.CommitAsync(cancellationToken);
+        return models.Count;
+    }
+
+    private async Task ReplaceModelsAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, long workerId, IReadOnlyList<WorkerModel> models, CancellationToken cancellationToken)
+    {
+        var distinct = models.GroupBy(m => m.Name, StringComparer.Ordinal).Select(g => g.Last()).ToList();
+        var names = distinct.Select(m => m.Name).ToArray();
+        var families = distinct.Select(m => ModelNames.FamilyOf(m.Name)).ToArray();
+        await connection.ExecuteAsync(new CommandDefinition("""
+            INSERT INTO models (name, family, display_name, created_at)
+            SELECT name, family, display_name, @now FROM unnest(@names::text[], @families::text[], @displayNames::text[]) AS m(name, family, display_name)
+            ON CONFLICT (name) DO NOTHING
+            """, new { names, families, displayNames = names.Select(ModelNames.DisplayNameOf).ToArray(), now = time.GetUtcNow() },
+            transaction, cancellationToken: cancellationToken));
+        await connection.ExecuteAsync(new CommandDefinition("""
+            DELETE FROM worker_models WHERE worker_id = @workerId;
+            INSERT INTO worker_models (worker_id, model, family, serves_family)
+            SELECT @workerId, name, family, serves_family FROM unnest(@names::text[], @families::text[], @servesFamily::boolean[]) AS m(name, family, serves_family);
+            """, new { workerId, names, families, servesFamily = distinct.Select(m => m.ServesFamily).ToArray() },
+            transaction, cancellationToken: cancellationToken));
+    }
+
+    /// <summary>Marks the worker as seen now (and online).</summary>
+    public async Task HeartbeatAsync(long workerId, CancellationToken cancellationToken = default)
+    {
+        var now = time.GetUtcNow();
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+        await connection.ExecuteAsync(new CommandDefinition(
+            "UPDATE workers SET last_seen_at = @now, online = true WHERE id = @workerId", new { workerId, now }, cancellationToken: cancellationToken));
+        _lastSeenWritten[workerId] = now;
+    }
+
+    /// <summary>A poll counts as a heartbeat; it is written at most once per <see cref="DispatchOptions.HeartbeatWriteInterval"/> per node.</summary>
+    public Task TouchAsync(long workerId, CancellationToken cancellationToken = default)
+    {
+        var now = time.GetUtcNow();
+        if (_lastSeenWritten.TryGetValue(workerId, out var written) && now - written < options.Value.HeartbeatWriteInterval) return Task.CompletedTask;
+        return HeartbeatAsync(workerId, cancellationToken);
+    }
+
+    /// <summary>What the worker registered: used when a poll declares no capabilities of its own.</summary>
+    public async Task<Capabilities> RegisteredCapabilitiesAsync(long workerId, CancellationToken cancellationToken = default)
+    {
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+        var rows = (await connection.QueryAsync<(string Model, string Family, bool ServesFamily, bool CatchAll)>(new CommandDefinition("""
+            SELECT wm.model, wm.family, wm.serves_family, w.catch_all
+            FROM workers w LEFT JOIN worker_models wm ON wm.worker_id = w.id
+            WHERE w.id = @workerId
+            """, new { workerId }, cancellationToken: cancellationToken))).AsList();
+        var models = rows.Where(r => r.Model is not null).Select(r => r.Model).ToList();
+        var families = rows.Where(r => r.Model is not null && r.ServesFamily).Select(r => r.Family).Distinct().ToList();
+        return new Capabilities(models, families, rows.Count > 0 && rows[0].CatchAll);
+    }
+
+    /// <summary>Models with at least one online worker, most served first.</summary>
+    public async Task<IReadOnlyList<GridModelRow>> ListModelsAsync(CancellationToken cancellationToken = default)
+    {
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+        var rows = await connection.QueryAsync<GridModelRow>(new CommandDefinition("""
+            WITH live AS (
+                SELECT wm.worker_id, wm.model, wm.family
+                FROM worker_models wm JOIN workers w ON w.id = wm.worker_id
+                WHERE w.online AND w.last_seen_at >= @cutoff
+            ), per_model AS (
+                SELECT model, count(DISTINCT worker_id)::int AS worker_count FROM live GROUP BY model
+            ), per_family AS (
+                SELECT family, count(DISTINCT worker_id)::int AS family_worker_count FROM live GROUP BY family
+            )
+            SELECT m.name, m.family, m.display_name, m.description, pm.worker_count, pf.family_worker_count
+            FROM per_model pm
+            JOIN models m ON m.name = pm.model
+            JOIN per_family pf ON pf.family = m.family
+            ORDER BY pm.worker_count DESC, m.name
+            """, new { cutoff = time.GetUtcNow() - options.Value.OfflineAfter }, cancellationToken: cancellationToken));
+        return rows.AsList();
+    }
+}

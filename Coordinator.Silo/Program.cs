@@ -1,0 +1,45 @@
+using Coordinator.Api;
+using Coordinator.Grains;
+using Coordinator.Silo;
+using Coordinator.Silo.Operator;
+
+// Settings files sit beside the binary, wherever it is started from.
+var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = args, ContentRootPath = AppContext.BaseDirectory });
+
+var connectionString = builder.Configuration.GetConnectionString("Postgres");
+if (string.IsNullOrWhiteSpace(connectionString))
+{
+    Console.Error.WriteLine(
+        "No database is configured. Set ConnectionStrings__Postgres (e.g. \"Host=127.0.0.1;Port=5432;Username=coordinator;Database=coordinator\"), " +
+        "or start with ./run.sh, which runs a private PostgreSQL under .data/.");
+    return 2;
+}
+
+// The spec's local server is http://localhost:3000/api/v1; PORT moves it.
+if (string.IsNullOrEmpty(builder.Configuration["urls"]) && string.IsNullOrEmpty(builder.Configuration["ASPNETCORE_URLS"]))
+{
+    builder.WebHost.UseUrls($"http://0.0.0.0:{builder.Configuration["PORT"] ?? "3000"}");
+}
+builder.WebHost.ConfigureKestrel(kestrel =>
+    kestrel.Limits.MaxRequestBodySize = builder.Configuration.GetValue<long?>("Http:MaxRequestBodyBytes") ?? 8 * 1024 * 1024);
+
+builder.Services.AddGrid(builder.Configuration, connectionString);
+builder.Services.AddCoordinatorApi();
+builder.UseCoordinatorSilo(connectionString);
+
+var app = builder.Build();
+app.MapCoordinatorApi();
+
+if (!await Startup.PrepareDatabaseAsync(app))
+{
+    return 1;
+}
+if (args is ["payouts", .. var payoutArgs])
+{
+    return await PayoutCommands.RunAsync(app.Services, payoutArgs, Console.Out);
+}
+await app.RunAsync();
+return 0;
+
+/// <summary>The entry point, visible to WebApplicationFactory in tests.</summary>
+public partial class Program;

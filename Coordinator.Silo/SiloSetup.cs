@@ -1,0 +1,85 @@
+using System.ComponentModel.DataAnnotations;
+using System.Net;
+using Microsoft.Extensions.Options;
+using Npgsql;
+using Orleans.Configuration;
+
+namespace Coordinator.Silo;
+
+/// <summary>This silo's place in the cluster, bound from the <c>Cluster</c> configuration section.</summary>
+public sealed class SiloOptions
+{
+    public const string Section = "Cluster";
+
+    /// <summary>The cluster this silo joins; silos on one database with the same id form one cluster. Default: <c>coordinator</c>.</summary>
+    [Required]
+    public string ClusterId { get; set; } = "coordinator";
+
+    /// <summary>The port other silos reach this one on. Default: 11111 (Orleans' own default).</summary>
+    [Range(1, 65535)]
+    public int SiloPort { get; set; } = 11111;
+
+    /// <summary>The port external Orleans clients would use; 0 turns the gateway off. Default: 30000 (Orleans' own default).</summary>
+    [Range(0, 65535)]
+    public int GatewayPort { get; set; } = 30000;
+
+    /// <summary>
+    /// The address this silo advertises to the others. Default: 127.0.0.1, which is right for silos on one machine; on
+    /// several hosts set it to an address the other silos can reach (silo traffic stays on the operator's network).
+    /// </summary>
+    [Required]
+    public string AdvertisedAddress { get; set; } = "127.0.0.1";
+
+    /// <summary>
+    /// How long a probe of another silo may take before it counts as missed. Default: 5 s (Orleans' default): with
+    /// <see cref="MissedProbesLimit"/> 3 a killed silo is declared dead in about 10–12 s. Tests use 1 s.
+    /// </summary>
+    public TimeSpan ProbeTimeout { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>Missed probes before a silo suspects another. Default: 3 (Orleans' default).</summary>
+    [Range(1, 10)]
+    public int MissedProbesLimit { get; set; } = 3;
+
+    /// <summary>How often a silo rereads the membership table. Default: 60 s (Orleans' default). Tests use 2 s.</summary>
+    public TimeSpan TableRefreshTimeout { get; set; } = TimeSpan.FromSeconds(60);
+}
+
+/// <summary>Makes the web host a silo: clustering on the coordinator's PostgreSQL, ports and failure detection from configuration.</summary>
+public static class SiloSetup
+{
+    public static WebApplicationBuilder UseCoordinatorSilo(this WebApplicationBuilder builder, string connectionString)
+    {
+        builder.Services.AddOptions<SiloOptions>().Bind(builder.Configuration.GetSection(SiloOptions.Section)).ValidateDataAnnotations().ValidateOnStart();
+        var options = builder.Configuration.GetSection(SiloOptions.Section).Get<SiloOptions>() ?? new SiloOptions();
+        if (!IPAddress.TryParse(options.AdvertisedAddress, out var advertised))
+        {
+            throw new OptionsValidationException(SiloOptions.Section, typeof(SiloOptions),
+                [$"Cluster:AdvertisedAddress '{options.AdvertisedAddress}' is not an IP address."]);
+        }
+
+        // The providers get their own small pool: membership and heartbeats are a few statements a second at most, and
+        // they must not queue behind the engine's hot path or take its session settings.
+        var providerConnections = new NpgsqlConnectionStringBuilder(connectionString) { MaxPoolSize = 10, ApplicationName = "coordinator-silo" };
+        builder.UseOrleans(silo =>
+        {
+            silo.Configure<ClusterOptions>(cluster =>
+            {
+                cluster.ClusterId = options.ClusterId;
+                cluster.ServiceId = "coordinator";
+            });
+            silo.ConfigureEndpoints(advertised, options.SiloPort, options.GatewayPort, listenOnAnyHostAddress: true);
+            silo.UseAdoNetClustering(clustering =>
+            {
+                clustering.Invariant = "Npgsql";
+                clustering.ConnectionString = providerConnections.ConnectionString;
+            });
+            silo.Configure<ClusterMembershipOptions>(membership =>
+            {
+                membership.ProbeTimeout = options.ProbeTimeout;
+                membership.NumMissedProbesLimit = options.MissedProbesLimit;
+                membership.TableRefreshTimeout = options.TableRefreshTimeout;
+            });
+        });
+        return builder;
+    }
+}
