@@ -67,7 +67,7 @@ public static class GridServiceCollectionExtensions
         services.AddSingleton<GridDuties>();
         services.AddSingleton<NodeNotifications>();
         services.AddHostedService(sp => sp.GetRequiredService<NodeNotifications>());
-        services.AddHostedService<GridDutiesService>();
+        services.AddHostedService<DutiesKeeper>();
         services.AddBlobs(configuration);
         return services;
     }

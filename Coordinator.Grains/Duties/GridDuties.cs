@@ -13,7 +13,8 @@ public sealed record DutyReport(int TimedOut, int WentOffline, int Requeued, int
 
 /// <summary>
 /// The time-driven duties: timeouts, the offline sweep and requeue of jobs held by offline workers.
-/// Every node runs them; a transaction-scoped advisory lock lets one node at a time do a pass.
+/// <see cref="DutiesGrain"/> runs them on one silo of the cluster; a transaction-scoped advisory lock still makes
+/// concurrent passes (two activations during membership churn, or a test's pass by hand) take turns.
 /// </summary>
 public sealed partial class GridDuties(
     NpgsqlDataSource dataSource, TimeProvider time, WorkSignals signals, Quotas quotas, IOptions<DispatchOptions> options, ILogger<GridDuties> logger)
@@ -79,17 +80,4 @@ public sealed partial class GridDuties(
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Duties: {TimedOut} timed out, {WentOffline} workers offline, {Requeued} requeued, {Failed} failed after their last attempt, {Released} released from quota holds")]
     private static partial void LogDuties(ILogger logger, int timedOut, int wentOffline, int requeued, int failed, int released);
-}
-
-/// <summary>Runs <see cref="GridDuties"/> every <see cref="DispatchOptions.DutyInterval"/> on every node.</summary>
-public sealed class GridDutiesService(GridDuties duties, TimeProvider time, IOptions<DispatchOptions> options, ILogger<GridDutiesService> logger)
-    : PeriodicService(time, logger)
-{
-    protected override bool Enabled => options.Value.RunDuties;
-
-    protected override TimeSpan Interval => options.Value.DutyInterval;
-
-    protected override string Name => "Duty";
-
-    protected override Task RunPassAsync(CancellationToken stoppingToken) => duties.RunOnceAsync(stoppingToken);
 }

@@ -121,6 +121,9 @@ public sealed class GridHost : IAsyncDisposable
                 {
                     services.RemoveAll<TimeProvider>();
                     services.AddSingleton(time);
+                    // Grains and their timers follow the test's clock; membership, messaging and the other silo
+                    // maintenance loops stay on real time, so that moving the clock does not fake a silo's death.
+                    Orleans.TestingHost.TimeProviderTestingExtensions.UseTimeProviderForBackgroundAreas(services, TimeProvider.System);
                 }
             });
         }
