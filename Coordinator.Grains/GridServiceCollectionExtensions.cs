@@ -65,8 +65,8 @@ public static class GridServiceCollectionExtensions
         services.AddSingleton<WorkSignals>();
         services.AddSingleton<Dispatcher>();
         services.AddSingleton<GridDuties>();
-        services.AddSingleton<NodeNotifications>();
-        services.AddHostedService(sp => sp.GetRequiredService<NodeNotifications>());
+        services.AddSingleton<ClusterWakes>();
+        services.AddHostedService(sp => sp.GetRequiredService<ClusterWakes>());
         services.AddHostedService<DutiesKeeper>();
         services.AddBlobs(configuration);
         return services;
@@ -78,7 +78,7 @@ public static class GridServiceCollectionExtensions
         // Fail fast when PostgreSQL is down, rather than hanging requests: 503 within seconds.
         if (!connectionString.Contains("Timeout", StringComparison.OrdinalIgnoreCase)) builder.Timeout = 3;
         if (!connectionString.Contains("Maximum Pool Size", StringComparison.OrdinalIgnoreCase)) builder.MaxPoolSize = 100;
-        // No session state outlives a pooled use (locks are transaction-scoped, LISTEN has its own connection), so skip
+        // No session state outlives a pooled use (locks are transaction-scoped), so skip
         // the DISCARD ALL that Npgsql would otherwise send with each reuse: it was most of the statements per job.
         if (!connectionString.Contains("Reset On Close", StringComparison.OrdinalIgnoreCase)) builder.NoResetOnClose = true;
         // The hot statements (insert, claim, start, result) are planned once per connection, not on every call.

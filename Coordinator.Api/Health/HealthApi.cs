@@ -5,6 +5,10 @@ using Npgsql;
 
 namespace Coordinator.Api.Health;
 
+/// <summary>
+/// The silo's health: <c>node</c> is this silo's address in the cluster, <c>listening</c> whether it is an active member
+/// (so that work arriving on other silos reaches its parked polls), <c>parked_polls</c> how many polls wait here.
+/// </summary>
 public sealed record HealthDto(string Status, string Database, string Node, bool Listening, int ParkedPolls,
     [property: System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)] string? Error = null);
 
@@ -20,7 +24,7 @@ public static class HealthApi
     }
 
     public static async Task<Results<Ok<HealthDto>, JsonHttpResult<HealthDto>>> CheckAsync(
-        NpgsqlDataSource dataSource, NodeNotifications notifications, WaiterRegistry registry, CancellationToken cancellationToken)
+        NpgsqlDataSource dataSource, ClusterWakes cluster, WaiterRegistry registry, CancellationToken cancellationToken)
     {
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         timeout.CancelAfter(DatabaseCheckTimeout);
@@ -28,12 +32,12 @@ public static class HealthApi
         {
             await using var command = dataSource.CreateCommand("SELECT 1");
             await command.ExecuteScalarAsync(timeout.Token);
-            return TypedResults.Ok(new HealthDto("ok", "ok", notifications.NodeId, notifications.Listening, registry.ParkedCount));
+            return TypedResults.Ok(new HealthDto("ok", "ok", cluster.SiloId, cluster.Active, registry.ParkedCount));
         }
         catch (Exception exception) when (exception is OperationCanceledException || ErrorHandling.IsDatabaseUnavailable(exception) || exception is NpgsqlException)
         {
             var reason = exception is OperationCanceledException ? $"no answer within {DatabaseCheckTimeout.TotalSeconds:0} s" : exception.Message;
-            return TypedResults.Json(new HealthDto("unavailable", "unreachable", notifications.NodeId, notifications.Listening, registry.ParkedCount,
+            return TypedResults.Json(new HealthDto("unavailable", "unreachable", cluster.SiloId, cluster.Active, registry.ParkedCount,
                 $"PostgreSQL is not reachable: {reason}"), statusCode: StatusCodes.Status503ServiceUnavailable);
         }
     }

@@ -12,7 +12,8 @@ namespace Coordinator.Grains.Dispatch;
 /// A job committed after the claim's snapshot then finds the poll parked and wakes it; a job committed before
 /// is seen by the claim. A poll that leaves holding a wake it did not use passes the wake on.
 /// </remarks>
-public sealed class Dispatcher(JobStore jobs, WaiterRegistry registry, WorkSignals signals, TimeProvider time, IOptions<DispatchOptions> options)
+public sealed class Dispatcher(
+    JobStore jobs, WaiterRegistry registry, WorkSignals signals, ClusterWakes cluster, TimeProvider time, IOptions<DispatchOptions> options)
 {
     /// <summary>Test seam: runs after a claim found nothing and before the poll waits — the window where a wake could be missed.</summary>
     internal Func<Task>? AfterEmptyClaim { get; set; }
@@ -54,6 +55,9 @@ public sealed class Dispatcher(JobStore jobs, WaiterRegistry registry, WorkSigna
             await WaitQuietlyAsync(Task.Delay(Timeout.Infinite, linked.Token));
             return [];
         }
+
+        // Before the first claim, so that work that arrives on another silo after the claim's snapshot reaches this poll.
+        await cluster.EnsureSubscribedAsync(keys);
 
         // UnansweredWakes as it stood before the latest claim; null until the first claim.
         long? unansweredBeforeClaim = null;

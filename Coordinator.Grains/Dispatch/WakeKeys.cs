@@ -22,6 +22,20 @@ public static class WakeKeys
         _ => [Any],
     };
 
+    /// <summary>The dispatcher of catch-all work; no model family can be called this (model names start with a letter or digit).</summary>
+    public const string AnyFamily = "*";
+
+    /// <summary>
+    /// The model family a key belongs to, which names its <see cref="IDispatcherGrain"/>: <c>m:llama3:8b</c> and
+    /// <c>f:llama3</c> → <c>llama3</c>, <c>any</c> → <see cref="AnyFamily"/>. All the keys of one job share a family.
+    /// </summary>
+    public static string FamilyOf(string key) => key switch
+    {
+        Any => AnyFamily,
+        _ when key.StartsWith("m:", StringComparison.Ordinal) => ModelNames.FamilyOf(key[2..]),
+        _ => key[2..],
+    };
+
     /// <summary>The keys a poll with these capabilities parks under.</summary>
     public static string[] ForCapabilities(Capabilities capabilities)
     {

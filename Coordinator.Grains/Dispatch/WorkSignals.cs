@@ -3,8 +3,8 @@ using System.Threading.Channels;
 namespace Coordinator.Grains.Dispatch;
 
 /// <summary>
-/// Tells parked polls that work may be waiting: on this node directly, and on the other nodes through
-/// <see cref="NodeNotifications"/> (PostgreSQL NOTIFY, coalesced).
+/// Tells parked polls that work may be waiting: on this silo directly, and on the other silos through
+/// <see cref="ClusterWakes"/> and the family dispatchers.
 /// </summary>
 public sealed class WorkSignals(WaiterRegistry registry)
 {
@@ -12,16 +12,16 @@ public sealed class WorkSignals(WaiterRegistry registry)
 
     /// <summary>
     /// Wakes one parked poll here that can serve a job with these wake keys; only when none is parked here are the
-    /// other nodes told. Waking a poll on every node for each job would have all but one of them claim nothing.
+    /// other silos told. Waking a poll on every silo for each job would have all but one of them claim nothing.
     /// A poll woken here that does not use its wake passes it on through this method again, so a wake reaches
-    /// another node whenever no poll here can take it.
+    /// another silo whenever no poll here can take it.
     /// </summary>
     public void WorkAvailable(string[] jobKeys)
     {
         if (!WakeOneLocally(jobKeys)) _outgoing.Writer.TryWrite(jobKeys);
     }
 
-    /// <summary>Wakes one parked poll on this node for a job with these keys; true if one was woken.</summary>
+    /// <summary>Wakes one parked poll on this silo for a job with these keys; true if one was woken.</summary>
     public bool WakeOneLocally(string[] jobKeys)
     {
         foreach (var key in jobKeys)

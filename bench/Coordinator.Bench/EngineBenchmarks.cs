@@ -311,7 +311,7 @@ public sealed class EngineBenchmarks(BenchOptions options, BenchDatabase databas
     }
 }
 
-/// <summary>The engine in-process: a generic host with AddGrid (dispatcher, NOTIFY, duties), an account with no limits and N registered workers.</summary>
+/// <summary>The engine in-process: a generic host with AddGrid and a silo (dispatchers, duties), an account with no limits and N registered workers.</summary>
 public sealed class EngineNode : IAsyncDisposable
 {
     private readonly IHost _host;
@@ -348,6 +348,8 @@ public sealed class EngineNode : IAsyncDisposable
         var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { ContentRootPath = AppContext.BaseDirectory });
         builder.Logging.SetMinimumLevel(LogLevel.Warning);
         builder.Services.AddGrid(builder.Configuration, connectionString);
+        // The engine runs in a silo of its own, as in the coordinator (one silo, so its clustering can stay local).
+        builder.UseOrleans(silo => silo.UseLocalhostClustering(siloPort: FreePort(), gatewayPort: FreePort()));
         // Bench jobs have no webhooks; the HTTP host renders webhook bodies, the engine alone needs a stand-in.
         builder.Services.AddSingleton<Coordinator.Grains.Webhooks.IJobRenderer, NoWebhookBodies>();
         var host = builder.Build();
@@ -367,6 +369,13 @@ public sealed class EngineNode : IAsyncDisposable
                 new WorkerRegistration($"w{i}", "bench", "linux", [new WorkerModel("bench:1", false)], false));
         }
         return new EngineNode(host, database, connectionString, name, account.AccountId, workers);
+    }
+
+    private static int FreePort()
+    {
+        using var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        listener.Start();
+        return ((System.Net.IPEndPoint)listener.LocalEndpoint).Port;
     }
 
     /// <summary>A no-op job whose prompt is the current timestamp, through the real insert path (wakes a parked consumer).</summary>

@@ -184,7 +184,7 @@ public sealed class ServiceBenchmarks(BenchOptions options, BenchDatabase databa
                 $"< {rssTarget} MB: {Report.Verdict(rss < rssTarget)}; 0 connections held: {Report.Verdict(heldByPolls == 0)}"]);
         }
         report.Table("Parked long-polls on one node", ["parked polls", "node RSS", "node CPU while parked", "DB connections busy", "DB connections open (idle pool + listener)", "until all hold a job", "target"], rows,
-            "Every poll is a different registered worker with its own key. 'Busy' counts the node's client backends that are not idle (active or in a transaction), sampled every 0.5 s while the polls are parked: the fewest in any sample (a connection a poll held would be busy in all of them), and the most at once (a periodic duty's statement); the open ones are Npgsql's idle pool and the LISTEN connection, which no poll holds. Then as many jobs as polls are submitted over HTTP by 32 clients.");
+            "Every poll is a different registered worker with its own key. 'Busy' counts the node's client backends that are not idle (active or in a transaction), sampled every 0.5 s while the polls are parked: the fewest in any sample (a connection a poll held would be busy in all of them), and the most at once (a periodic duty's statement); the open ones are Npgsql's idle pool and the silo's membership connections, which no poll holds. Then as many jobs as polls are submitted over HTTP by 32 clients.");
     }
 
     /// <summary>With 10,000 low-priority jobs queued and workers busy, how long a high-priority job waits.</summary>
@@ -269,7 +269,7 @@ public sealed class ServiceBenchmarks(BenchOptions options, BenchDatabase databa
         }
         report.Table("Scale-out: nodes on one database (all on this 2-core machine)",
             ["nodes", "jobs/s", "SQL statements / job", "WAL bytes / job", "DB CPU ms / job", "dispatch p50 (submit on node 1, worker on the last)", "p99"], rows,
-            "Nodes, PostgreSQL and the load generator share the same two cores, so more nodes cannot add throughput here; the figures show the cost of coordination (cross-node NOTIFY) rather than capacity. The database-bound ceiling is computed in BENCHMARKS.md from statements and DB CPU per job.");
+            "Nodes, PostgreSQL and the load generator share the same two cores, so more nodes cannot add throughput here; the figures show the cost of coordination (wakes between silos through the dispatcher grains) rather than capacity. The database-bound ceiling is computed in BENCHMARKS.md from statements and DB CPU per job.");
     }
 
     /// <summary>Sequential jobs submitted on one node to workers parked on another (or the same).</summary>

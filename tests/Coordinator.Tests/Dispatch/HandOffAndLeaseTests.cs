@@ -80,7 +80,7 @@ public class HandOffAndLeaseTests(HostFixture fixture) : IClassFixture<HostFixtu
         var (worker, _) = await client.NewWorkerAsync("w", model);
         var accountId = await ScalarAsync<long>("SELECT account_id FROM jobs WHERE id = @id", new { id = await client.SubmitAsync(new { model = ApiClient.Unique(), prompt = "x" }) });
         var poll = await IdlePollAsync(worker, model);
-        // An older dispatchable job that woke nobody (as one committed by another node whose NOTIFY is still on its way).
+        // An older dispatchable job that woke nobody (as one committed by another silo whose wake is still on its way).
         var older = await ScalarAsync<long>("""
             INSERT INTO jobs (account_id, status, model, family, model_match, prompt, priority, timeout_seconds, created_at)
             VALUES (@accountId, 'pending', @model, @model, 'exact', 'older', 0, 60, now()) RETURNING id

@@ -1,26 +1,28 @@
 using System.Diagnostics;
 using Coordinator.Grains.Dispatch;
 using Coordinator.Tests.Infrastructure;
-using Npgsql;
+using System.Diagnostics.Metrics;
+using Orleans.Runtime;
 
 namespace Coordinator.Tests.Dispatch;
 
-/// <summary>Two nodes on one database: wake-ups cross over real LISTEN/NOTIFY.</summary>
+/// <summary>Two silos on one database: wake-ups cross between them through the family dispatchers.</summary>
 public sealed class MultiNodeTests : IAsyncLifetime
 {
     private GridHost _nodeA = null!;
+    private bool _nodeAStopped;
     private GridHost _nodeB = null!;
 
     public async Task InitializeAsync()
     {
         _nodeA = await GridHost.StartAsync();
         _nodeB = await GridHost.StartAsync(_nodeA.ConnectionString);
-        await Eventually.TrueAsync(() => _nodeA.Get<NodeNotifications>().Listening && _nodeB.Get<NodeNotifications>().Listening, "both nodes listen");
+        await Eventually.TrueAsync(() => _nodeA.Get<ClusterWakes>().Active && _nodeB.Get<ClusterWakes>().Active, "both silos are active");
     }
 
     public async Task DisposeAsync()
     {
-        await _nodeA.DisposeAsync();
+        if (!_nodeAStopped) await _nodeA.DisposeAsync();
         await _nodeB.DisposeAsync();
     }
 
@@ -61,54 +63,70 @@ public sealed class MultiNodeTests : IAsyncLifetime
         var pollA = workerA.PollAsync($"models[]={model}");
         var pollB = _nodeB.WithKey(workerB.Key).PollAsync($"models[]={model}");
         await Eventually.TrueAsync(() => registryA.ParkedCount == 1 && registryB.ParkedCount == 1, "one poll parks on each node");
-        var notifications = _nodeA.Get<NodeNotifications>();
-        var sentBefore = notifications.NotificationsSent;
+        using var forwarded = new CounterReader(_nodeA, "coordinator.dispatch.wakes_forwarded");
 
         // The first job wakes the poll on node A, where it was submitted, and node A tells no other node.
         var first = await client.SubmitAsync(new { model, prompt = "first" });
         Assert.Equal(first, (await pollA.WaitAsync(TimeSpan.FromSeconds(10)))!.Value.GetProperty("job_id").GetInt64());
-        Assert.Equal(sentBefore, notifications.NotificationsSent);
+        Assert.Equal(0, forwarded.Total);
         Assert.False(pollB.IsCompleted);
 
         // The second finds no poll on node A, so node B hears of it.
         var second = await client.SubmitAsync(new { model, prompt = "second" });
         Assert.Equal(second, (await pollB.WaitAsync(TimeSpan.FromSeconds(10)))!.Value.GetProperty("job_id").GetInt64());
-        Assert.Equal(sentBefore + 1, notifications.NotificationsSent);
+        Assert.Equal(1, forwarded.Total);
     }
 
     [Fact]
-    public async Task AfterTheListenerLosesItsConnection_ItReconnectsAndWakesEveryPoll()
+    public async Task APollParkedOnB_IsServed_AfterTheSiloOfItsDispatcherStops()
     {
-        var clientOnA = await _nodeA.NewAccountAsync();
-        var model = ApiClient.Unique();
-        var (workerOnA, _) = await clientOnA.NewWorkerAsync("w", model);
-        var workerOnB = _nodeB.WithKey(workerOnA.Key);
-        var registryB = _nodeB.Get<WaiterRegistry>();
-        var notificationsB = _nodeB.Get<NodeNotifications>();
-
-        var poll = workerOnB.PollAsync($"models[]={model}");
-        await Eventually.TrueAsync(() => registryB.ParkedCount == 1, "the poll parks on node B");
-
-        // Kill node B's listening connection, as a database restart would, and submit while it is away.
-        await using (var admin = new NpgsqlConnection(_nodeA.ConnectionString))
+        var nodeC = await GridHost.StartAsync(_nodeA.ConnectionString);
+        var nodeCStopped = false;
+        try
         {
-            await admin.OpenAsync();
-            await using var kill = new NpgsqlCommand(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%'", admin);
-            Assert.True((long)(await kill.ExecuteScalarAsync())! >= 2);
+            var clientOnA = await _nodeA.NewAccountAsync();
+            var management = _nodeA.Get<IGrainFactory>().GetGrain<IManagementGrain>(0);
+            var registryB = _nodeB.Get<WaiterRegistry>();
+            var siloB = _nodeB.Get<ClusterWakes>().SiloId;
+            // A family whose dispatcher activated on A or C, not on B where the poll parks (placement is random).
+            string model = "", dispatcherSilo = "";
+            ApiClient workerOnB = null!;
+            Task<System.Text.Json.JsonElement?> poll = null!;
+            for (var attempt = 0; attempt < 20; attempt++)
+            {
+                model = ApiClient.Unique();
+                var (registered, _) = await clientOnA.NewWorkerAsync("w", model);
+                workerOnB = _nodeB.WithKey(registered.Key);
+                using var window = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+                poll = workerOnB.PollAsync($"models[]={model}", window.Token);
+                await Eventually.TrueAsync(() => registryB.ParkedCount == 1, "the poll parks on node B");
+                var family = Coordinator.Grains.ModelNames.FamilyOf(model);
+                var activations = await management.GetDetailedGrainStatistics();
+                var dispatcher = activations.Where(a => a.GrainId.Key.ToString() == family).ToList();
+                Assert.True(dispatcher.Count == 1, $"looked for {family} among {string.Join(", ", activations.Select(a => $"{a.GrainType}/{a.GrainId}"))}");
+                dispatcherSilo = dispatcher[0].SiloAddress.ToString();
+                if (dispatcherSilo != siloB) break;
+                await window.CancelAsync();
+                await Eventually.TrueAsync(() => registryB.ParkedCount == 0, "the abandoned poll leaves");
+            }
+            Assert.NotEqual(siloB, dispatcherSilo);
+
+            var owner = dispatcherSilo == _nodeA.Get<ClusterWakes>().SiloId ? _nodeA : nodeC;
+            var submitter = owner == _nodeA ? nodeC : _nodeA;
+            if (owner == nodeC) nodeCStopped = true;
+            else _nodeAStopped = true;
+            await owner.DisposeAsync();
+
+            // The dispatcher comes back elsewhere with no subscriptions; B hears of the death, subscribes again, and its
+            // poll is served by a job submitted on the silo that is left.
+            var id = await submitter.WithKey(clientOnA.Key).SubmitAsync(new { model, prompt = "after the dispatcher's silo stopped" });
+            var assignment = await poll.WaitAsync(TimeSpan.FromSeconds(20));
+            Assert.Equal(id, assignment!.Value.GetProperty("job_id").GetInt64());
         }
-        await Eventually.TrueAsync(() => !notificationsB.Listening, "node B notices");
-        var id = await clientOnA.SubmitAsync(new { model, prompt = "sent while B was deaf" });
-
-        var assignment = await poll.WaitAsync(TimeSpan.FromSeconds(10));
-        Assert.Equal(id, assignment!.Value.GetProperty("job_id").GetInt64());
-        await Eventually.TrueAsync(() => notificationsB.Listening, "node B listens again");
-
-        // And cross-node wake-ups work again afterwards.
-        var next = workerOnB.PollAsync($"models[]={model}");
-        await Eventually.TrueAsync(() => registryB.ParkedCount == 1, "the poll parks on node B");
-        var id2 = await clientOnA.SubmitAsync(new { model, prompt = "after" });
-        Assert.Equal(id2, (await next.WaitAsync(TimeSpan.FromSeconds(10)))!.Value.GetProperty("job_id").GetInt64());
+        finally
+        {
+            if (!nodeCStopped) await nodeC.DisposeAsync();
+        }
     }
 
     [Fact]
@@ -145,5 +163,27 @@ public sealed class MultiNodeTests : IAsyncLifetime
         var response = await poll.WaitAsync(TimeSpan.FromSeconds(10));
         Assert.Equal(System.Net.HttpStatusCode.NoContent, response.StatusCode);
         await stopping;
+    }
+
+    /// <summary>Sums one counter of one host's meters (another host in this process has instruments of the same name).</summary>
+    private sealed class CounterReader : IDisposable
+    {
+        private readonly MeterListener _listener = new();
+        private long _total;
+
+        public CounterReader(GridHost host, string name)
+        {
+            var scope = host.Get<IMeterFactory>();
+            _listener.InstrumentPublished = (instrument, listener) =>
+            {
+                if (instrument.Name == name && ReferenceEquals(instrument.Meter.Scope, scope)) listener.EnableMeasurementEvents(instrument);
+            };
+            _listener.SetMeasurementEventCallback<long>((_, value, _, _) => Interlocked.Add(ref _total, value));
+            _listener.Start();
+        }
+
+        public long Total => Interlocked.Read(ref _total);
+
+        public void Dispose() => _listener.Dispose();
     }
 }
