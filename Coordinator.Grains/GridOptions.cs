@@ -3,7 +3,7 @@ using System.ComponentModel.DataAnnotations;
 namespace Coordinator.Grains;
 
 /// <summary>Dispatch and worker-liveness settings, bound from the <c>Dispatch</c> configuration section.</summary>
-public sealed class DispatchOptions
+public sealed class DispatchOptions : IValidatableObject
 {
     public const string Section = "Dispatch";
 
@@ -25,6 +25,19 @@ public sealed class DispatchOptions
 
     /// <summary>A poll refreshes the worker's last-seen time at most this often per node. Default: 10 s.</summary>
     public TimeSpan HeartbeatWriteInterval { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>Settings that are wrong together; checked at start-up with the annotations.</summary>
+    public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
+    {
+        // A parked poll is the worker's only sign of life for the whole window.
+        if (OfflineAfter <= LongPollTimeout)
+        {
+            yield return new ValidationResult(
+                $"Dispatch:OfflineAfter ({OfflineAfter}) must be longer than Dispatch:LongPollTimeout ({LongPollTimeout}): a worker waiting in a long poll " +
+                "says nothing until the poll ends, so it would be taken offline, and its jobs requeued, while it waits. Raise Dispatch:OfflineAfter or lower Dispatch:LongPollTimeout.",
+                [nameof(OfflineAfter), nameof(LongPollTimeout)]);
+        }
+    }
 }
 
 /// <summary>Size and range limits on jobs, bound from the <c>Jobs</c> configuration section.</summary>
