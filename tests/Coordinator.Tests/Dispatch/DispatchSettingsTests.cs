@@ -14,6 +14,14 @@ public class DispatchSettingsTests
         Assert.Contains("Dispatch:LongPollTimeout", message);
     }
 
+    [Fact]
+    public async Task AClaimLeaseOfZero_StopsStartUp()
+    {
+        var message = await StartUpFailureAsync(new() { ["Dispatch:ClaimLease"] = "00:00:00" });
+
+        Assert.Contains("Dispatch:ClaimLease", message);
+    }
+
     /// <summary>Every message in the chain of the exception that stopped the node; fails if it started.</summary>
     private static async Task<string> StartUpFailureAsync(Dictionary<string, string?> settings)
     {
