@@ -3,7 +3,7 @@ using System.ComponentModel.DataAnnotations;
 namespace Coordinator.Grains;
 
 /// <summary>Dispatch and worker-liveness settings, bound from the <c>Dispatch</c> configuration section.</summary>
-public sealed class DispatchOptions
+public sealed class DispatchOptions : IValidatableObject
 {
     public const string Section = "Dispatch";
 
@@ -25,6 +25,31 @@ public sealed class DispatchOptions
 
     /// <summary>A poll refreshes the worker's last-seen time at most this often per node. Default: 10 s.</summary>
     public TimeSpan HeartbeatWriteInterval { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>
+    /// A claimed job that its worker has not started this long after the claim goes back to pending, not counted as an
+    /// attempt: the poll it was claimed for may never have been answered (its node died, the connection broke), and a
+    /// worker that is alive and polling elsewhere would not stay silent long enough for the offline sweep to free it.
+    /// Default: 15 s.
+    /// </summary>
+    public TimeSpan ClaimLease { get; set; } = TimeSpan.FromSeconds(15);
+
+    /// <summary>Settings that are wrong together; checked at start-up with the annotations.</summary>
+    public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
+    {
+        // A parked poll is the worker's only sign of life for the whole window.
+        if (OfflineAfter <= LongPollTimeout)
+        {
+            yield return new ValidationResult(
+                $"Dispatch:OfflineAfter ({OfflineAfter}) must be longer than Dispatch:LongPollTimeout ({LongPollTimeout}): a worker waiting in a long poll " +
+                "says nothing until the poll ends, so it would be taken offline, and its jobs requeued, while it waits. Raise Dispatch:OfflineAfter or lower Dispatch:LongPollTimeout.",
+                [nameof(OfflineAfter), nameof(LongPollTimeout)]);
+        }
+        if (ClaimLease <= TimeSpan.Zero)
+        {
+            yield return new ValidationResult($"Dispatch:ClaimLease ({ClaimLease}) must be positive.", [nameof(ClaimLease)]);
+        }
+    }
 }
 
 /// <summary>Size and range limits on jobs, bound from the <c>Jobs</c> configuration section.</summary>

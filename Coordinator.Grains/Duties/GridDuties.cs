@@ -9,12 +9,12 @@ using Npgsql;
 namespace Coordinator.Grains.Duties;
 
 /// <summary>What one pass of the duties did.</summary>
-public sealed record DutyReport(int TimedOut, int WentOffline, int Requeued, int FailedAfterAttempts, int Released = 0, bool Skipped = false);
+public sealed record DutyReport(int TimedOut, int WentOffline, int Requeued, int FailedAfterAttempts, int Released = 0, bool Skipped = false, int ClaimsExpired = 0);
 
 /// <summary>
-/// The time-driven duties: timeouts, the offline sweep and requeue of jobs held by offline workers.
-/// <see cref="DutiesGrain"/> runs them on one silo of the cluster; a transaction-scoped advisory lock still makes
-/// concurrent passes (two activations during membership churn, or a test's pass by hand) take turns.
+/// The time-driven duties: timeouts, the offline sweep, requeue of jobs held by offline workers, and claims not started
+/// within the claim lease. <see cref="DutiesGrain"/> runs them on one silo of the cluster; a transaction-scoped advisory
+/// lock still makes concurrent passes (two activations during membership churn, or a test's pass by hand) take turns.
 /// </summary>
 public sealed partial class GridDuties(
     NpgsqlDataSource dataSource, TimeProvider time, WorkSignals signals, Quotas quotas, IOptions<DispatchOptions> options, ILogger<GridDuties> logger)
@@ -30,6 +30,19 @@ public sealed partial class GridDuties(
             error = format('timed out: still %s %s seconds after it was claimed (timeout_seconds = %s)', status, timeout_seconds, timeout_seconds)
         WHERE status IN ('claimed', 'running')
           AND claimed_at + make_interval(secs => timeout_seconds) <= @now
+        """;
+
+    /// <summary>
+    /// Gives back the claims that their worker has not started within the claim lease: pending again, the worker cleared,
+    /// and the attempt the claim counted taken back (a hand-off inserts its job claimed with attempt 1, so the same rule
+    /// holds). A lease consumer's jobs are running from the claim on and are not touched. It reads the in-flight index
+    /// (<c>jobs_in_flight</c>) whole, as the timeout sweep does: it holds only the jobs out now, and an index keyed by
+    /// <c>claimed_at</c> would cost every claim one more index entry (migration 0007 dropped one for that).
+    /// </summary>
+    internal const string ExpireClaimsSql = """
+        UPDATE jobs SET status = 'pending', worker_id = NULL, claimed_at = NULL, attempts = attempts - 1
+        WHERE status = 'claimed' AND claimed_at <= @claimedBefore
+        RETURNING model_match, model, family
         """;
 
     public async Task<DutyReport> RunOnceAsync(CancellationToken cancellationToken = default)
@@ -65,19 +78,25 @@ public sealed partial class GridDuties(
             WHERE w.id = j.worker_id AND NOT w.online AND j.status IN ('claimed', 'running')
             RETURNING j.status, j.model_match, j.model, j.family
             """, new { now, maxAttempts = settings.MaxAttempts }, transaction, cancellationToken: cancellationToken))).AsList();
+
+        // After the offline requeue, so that a claim held by a worker that went offline still counts as its attempt. A
+        // claim whose worker is alive but never started it was most likely made for a poll that was never answered.
+        var expired = (await connection.QueryAsync<(string ModelMatch, string? Model, string? Family)>(new CommandDefinition(
+            ExpireClaimsSql, new { claimedBefore = now - settings.ClaimLease }, transaction, cancellationToken: cancellationToken))).AsList();
         await transaction.CommitAsync(cancellationToken);
 
         var backToPending = requeued.Where(r => r.Status == "pending").ToList();
         foreach (var job in backToPending) signals.WorkAvailable(WakeKeys.ForJob(job.ModelMatch, job.Model, job.Family));
+        foreach (var job in expired) signals.WorkAvailable(WakeKeys.ForJob(job.ModelMatch, job.Model, job.Family));
         foreach (var keys in released) signals.WorkAvailable(keys);
-        var report = new DutyReport(timedOut, wentOffline, backToPending.Count, requeued.Count - backToPending.Count, released.Count);
-        if (timedOut + wentOffline + requeued.Count + released.Count > 0)
+        var report = new DutyReport(timedOut, wentOffline, backToPending.Count, requeued.Count - backToPending.Count, released.Count, ClaimsExpired: expired.Count);
+        if (timedOut + wentOffline + requeued.Count + released.Count + expired.Count > 0)
         {
-            LogDuties(logger, report.TimedOut, report.WentOffline, report.Requeued, report.FailedAfterAttempts, report.Released);
+            LogDuties(logger, report.TimedOut, report.WentOffline, report.Requeued, report.FailedAfterAttempts, report.Released, report.ClaimsExpired);
         }
         return report;
     }
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "Duties: {TimedOut} timed out, {WentOffline} workers offline, {Requeued} requeued, {Failed} failed after their last attempt, {Released} released from quota holds")]
-    private static partial void LogDuties(ILogger logger, int timedOut, int wentOffline, int requeued, int failed, int released);
+    [LoggerMessage(Level = LogLevel.Information, Message = "Duties: {TimedOut} timed out, {WentOffline} workers offline, {Requeued} requeued, {Failed} failed after their last attempt, {Released} released from quota holds, {ClaimsExpired} claims not started within the claim lease given back")]
+    private static partial void LogDuties(ILogger logger, int timedOut, int wentOffline, int requeued, int failed, int released, int claimsExpired);
 }

@@ -171,6 +171,7 @@ public sealed partial class JobStore
     internal async Task<IReadOnlyList<ClaimedJob?>> ClaimBatchAsync(IReadOnlyList<long> workers, Capabilities capabilities, bool start = false)
     {
         var limit = ProbeLimit(workers.Count);
+        var now = time.GetUtcNow();
         await using var connection = await dataSource.OpenConnectionAsync();
         var rows = await connection.QueryAsync<BatchOrdinal, ClaimedJob, (long Ord, ClaimedJob Job)>(new CommandDefinition($"""
             WITH candidates AS (
@@ -192,7 +193,7 @@ public sealed partial class JobStore
                 UPDATE jobs j SET status = @status, worker_id = p.worker_id, claimed_at = @now, started_at = CASE WHEN @start THEN @now END, attempts = j.attempts + 1
                 FROM paired p
                 WHERE j.id = p.id
-                RETURNING p.ord, p.shard, j.id, j.model, j.family, j.model_match, j.prompt, j.priority, j.timeout_seconds, j.attempts, j.params::text AS params, j.account_id
+                RETURNING p.ord, p.shard, j.worker_id, j.id, j.model, j.family, j.model_match, j.prompt, j.priority, j.timeout_seconds, j.attempts, j.params::text AS params, j.account_id
             ), counted AS (
                 -- A request counts when its job is claimed. One row per counter (ON CONFLICT touches a row once per
                 -- statement), taken in key order so that concurrent batches lock counters in the same order.
@@ -202,7 +203,7 @@ public sealed partial class JobStore
                 RETURNING account_id, shard, requests
             ), reached AS MATERIALIZED (
                 {ReachedSql("counted", "requests", "daily_requests", "claimed")}
-            )
+            ), {SeenCte("claimed")}
             SELECT c.ord, c.id, c.model, c.family, c.model_match, c.prompt, c.priority, c.timeout_seconds, c.attempts, c.params, c.account_id, r.reached AS quota_reached,
                    EXISTS (SELECT 1 FROM job_blobs jb WHERE jb.job_id = c.id) AS has_blobs, @start AS started
             FROM claimed c JOIN reached r ON r.account_id = c.account_id
@@ -211,7 +212,8 @@ public sealed partial class JobStore
             {
                 models = capabilities.Models.ToArray(), families = capabilities.Families.ToArray(), catchAll = capabilities.CatchAll,
                 workers = workers.ToArray(), shards = Enumerable.Repeat(quotas.NextShard(), workers.Count).ToArray(),
-                now = time.GetUtcNow(), today = quotas.Today, status = start ? JobStatus.Running : JobStatus.Claimed, start,
+                now, seenBefore = now - dispatch.Value.HeartbeatWriteInterval, today = quotas.Today,
+                status = start ? JobStatus.Running : JobStatus.Claimed, start,
             }),
             (ordinal, job) => (ordinal.Ord, job), splitOn: "id");
         var claimed = new ClaimedJob?[workers.Count];
@@ -224,6 +226,28 @@ public sealed partial class JobStore
         }
         return claimed;
     }
+
+    /// <summary>
+    /// A claim is a sign of life: the workers of <paramref name="claimed"/> (a CTE with a <c>worker_id</c> column) are seen
+    /// now, and online. A worker waits silently in a long poll; without this, one whose last heartbeat had aged past the
+    /// offline window while it waited was taken offline by the next sweep, and the job just claimed for it requeued.
+    /// </summary>
+    /// <remarks>
+    /// As for a poll's heartbeat, only a row not written for <see cref="DispatchOptions.HeartbeatWriteInterval"/>
+    /// (<c>@seenBefore</c>) is written, so a busy worker's row is not rewritten by every claim. A row locked by another
+    /// statement is skipped, so claims neither wait on each other nor deadlock over it: the holder is a claim, a heartbeat
+    /// or a registration writing the same, or an offline sweep taking the worker offline at that very moment, and then
+    /// the claim goes the way of any job of a worker gone silent.
+    /// </remarks>
+    private static string SeenCte(string claimed) => $"""
+        seen AS (
+            UPDATE workers w SET last_seen_at = @now, online = true
+            FROM (SELECT id FROM workers
+                  WHERE id IN (SELECT worker_id FROM {claimed}) AND (last_seen_at < @seenBefore OR NOT online)
+                  FOR UPDATE SKIP LOCKED) stale
+            WHERE w.id = stale.id
+        )
+        """;
 
     /// <summary>claimed → running for a batch of (worker, job); true where the worker held the job and it was claimed.</summary>
     /// <remarks>

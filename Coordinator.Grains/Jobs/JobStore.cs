@@ -10,7 +10,8 @@ namespace Coordinator.Grains.Jobs;
 /// The jobs table: inserts, client operations and worker transitions. Every transition is one conditional
 /// UPDATE on the expected state; zero rows means the caller lost a race or is not entitled to the job.
 /// </summary>
-public sealed partial class JobStore(NpgsqlDataSource dataSource, TimeProvider time, WorkSignals signals, Quotas quotas, IOptions<AccountingOptions> accounting)
+public sealed partial class JobStore(
+    NpgsqlDataSource dataSource, TimeProvider time, WorkSignals signals, Quotas quotas, IOptions<AccountingOptions> accounting, IOptions<DispatchOptions> dispatch)
 {
     // What clients see of a job: everything but the prompt, which can be large and which they sent themselves.
     private const string ClientColumns = """
@@ -67,6 +68,7 @@ public sealed partial class JobStore(NpgsqlDataSource dataSource, TimeProvider t
             {
                 shard = quotas.NextShard(), models = capabilities.Models.ToArray(), families = capabilities.Families.ToArray(), catchAll = capabilities.CatchAll,
             });
+            parameters.Add("seenBefore", time.GetUtcNow() - dispatch.Value.HeartbeatWriteInterval);
             hand = $"""
                 NOT d.held
                     AND NOT EXISTS (SELECT 1 FROM unnest(@models::text[]) AS m(name) WHERE EXISTS (
@@ -110,7 +112,7 @@ public sealed partial class JobStore(NpgsqlDataSource dataSource, TimeProvider t
                 RETURNING account_id, shard, requests
             ), reached AS MATERIALIZED (
                 {ReachedSql("counted", "requests", "daily_requests", "job")}
-            )
+            ), {SeenCte("job")}
             SELECT job.*, COALESCE(r.reached, false) AS quota_reached, EXISTS (SELECT 1 FROM attached) AS has_blobs
             FROM job LEFT JOIN reached r ON r.account_id = job.account_id
             """, parameters, transaction), (row, handOff) => (row, handOff), splitOn: "prompt");

@@ -67,4 +67,17 @@ public class QueryPlanTests(HostFixture fixture) : IClassFixture<HostFixture>
         Assert.Matches(@"Index (Only )?Scan using jobs_in_flight on jobs", plan);
         Assert.DoesNotContain("Seq Scan on jobs", plan);
     }
+
+    [Fact]
+    public async Task TheClaimLeaseSweep_ReadsTheInFlightIndex_NotTheWholeTable()
+    {
+        // The claims are among the few jobs out with a worker: found through the index that holds only those.
+        await using var connection = await OpenGridSessionAsync();
+        await using var transaction = await connection.BeginTransactionAsync();
+        var plan = string.Join('\n', await connection.QueryAsync<string>(
+            "EXPLAIN " + Coordinator.Grains.Duties.GridDuties.ExpireClaimsSql, new { claimedBefore = DateTimeOffset.UtcNow }, transaction));
+
+        Assert.Matches(@"Index (Only )?Scan using jobs_in_flight on jobs", plan);
+        Assert.DoesNotContain("Seq Scan on jobs", plan);
+    }
 }
