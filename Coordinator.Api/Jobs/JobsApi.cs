@@ -19,7 +19,7 @@ public static class JobsApi
     public static RouteGroupBuilder MapJobs(this IEndpointRouteBuilder routes)
     {
         var group = routes.MapGroup("/jobs").WithTags("Jobs").RequireApiKey();
-        group.MapPost("/", SubmitAsync).Accepts<JobCreateDocument>("application/json");
+        group.MapPost("/", SubmitAsync).Accepts<JobCreateDocument>("application/json").AddOpenApiOperationTransformer(IdempotencyKeys.DescribeAsync);
         group.MapGet("/", ListAsync);
         group.MapDelete("/cancel_all", CancelAllAsync);
         group.MapGet("/{id:long}", GetAsync);
@@ -29,13 +29,17 @@ public static class JobsApi
         return group;
     }
 
+    /// <summary>Submits a job; with an <c>Idempotency-Key</c>, a retry of the same request answers the job the key made.</summary>
     public static async Task<Results<Created<JobDto>, UnprocessableEntity<ValidationErrors>>> SubmitAsync(
         HttpContext context, JobStore jobs, PriorityBoosts boosts, NetworkGuard networkGuard, WebhookSender webhooks, BlobRegistry blobs, IOptions<JobLimitsOptions> limits)
     {
+        var (idempotencyKey, keyProblem) = IdempotencyKeys.Read(context.Request);
+        if (keyProblem is not null) return ApiErrors.Validation([keyProblem]);
         var (fields, error) = await JsonFields.ReadAsync(context.Request);
         if (fields is null) return ApiErrors.Validation([error!]);
         var (job, errors, wantsBoost) = JobRequestValidation.Validate(fields, limits.Value);
         if (job is null) return ApiErrors.Validation(errors);
+        if (idempotencyKey is not null) job = job with { Idempotency = new IdempotencyKey(idempotencyKey, IdempotencyKeys.RequestHash(fields.Root)) };
 
         var caller = context.GetCaller();
         if (await blobs.UnattachableAsync(caller.AccountId, job.BlobIds, context.RequestAborted) is { Count: > 0 } unattachable)
@@ -54,15 +58,29 @@ public static class JobsApi
         }
 
         var accountId = caller.AccountId;
-        if (wantsBoost)
+        try
         {
-            // Charged before the job exists: without a saved payment method no job is created at all.
-            var (boost, refusal) = await boosts.ChargeAsync(accountId, context.RequestAborted);
-            if (boost is null) return ApiErrors.Validation([refusal!]);
-            job = job with { Boost = boost };
+            if (wantsBoost)
+            {
+                // A retry must not pay again: the job its key made is the answer, found before charging.
+                if (job.Idempotency is { } key && await jobs.FindByIdempotencyKeyAsync(accountId, key, context.RequestAborted) is { } earlier)
+                {
+                    return Created(earlier);
+                }
+                // Charged before the job exists: without a saved payment method no job is created at all.
+                var (boost, refusal) = await boosts.ChargeAsync(accountId, context.RequestAborted);
+                if (boost is null) return ApiErrors.Validation([refusal!]);
+                job = job with { Boost = boost };
+            }
+            return Created(await jobs.SubmitAsync(accountId, job, context.RequestAborted));
         }
-        var row = await jobs.SubmitAsync(accountId, job, context.RequestAborted);
-        return TypedResults.Created($"/api/v1/jobs/{row.Id}", JobDto.From(row));
+        catch (IdempotencyKeyReusedException reused)
+        {
+            return ApiErrors.Validation([reused.Message]);
+        }
+
+        // A replay answers as the first request did: 201 with the job (as it is now) and its location.
+        static Created<JobDto> Created(JobRow row) => TypedResults.Created($"/api/v1/jobs/{row.Id}", JobDto.From(row));
     }
 
     public static async Task<Results<Ok<List<JobDto>>, UnprocessableEntity<ValidationErrors>>> ListAsync(

@@ -80,6 +80,9 @@ public sealed record NewJob(
 
     /// <summary>Confirmed blobs of the same account to attach, in order (the caller has checked them).</summary>
     public IReadOnlyList<long> BlobIds { get; init; } = [];
+
+    /// <summary>The client's idempotency key, if it sent one: a live key of the account answers its first job instead.</summary>
+    public IdempotencyKey? Idempotency { get; init; }
 }
 
 /// <summary>A priority boost charge: <c>charged</c> adds <see cref="Delta"/> to the priority; <c>failed</c> says why.</summary>

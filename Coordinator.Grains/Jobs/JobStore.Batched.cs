@@ -99,7 +99,8 @@ public sealed partial class JobStore
     /// <summary>
     /// Inserts a batch of submissions in one transaction: each keeps its own statement (plan priority, held when
     /// exhausted, the signing-key copy, a hand-off), but they share one commit. If any of them fails, the transaction
-    /// is rolled back and each is inserted on its own, so one bad submission fails only its own caller.
+    /// is rolled back and each is inserted on its own, so one bad submission fails only its own caller. A submission whose
+    /// idempotency key was used with another request inserts nothing and fails only its caller, without a rollback.
     /// </summary>
     /// <remarks>
     /// Every poll reserved for a hand-off is resolved here, once its job's insert has committed or failed, and not by
@@ -107,7 +108,7 @@ public sealed partial class JobStore
     /// </remarks>
     internal async Task<IReadOnlyList<Outcome<JobRow>>> SubmitBatchAsync(IReadOnlyList<(long AccountId, NewJob Job, ParkedPoll? HandTo)> items)
     {
-        var inserted = new (JobRow Row, ClaimedJob? Handed)?[items.Count];
+        var inserted = new Inserted?[items.Count];
         try
         {
             await using var connection = await dataSource.OpenConnectionAsync();
@@ -149,13 +150,18 @@ public sealed partial class JobStore
 
     /// <summary>Gives each reserved poll its job (or a plain wake), then enforces a limit a hand-off reached.</summary>
     private async Task<IReadOnlyList<Outcome<JobRow>>> HandOverAsync(
-        IReadOnlyList<(long AccountId, NewJob Job, ParkedPoll? HandTo)> items, (JobRow Row, ClaimedJob? Handed)?[] inserted, Exception?[]? errors)
+        IReadOnlyList<(long AccountId, NewJob Job, ParkedPoll? HandTo)> items, Inserted?[] inserted, Exception?[]? errors)
     {
         var outcomes = new Outcome<JobRow>[items.Count];
         for (var i = 0; i < items.Count; i++)
         {
             items[i].HandTo?.Resolve(inserted[i]?.Handed);
-            outcomes[i] = inserted[i] is { } row ? Outcome<JobRow>.Of(row.Row) : Outcome<JobRow>.Failed(errors?[i] ?? new InvalidOperationException("not inserted"));
+            outcomes[i] = inserted[i] switch
+            {
+                { Outcome: SubmitOutcome.KeyReused } => Outcome<JobRow>.Failed(new IdempotencyKeyReusedException()),
+                { } done => Outcome<JobRow>.Of(done.Row),
+                null => Outcome<JobRow>.Failed(errors?[i] ?? new InvalidOperationException("not inserted")),
+            };
         }
         foreach (var accountId in inserted.Where(r => r?.Handed is { QuotaReached: true }).Select(r => r!.Value.Row.AccountId).Distinct())
         {

@@ -31,24 +31,65 @@ public sealed partial class JobStore(
     /// provided nothing dispatchable that the worker could serve ranks ahead of it (same or higher priority). Otherwise
     /// it is inserted pending and that poll is woken as usual. Concurrent submissions share one transaction (one
     /// commit); see <c>SubmitBatchAsync</c>.
+    /// <para>
+    /// With <see cref="NewJob.Idempotency"/>, a key the account used within <see cref="IdempotencyKeyLifetime"/> inserts
+    /// nothing and hands nothing off: the answer is the job that key made, as it is now. The primary key of
+    /// <c>idempotency_keys</c> decides, so this holds for submissions racing on several nodes.
+    /// </para>
     /// </remarks>
+    /// <exception cref="IdempotencyKeyReusedException">The key is live but was used with a different request.</exception>
     public async Task<JobRow> SubmitAsync(long accountId, NewJob job, CancellationToken cancellationToken = default)
     {
         var keys = WakeKeys.ForJob(job.ModelMatch, job.Model, job.Model is null ? null : ModelNames.FamilyOf(job.Model));
         var poll = signals.ReserveIdlePoll(keys);
         var row = (await Submits.RunAsync((accountId, job, poll), poll is null ? cancellationToken : CancellationToken.None)).Value;
         // A reserved poll was resolved with the job or woken for it; without one, wake a poll here or on another node.
-        if (poll is null && !row.Held) signals.WorkAvailable(keys);
+        // A new job is pending then; a replayed one is work only if it still is.
+        if (poll is null && row.Status == JobStatus.Pending && !row.Held) signals.WorkAvailable(keys);
         return row;
     }
 
-    private async Task<(JobRow Row, ClaimedJob? Handed)> InsertAsync(NpgsqlConnection connection, NpgsqlTransaction? transaction, long accountId, NewJob job, ParkedPoll? handTo)
+    /// <summary>How long an idempotency key answers the job it made (Stripe's 24 hours); after that it makes a new one.</summary>
+    public static readonly TimeSpan IdempotencyKeyLifetime = TimeSpan.FromHours(24);
+
+    /// <summary>
+    /// The job that a live idempotency key of the account made, as it is now; null if the key is unused or expired.
+    /// For a caller with a side effect before the insert (a paid priority boost), so that a retry finds its job without
+    /// repeating it. It decides nothing by itself: <see cref="SubmitAsync"/> enforces the key on its own.
+    /// </summary>
+    /// <exception cref="IdempotencyKeyReusedException">The key is live but was used with a different request.</exception>
+    public async Task<JobRow?> FindByIdempotencyKeyAsync(long accountId, IdempotencyKey key, CancellationToken cancellationToken = default)
+    {
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+        return await EarlierJobAsync(connection, null, accountId, key, time.GetUtcNow() - IdempotencyKeyLifetime, cancellationToken) switch
+        {
+            null => null,
+            { Outcome: SubmitOutcome.KeyReused } => throw new IdempotencyKeyReusedException(),
+            { } earlier => earlier.Row,
+        };
+    }
+
+    /// <summary>What one submission's statement did.</summary>
+    private enum SubmitOutcome
+    {
+        /// <summary>The job was inserted (pending, or handed to the reserved poll).</summary>
+        Inserted,
+        /// <summary>Its idempotency key is live with the same request: <c>Row</c> is the job the key made.</summary>
+        Replayed,
+        /// <summary>Its idempotency key is live with another request: nothing was inserted, and the caller is refused.</summary>
+        KeyReused,
+    }
+
+    private readonly record struct Inserted(JobRow Row, ClaimedJob? Handed, SubmitOutcome Outcome);
+
+    private async Task<Inserted> InsertAsync(NpgsqlConnection connection, NpgsqlTransaction? transaction, long accountId, NewJob job, ParkedPoll? handTo)
     {
         var family = job.Model is null ? null : ModelNames.FamilyOf(job.Model);
+        var now = time.GetUtcNow();
         var parameters = new DynamicParameters(new
         {
             accountId, model = job.Model, family, modelMatch = job.ModelMatch, prompt = job.Prompt, priority = job.Priority,
-            timeoutSeconds = job.TimeoutSeconds, tag = job.Tag, webhookUrl = job.WebhookUrl, now = time.GetUtcNow(), today = quotas.Today,
+            timeoutSeconds = job.TimeoutSeconds, tag = job.Tag, webhookUrl = job.WebhookUrl, now, today = quotas.Today,
             boostDelta = job.Boost is { Status: "charged" } boost ? boost.Delta : 0, boostStatus = job.Boost?.Status,
             boostError = job.Boost?.Error, boostPaymentIntent = job.Boost?.PaymentIntent,
             @params = job.ParamsJson, keyId = job.SubmittedByKeyId, protectedKey = job.ProtectedKey, blobIds = job.BlobIds.ToArray(),
@@ -78,8 +119,14 @@ public sealed partial class JobStore(
                     AND NOT (@catchAll AND EXISTS ({Ahead("model_match = 'any'")}))
                 """;
         }
+        var idempotency = job.Idempotency;
+        var keyExpiredBefore = now - IdempotencyKeyLifetime;
+        if (idempotency is not null)
+        {
+            parameters.AddDynamicParams(new { idempotencyKey = idempotency.Key, requestHash = idempotency.RequestHash, keyExpiredBefore });
+        }
         var insert = $"""
-            WITH {SigningKeyCte}, decided AS (
+            WITH {SigningKeyCte}{(idempotency is null ? "" : IdempotencyCte)}, decided AS (
                 SELECT a.id AS account_id, COALESCE(@priority, p.priority_boost) + @boostDelta AS priority,
                        a.quota_exhausted_on IS NOT DISTINCT FROM @today AS held
                 FROM accounts a JOIN plans p ON p.id = a.plan
@@ -87,20 +134,25 @@ public sealed partial class JobStore(
             ), decision AS (
                 SELECT d.*, {hand} AS hand FROM decided d
             ), job AS (
-                INSERT INTO jobs (account_id, status, model, family, model_match, prompt, priority, timeout_seconds, tag, webhook_url, held,
+                INSERT INTO jobs ({(idempotency is null ? "" : "id, ")}account_id, status, model, family, model_match, prompt, priority, timeout_seconds, tag, webhook_url, held,
                                   boost_status, boost_error, boost_payment_intent, params, submitted_by_key_id, created_at,
                                   worker_id, claimed_at, started_at, attempts)
-                SELECT d.account_id, CASE WHEN d.hand THEN @handedStatus ELSE 'pending' END, @model, @family, @modelMatch, @prompt, d.priority,
+                {(idempotency is null ? "" : "OVERRIDING SYSTEM VALUE ")}SELECT {(idempotency is null ? "" : "i.job_id, ")}d.account_id, CASE WHEN d.hand THEN @handedStatus ELSE 'pending' END, @model, @family, @modelMatch, @prompt, d.priority,
                        @timeoutSeconds, @tag, @webhookUrl, d.held, @boostStatus, @boostError, @boostPaymentIntent, @params::jsonb, @keyId, @now,
                        CASE WHEN d.hand THEN @workerId END, CASE WHEN d.hand THEN @now END, CASE WHEN d.hand AND @start THEN @now END,
                        CASE WHEN d.hand THEN 1 ELSE 0 END
-                FROM decision d
+                FROM decision d{(idempotency is null ? "" : " CROSS JOIN idempotency i")}
                 RETURNING {ClientColumns}{(capabilities is null ? "" : ", prompt")}
             ), {AttachedCte}
             """;
         if (capabilities is null)
         {
-            return (await connection.QuerySingleAsync<JobRow>(new CommandDefinition(insert + "\nSELECT * FROM job", parameters, transaction)), null);
+            var command = new CommandDefinition(insert + "\nSELECT * FROM job", parameters, transaction);
+            if (idempotency is null) return new(await connection.QuerySingleAsync<JobRow>(command), null, SubmitOutcome.Inserted);
+            return await connection.QuerySingleOrDefaultAsync<JobRow>(command) is { } row
+                ? new(row, null, SubmitOutcome.Inserted)
+                : await EarlierJobAsync(connection, transaction, accountId, idempotency, keyExpiredBefore, CancellationToken.None)
+                    ?? throw new InvalidOperationException("an idempotency key stopped the insert but names no job");
         }
 
         var rows = await connection.QueryAsync<JobRow, HandOff, (JobRow Row, HandOff HandOff)>(new CommandDefinition($"""
@@ -116,14 +168,52 @@ public sealed partial class JobStore(
             SELECT job.*, COALESCE(r.reached, false) AS quota_reached, EXISTS (SELECT 1 FROM attached) AS has_blobs
             FROM job LEFT JOIN reached r ON r.account_id = job.account_id
             """, parameters, transaction), (row, handOff) => (row, handOff), splitOn: "prompt");
+        if (idempotency is not null && rows.AsList().Count == 0)
+        {
+            return await EarlierJobAsync(connection, transaction, accountId, idempotency, keyExpiredBefore, CancellationToken.None)
+                ?? throw new InvalidOperationException("an idempotency key stopped the insert but names no job");
+        }
         var (inserted, extra) = rows.Single();
-        if (inserted.Status == JobStatus.Pending) return (inserted, null);
-        return (inserted, new ClaimedJob
+        if (inserted.Status == JobStatus.Pending) return new(inserted, null, SubmitOutcome.Inserted);
+        return new(inserted, new ClaimedJob
         {
             Id = inserted.Id, Model = inserted.Model, Family = inserted.Family, ModelMatch = inserted.ModelMatch, Prompt = extra.Prompt,
             Priority = inserted.Priority, TimeoutSeconds = inserted.TimeoutSeconds, Attempts = inserted.Attempts, Params = inserted.Params,
             AccountId = inserted.AccountId, QuotaReached = extra.QuotaReached, HasBlobs = extra.HasBlobs, Started = handTo!.StartsOnClaim,
-        });
+        }, SubmitOutcome.Inserted);
+    }
+
+    // The key goes in first and the job only under the id the key took, so the job exists only if the key row was
+    // written. Of two submissions with one key, on any nodes, the second waits on the first's uncommitted key row and then
+    // inserts nothing (no job, no hand-off, no request counted). A key past its lifetime is taken over for the new job.
+    private const string IdempotencyCte = """
+        , idempotency AS (
+            INSERT INTO idempotency_keys AS k (account_id, idempotency_key, request_hash, job_id, created_at)
+            VALUES (@accountId, @idempotencyKey, @requestHash, nextval('jobs_id_seq'), @now)
+            ON CONFLICT (account_id, idempotency_key) DO UPDATE
+                SET request_hash = EXCLUDED.request_hash, job_id = EXCLUDED.job_id, created_at = EXCLUDED.created_at
+                WHERE k.created_at <= @keyExpiredBefore
+            RETURNING job_id
+        )
+        """;
+
+    /// <summary>The job a live idempotency key made, and whether this request is the one it was made for; null if none.</summary>
+    private static async Task<Inserted?> EarlierJobAsync(NpgsqlConnection connection, NpgsqlTransaction? transaction, long accountId,
+        IdempotencyKey key, DateTimeOffset keyExpiredBefore, CancellationToken cancellationToken)
+    {
+        var rows = await connection.QueryAsync<JobRow, KeyMatch, Inserted>(new CommandDefinition($"""
+            SELECT {ClientColumns}, k.request_hash = @requestHash AS same_request
+            FROM (SELECT job_id, request_hash FROM idempotency_keys
+                  WHERE account_id = @accountId AND idempotency_key = @idempotencyKey AND created_at > @keyExpiredBefore) k
+            JOIN jobs ON jobs.id = k.job_id
+            """, new { accountId, idempotencyKey = key.Key, requestHash = key.RequestHash, keyExpiredBefore }, transaction, cancellationToken: cancellationToken),
+            (row, match) => new Inserted(row, null, match.SameRequest ? SubmitOutcome.Replayed : SubmitOutcome.KeyReused), splitOn: "same_request");
+        return rows.AsList() is [var earlier] ? earlier : null;
+    }
+
+    private sealed class KeyMatch
+    {
+        public bool SameRequest { get; init; }
     }
 
     // The first webhook job of a key keeps an encrypted copy of it, to sign that key's webhooks.

@@ -49,11 +49,15 @@ public sealed class HttpGrid(HttpClient http, Uri baseAddress)
         return workerKey;
     }
 
-    /// <summary>Submits an exact-match job whose prompt is the current timestamp; answers its id.</summary>
-    public async Task<long> SubmitAsync(string key, string model, int priority = 0, string? prompt = null)
+    /// <summary>
+    /// Submits an exact-match job whose prompt is the current timestamp; answers its id. Each call is one logical
+    /// submission with a fresh <c>Idempotency-Key</c>, unless a caller retrying a submission passes the key it used.
+    /// </summary>
+    public async Task<long> SubmitAsync(string key, string model, int priority = 0, string? prompt = null, string? idempotencyKey = null)
     {
         prompt ??= Stopwatch.GetTimestamp().ToString(System.Globalization.CultureInfo.InvariantCulture);
-        using var response = await SendAsync(HttpMethod.Post, "jobs", key, new { model, model_match = "exact", prompt, priority });
+        using var response = await SendAsync(HttpMethod.Post, "jobs", key, new { model, model_match = "exact", prompt, priority },
+            idempotencyKey ?? Guid.NewGuid().ToString());
         using var json = await ReadAsync(response, HttpStatusCode.Created);
         return json.RootElement.GetProperty("job_id").GetInt64();
     }
@@ -138,10 +142,11 @@ public sealed class HttpGrid(HttpClient http, Uri baseAddress)
     /// <summary>Waits until at least <paramref name="count"/> polls are parked on this node.</summary>
     public Task WaitParkedAsync(int count) => Until.TrueAsync(async () => await ParkedPollsAsync() >= count, $"{count} polls parked on {baseAddress}");
 
-    private async Task<HttpResponseMessage> SendAsync(HttpMethod method, string path, string? key, object? body)
+    private async Task<HttpResponseMessage> SendAsync(HttpMethod method, string path, string? key, object? body, string? idempotencyKey = null)
     {
         using var request = new HttpRequestMessage(method, new Uri(baseAddress, path));
         if (key is not null) request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", key);
+        if (idempotencyKey is not null) request.Headers.Add("Idempotency-Key", idempotencyKey);
         if (body is not null) request.Content = JsonContent.Create(body);
         return await http.SendAsync(request);
     }
