@@ -169,6 +169,19 @@ public sealed class InvalidTextTests : IAsyncLifetime
         Assert.Equal("k\U0001F600 é中😀", JsonDocument.Parse(text).RootElement.GetProperty("name").GetString());
     }
 
+    [Fact]
+    public async Task AFailureMessageCutToItsLimit_KeepsASurrogatePairWhole()
+    {
+        var client = await _host.NewAccountAsync("long-error");
+        var (worker, jobId, _) = await client.SubmitAndClaimAsync(start: true);
+        // U+1F600 straddles the limit: a cut at exactly the limit would keep only its high surrogate.
+        var error = new string('a', 9_999) + "\U0001F600" + "after the limit";
+
+        await ApiClient.ExpectAsync(await worker.PostAsync($"worker/jobs/{jobId}/fail", new { error }), HttpStatusCode.OK);
+
+        Assert.Equal(new string('a', 9_999), (await client.GetJobAsync(jobId)).GetProperty("error").GetString());
+    }
+
     private static byte[] Splice(string template, byte[] bad)
     {
         var at = template.IndexOf(Marker, StringComparison.Ordinal);
