@@ -80,6 +80,10 @@ public static class BillingApi
         try
         {
             stripeEvent = JsonDocument.Parse(payload).RootElement.Clone();
+            if (JsonText.Problems(stripeEvent) is { Count: > 0 } problems)
+            {
+                return TypedResults.BadRequest(new ApiError("invalid_event", "the payload is not a Stripe event: " + string.Join("; ", problems)));
+            }
             _ = stripeEvent.GetProperty("id").GetString() ?? throw new KeyNotFoundException();
             _ = stripeEvent.GetProperty("type").GetString() ?? throw new KeyNotFoundException();
             _ = stripeEvent.GetProperty("data").GetProperty("object");

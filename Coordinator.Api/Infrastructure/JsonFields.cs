@@ -26,13 +26,17 @@ public sealed class JsonFields
 
     public bool IsValid => Errors.Count == 0;
 
-    /// <summary>Parses the request body. An empty body counts as <c>{}</c> when <paramref name="allowEmpty"/>.</summary>
+    /// <summary>
+    /// Parses the request body. An empty body counts as <c>{}</c> when <paramref name="allowEmpty"/>. A body with a
+    /// string or field name that is not Unicode text anywhere in it is refused here, naming where (see <see cref="JsonText"/>).
+    /// </summary>
     public static async Task<(JsonFields? Fields, string? Error)> ReadAsync(HttpRequest request, bool allowEmpty = false)
     {
         try
         {
             using var document = await JsonDocument.ParseAsync(request.Body, default, request.HttpContext.RequestAborted);
             if (document.RootElement.ValueKind != JsonValueKind.Object) return (null, "the request body must be a JSON object");
+            if (JsonText.Problems(document.RootElement) is { Count: > 0 } problems) return (null, string.Join("; ", problems));
             return (new JsonFields(document.RootElement.Clone()), null);
         }
         catch (JsonException exception)

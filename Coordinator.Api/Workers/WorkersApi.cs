@@ -216,5 +216,7 @@ public static class WorkersApi
         return models;
     }
 
-    private static string Truncate(string text, int length) => text.Length <= length ? text : text[..length];
+    /// <summary>At most <paramref name="length"/> characters, never half a surrogate pair: PostgreSQL refuses a lone surrogate.</summary>
+    private static string Truncate(string text, int length) =>
+        text.Length <= length ? text : text[..(char.IsHighSurrogate(text[length - 1]) ? length - 1 : length)];
 }
