@@ -21,10 +21,10 @@ public sealed class StripePayments
     /// same Idempotency-Key, after 0.5–1 s. With <see cref="AttemptTimeout"/> the worst case stays near 20 s, the old
     /// single attempt's limit, which matters because a priority boost is charged inside <c>POST /jobs</c>.
     /// </summary>
-    public const int MaxNetworkRetries = 1;
+    internal const int MaxNetworkRetries = 1;
 
     /// <summary>Per attempt (Stripe.net's own default is 80 s).</summary>
-    public static readonly TimeSpan AttemptTimeout = TimeSpan.FromSeconds(10);
+    internal static readonly TimeSpan AttemptTimeout = TimeSpan.FromSeconds(10);
 
     private readonly StripeClient _stripe;
     private readonly BillingOptions _options;
@@ -38,7 +38,9 @@ public sealed class StripePayments
             ApiKey = string.IsNullOrEmpty(_options.SecretKey) ? null : _options.SecretKey,
             // Stripe.net appends "/v1/…" to the base as it is.
             ApiBase = _options.ApiBase.AbsoluteUri.TrimEnd('/'),
-            HttpClient = new SystemNetHttpClient(httpClients.CreateClient(HttpClientName), MaxNetworkRetries),
+            // Telemetry off: it would keep an id file in the service account's home (~/.config/stripe) and tell Stripe the
+            // host's OS and each call's latency.
+            HttpClient = new SystemNetHttpClient(httpClients.CreateClient(HttpClientName), MaxNetworkRetries, enableTelemetry: false),
         });
     }
 

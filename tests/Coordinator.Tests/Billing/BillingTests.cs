@@ -206,6 +206,9 @@ public sealed class BillingTests : IAsyncLifetime
         var client = JsonDocument.Parse(sent.ClientUserAgent!).RootElement;
         Assert.Equal(".net", client.GetProperty("lang").GetString());
         Assert.Equal(StripeConfiguration.StripeNetVersion, client.GetProperty("bindings_version").GetString());
+        // Telemetry is off: nothing about the host, no id of this installation.
+        Assert.False(client.TryGetProperty("platform", out _));
+        Assert.False(client.TryGetProperty("telemetry_id", out _));
         Assert.Equal(StripeConfiguration.ApiVersion, sent.StripeVersion);
         // Stripe.net keys every POST, which is what makes its retries safe.
         Assert.False(string.IsNullOrEmpty(sent.IdempotencyKey));
