@@ -60,7 +60,7 @@ public static class GridServiceCollectionExtensions
                 AllowAutoRedirect = false,
                 PooledConnectionLifetime = TimeSpan.FromMinutes(2),
             });
-        services.AddHttpClient<StripeClient>(client => client.Timeout = TimeSpan.FromSeconds(20));
+        services.AddStripePayments();
         services.AddSingleton<WaiterRegistry>();
         services.AddSingleton<WorkSignals>();
         services.AddSingleton<Dispatcher>();

@@ -4,6 +4,7 @@ using Coordinator.Api.Infrastructure;
 using Coordinator.Grains.Billing;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.Extensions.Options;
+using Stripe;
 
 namespace Coordinator.Api.Billing;
 
@@ -26,7 +27,7 @@ public static class BillingApi
     }
 
     public static async Task<Results<Ok<CheckoutDto>, UnprocessableEntity<ApiError>, JsonHttpResult<ApiError>>> CheckoutAsync(
-        HttpContext context, BillingStore billing, StripeClient stripe, IOptions<BillingOptions> options)
+        HttpContext context, BillingStore billing, StripePayments stripe, IOptions<BillingOptions> options)
     {
         if (!options.Value.Enabled) return ApiErrors.InvalidRequest("billing is not configured on this coordinator");
         var (fields, error) = await JsonFields.ReadAsync(context.Request);
@@ -76,6 +77,9 @@ public static class BillingApi
             }));
         }
 
+        // Read as JSON rather than through EventUtility.ConstructEvent: Stripe.net's typed Event follows its own pinned
+        // API version, refusing events of any other release train (or, told not to, possibly misreading them), while the
+        // endpoint sends events in the version it was created with. The few fields BillingStore reads are the same in all.
         JsonElement stripeEvent;
         try
         {

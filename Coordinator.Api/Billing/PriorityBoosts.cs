@@ -1,11 +1,12 @@
 using Coordinator.Grains.Billing;
 using Coordinator.Grains.Jobs;
 using Microsoft.Extensions.Options;
+using Stripe;
 
 namespace Coordinator.Api.Billing;
 
 /// <summary>Charges a one-time priority boost on the account's saved payment method.</summary>
-public sealed partial class PriorityBoosts(BillingStore billing, StripeClient stripe, IOptions<BillingOptions> options, ILogger<PriorityBoosts> logger)
+public sealed partial class PriorityBoosts(BillingStore billing, StripePayments stripe, IOptions<BillingOptions> options, ILogger<PriorityBoosts> logger)
 {
     /// <summary>
     /// A charged or failed boost for the job, or — when the account cannot be charged at all — null and the reason,
@@ -31,7 +32,7 @@ public sealed partial class PriorityBoosts(BillingStore billing, StripeClient st
         catch (Exception exception) when (exception is StripeException or HttpRequestException or TaskCanceledException)
         {
             var reason = exception is StripeException stripeError
-                ? $"{stripeError.Code ?? stripeError.Type}: {stripeError.Message}"
+                ? $"{stripeError.StripeError?.Code ?? stripeError.StripeError?.Type ?? "api_error"}: {stripeError.Message}"
                 : "the payment provider could not be reached";
             LogChargeFailed(logger, accountId, reason);
             return (new Boost("failed", 0, $"priority boost not charged ({reason}); the job keeps its priority", null), null);

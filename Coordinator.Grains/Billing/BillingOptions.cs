@@ -29,6 +29,7 @@ public sealed class BillingOptions
     public const string Section = "Billing";
 
     /// <summary>Stripe secret key (sk_live_… or sk_test_…). Unset: checkout and boosts answer that billing is not configured.</summary>
+    [RegularExpression(@"\S*", ErrorMessage = "Billing:SecretKey contains whitespace (a line break from a secrets file?); Stripe keys never do.")]
     public string? SecretKey { get; set; }
 
     /// <summary>The webhook endpoint's signing secret (whsec_…).</summary>

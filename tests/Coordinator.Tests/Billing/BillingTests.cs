@@ -3,6 +3,7 @@ using System.Text;
 using System.Text.Json;
 using Coordinator.Grains.Billing;
 using Coordinator.Tests.Infrastructure;
+using Stripe;
 
 namespace Coordinator.Tests.Billing;
 
@@ -191,5 +192,63 @@ public sealed class BillingTests : IAsyncLifetime
         var released = await client.GetJobAsync(held.GetProperty("job_id").GetInt64());
         Assert.False(released.GetProperty("held").GetBoolean());
         Assert.Equal(released.GetProperty("job_id").GetInt64(), (await worker.PollAsync($"models[]={model}"))!.Value.GetProperty("job_id").GetInt64());
+    }
+
+    [Fact]
+    public async Task StripeCalls_AreMadeByStripeNet_OnItsPinnedApiVersion()
+    {
+        var (_, key) = await _host.Anonymous().SignUpAsync("stripe-net");
+        await ApiClient.ExpectAsync(await _host.WithKey(key).PostAsync("billing/checkout", new { plan = "pro" }), HttpStatusCode.OK);
+
+        var sent = _stripe.Requests.Last(r => r.Path == "/v1/checkout/sessions");
+        Assert.StartsWith("Stripe/", sent.UserAgent);
+        Assert.Contains($" .NetBindings/{StripeConfiguration.StripeNetVersion}", sent.UserAgent);
+        var client = JsonDocument.Parse(sent.ClientUserAgent!).RootElement;
+        Assert.Equal(".net", client.GetProperty("lang").GetString());
+        Assert.Equal(StripeConfiguration.StripeNetVersion, client.GetProperty("bindings_version").GetString());
+        // Telemetry is off: nothing about the host, no id of this installation.
+        Assert.False(client.TryGetProperty("platform", out _));
+        Assert.False(client.TryGetProperty("telemetry_id", out _));
+        Assert.Equal(StripeConfiguration.ApiVersion, sent.StripeVersion);
+        // Stripe.net keys every POST, which is what makes its retries safe.
+        Assert.False(string.IsNullOrEmpty(sent.IdempotencyKey));
+    }
+
+    [Fact]
+    public async Task AFailureOnStripesSide_IsRetriedOnce_WithTheSameIdempotencyKey()
+    {
+        var (accountId, client) = await SubscribedAccountAsync(FakeStripe.FlakyPaymentMethod);
+        var job = await ApiClient.ExpectAsync(await client.PostAsync("jobs", new { prompt = "p", priority_boost = true }), HttpStatusCode.Created);
+        Assert.Equal("charged", job.GetProperty("boost_status").GetString());
+        Assert.Equal(60, job.GetProperty("priority").GetInt32());
+
+        var attempts = _stripe.Requests.Where(r => r.Path == "/v1/payment_intents" && r.Form["customer"] == "cus_" + accountId).ToList();
+        Assert.Equal(2, attempts.Count);
+        Assert.Equal(attempts[0].IdempotencyKey, attempts[1].IdempotencyKey);
+    }
+
+    [Fact]
+    public async Task EventsOfAnyApiVersion_AreApplied()
+    {
+        // A webhook endpoint sends events in the API version it was created with, not the one Stripe.net pins.
+        foreach (var apiVersion in new[] { "2024-06-20", "2025-03-31.basil", StripeConfiguration.ApiVersion })
+        {
+            var (accountId, _) = await _host.Anonymous().SignUpAsync("versioned");
+            var created = new
+            {
+                id = NewEventId(), @object = "event", api_version = apiVersion, type = "customer.subscription.created",
+                data = new
+                {
+                    @object = new
+                    {
+                        id = "sub_" + accountId, @object = "subscription", customer = "cus_" + accountId, status = "active",
+                        metadata = new { account_id = accountId.ToString() },
+                        items = new { @object = "list", data = new[] { new { id = "si_1", price = new { id = "price_pro", @object = "price" } } } },
+                    },
+                },
+            };
+            Assert.Equal("applied", (await ApiClient.ExpectAsync(await DeliverAsync(created), HttpStatusCode.OK)).GetProperty("outcome").GetString());
+            Assert.Equal("pro", (await _host.Get<BillingStore>().GetAsync(accountId)).Plan);
+        }
     }
 }
