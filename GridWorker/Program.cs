@@ -1,5 +1,6 @@
 using System.Globalization;
-using System.Runtime.InteropServices;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
 
 namespace GridWorker;
 
@@ -27,33 +28,25 @@ public static class Program
                 return 0;
         }
         var settings = parsed.Settings!;
-        using var http = CreateHttpClient();
-        if (parsed.Command == "status") return await StatusCommand.RunAsync(settings, http, Console.Out, CancellationToken.None);
-
-        var reporter = new Reporter(Console.Out, settings.JsonOutput, TimeProvider.System);
-        var agent = new WorkerAgent(settings, http, reporter, TimeProvider.System);
-        using var stopping = new CancellationTokenSource();
-        void Stop()
+        if (parsed.Command == "status")
         {
-            // The first Ctrl-C/SIGTERM stops polling and lets running jobs finish; a second fails them now.
-            if (stopping.IsCancellationRequested) agent.AbortRunningJobs();
-            else stopping.Cancel();
+            using var http = CreateHttpClient();
+            return await StatusCommand.RunAsync(settings, http, Console.Out, CancellationToken.None);
         }
-        using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, context => { context.Cancel = true; Stop(); });
-        using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, context => { context.Cancel = true; Stop(); });
-        return await agent.RunAsync(stopping.Token);
+
+        var host = WorkerHost.CreateBuilder(settings, Console.Out, TimeProvider.System).Build();
+        var service = host.Services.GetRequiredService<WorkerService>();
+        await host.RunAsync();
+        return await service.ExitCode;
     }
 
-    /// <summary>One client for the coordinator, the backend and blob downloads; each call sets its own deadline.</summary>
-    public static HttpClient CreateHttpClient() => new(new SocketsHttpHandler
+    /// <summary>The client <c>grid-worker status</c> uses, made like the agent's (<see cref="WorkerHost"/>) without a host.</summary>
+    public static HttpClient CreateHttpClient()
     {
-        PooledConnectionIdleTimeout = TimeSpan.FromSeconds(90),
-        ConnectTimeout = TimeSpan.FromSeconds(10),
-    })
-    {
-        Timeout = Timeout.InfiniteTimeSpan,
-        DefaultRequestHeaders = { { "User-Agent", "grid-worker/" + WorkerAgent.AgentVersion } },
-    };
+        var client = new HttpClient(WorkerHost.CreateHandler());
+        WorkerHost.ConfigureClient(client);
+        return client;
+    }
 }
 
 /// <summary><c>grid-worker status</c>: the worker's credits from <c>GET /worker/credits</c>.</summary>

@@ -148,11 +148,13 @@ public sealed class WorkerAgent
         using var finished = new CancellationTokenSource();
         using var onStop = stopping.Register(() =>
         {
+            // The grace period runs from the stop itself, so it is running by the time the operator reads that it is.
+            var graceOver = Task.Delay(_settings.GracePeriod, _time, finished.Token);
             _reporter.Info("stopping", RunningJobs == 0
                 ? "stopping"
                 : $"stopping: no new jobs; {RunningJobs} running job(s) get {_settings.GracePeriod.TotalSeconds:0.#} s to finish",
                 ("running_jobs", RunningJobs));
-            _ = AbortAfterGraceAsync(finished.Token);
+            _ = AbortAfterGraceAsync(graceOver);
         });
         var upkeep = Task.WhenAll(HeartbeatLoopAsync(finished.Token), ModelsLoopAsync(finished.Token));
         WorkerId = workerId; // published once the loops wait on their clocks, so a test that sees it can move them
@@ -166,11 +168,11 @@ public sealed class WorkerAgent
     private async Task<long> RegisterAsync(IReadOnlyList<WorkerModelEntry> models, CancellationToken cancellationToken) =>
         await _coordinator.RegisterAsync(_settings.Name, AgentVersion, Platform, models, _settings.CatchAll, cancellationToken);
 
-    private async Task AbortAfterGraceAsync(CancellationToken finished)
+    private async Task AbortAfterGraceAsync(Task graceOver)
     {
         try
         {
-            await Task.Delay(_settings.GracePeriod, _time, finished);
+            await graceOver;
         }
         catch (OperationCanceledException)
         {

@@ -3,6 +3,9 @@ using Coordinator.Grains.Duties;
 using Coordinator.Tests.Infrastructure;
 using GridWorker.Tests.Fakes;
 using GridWorker.Tests.Infrastructure;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Options;
 
 namespace GridWorker.Tests;
 
@@ -108,6 +111,41 @@ public class AgentLifecycleTests(ClockHostFixture fixture) : IClassFixture<Clock
         var job = await held.Account.GetJobAsync(held.Id);
         Assert.Equal("failed", job.GetProperty("status").GetString());
         Assert.Equal(WorkerAgent.ShuttingDownMessage, job.GetProperty("error").GetString());
+    }
+
+    [Fact]
+    public async Task HostStop_WaitsForTheRunningJob_ThenTheAgentStops()
+    {
+        await using var held = await StartHeldJobAsync();
+        // The host's own shutdown (what a service manager's stop comes down to), not the signal path.
+        var hostStopped = held.Run.Host.StopAsync();
+        await Eventually.TrueAsync(() => held.Run.Output.Lines.Any(l => l.Contains("1 running job(s) get 30 s to finish", StringComparison.Ordinal)),
+            "the agent took the host's stopping token");
+        Assert.False(hostStopped.IsCompleted);
+        Assert.Equal("running", await held.StatusAsync());
+        // Its timeout runs on the real clock, which a test cannot move: the grace period is the agent's to keep.
+        Assert.Equal(Timeout.InfiniteTimeSpan, held.Run.Host.Services.GetRequiredService<IOptions<HostOptions>>().Value.ShutdownTimeout);
+
+        held.Hold.SetResult();
+        await hostStopped.WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.Equal(0, await held.Run.Run.WaitAsync(TimeSpan.FromSeconds(30)));
+        Assert.Equal("completed", await held.StatusAsync());
+        Assert.Equal("stopped", held.Run.Output.Lines[^1][9..]);
+    }
+
+    [Fact]
+    public async Task SecondStopRequest_FailsTheRunningJobAtOnce()
+    {
+        await using var held = await StartHeldJobAsync();
+        held.Run.RequestStop();
+        Assert.Equal("running", await held.StatusAsync());
+        held.Run.RequestStop();
+
+        // Well inside the grace period: the worker clock has not moved.
+        Assert.Equal(0, await held.Run.Run.WaitAsync(TimeSpan.FromSeconds(30)));
+        Assert.Contains(held.Run.Output.Lines, l => l.EndsWith($"warning: job {held.Id} failed: {WorkerAgent.ShuttingDownMessage}", StringComparison.Ordinal));
+        Assert.DoesNotContain(held.Run.Output.Lines, l => l.Contains("grace period over", StringComparison.Ordinal));
+        Assert.Equal(0, held.Run.Agent.RunningJobs);
     }
 
     [Fact]

@@ -2,6 +2,8 @@ using System.Net;
 using System.Text;
 using System.Text.Json;
 using Coordinator.Tests.Infrastructure;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
 
 namespace GridWorker.Tests.Infrastructure;
 
@@ -43,19 +45,31 @@ public sealed class LineWriter : TextWriter
     }
 }
 
-/// <summary>The real agent, run in-process against a coordinator and a backend, until the test stops it.</summary>
+/// <summary>
+/// The real agent, run in-process on the host <c>grid-worker run</c> builds (<see cref="WorkerHost"/>) against a
+/// coordinator and a backend, until the test stops it. Only the process's signals stay the test runner's.
+/// </summary>
 public sealed class AgentRun : IAsyncDisposable
 {
-    private readonly CancellationTokenSource _stop = new();
-    private readonly HttpClient _http = GridWorker.Program.CreateHttpClient();
+    private readonly WorkerService _service;
 
     private AgentRun(WorkerSettings settings, TimeProvider time)
     {
         Settings = settings;
         Output = new LineWriter();
-        Agent = new WorkerAgent(settings, _http, new Reporter(Output, settings.JsonOutput, time), time);
-        Run = Task.Run(() => Agent.RunAsync(_stop.Token));
+        var builder = WorkerHost.CreateBuilder(settings, Output, time);
+        builder.Services.AddSingleton<IHostLifetime, NoSignalsLifetime>();
+        Host = builder.Build();
+        Agent = Host.Services.GetRequiredService<WorkerAgent>();
+        _service = Host.Services.GetRequiredService<WorkerService>();
+        Run = Task.Run(async () =>
+        {
+            await Host.RunAsync();
+            return await _service.ExitCode;
+        });
     }
+
+    public IHost Host { get; }
 
     public WorkerSettings Settings { get; }
 
@@ -89,8 +103,19 @@ public sealed class AgentRun : IAsyncDisposable
         return run;
     }
 
-    /// <summary>Ctrl-C: stop polling, let running jobs finish within the grace period.</summary>
-    public void RequestStop() => _stop.Cancel();
+    /// <summary>
+    /// Ctrl-C, as <see cref="SignalLifetime"/> passes it on: the first stops polling and lets running jobs finish
+    /// within the grace period, a second fails them now. The first returns once the agent has said it is stopping
+    /// (its grace period is running then), so a test can move the clock through it.
+    /// </summary>
+    public void RequestStop()
+    {
+        var registered = Agent.WorkerId != 0;
+        _service.RequestStop();
+        if (!registered) return; // an agent still starting up stops without a word
+        Assert.True(SpinWait.SpinUntil(() => Output.Lines.Any(IsStopping) || Run.IsCompleted, TimeSpan.FromSeconds(30)),
+            "the agent did not take the stop:\n" + Output);
+    }
 
     public async Task<int> StopAsync()
     {
@@ -100,7 +125,7 @@ public sealed class AgentRun : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
-        _stop.Cancel();
+        _service.RequestStop();
         Agent.AbortRunningJobs();
         try
         {
@@ -110,9 +135,20 @@ public sealed class AgentRun : IAsyncDisposable
         {
             // a test that failed may leave the agent in any state; the test's own assertion says why
         }
-        _http.Dispose();
-        _stop.Dispose();
     }
+
+    /// <summary>The agent's "stopping" line, as text or as JSON.</summary>
+    private static bool IsStopping(string line) =>
+        line.Contains("\"event\":\"stopping\"", StringComparison.Ordinal)
+        || System.Text.RegularExpressions.Regex.IsMatch(line, @"^\d\d:\d\d:\d\d stopping(:|$)");
+}
+
+/// <summary>A host lifetime that leaves the process's signals alone: in a test they belong to the test runner.</summary>
+public sealed class NoSignalsLifetime : IHostLifetime
+{
+    public Task WaitForStartAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 }
 
 public sealed record FakeBackendInfo(BackendKind Kind, Uri Url);
