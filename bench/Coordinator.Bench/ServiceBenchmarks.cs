@@ -304,7 +304,7 @@ public sealed class ServiceBenchmarks(BenchOptions options, BenchDatabase databa
             var nodes = new List<NodeProcess>();
             try
             {
-                // Each node of this build is a silo of one cluster on this database, on ports of its own (NodeProcess).
+                // A node of the new build is a silo of one cluster on this database, on ports of its own (NodeProcess); pg-engine's ignore them.
                 for (var i = 0; i < nodeCount; i++) nodes.Add(await NodeProcess.StartAsync(build.Dll, db, http, cpus: null));
                 var key = await SignUpUnlimitedAsync(nodes[0].Grid, db, requestLimit: null);
                 var throughput = await LifecycleRunAsync(nodes, key, jobs, workers: 32, submitters: 16, db);
