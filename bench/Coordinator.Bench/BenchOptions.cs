@@ -23,6 +23,18 @@ public sealed class BenchOptions
 
     public string ApiDll { get; private init; } = "";
 
+    /// <summary>This build's coordinator node (BENCH_API_DLL).</summary>
+    public CoordinatorBuild Ours => new("this build", ApiDll, "");
+
+    /// <summary>
+    /// The build the service scenarios measure beside ours in the same run (pg-engine: BENCH_BASELINE_DLL, set by
+    /// bench/run.sh), or null: none built, or <c>--no-baseline</c>.
+    /// </summary>
+    public CoordinatorBuild? Baseline { get; private init; }
+
+    /// <summary>Which commit the baseline is (BENCH_BASELINE_DESCRIPTION), for the report.</summary>
+    public string BaselineDescription { get; private init; } = "";
+
     public string PeersDir { get; private init; } = "";
 
     public string PostgresDescription { get; private init; } = "";
@@ -39,6 +51,11 @@ public sealed class BenchOptions
         var quick = args.Contains("--quick");
         string? Value(string name) => args.SkipWhile(a => a != name).Skip(1).FirstOrDefault();
         var pinned = Environment.ProcessorCount >= 2 && !args.Contains("--no-pin");
+        var baselineDll = args.Contains("--no-baseline") ? null : Environment.GetEnvironmentVariable("BENCH_BASELINE_DLL") is { Length: > 0 } dll ? dll : null;
+        if (baselineDll is not null && !File.Exists(baselineDll))
+        {
+            throw new InvalidOperationException($"BENCH_BASELINE_DLL names {baselineDll}, which does not exist: build it (bench/run.sh does), or pass --no-baseline");
+        }
         return new BenchOptions
         {
             Quick = quick,
@@ -51,6 +68,8 @@ public sealed class BenchOptions
             ApiDll = Environment.GetEnvironmentVariable("BENCH_API_DLL") ?? throw new InvalidOperationException("BENCH_API_DLL is not set; run bench/run.sh"),
             PeersDir = Environment.GetEnvironmentVariable("BENCH_PEERS_DIR") ?? "bench/peers",
             PostgresDescription = Environment.GetEnvironmentVariable("BENCH_PG_DESCRIPTION") ?? "",
+            Baseline = baselineDll is null ? null : new CoordinatorBuild("pg-engine", baselineDll, "_pg"),
+            BaselineDescription = baselineDll is null ? "" : Environment.GetEnvironmentVariable("BENCH_BASELINE_DESCRIPTION") ?? "pg-engine",
             // Two cores: the node gets the last one, the load generator the first; PostgreSQL floats.
             NodeCpus = pinned ? (Environment.ProcessorCount - 1).ToString(System.Globalization.CultureInfo.InvariantCulture) : null,
             LoadCpusText = pinned ? "0" : null,
@@ -58,6 +77,9 @@ public sealed class BenchOptions
         };
     }
 }
+
+/// <summary>A build of the coordinator that the service scenarios start as node processes; its databases' names end in <paramref name="DatabaseSuffix"/>.</summary>
+public sealed record CoordinatorBuild(string Name, string Dll, string DatabaseSuffix);
 
 public static class Machine
 {

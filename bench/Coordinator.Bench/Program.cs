@@ -4,7 +4,8 @@ using Coordinator.Bench;
 
 // The benchmark harness. Normally started by bench/run.sh, which provisions PostgreSQL and builds everything:
 //   dotnet Coordinator.Bench.dll [--quick] [--only engine,dispatch,lifecycle,backlog,parked,priority,scale] [--repeat N] [--out DIR]
-// Environment: BENCH_PG (admin connection string), BENCH_API_DLL (Coordinator.Silo.dll), BENCH_PEERS_DIR (bench/peers).
+// Environment: BENCH_PG (admin connection string), BENCH_API_DLL (Coordinator.Silo.dll), BENCH_PEERS_DIR (bench/peers),
+// BENCH_BASELINE_DLL and BENCH_BASELINE_DESCRIPTION (pg-engine's Coordinator.Api.dll, measured beside ours; --no-baseline skips it).
 var options = BenchOptions.Parse(args);
 var database = new BenchDatabase(options.AdminConnectionString);
 await database.InitAsync();
@@ -48,11 +49,15 @@ async Task SaveAsync()
         postgres = options.PostgresDescription,
         node_cpus = options.NodeCpus,
         load_cpus = options.LoadCpusText,
+        baseline = options.Baseline is null ? null : options.BaselineDescription,
     });
     await report.WriteAsync(options.OutputDirectory, resultName, $"Benchmark results ({(options.Quick ? "quick" : "full")} run, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC)",
     [
         $"- Machine: {Machine.Describe()}",
         $"- PostgreSQL: {options.PostgresDescription}",
+        options.Baseline is null
+            ? "- Baseline: none (not built, or --no-baseline): the service scenarios measured this build alone."
+            : $"- Baseline: {options.BaselineDescription}, the last commit before the Orleans move, built from .data/pg-engine/src; every service scenario ran on both builds in this run, alternating, each on its own fresh database.",
         $"- CPU placement: coordinator nodes under test on CPU {options.NodeCpus ?? "any"}, the load generator (HTTP clients and simulated workers) on CPU {options.LoadCpusText ?? "any"}, PostgreSQL unpinned. The engine comparison and scale-out run unpinned.",
         $"- Command: `./bench/run.sh {string.Join(' ', args.Where((a, i) => a != "--out" && (i == 0 || args[i - 1] != "--out")))}`; took {clock.Elapsed.TotalMinutes:F1} minutes.",
     ]);

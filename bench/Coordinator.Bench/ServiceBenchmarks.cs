@@ -16,18 +16,18 @@ public sealed class ServiceBenchmarks(BenchOptions options, BenchDatabase databa
     public async Task DispatchLatencyAsync()
     {
         var jobs = options.Quick ? 300 : 1000;
-        var fromReturn = new List<LatencySummary>();
-        var fromSend = new List<LatencySummary>();
-        for (var run = 0; run < options.Repeat; run++)
+        var fromReturn = new PerBuild<LatencySummary>();
+        var fromSend = new PerBuild<LatencySummary>();
+        foreach (var (run, build) in EachBuild(Enumerable.Range(0, options.Repeat)))
         {
-            await using var setup = await SingleNodeAsync($"svc_dispatch_{run}", requestLimit: null);
+            await using var setup = await SingleNodeAsync(build, $"svc_dispatch_{run}", requestLimit: null);
             var (afterReturn, afterSend) = await SequentialDispatchAsync(setup.Node.Grid, setup.Node.Grid, setup.Key, parked: 50, jobs);
-            fromReturn.Add(afterReturn);
-            fromSend.Add(afterSend);
-            Console.WriteLine($"dispatch run {run}: from POST returning {afterReturn}; from POST sent {afterSend}");
+            fromReturn[build].Add(afterReturn);
+            fromSend[build].Add(afterSend);
+            Console.WriteLine($"dispatch run {run} {build.Name}: from POST returning {afterReturn}; from POST sent {afterSend}");
         }
-        var r = LatencySummary.MedianOf(fromReturn);
-        var s = LatencySummary.MedianOf(fromSend);
+        var r = LatencySummary.MedianOf(fromReturn[options.Ours]);
+        var s = LatencySummary.MedianOf(fromSend[options.Ours]);
         report.Set("service.dispatch_latency", new { jobs, parked_workers = 50, runs = options.Repeat, from_post_returning = r, from_post_sent = s });
         report.Table("Dispatch latency (grid core)", ["measured from", "p50", "p95", "p99", "max", "target"],
         [
@@ -36,27 +36,34 @@ public sealed class ServiceBenchmarks(BenchOptions options, BenchDatabase databa
             ["POST /jobs sent → parked worker's poll returning the job", Report.Ms(s.P50), Report.Ms(s.P95), Report.Ms(s.P99), Report.Ms(s.Max), ""],
         ],
         $"{jobs} sequential jobs, 50 workers parked on one node; median of {options.Repeat} runs. A worker's poll often returns before the client has read its 201, so the first row can be negative.");
+        if (options.Baseline is { } baseline)
+        {
+            var (br, bs) = (LatencySummary.MedianOf(fromReturn[baseline]), LatencySummary.MedianOf(fromSend[baseline]));
+            CompareWithBaseline("Dispatch latency (grid core)", "service.dispatch_latency", new { from_post_returning = br, from_post_sent = bs },
+                [.. LatencyFigures("from POST /jobs sent", s, bs), .. LatencyFigures("from POST /jobs returning", r, br)],
+                $"The same scenario on each build, alternating, each on its own fresh database; median of {options.Repeat} runs each. A ratio of figures at or below zero says nothing (n/a).");
+        }
     }
 
     /// <summary>Full lifecycle throughput (submit, claim, start, result over HTTP), with and without quota checks.</summary>
     public async Task LifecycleAsync()
     {
         var jobs = options.Quick ? 2000 : 10000;
-        var unlimited = new List<LifecycleResult>();
-        var limited = new List<LifecycleResult>();
-        for (var run = 0; run < options.Repeat; run++)
+        var unlimited = new PerBuild<LifecycleResult>();
+        var limited = new PerBuild<LifecycleResult>();
+        foreach (var (run, build) in EachBuild(Enumerable.Range(0, options.Repeat)))
         {
             // Alternate the order so that neither variant always runs on a warmer machine.
             foreach (var quota in run % 2 == 0 ? new[] { false, true } : [true, false])
             {
-                await using var setup = await SingleNodeAsync($"svc_lifecycle_{run}_{(quota ? "quota" : "free")}", requestLimit: quota ? 1_000_000_000 : null);
+                await using var setup = await SingleNodeAsync(build, $"svc_lifecycle_{run}_{(quota ? "quota" : "free")}", requestLimit: quota ? 1_000_000_000 : null);
                 var result = await LifecycleRunAsync([setup.Node], setup.Key, jobs, workers: 32, submitters: 16, setup.Database);
-                (quota ? limited : unlimited).Add(result);
-                Console.WriteLine($"lifecycle run {run} quota={quota}: {result}");
+                (quota ? limited : unlimited)[build].Add(result);
+                Console.WriteLine($"lifecycle run {run} {build.Name} quota={quota}: {result}");
             }
         }
-        var u = LifecycleResult.MedianOf(unlimited);
-        var l = LifecycleResult.MedianOf(limited);
+        var u = LifecycleResult.MedianOf(unlimited[options.Ours]);
+        var l = LifecycleResult.MedianOf(limited[options.Ours]);
         var overhead = 1 - l.JobsPerSecond / u.JobsPerSecond;
         report.Set("service.lifecycle", new { jobs, workers = 32, submitters = 16, runs = options.Repeat, no_quota = u, quota_checked = l, quota_overhead = overhead });
         report.Table("Full lifecycle throughput (submit → claim → start → result over HTTP)",
@@ -68,6 +75,15 @@ public sealed class ServiceBenchmarks(BenchOptions options, BenchDatabase databa
                 $"quota overhead {overhead:P1} (≤ 10%: {Report.Verdict(overhead <= 0.10)})"],
         ],
         $"{jobs} jobs per run from one account, 32 simulated workers and 16 submitting clients on one node; median of {options.Repeat} runs per plan.");
+        if (options.Baseline is { } baseline)
+        {
+            var (bu, bl) = (LifecycleResult.MedianOf(unlimited[baseline]), LifecycleResult.MedianOf(limited[baseline]));
+            var baselineOverhead = 1 - bl.JobsPerSecond / bu.JobsPerSecond;
+            CompareWithBaseline("Full lifecycle throughput", "service.lifecycle", new { no_quota = bu, quota_checked = bl, quota_overhead = baselineOverhead },
+                [.. LifecycleFigures("no limits", u, bu), .. LifecycleFigures("limits out of reach", l, bl),
+                    new("quota overhead", overhead, baselineOverhead, HigherIsBetter: false, v => v.ToString("P1", CultureInfo.InvariantCulture))],
+                $"The same scenario on each build, alternating, each plan on its own fresh database; median of {options.Repeat} runs per build and plan.");
+        }
     }
 
     /// <summary>Claim latency as the backlog grows: 1k, 100k and 1M pending jobs.</summary>
@@ -76,11 +92,12 @@ public sealed class ServiceBenchmarks(BenchOptions options, BenchDatabase databa
         int[] sizes = options.Quick ? [1_000, 100_000] : [1_000, 100_000, 1_000_000];
         var rows = new List<string[]>();
         var results = new Dictionary<int, LatencySummary>();
+        var baselineResults = new Dictionary<int, LatencySummary>();
         var claims = options.Quick ? 300 : 1000;
-        foreach (var size in sizes)
+        foreach (var (size, build) in EachBuild(sizes))
         {
             // The backlog stays at about `size` while it is measured: the claims and the warm-up come on top.
-            await using var setup = await SingleNodeAsync($"svc_backlog_{size}", requestLimit: null);
+            await using var setup = await SingleNodeAsync(build, $"svc_backlog_{size}", requestLimit: null);
             var accountId = await database.ScalarAsync(setup.Database, "SELECT max(id) FROM accounts");
             // Ten priorities, spread over the backlog, so the index order matters.
             await database.ExecAsync(setup.Database, $"""
@@ -97,8 +114,9 @@ public sealed class ServiceBenchmarks(BenchOptions options, BenchDatabase databa
                 _ = await setup.Node.Grid.PollAsync(worker, Model) ?? throw new InvalidOperationException("the backlog ran dry");
                 latencies.AddSince(start);
             }
-            results[size] = latencies.Summarise();
-            Console.WriteLine($"backlog {size}: {results[size]}");
+            var measured = build == options.Ours ? results : baselineResults;
+            measured[size] = latencies.Summarise();
+            Console.WriteLine($"backlog {size} {build.Name}: {measured[size]}");
         }
         var smallest = results[sizes[0]];
         foreach (var size in sizes)
@@ -110,6 +128,13 @@ public sealed class ServiceBenchmarks(BenchOptions options, BenchDatabase databa
         report.Set("service.backlog_claim_latency", results.ToDictionary(kv => kv.Key.ToString(CultureInfo.InvariantCulture), kv => kv.Value));
         report.Table("Claim latency against backlog size", ["pending jobs", "p50", "p95", "p99", "p50 vs 1k", "target"], rows,
             "One worker polls sequentially; each poll claims at once (GET /worker/jobs/next over HTTP, including authentication). The backlog is one model with ten priorities, inserted with SQL and analysed.");
+        if (options.Baseline is { } baseline)
+        {
+            CompareWithBaseline("Claim latency against backlog size", "service.backlog_claim_latency",
+                baselineResults.ToDictionary(kv => kv.Key.ToString(CultureInfo.InvariantCulture), kv => kv.Value),
+                sizes.SelectMany(size => LatencyFigures($"{size.ToString("N0", CultureInfo.InvariantCulture)} pending", results[size], baselineResults[size])),
+                "The same scenario on each build, alternating from one size to the next, each size on its own fresh database.");
+        }
     }
 
     /// <summary>Thousands of parked long-polls on one node: memory, idle CPU, database connections, then how fast they all get a job.</summary>
@@ -117,9 +142,10 @@ public sealed class ServiceBenchmarks(BenchOptions options, BenchDatabase databa
     {
         int[] counts = options.Quick ? [2_000] : [5_000, 10_000];
         var rows = new List<string[]>();
-        foreach (var count in counts)
+        var figures = new Dictionary<(int Count, CoordinatorBuild Build), ParkedFigures>();
+        foreach (var (count, build) in EachBuild(counts))
         {
-            await using var setup = await SingleNodeAsync($"svc_parked_{count}", requestLimit: null);
+            await using var setup = await SingleNodeAsync(build, $"svc_parked_{count}", requestLimit: null);
             var node = setup.Node;
             var workerKeys = new string[count];
             await Parallel.ForAsync(0, count, new ParallelOptions { MaxDegreeOfParallelism = 16 },
@@ -156,7 +182,7 @@ public sealed class ServiceBenchmarks(BenchOptions options, BenchDatabase databa
                 busyStatements.UnionWith(busy);
             }
             while (Stopwatch.GetElapsedTime(windowStart) < idleWindow && await sampling.WaitForNextTickAsync());
-            foreach (var statement in busyStatements) Console.WriteLine($"parked {count}: busy at a sample: {statement}");
+            foreach (var statement in busyStatements) Console.WriteLine($"parked {count} {build.Name}: busy at a sample: {statement}");
             var idleCpu = (node.CpuSeconds - cpuBefore) / Stopwatch.GetElapsedTime(windowStart).TotalSeconds;
             var rss = node.RssMegabytes;
 
@@ -171,13 +197,15 @@ public sealed class ServiceBenchmarks(BenchOptions options, BenchDatabase databa
             var allHoldAJob = Stopwatch.GetElapsedTime(started, finished).TotalMilliseconds;
             var waits = new Latencies();
             foreach (var at in receivedAt) waits.Add(Stopwatch.GetElapsedTime(started, at).TotalMilliseconds);
-            Console.WriteLine($"parked {count}: time from the first submission to each poll's job: {waits.Summarise()}");
+            Console.WriteLine($"parked {count} {build.Name}: time from the first submission to each poll's job: {waits.Summarise()}");
             await stop.CancelAsync();
             await Task.WhenAll(loops);
 
-            Console.WriteLine($"parked {count}: rss {rss:F0} MB (before polls {rssBefore:F0}), idle cpu {idleCpu:P1}, connections busy {heldByPolls} (at most {mostBusy}) of {open} open, all hold a job after {allHoldAJob:F0} ms");
-            report.Set($"service.parked_polls.{count}", new { rss_mb = rss, rss_mb_before_polls = rssBefore, idle_cpu_cores = idleCpu, busy_connections_fewest = heldByPolls,
+            Console.WriteLine($"parked {count} {build.Name}: rss {rss:F0} MB (before polls {rssBefore:F0}), idle cpu {idleCpu:P1}, connections busy {heldByPolls} (at most {mostBusy}) of {open} open, all hold a job after {allHoldAJob:F0} ms");
+            report.Set(build == options.Ours ? $"service.parked_polls.{count}" : $"service.parked_polls.baseline.{count}", new { rss_mb = rss, rss_mb_before_polls = rssBefore, idle_cpu_cores = idleCpu, busy_connections_fewest = heldByPolls,
                 busy_connections_most = mostBusy, open_connections = open, all_hold_a_job_ms = allHoldAJob });
+            figures[(count, build)] = new ParkedFigures(rss, idleCpu, heldByPolls, mostBusy, open, allHoldAJob);
+            if (build != options.Ours) continue;
             var rssTarget = count >= 10_000 ? 500 : 300;
             rows.Add([count.ToString("N0", CultureInfo.InvariantCulture), $"{rss:F0} MB", $"{idleCpu * 100:F1}% of a core",
                 $"{heldByPolls} (at most {mostBusy} at once)", open.ToString(CultureInfo.InvariantCulture), $"{allHoldAJob:F0} ms",
@@ -185,12 +213,39 @@ public sealed class ServiceBenchmarks(BenchOptions options, BenchDatabase databa
         }
         report.Table("Parked long-polls on one node", ["parked polls", "node RSS", "node CPU while parked", "DB connections busy", "DB connections open (idle pool + listener)", "until all hold a job", "target"], rows,
             "Every poll is a different registered worker with its own key. 'Busy' counts the node's client backends that are not idle (active or in a transaction), sampled every 0.5 s while the polls are parked: the fewest in any sample (a connection a poll held would be busy in all of them), and the most at once (a periodic duty's statement); the open ones are Npgsql's idle pool and the silo's membership connections, which no poll holds. Then as many jobs as polls are submitted over HTTP by 32 clients.");
+        if (options.Baseline is { } baseline)
+        {
+            CompareWithBaseline("Parked long-polls on one node", "service.parked_polls", baselineFigures: null,
+                counts.SelectMany(count => ParkedFigures.Compare(count.ToString("N0", CultureInfo.InvariantCulture), figures[(count, options.Ours)], figures[(count, baseline)])),
+                "The same scenario on each build, alternating from one count to the next, each on its own fresh database.");
+        }
     }
 
     /// <summary>With 10,000 low-priority jobs queued and workers busy, how long a high-priority job waits.</summary>
     public async Task PriorityAsync()
     {
-        await using var setup = await SingleNodeAsync("svc_priority", requestLimit: null);
+        var measured = new Dictionary<CoordinatorBuild, (LatencySummary High, LatencySummary Posts, long Remaining)>();
+        foreach (var build in Builds(0)) measured[build] = await PriorityRunAsync(build);
+        var (r, p, remaining) = measured[options.Ours];
+        report.Set("service.priority", new { high_priority = r, post_round_trip = p, backlog_left = remaining });
+        report.Table("Priority under load", ["high-priority jobs", "p50", "p95", "p99", "max", "of which POST /jobs round trip (p50 / max)", "low-priority backlog at the end", "target"],
+        [[r.Count.ToString(CultureInfo.InvariantCulture), Report.Ms(r.P50), Report.Ms(r.P95), Report.Ms(r.P99), Report.Ms(r.Max), $"{Report.Ms(p.P50)} / {Report.Ms(p.Max)}",
+            remaining.ToString("N0", CultureInfo.InvariantCulture), $"dispatched within 50 ms: {Report.Verdict(r.Max <= 50)} (max)"]],
+            "10,000 priority-0 jobs queued; 32 workers busy draining them (each job 'runs' 20 ms); one priority-100 job submitted every 100 ms; from POST sent to a worker's poll returning it. " +
+            "Three high-priority jobs go first, unmeasured, so that the node's submit path is compiled (the backlog went in with SQL).");
+        if (options.Baseline is { } baseline)
+        {
+            var (br, bp, bRemaining) = measured[baseline];
+            CompareWithBaseline("Priority under load", "service.priority", new { high_priority = br, post_round_trip = bp, backlog_left = bRemaining },
+                [.. LatencyFigures("high-priority job, POST sent → poll returning it", r, br), .. LatencyFigures("POST /jobs round trip", p, bp),
+                    new("low-priority backlog at the end (fewer: more drained)", remaining, bRemaining, HigherIsBetter: false, v => Report.Num(v, "N0"))],
+                "The same scenario on each build, ours first, each on its own fresh database.");
+        }
+    }
+
+    private async Task<(LatencySummary High, LatencySummary Posts, long Remaining)> PriorityRunAsync(CoordinatorBuild build)
+    {
+        await using var setup = await SingleNodeAsync(build, "svc_priority", requestLimit: null);
         var accountId = await database.ScalarAsync(setup.Database, "SELECT max(id) FROM accounts");
         await database.ExecAsync(setup.Database, $"""
             INSERT INTO jobs (account_id, status, model, family, model_match, prompt, priority, timeout_seconds, created_at)
@@ -232,13 +287,8 @@ public sealed class ServiceBenchmarks(BenchOptions options, BenchDatabase databa
         await Task.WhenAll(loops);
         var r = latencies.Summarise();
         var p = posts.Summarise();
-        Console.WriteLine($"priority: {r}, low-priority backlog left {remaining}; POST /jobs round trip {p}");
-        report.Set("service.priority", new { high_priority = r, post_round_trip = p, backlog_left = remaining });
-        report.Table("Priority under load", ["high-priority jobs", "p50", "p95", "p99", "max", "of which POST /jobs round trip (p50 / max)", "low-priority backlog at the end", "target"],
-        [[r.Count.ToString(CultureInfo.InvariantCulture), Report.Ms(r.P50), Report.Ms(r.P95), Report.Ms(r.P99), Report.Ms(r.Max), $"{Report.Ms(p.P50)} / {Report.Ms(p.Max)}",
-            remaining.ToString("N0", CultureInfo.InvariantCulture), $"dispatched within 50 ms: {Report.Verdict(r.Max <= 50)} (max)"]],
-            "10,000 priority-0 jobs queued; 32 workers busy draining them (each job 'runs' 20 ms); one priority-100 job submitted every 100 ms; from POST sent to a worker's poll returning it. " +
-            "Three high-priority jobs go first, unmeasured, so that the node's submit path is compiled (the backlog went in with SQL).");
+        Console.WriteLine($"priority {build.Name}: {r}, low-priority backlog left {remaining}; POST /jobs round trip {p}");
+        return (r, p, remaining);
     }
 
     /// <summary>1, 2 and 3 nodes against one database: throughput, and dispatch latency across nodes.</summary>
@@ -246,19 +296,24 @@ public sealed class ServiceBenchmarks(BenchOptions options, BenchDatabase databa
     {
         var jobs = options.Quick ? 2000 : 10000;
         var rows = new List<string[]>();
-        foreach (var nodeCount in new[] { 1, 2, 3 })
+        var measured = new Dictionary<(int Nodes, CoordinatorBuild Build), (LifecycleResult Throughput, LatencySummary CrossNode)>();
+        int[] nodeCounts = [1, 2, 3];
+        foreach (var (nodeCount, build) in EachBuild(nodeCounts))
         {
-            var db = await database.CreateAsync($"svc_scale_{nodeCount}");
+            var db = await database.CreateAsync($"svc_scale_{nodeCount}{build.DatabaseSuffix}");
             var nodes = new List<NodeProcess>();
             try
             {
-                for (var i = 0; i < nodeCount; i++) nodes.Add(await NodeProcess.StartAsync(options.ApiDll, db, http, cpus: null));
+                // A node of the new build is a silo of one cluster on this database, on ports of its own (NodeProcess); pg-engine's ignore them.
+                for (var i = 0; i < nodeCount; i++) nodes.Add(await NodeProcess.StartAsync(build.Dll, db, http, cpus: null));
                 var key = await SignUpUnlimitedAsync(nodes[0].Grid, db, requestLimit: null);
                 var throughput = await LifecycleRunAsync(nodes, key, jobs, workers: 32, submitters: 16, db);
                 // Workers parked on the last node, jobs submitted on the first.
                 var (_, crossNode) = await SequentialDispatchAsync(nodes[0].Grid, nodes[^1].Grid, key, parked: 20, options.Quick ? 200 : 500);
-                Console.WriteLine($"scale-out {nodeCount}: {throughput}; cross-node {crossNode}");
-                report.Set($"service.scale_out.{nodeCount}", new { throughput, cross_node_dispatch = crossNode });
+                Console.WriteLine($"scale-out {nodeCount} {build.Name}: {throughput}; cross-node {crossNode}");
+                report.Set(build == options.Ours ? $"service.scale_out.{nodeCount}" : $"service.scale_out.baseline.{nodeCount}", new { throughput, cross_node_dispatch = crossNode });
+                measured[(nodeCount, build)] = (throughput, crossNode);
+                if (build != options.Ours) continue;
                 rows.Add([nodeCount.ToString(CultureInfo.InvariantCulture), Report.Num(throughput.JobsPerSecond), Report.Num(throughput.StatementsPerJob, "F1"), Report.Num(throughput.WalBytesPerJob),
                     Report.Num(throughput.DbCpuMsPerJob, "F2"), Report.Ms(crossNode.P50), Report.Ms(crossNode.P99)]);
             }
@@ -269,7 +324,17 @@ public sealed class ServiceBenchmarks(BenchOptions options, BenchDatabase databa
         }
         report.Table("Scale-out: nodes on one database (all on this 2-core machine)",
             ["nodes", "jobs/s", "SQL statements / job", "WAL bytes / job", "DB CPU ms / job", "dispatch p50 (submit on node 1, worker on the last)", "p99"], rows,
-            "Nodes, PostgreSQL and the load generator share the same two cores, so more nodes cannot add throughput here; the figures show the cost of coordination (wakes between silos through the dispatcher grains) rather than capacity. The database-bound ceiling is computed in BENCHMARKS.md from statements and DB CPU per job.");
+            "Nodes, PostgreSQL and the load generator share the same two cores, so more nodes cannot add throughput here; the figures show the cost of coordination (wakes between silos through the dispatcher grains; pg-engine: NOTIFY) rather than capacity. The database-bound ceiling is computed in BENCHMARKS.md from statements and DB CPU per job.");
+        if (options.Baseline is { } baseline)
+        {
+            CompareWithBaseline("Scale-out: nodes on one database", "service.scale_out", baselineFigures: null,
+                nodeCounts.SelectMany(n => (IEnumerable<Compared>)
+                [
+                    .. LifecycleFigures($"{n} node{(n == 1 ? "" : "s")}", measured[(n, options.Ours)].Throughput, measured[(n, baseline)].Throughput),
+                    .. LatencyFigures($"{n} node{(n == 1 ? "" : "s")}, dispatch across nodes", measured[(n, options.Ours)].CrossNode, measured[(n, baseline)].CrossNode),
+                ]),
+                "The same scenario on each build, alternating from one node count to the next, each on its own fresh database.");
+        }
     }
 
     /// <summary>Sequential jobs submitted on one node to workers parked on another (or the same).</summary>
@@ -371,10 +436,10 @@ public sealed class ServiceBenchmarks(BenchOptions options, BenchDatabase databa
         return (busy, open);
     }
 
-    private async Task<SingleNode> SingleNodeAsync(string name, int? requestLimit)
+    private async Task<SingleNode> SingleNodeAsync(CoordinatorBuild build, string name, int? requestLimit)
     {
-        var db = await database.CreateAsync(name);
-        var node = await NodeProcess.StartAsync(options.ApiDll, db, http, options.NodeCpus);
+        var db = await database.CreateAsync(name + build.DatabaseSuffix);
+        var node = await NodeProcess.StartAsync(build.Dll, db, http, options.NodeCpus);
         var key = await SignUpUnlimitedAsync(node.Grid, db, requestLimit);
         return new SingleNode(node, db, key);
     }
@@ -399,6 +464,82 @@ public sealed class ServiceBenchmarks(BenchOptions options, BenchDatabase databa
     {
         public ValueTask DisposeAsync() => Node.DisposeAsync();
     }
+
+    /// <summary>
+    /// The builds to measure at the <paramref name="turn"/>th repetition (or size): ours then the baseline on even
+    /// turns, the other way round on odd ones, so that the machine's drift over a run hits both.
+    /// </summary>
+    private CoordinatorBuild[] Builds(int turn) => options.Baseline is not { } baseline ? [options.Ours]
+        : turn % 2 == 0 ? [options.Ours, baseline] : [baseline, options.Ours];
+
+    /// <summary>Each item with each build, in the order of <see cref="Builds"/>.</summary>
+    private IEnumerable<(T Item, CoordinatorBuild Build)> EachBuild<T>(IEnumerable<T> items) =>
+        items.SelectMany((item, turn) => Builds(turn).Select(build => (item, build)));
+
+    /// <summary>
+    /// Our figures beside the baseline's, each with its ratio: a table, and in the JSON the baseline's own figures under
+    /// <paramref name="path"/>.baseline (unless the scenario wrote them there itself) and the ratios under <paramref name="path"/>.vs_baseline.
+    /// </summary>
+    private void CompareWithBaseline(string section, string path, object? baselineFigures, IEnumerable<Compared> figures, string note)
+    {
+        var baseline = options.Baseline ?? throw new InvalidOperationException("no baseline was measured");
+        var list = figures.ToList();
+        if (baselineFigures is not null) report.Set($"{path}.baseline", baselineFigures);
+        report.Set($"{path}.vs_baseline", list.Select(f => new { figure = f.Figure, ours = Finite(f.Ours), baseline = Finite(f.Baseline), ratio = f.Ratio }));
+        report.Table($"{section}: this build beside {options.BaselineDescription}",
+            ["figure", "this build", baseline.Name, $"ratio, > 1 is better for this build (ours ÷ {baseline.Name} for throughput; {baseline.Name} ÷ ours for latency, costs and resources)"],
+            list.Select(f => new[] { f.Figure, f.Format(f.Ours), f.Format(f.Baseline), f.RatioText }), note);
+
+        static double? Finite(double value) => double.IsFinite(value) ? value : null;
+    }
+
+    private static IEnumerable<Compared> LatencyFigures(string what, LatencySummary ours, LatencySummary baseline) =>
+    [
+        new($"{what}: p50", ours.P50, baseline.P50, HigherIsBetter: false, Report.Ms),
+        new($"{what}: p95", ours.P95, baseline.P95, HigherIsBetter: false, Report.Ms),
+        new($"{what}: p99", ours.P99, baseline.P99, HigherIsBetter: false, Report.Ms),
+        new($"{what}: max", ours.Max, baseline.Max, HigherIsBetter: false, Report.Ms),
+    ];
+
+    private static IEnumerable<Compared> LifecycleFigures(string what, LifecycleResult ours, LifecycleResult baseline) =>
+    [
+        new($"{what}: jobs/s", ours.JobsPerSecond, baseline.JobsPerSecond, HigherIsBetter: true, v => Report.Num(v)),
+        new($"{what}: SQL statements / job", ours.StatementsPerJob, baseline.StatementsPerJob, HigherIsBetter: false, v => Report.Num(v, "F1")),
+        new($"{what}: WAL bytes / job", ours.WalBytesPerJob, baseline.WalBytesPerJob, HigherIsBetter: false, v => Report.Num(v)),
+        new($"{what}: DB CPU ms / job", ours.DbCpuMsPerJob, baseline.DbCpuMsPerJob, HigherIsBetter: false, v => Report.Num(v, "F2")),
+        new($"{what}: node CPU ms / job", ours.NodeCpuMsPerJob, baseline.NodeCpuMsPerJob, HigherIsBetter: false, v => Report.Num(v, "F2")),
+    ];
+
+    /// <summary>Each build's runs of one figure.</summary>
+    private sealed class PerBuild<T>
+    {
+        private readonly Dictionary<CoordinatorBuild, List<T>> _runs = [];
+
+        public List<T> this[CoordinatorBuild build] => _runs.TryGetValue(build, out var runs) ? runs : _runs[build] = [];
+    }
+}
+
+/// <summary>One figure of both builds; <paramref name="HigherIsBetter"/> turns its ratio so that above 1 is better for ours either way.</summary>
+public sealed record Compared(string Figure, double Ours, double Baseline, bool HigherIsBetter, Func<double, string> Format)
+{
+    /// <summary>Null where a ratio says nothing: a figure at or below zero on either side (dispatch measured from POST returning can be negative).</summary>
+    public double? Ratio => Ours > 0 && Baseline > 0 && double.IsFinite(Ours) && double.IsFinite(Baseline) ? (HigherIsBetter ? Ours / Baseline : Baseline / Ours) : null;
+
+    public string RatioText => Ratio is { } ratio ? ratio.ToString("F2", CultureInfo.InvariantCulture) + "×" : Ours.Equals(Baseline) ? "equal" : "n/a";
+}
+
+/// <summary>What one count of parked polls cost a build.</summary>
+public sealed record ParkedFigures(double RssMegabytes, double IdleCpuCores, int BusyFewest, int BusyMost, int Open, double AllHoldAJobMs)
+{
+    public static IEnumerable<Compared> Compare(string count, ParkedFigures ours, ParkedFigures baseline) =>
+    [
+        new($"{count} parked: node RSS MB", ours.RssMegabytes, baseline.RssMegabytes, HigherIsBetter: false, v => Report.Num(v)),
+        new($"{count} parked: node CPU while parked, % of a core", ours.IdleCpuCores * 100, baseline.IdleCpuCores * 100, HigherIsBetter: false, v => Report.Num(v, "F1")),
+        new($"{count} parked: DB connections busy, fewest in a sample", ours.BusyFewest, baseline.BusyFewest, HigherIsBetter: false, v => Report.Num(v)),
+        new($"{count} parked: DB connections busy, most at once", ours.BusyMost, baseline.BusyMost, HigherIsBetter: false, v => Report.Num(v)),
+        new($"{count} parked: DB connections open", ours.Open, baseline.Open, HigherIsBetter: false, v => Report.Num(v)),
+        new($"{count} parked: until all hold a job", ours.AllHoldAJobMs, baseline.AllHoldAJobMs, HigherIsBetter: false, Report.Ms),
+    ];
 }
 
 public sealed record LifecycleResult(double JobsPerSecond, double StatementsPerJob, double WalBytesPerJob, double DbCpuMsPerJob, double NodeCpuMsPerJob)
