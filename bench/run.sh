@@ -3,7 +3,7 @@
 #
 #   ./bench/run.sh                 the full run (22-30 minutes on 2 cores before pg-engine ran beside it; longer now)
 #   ./bench/run.sh --quick         smaller sizes, one run each (under 5 minutes)
-#   ./bench/run.sh --only engine,dispatch,lifecycle,backlog,parked,priority,scale,worker
+#   ./bench/run.sh --only engine,dispatch,lifecycle,backlog,parked,priority,scale,failover,worker
 #   ./bench/run.sh --only engine --scenarios drain,latency,steady --peers pgboss,graphile|none
 #   ./bench/run.sh --repeat 5      runs per figure (the median is reported; default 3, quick 1)
 #   ./bench/run.sh --no-pin        do not pin the node and the load generator to separate CPUs
@@ -58,7 +58,7 @@ rm -f "$build_log"
 PG_ENGINE_HASH=d51324c
 BENCH_BASELINE_DLL="" BENCH_BASELINE_DESCRIPTION=""
 needs_baseline=0
-for section in dispatch lifecycle backlog parked priority scale; do wants "$section" && needs_baseline=1; done
+for section in dispatch lifecycle backlog parked priority scale failover; do wants "$section" && needs_baseline=1; done
 baseline_commit=""
 if [[ $baseline -eq 1 && $needs_baseline -eq 1 ]]; then
   if ! git rev-parse --git-dir >/dev/null 2>&1; then
