@@ -67,17 +67,20 @@ public sealed class FailoverBenchmark(BenchOptions options, BenchDatabase databa
                 {
                     var due = interval * (i + 1);
                     if (clock.Elapsed < due) await Task.Delay(due - clock.Elapsed);
+                    // A resent submission is the same request: same body, same key.
                     var idempotencyKey = Guid.NewGuid().ToString();
+                    var prompt = $"{s}-{i}";
                     while (true)
                     {
                         try
                         {
-                            await nodes[node].Grid.SubmitAsync(key, Model, idempotencyKey: idempotencyKey);
+                            await nodes[node].Grid.SubmitAsync(key, Model, prompt: prompt, idempotencyKey: idempotencyKey);
                             Interlocked.Increment(ref submitted);
                             break;
                         }
-                        catch (Exception)
+                        catch (HttpRequestException)
                         {
+                            // The node is gone, or the answer was lost with its connection: resend, elsewhere.
                             node = NextLive(dead, node);
                         }
                     }

@@ -8,6 +8,7 @@ namespace Coordinator.Bench;
 public sealed class NodeProcess : IAsyncDisposable
 {
     private readonly Process _process;
+    private int _disposed;
 
     private NodeProcess(Process process, HttpGrid grid)
     {
@@ -73,6 +74,8 @@ public sealed class NodeProcess : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
+        // A scenario that kills a node disposes it twice: when it kills it, and with the others at the end.
+        if (Interlocked.Exchange(ref _disposed, 1) == 1) return;
         if (!_process.HasExited)
         {
             _process.Kill(entireProcessTree: true);
