@@ -43,7 +43,9 @@ public static class Program
     /// <summary>The client <c>grid-worker status</c> uses, made like the agent's (<see cref="WorkerHost"/>) without a host.</summary>
     public static HttpClient CreateHttpClient()
     {
+#pragma warning disable CA2000 // the client owns its handler and disposes it with itself
         var client = new HttpClient(WorkerHost.CreateHandler());
+#pragma warning restore CA2000
         WorkerHost.ConfigureClient(client);
         return client;
     }

@@ -74,12 +74,13 @@ public sealed class FuzzTests : IAsyncLifetime
     }
 
     /// <summary>Sends the bytes as they are: a string body would be re-encoded and lose the bytes that are not UTF-8.</summary>
-    private static Task<HttpResponseMessage> SendAsync(ApiClient caller, HttpMethod method, string path, byte[] body)
+    private static async Task<HttpResponseMessage> SendAsync(ApiClient caller, HttpMethod method, string path, byte[] body)
     {
-        var request = new HttpRequestMessage(method, path) { Content = new ByteArrayContent(body) };
+        using var request = new HttpRequestMessage(method, path);
+        request.Content = new ByteArrayContent(body);
         request.Content.Headers.ContentType = new MediaTypeHeaderValue("application/json");
         if (KeyOf(caller) is { } key) request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", key);
-        return caller.Http.SendAsync(request);
+        return await caller.Http.SendAsync(request);
     }
 
     private static string? KeyOf(ApiClient caller)
