@@ -21,10 +21,10 @@ public static class Program
         switch (parsed.Command)
         {
             case "help":
-                Console.Out.Write(WorkerSettings.HelpText);
+                await Console.Out.WriteAsync(WorkerSettings.HelpText);
                 return 0;
             case "version":
-                Console.Out.WriteLine(WorkerAgent.AgentVersion);
+                await Console.Out.WriteLineAsync(WorkerAgent.AgentVersion);
                 return 0;
         }
         var settings = parsed.Settings!;

@@ -429,7 +429,7 @@ public sealed class WorkerAgent : IDisposable
         var family = job.ModelFamily ?? (job.Model is null ? null : FamilyOf(job.Model));
         var sameFamily = models.FirstOrDefault(m => family is not null && FamilyOf(m.Name) == family);
         if (sameFamily is not null && job.ModelMatch != "exact") return sameFamily.Name;
-        return job.ModelMatch == "any" ? models.FirstOrDefault()?.Name : null;
+        return job.ModelMatch == "any" && models.Count > 0 ? models[0].Name : null;
     }
 
     private async Task<IReadOnlyList<Attachment>> FetchAttachmentsAsync(JobAssignment job, CancellationToken cancellationToken)
@@ -464,7 +464,7 @@ public sealed class WorkerAgent : IDisposable
             while ((read = await body.ReadAsync(buffer, cancellationToken)) > 0)
             {
                 if (content.Length + read > MaxAttachmentBytes) throw new BackendException($"attachment {blob.Id} is larger than {MaxAttachmentBytes / 1024 / 1024} MB");
-                content.Write(buffer, 0, read);
+                await content.WriteAsync(buffer.AsMemory(0, read), cancellationToken);
             }
             attachments.Add(new Attachment(blob.Id, blob.Type ?? "image", content.ToArray(), response.Content.Headers.ContentType?.MediaType));
         }

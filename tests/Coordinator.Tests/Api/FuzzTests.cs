@@ -145,7 +145,7 @@ public sealed class FuzzTests : IAsyncLifetime
         0 => "null",
         1 => random.Next(2) == 0 ? "true" : "false",
         2 => random.Next(int.MinValue, int.MaxValue).ToString(),
-        3 => (random.NextDouble() * Math.Pow(10, random.Next(-5, 40)) * (random.Next(2) == 0 ? -1 : 1)).ToString("R"),
+        3 => (random.NextDouble() * Math.Pow(10, random.Next(-5, 40)) * (random.Next(2) == 0 ? -1 : 1)).ToString("R", CultureInfo.InvariantCulture),
         4 => Quote(RandomString(random, random.Next(0, 300), invalid: random.Next(4) == 0)), // mostly valid text, so that the fields behind it are reached too
         5 => random.Next(2) == 0 ? "\"llama3:8b\"" : "\"https://example.com/hook\"",
         6 => random.Next(2) == 0 ? "99999999999999999999999" : "-0",
