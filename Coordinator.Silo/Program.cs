@@ -9,7 +9,7 @@ var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = ar
 var connectionString = builder.Configuration.GetConnectionString("Postgres");
 if (string.IsNullOrWhiteSpace(connectionString))
 {
-    Console.Error.WriteLine(
+    await Console.Error.WriteLineAsync(
         "No database is configured. Set ConnectionStrings__Postgres (e.g. \"Host=127.0.0.1;Port=5432;Username=coordinator;Database=coordinator\"), " +
         "or start with ./run.sh, which runs a private PostgreSQL under .data/.");
     return 2;

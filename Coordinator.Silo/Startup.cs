@@ -27,7 +27,7 @@ public static partial class Startup
             {
                 if (DateTime.UtcNow > deadline || exception is PostgresException { SqlState: "3D000" or "28P01" or "28000" })
                 {
-                    Console.Error.WriteLine($"PostgreSQL is not reachable at {target} ({exception.Message}). Start it, or set ConnectionStrings__Postgres.");
+                    await Console.Error.WriteLineAsync($"PostgreSQL is not reachable at {target} ({exception.Message}). Start it, or set ConnectionStrings__Postgres.");
                     return false;
                 }
                 LogWaiting(logger, target, exception.Message);

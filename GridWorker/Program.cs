@@ -21,10 +21,10 @@ public static class Program
         switch (parsed.Command)
         {
             case "help":
-                Console.Out.Write(WorkerSettings.HelpText);
+                await Console.Out.WriteAsync(WorkerSettings.HelpText);
                 return 0;
             case "version":
-                Console.Out.WriteLine(WorkerAgent.AgentVersion);
+                await Console.Out.WriteLineAsync(WorkerAgent.AgentVersion);
                 return 0;
         }
         var settings = parsed.Settings!;
@@ -43,7 +43,9 @@ public static class Program
     /// <summary>The client <c>grid-worker status</c> uses, made like the agent's (<see cref="WorkerHost"/>) without a host.</summary>
     public static HttpClient CreateHttpClient()
     {
+#pragma warning disable CA2000 // the client owns its handler and disposes it with itself
         var client = new HttpClient(WorkerHost.CreateHandler());
+#pragma warning restore CA2000
         WorkerHost.ConfigureClient(client);
         return client;
     }

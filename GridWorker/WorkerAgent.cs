@@ -10,7 +10,7 @@ namespace GridWorker;
 /// jobs, run them on the backend and report them. Beside them, heartbeats while jobs run and a watch on the backend's
 /// model list. <see cref="RunAsync"/> returns when stopped: no new polls, running jobs get the grace period, then fail.
 /// </summary>
-public sealed class WorkerAgent
+public sealed class WorkerAgent : IDisposable
 {
     public const string ShuttingDownMessage = "worker shutting down";
 
@@ -36,6 +36,7 @@ public sealed class WorkerAgent
     private CancellationTokenSource _modelsChanged = new();
     private int _running;
     private volatile bool _backendDown;
+    private volatile bool _disposed;
 
     public WorkerAgent(WorkerSettings settings, HttpClient http, Reporter reporter, TimeProvider time)
     {
@@ -81,8 +82,19 @@ public sealed class WorkerAgent
     /// <summary>Fails the running jobs now instead of at the end of the grace period (a second Ctrl-C).</summary>
     public void AbortRunningJobs()
     {
+        // A signal can still arrive after the host has stopped and disposed the agent; nothing runs by then.
+        if (_disposed) return;
         _abortJobs.Cancel();
         _giveUp.Cancel();
+    }
+
+    /// <summary>Called by the host once <see cref="RunAsync"/> has returned, so no job or poll uses the tokens any more.</summary>
+    public void Dispose()
+    {
+        _disposed = true;
+        _abortJobs.Dispose();
+        _giveUp.Dispose();
+        lock (_modelsLock) _modelsChanged.Dispose();
     }
 
     /// <summary>Runs until <paramref name="stopping"/> fires and the running jobs are done. Answers the exit code.</summary>
@@ -417,7 +429,7 @@ public sealed class WorkerAgent
         var family = job.ModelFamily ?? (job.Model is null ? null : FamilyOf(job.Model));
         var sameFamily = models.FirstOrDefault(m => family is not null && FamilyOf(m.Name) == family);
         if (sameFamily is not null && job.ModelMatch != "exact") return sameFamily.Name;
-        return job.ModelMatch == "any" ? models.FirstOrDefault()?.Name : null;
+        return job.ModelMatch == "any" && models.Count > 0 ? models[0].Name : null;
     }
 
     private async Task<IReadOnlyList<Attachment>> FetchAttachmentsAsync(JobAssignment job, CancellationToken cancellationToken)
@@ -452,7 +464,7 @@ public sealed class WorkerAgent
             while ((read = await body.ReadAsync(buffer, cancellationToken)) > 0)
             {
                 if (content.Length + read > MaxAttachmentBytes) throw new BackendException($"attachment {blob.Id} is larger than {MaxAttachmentBytes / 1024 / 1024} MB");
-                content.Write(buffer, 0, read);
+                await content.WriteAsync(buffer.AsMemory(0, read), cancellationToken);
             }
             attachments.Add(new Attachment(blob.Id, blob.Type ?? "image", content.ToArray(), response.Content.Headers.ContentType?.MediaType));
         }

@@ -23,6 +23,7 @@ public static class WebhooksApi
         return routes;
     }
 
+    [System.Diagnostics.CodeAnalysis.SuppressMessage("Naming", "CA1707:Identifiers should not contain underscores", Justification = "binds the spec's job_id query parameter by name")]
     public static async Task<Results<Ok<List<WebhookDeliveryDto>>, UnprocessableEntity<ValidationErrors>>> ListAsync(
         HttpContext context, WebhookDeliveries deliveries, string? job_id)
     {

@@ -139,7 +139,11 @@ public sealed partial class ClusterWakes(
                 if (newlyDead.Count == 0 || _subscriptions.IsEmpty) continue;
                 await ResubscribeAllAsync();
                 var woken = registry.WakeAll();
-                LogResubscribed(logger, string.Join(", ", newlyDead.Select(m => m.SiloAddress)), woken);
+                if (logger.IsEnabled(LogLevel.Information))
+                {
+                    var silos = string.Join(", ", newlyDead.Select(m => m.SiloAddress));
+                    LogResubscribed(logger, silos, woken);
+                }
             }
         }
         catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)

@@ -65,7 +65,9 @@ public sealed class NetworkGuard(IOptions<WebhookOptions> options)
         {
             throw new HttpRequestException($"refused to connect to {host}: " + (addresses.Length == 0 ? "it does not resolve" : Refuse(addresses[0])));
         }
+#pragma warning disable CA2000 // the NetworkStream owns the socket once connected; the catch disposes it otherwise
         var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+#pragma warning restore CA2000
         try
         {
             await socket.ConnectAsync(allowed, port, cancellationToken);

@@ -138,7 +138,7 @@ public sealed class EngineBenchmarks(BenchOptions options, BenchDatabase databas
     {
         await using var engine = await EngineNode.StartAsync(database, $"eng_ours_latency_{run}", Consumers);
         var latencies = new Latencies();
-        var gate = new SemaphoreSlim(0);
+        using var gate = new SemaphoreSlim(0);
         var measuring = false;
         var consuming = engine.ConsumeAsync(WarmUpJobs + jobs, job =>
         {
@@ -169,7 +169,7 @@ public sealed class EngineBenchmarks(BenchOptions options, BenchDatabase databas
         var latencies = new Latencies();
         var total = rate * durationSeconds;
         var measuring = false;
-        var gate = new SemaphoreSlim(0);
+        using var gate = new SemaphoreSlim(0);
         var consuming = engine.ConsumeAsync(WarmUpJobs + total, job =>
         {
             if (measuring) latencies.AddSince(long.Parse(job.Prompt, CultureInfo.InvariantCulture));

@@ -15,6 +15,7 @@ public sealed class HttpGrid(HttpClient http, Uri baseAddress)
     public Uri BaseAddress => baseAddress;
 
     /// <summary>One shared client for every simulated party: no connection limit, connections kept for long polls.</summary>
+#pragma warning disable CA2000 // the client owns its handler and disposes it with itself
     public static HttpClient CreateClient() => new(new SocketsHttpHandler
     {
         MaxConnectionsPerServer = int.MaxValue,
@@ -24,6 +25,7 @@ public sealed class HttpGrid(HttpClient http, Uri baseAddress)
         AutomaticDecompression = DecompressionMethods.None,
     })
     { Timeout = TimeSpan.FromMinutes(3) };
+#pragma warning restore CA2000
 
     public async Task<(long AccountId, string Key)> SignUpAsync(string name)
     {

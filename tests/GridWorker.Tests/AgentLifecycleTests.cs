@@ -38,6 +38,7 @@ public class AgentLifecycleTests(ClockHostFixture fixture) : IClassFixture<Clock
         }
     }
 
+    [System.Diagnostics.CodeAnalysis.SuppressMessage("Reliability", "CA2000:Dispose objects before losing scope", Justification = "the fake backend goes to the HeldJob, which the test disposes")]
     private async Task<HeldJob> StartHeldJobAsync(int timeoutSeconds = 600)
     {
         var model = ApiClient.Unique("held") + ":8b";

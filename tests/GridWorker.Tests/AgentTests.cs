@@ -80,7 +80,7 @@ public class AgentTests(HostFixture fixture) : IClassFixture<HostFixture>
         Assert.Contains($"{model}, 17 in / 1234 out tokens, 500.0 tokens/s, +1.2340 credits (2.5 s)", line, StringComparison.Ordinal);
 
         // grid-worker status shows the same balance.
-        var status = new StringWriter();
+        using var status = new StringWriter();
         Assert.Equal(0, await StatusCommand.RunAsync(run.Settings, worker.Http, status, default));
         Assert.Contains("balance:      2.4680 credits", status.ToString(), StringComparison.Ordinal);
         Assert.Contains("total earned: 2.4680 credits", status.ToString(), StringComparison.Ordinal);
@@ -281,7 +281,7 @@ public class AgentTests(HostFixture fixture) : IClassFixture<HostFixture>
     {
         var account = await Host.NewAccountAsync();
         var settings = AgentRun.SettingsFor(Host.BaseAddress, await account.NewKeyAsync(), new FakeBackendInfo(BackendKind.Ollama, new Uri("http://127.0.0.1:9")));
-        var output = new StringWriter();
+        using var output = new StringWriter();
         Assert.Equal(1, await StatusCommand.RunAsync(settings, Host.Http, output, default));
         Assert.Contains("the coordinator answered 401", output.ToString(), StringComparison.Ordinal);
         Assert.Contains("Is this key registered as a worker? Start grid-worker with it once.", output.ToString(), StringComparison.Ordinal);

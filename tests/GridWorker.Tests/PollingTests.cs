@@ -16,7 +16,7 @@ public sealed class PollingTests
             RetryInitialDelay = TimeSpan.FromSeconds(1), RetryMaxDelay = TimeSpan.FromSeconds(60),
         };
         using var http = new HttpClient();
-        var agent = new WorkerAgent(settings, http, new Reporter(TextWriter.Null, false, TimeProvider.System), TimeProvider.System);
+        using var agent = new WorkerAgent(settings, http, new Reporter(TextWriter.Null, false, TimeProvider.System), TimeProvider.System);
         foreach (var (failures, ceiling) in new[] { (0, 1.0), (1, 2.0), (2, 4.0), (5, 32.0), (6, 60.0), (40, 60.0) })
         {
             var waits = Enumerable.Range(0, 200).Select(_ => agent.Backoff(failures).TotalSeconds).ToList();

@@ -24,6 +24,7 @@ public sealed class ProgramTests
         }
     }
 
+    [System.Diagnostics.CodeAnalysis.SuppressMessage("Reliability", "CA2000:Dispose objects before losing scope", Justification = "the fakes go to the HeldJob, which the test disposes")]
     private static async Task<HeldJob> StartHeldJobAsync()
     {
         var coordinator = await FakeCoordinator.StartAsync();

@@ -58,7 +58,7 @@ public class CreditsTests(HostFixture fixture) : IClassFixture<HostFixture>
         var again = await ApiClient.ExpectAsync(await worker.PostAsync("worker/payout_request"), HttpStatusCode.UnprocessableEntity);
         Assert.Equal("insufficient_balance", again.GetProperty("error").GetString());
 
-        var output = new StringWriter();
+        using var output = new StringWriter();
         Assert.Equal(0, await PayoutCommands.RunAsync(Host.Services, ["list"], output));
         Assert.Contains($"{batch.GetProperty("batch_id").GetInt64(),8}", output.ToString());
         Assert.Equal(0, await PayoutCommands.RunAsync(Host.Services, ["mark-paid", batch.GetProperty("batch_id").GetInt64().ToString()], output));

@@ -89,7 +89,7 @@ public class AccountsAndKeysTests(HostFixture fixture) : IClassFixture<HostFixtu
     [InlineData("Basic dXNlcjpwYXNz")]
     public async Task MissingOrBadKey_Is401InTheSpecShape(string? authorization)
     {
-        var request = new HttpRequestMessage(HttpMethod.Get, "jobs");
+        using var request = new HttpRequestMessage(HttpMethod.Get, "jobs");
         if (authorization is not null) request.Headers.TryAddWithoutValidation("Authorization", authorization);
         var response = await Host.Http.SendAsync(request);
         var body = await ApiClient.ExpectAsync(response, HttpStatusCode.Unauthorized);

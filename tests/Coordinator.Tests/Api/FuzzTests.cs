@@ -74,12 +74,13 @@ public sealed class FuzzTests : IAsyncLifetime
     }
 
     /// <summary>Sends the bytes as they are: a string body would be re-encoded and lose the bytes that are not UTF-8.</summary>
-    private static Task<HttpResponseMessage> SendAsync(ApiClient caller, HttpMethod method, string path, byte[] body)
+    private static async Task<HttpResponseMessage> SendAsync(ApiClient caller, HttpMethod method, string path, byte[] body)
     {
-        var request = new HttpRequestMessage(method, path) { Content = new ByteArrayContent(body) };
+        using var request = new HttpRequestMessage(method, path);
+        request.Content = new ByteArrayContent(body);
         request.Content.Headers.ContentType = new MediaTypeHeaderValue("application/json");
         if (KeyOf(caller) is { } key) request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", key);
-        return caller.Http.SendAsync(request);
+        return await caller.Http.SendAsync(request);
     }
 
     private static string? KeyOf(ApiClient caller)
@@ -144,7 +145,7 @@ public sealed class FuzzTests : IAsyncLifetime
         0 => "null",
         1 => random.Next(2) == 0 ? "true" : "false",
         2 => random.Next(int.MinValue, int.MaxValue).ToString(),
-        3 => (random.NextDouble() * Math.Pow(10, random.Next(-5, 40)) * (random.Next(2) == 0 ? -1 : 1)).ToString("R"),
+        3 => (random.NextDouble() * Math.Pow(10, random.Next(-5, 40)) * (random.Next(2) == 0 ? -1 : 1)).ToString("R", CultureInfo.InvariantCulture),
         4 => Quote(RandomString(random, random.Next(0, 300), invalid: random.Next(4) == 0)), // mostly valid text, so that the fields behind it are reached too
         5 => random.Next(2) == 0 ? "\"llama3:8b\"" : "\"https://example.com/hook\"",
         6 => random.Next(2) == 0 ? "99999999999999999999999" : "-0",

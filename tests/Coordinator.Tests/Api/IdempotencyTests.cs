@@ -23,12 +23,13 @@ public class IdempotencyTests(ClockHostFixture fixture) : IClassFixture<ClockHos
     private static Task<HttpResponseMessage> PostJobAsync(ApiClient client, object job, string? idempotencyKey) =>
         PostRawAsync(client, JsonSerializer.Serialize(job), idempotencyKey);
 
-    private static Task<HttpResponseMessage> PostRawAsync(ApiClient client, string json, string? idempotencyKey)
+    private static async Task<HttpResponseMessage> PostRawAsync(ApiClient client, string json, string? idempotencyKey)
     {
-        var request = new HttpRequestMessage(HttpMethod.Post, "jobs") { Content = new StringContent(json, Encoding.UTF8, "application/json") };
+        using var request = new HttpRequestMessage(HttpMethod.Post, "jobs");
+        request.Content = new StringContent(json, Encoding.UTF8, "application/json");
         request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", client.Key);
         if (idempotencyKey is not null) request.Headers.TryAddWithoutValidation("Idempotency-Key", idempotencyKey);
-        return client.Http.SendAsync(request);
+        return await client.Http.SendAsync(request);
     }
 
     private static async Task<JsonElement> CreatedAsync(Task<HttpResponseMessage> post) => await ApiClient.ExpectAsync(await post, HttpStatusCode.Created);
@@ -238,7 +239,8 @@ public class IdempotencyTests(ClockHostFixture fixture) : IClassFixture<ClockHos
             $"POST /api/v1/jobs HTTP/1.1\r\nHost: {Host.BaseAddress.Authority}\r\nAuthorization: Bearer {client.Key}\r\n" +
             $"Idempotency-Key: {NewKey()}\r\nIdempotency-Key: {NewKey()}\r\nContent-Type: application/json\r\n" +
             $"Content-Length: {body.Length}\r\nConnection: close\r\n\r\n{body}"));
-        var answer = await new StreamReader(stream, Encoding.UTF8).ReadToEndAsync();
+        using var reader = new StreamReader(stream, Encoding.UTF8);
+        var answer = await reader.ReadToEndAsync();
 
         Assert.StartsWith("HTTP/1.1 422", answer, StringComparison.Ordinal);
         Assert.Contains("""{"errors":["send one Idempotency-Key header, not 2"]}""", answer, StringComparison.Ordinal);

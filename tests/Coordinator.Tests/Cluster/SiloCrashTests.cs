@@ -11,6 +11,7 @@ namespace Coordinator.Tests.Cluster;
 /// Three silo processes on one database under load; one is killed with SIGKILL. Submissions retry on another silo with
 /// the same <c>Idempotency-Key</c>, workers move to another silo when theirs is gone.
 /// </summary>
+[Collection(Alone.Name)]
 public sealed class SiloCrashTests
 {
     private const int Jobs = 2000;
@@ -44,7 +45,7 @@ public sealed class SiloCrashTests
             var workerKeys = new List<string>();
             for (var i = 0; i < Workers; i++) workerKeys.Add(await NewWorkerKeyAsync(http, silos[i % 3], key, model));
 
-            using var stop = new CancellationTokenSource(TimeSpan.FromSeconds(120));
+            using var stop = new CancellationTokenSource(TimeSpan.FromSeconds(240));
             var starts = new ConcurrentDictionary<long, int>();
             var results = new ConcurrentDictionary<long, int>();
             var workers = workerKeys.Select((workerKey, i) => WorkAsync(http, silos, i % 3, workerKey, model, starts, results, stop.Token)).ToList();
@@ -259,4 +260,14 @@ public sealed class SiloCrashTests
         await using var command = new NpgsqlCommand("SELECT string_agg(status || ' ' || n, ', ') FROM (SELECT status, count(*) n FROM jobs GROUP BY status) s", connection);
         return (string?)await command.ExecuteScalarAsync() ?? "no jobs";
     }
+}
+
+/// <summary>
+/// Tests that load the machine with separate processes and measure the system under load run after the others, one at
+/// a time, so that the rest of the suite's parallel classes do not starve them (and they do not starve the rest).
+/// </summary>
+[CollectionDefinition(Name, DisableParallelization = true)]
+public sealed class Alone
+{
+    public const string Name = "alone";
 }

@@ -34,6 +34,7 @@ public sealed class SiloProcess : IAsyncDisposable
         }
     }
 
+    [System.Diagnostics.CodeAnalysis.SuppressMessage("Reliability", "CA2000:Dispose objects before losing scope", Justification = "returned to the caller once healthy, disposed here when it never becomes healthy")]
     public static async Task<SiloProcess> StartAsync(string connectionString, IDictionary<string, string>? settings = null)
     {
         var port = FreePort();

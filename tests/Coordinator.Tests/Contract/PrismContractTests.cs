@@ -12,6 +12,7 @@ namespace Coordinator.Tests.Contract;
 /// One full scenario through Stoplight Prism's validating proxy (<c>prism proxy grid-api.openapi.yaml … --errors</c>):
 /// any response that does not match the spec comes back as a 500 with an <c>sl-violations</c> header.
 /// </summary>
+[System.Diagnostics.CodeAnalysis.SuppressMessage("Design", "CA1001:Types that own disposable fields should be disposable", Justification = "xunit disposes it through IAsyncLifetime.DisposeAsync")]
 public sealed class PrismContractTests : IAsyncLifetime
 {
     private GridHost _host = null!;
@@ -168,7 +169,7 @@ public sealed class PrismContractTests : IAsyncLifetime
 
     private static int FreePort()
     {
-        var listener = new TcpListener(IPAddress.Loopback, 0);
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
         listener.Start();
         var port = ((IPEndPoint)listener.LocalEndpoint).Port;
         listener.Stop();

@@ -41,7 +41,7 @@ public class HandOffAndLeaseTests(HostFixture fixture) : IClassFixture<HostFixtu
         return poll;
     }
 
-    private async Task<(long JobId, string Status)> SubmitAsync(ApiClient client, object job)
+    private static async Task<(long JobId, string Status)> SubmitAsync(ApiClient client, object job)
     {
         var json = await ApiClient.ExpectAsync(await client.PostAsync("jobs", job), HttpStatusCode.Created);
         return (json.GetProperty("job_id").GetInt64(), json.GetProperty("status").GetString()!);

@@ -80,7 +80,9 @@ public sealed class MultiNodeTests : IAsyncLifetime
     [Fact]
     public async Task APollParkedOnB_IsServed_AfterTheSiloOfItsDispatcherStops()
     {
+#pragma warning disable CA2000 // disposed in the finally below, unless the test has stopped it itself
         var nodeC = await GridHost.StartAsync(_nodeA.ConnectionString);
+#pragma warning restore CA2000
         var nodeCStopped = false;
         try
         {
@@ -151,7 +153,7 @@ public sealed class MultiNodeTests : IAsyncLifetime
     [Fact]
     public async Task ANodeShuttingDown_AnswersItsParkedPollsAtOnce()
     {
-        var node = await GridHost.StartAsync(_nodeA.ConnectionString);
+        await using var node = await GridHost.StartAsync(_nodeA.ConnectionString);
         var client = await node.NewAccountAsync();
         var (registered, _) = await client.NewWorkerAsync("w", ApiClient.Unique());
         // Its own HttpClient: disposing the host disposes the host's client, which would cancel the poll from our side.

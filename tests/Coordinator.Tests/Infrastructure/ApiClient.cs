@@ -16,12 +16,12 @@ public sealed class ApiClient(HttpClient http, string? key)
     public Task<HttpResponseMessage> SendAsync(HttpMethod method, string path, object? body = null, CancellationToken cancellationToken = default) =>
         SendRawAsync(method, path, body is null ? null : JsonSerializer.Serialize(body), cancellationToken);
 
-    public Task<HttpResponseMessage> SendRawAsync(HttpMethod method, string path, string? json, CancellationToken cancellationToken = default)
+    public async Task<HttpResponseMessage> SendRawAsync(HttpMethod method, string path, string? json, CancellationToken cancellationToken = default)
     {
-        var request = new HttpRequestMessage(method, path.TrimStart('/'));
+        using var request = new HttpRequestMessage(method, path.TrimStart('/'));
         if (key is not null) request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", key);
         if (json is not null) request.Content = new StringContent(json, Encoding.UTF8, "application/json");
-        return http.SendAsync(request, cancellationToken);
+        return await http.SendAsync(request, cancellationToken);
     }
 
     public Task<HttpResponseMessage> GetAsync(string path, CancellationToken cancellationToken = default) => SendAsync(HttpMethod.Get, path, null, cancellationToken);

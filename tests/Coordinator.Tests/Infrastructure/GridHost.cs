@@ -64,8 +64,10 @@ public sealed class GridHost : IAsyncDisposable
             UPDATE accounts SET plan = @plan WHERE id = @accountId;
             """, connection);
         command.Parameters.AddWithValue("plan", plan);
+#pragma warning disable CA1508 // a null int? boxes to null: the analyzer takes the box for never null
         command.Parameters.AddWithValue("requests", (object?)dailyRequests ?? DBNull.Value);
         command.Parameters.AddWithValue("tokens", (object?)dailyTokens ?? DBNull.Value);
+#pragma warning restore CA1508
         command.Parameters.AddWithValue("accountId", accountId);
         await command.ExecuteNonQueryAsync();
         return WithKey(key);
