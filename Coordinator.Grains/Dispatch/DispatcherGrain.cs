@@ -62,7 +62,7 @@ public sealed partial class DispatcherGrain(ILogger<DispatcherGrain> logger) : G
             {
                 woken += await polls.WakeAsync(keys, count - woken).WaitAsync(WakeTimeout);
             }
-            catch (Exception exception) when (exception is not OperationCanceledException || exception is TimeoutException)
+            catch (Exception exception) when (exception is not OperationCanceledException)
             {
                 // Its silo is gone or stuck: forget it until it subscribes again.
                 _silos.RemoveAll(s => s.Silo == silo);

@@ -90,27 +90,24 @@ public sealed class MultiNodeTests : IAsyncLifetime
             var management = _nodeA.Get<IGrainFactory>().GetGrain<IManagementGrain>(0);
             var registryB = _nodeB.Get<WaiterRegistry>();
             var siloB = _nodeB.Get<ClusterWakes>().SiloId;
-            // A family whose dispatcher activated on A or C, not on B where the poll parks (placement is random).
+            // A family whose dispatcher lives on C, not on B where the poll parks: a call from C activates it (placement
+            // may prefer the calling silo, or not; the loop takes the first family that landed elsewhere than B).
             string model = "", dispatcherSilo = "";
-            ApiClient workerOnB = null!;
-            Task<System.Text.Json.JsonElement?> poll = null!;
             for (var attempt = 0; attempt < 20; attempt++)
             {
                 model = ApiClient.Unique();
-                var (registered, _) = await clientOnA.NewWorkerAsync("w", model);
-                workerOnB = _nodeB.WithKey(registered.Key);
-                using var window = new CancellationTokenSource(TimeSpan.FromSeconds(20));
-                poll = workerOnB.PollAsync($"models[]={model}", window.Token);
-                await Eventually.TrueAsync(() => registryB.ParkedCount == 1, "the poll parks on node B");
                 var family = Coordinator.Grains.ModelNames.FamilyOf(model);
+                await nodeC.Get<IGrainFactory>().GetGrain<IDispatcherGrain>(family).WorkAvailableAsync("test", [WakeKeys.ForModel(model)], 0);
                 var activations = await management.GetDetailedGrainStatistics();
                 var dispatcher = activations.Where(a => a.GrainId.Key.ToString() == family).ToList();
                 Assert.True(dispatcher.Count == 1, $"looked for {family} among {string.Join(", ", activations.Select(a => $"{a.GrainType}/{a.GrainId}"))}");
                 dispatcherSilo = dispatcher[0].SiloAddress.ToString();
                 if (dispatcherSilo != siloB) break;
-                await window.CancelAsync();
-                await Eventually.TrueAsync(() => registryB.ParkedCount == 0, "the abandoned poll leaves");
             }
+            var (registered, _) = await clientOnA.NewWorkerAsync("w", model);
+            var workerOnB = _nodeB.WithKey(registered.Key);
+            var poll = workerOnB.PollAsync($"models[]={model}");
+            await Eventually.TrueAsync(() => registryB.ParkedCount == 1, "the poll parks on node B");
             Assert.NotEqual(siloB, dispatcherSilo);
 
             var owner = dispatcherSilo == _nodeA.Get<ClusterWakes>().SiloId ? _nodeA : nodeC;
