@@ -26,6 +26,7 @@ public static class CoordinatorApi
         });
         services.AddTransient<PriorityBoosts>();
         services.AddSingleton<Coordinator.Grains.Webhooks.IJobRenderer, JobJsonRenderer>();
+        services.AddSingleton<Workers.PollsWaiting>();
         services.AddExceptionHandler<ErrorHandling>();
         services.AddProblemDetails();
         services.AddOpenApi("v1");

@@ -7,8 +7,11 @@ public sealed class DispatchOptions : IValidatableObject
 {
     public const string Section = "Dispatch";
 
-    /// <summary>How long <c>GET /worker/jobs/next</c> parks before answering 204. Default: 30 s (the spec's window).</summary>
+    /// <summary>How long <c>GET /worker/jobs/next</c> parks before answering 204. Default: 30 s (the spec's window). At most 4 minutes.</summary>
     public TimeSpan LongPollTimeout { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>The longest poll window: a poll is a grain call, and its response timeout (five minutes) must outlast it.</summary>
+    public static readonly TimeSpan MaxLongPollTimeout = TimeSpan.FromMinutes(4);
 
     /// <summary>A worker silent this long goes offline and its jobs are requeued. Default: 90 s (the spec's window).</summary>
     public TimeSpan OfflineAfter { get; set; } = TimeSpan.FromSeconds(90);
@@ -23,8 +26,24 @@ public sealed class DispatchOptions : IValidatableObject
     /// <summary>Whether this node runs the duty loop at all. Default: true. Tests switch it off and run duties by hand.</summary>
     public bool RunDuties { get; set; } = true;
 
-    /// <summary>A poll refreshes the worker's last-seen time at most this often per node. Default: 10 s.</summary>
+    /// <summary>
+    /// A worker's grain writes its last-seen time (what the offline sweep reads) at most this often; polls, heartbeats and
+    /// claims between writes are signs of life in memory only. Default: 10 s.
+    /// </summary>
     public TimeSpan HeartbeatWriteInterval { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>
+    /// How many of the best dispatchable jobs of one model (or family) a dispatcher holds in memory; the rest stay in the
+    /// table and are read along the dispatch index as the head runs low. Default: 1,000.
+    /// </summary>
+    [Range(16, 1_000_000)]
+    public int QueueHead { get; set; } = 1000;
+
+    /// <summary>
+    /// How often a dispatcher with polls waiting on an empty queue reads the table for jobs it was not told of (a
+    /// notice lost with a failed call). Default: 30 s.
+    /// </summary>
+    public TimeSpan RescanInterval { get; set; } = TimeSpan.FromSeconds(30);
 
     /// <summary>
     /// A claimed job that its worker has not started this long after the claim goes back to pending, not counted as an
@@ -44,6 +63,16 @@ public sealed class DispatchOptions : IValidatableObject
                 $"Dispatch:OfflineAfter ({OfflineAfter}) must be longer than Dispatch:LongPollTimeout ({LongPollTimeout}): a worker waiting in a long poll " +
                 "says nothing until the poll ends, so it would be taken offline, and its jobs requeued, while it waits. Raise Dispatch:OfflineAfter or lower Dispatch:LongPollTimeout.",
                 [nameof(OfflineAfter), nameof(LongPollTimeout)]);
+        }
+        if (LongPollTimeout <= TimeSpan.Zero || LongPollTimeout > MaxLongPollTimeout)
+        {
+            yield return new ValidationResult(
+                $"Dispatch:LongPollTimeout ({LongPollTimeout}) must be positive and at most {MaxLongPollTimeout}.", [nameof(LongPollTimeout)]);
+        }
+        if (RescanInterval <= TimeSpan.Zero || HeartbeatWriteInterval <= TimeSpan.Zero)
+        {
+            yield return new ValidationResult("Dispatch:RescanInterval and Dispatch:HeartbeatWriteInterval must be positive.",
+                [nameof(RescanInterval), nameof(HeartbeatWriteInterval)]);
         }
         if (ClaimLease <= TimeSpan.Zero)
         {
@@ -103,7 +132,9 @@ public sealed class AccountingOptions
     [Range(0, 1_000_000_000)]
     public decimal MinimumPayoutCredits { get; set; }
 
-    /// <summary>Counter rows per account per day, so concurrent claims of one account do not queue on one row. Default: 16.</summary>
-    [Range(1, 1024)]
-    public int QuotaShards { get; set; } = 16;
+    /// <summary>
+    /// How often an account's grain writes its quota counts to <c>quota_usage</c> (the dashboard reads them there; a new
+    /// activation starts from them). Default: 1 s.
+    /// </summary>
+    public TimeSpan CounterWriteInterval { get; set; } = TimeSpan.FromSeconds(1);
 }

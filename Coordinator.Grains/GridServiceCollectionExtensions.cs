@@ -20,8 +20,8 @@ namespace Coordinator.Grains;
 public static class GridServiceCollectionExtensions
 {
     /// <summary>
-    /// Adds the grid engine: one <see cref="NpgsqlDataSource"/> for <paramref name="connectionString"/>, the stores,
-    /// the dispatcher, the cross-node notifications and the duty loop.
+    /// Adds the grid engine's services to a silo: one <see cref="NpgsqlDataSource"/> for <paramref name="connectionString"/>,
+    /// the stores the grains write through, and what keeps the duties singleton running.
     /// </summary>
     public static IServiceCollection AddGrid(this IServiceCollection services, IConfiguration configuration, string connectionString)
     {
@@ -61,12 +61,10 @@ public static class GridServiceCollectionExtensions
                 PooledConnectionLifetime = TimeSpan.FromMinutes(2),
             });
         services.AddStripePayments();
-        services.AddSingleton<WaiterRegistry>();
-        services.AddSingleton<WorkSignals>();
-        services.AddSingleton<Dispatcher>();
+        services.AddSingleton<IIncomingGrainCallFilter, DatabaseUnavailableFilter>();
+        services.AddSingleton<DispatchMetrics>();
+        services.AddSingleton<Dispatchers>();
         services.AddSingleton<GridDuties>();
-        services.AddSingleton<ClusterWakes>();
-        services.AddHostedService(sp => sp.GetRequiredService<ClusterWakes>());
         services.AddHostedService<DutiesKeeper>();
         services.AddBlobs(configuration);
         return services;

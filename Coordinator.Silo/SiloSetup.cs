@@ -47,6 +47,12 @@ public sealed class SiloOptions
 /// <summary>Makes the web host a silo: clustering on the coordinator's PostgreSQL, ports and failure detection from configuration.</summary>
 public static class SiloSetup
 {
+    /// <summary>
+    /// A worker's poll is a grain call that lasts its window (up to <see cref="Coordinator.Grains.DispatchOptions.MaxLongPollTimeout"/>):
+    /// only a call longer than that is worth a warning.
+    /// </summary>
+    public static readonly TimeSpan LongRequestWarning = TimeSpan.FromMinutes(5);
+
     public static WebApplicationBuilder UseCoordinatorSilo(this WebApplicationBuilder builder, string connectionString)
     {
         builder.Services.AddOptions<SiloOptions>().Bind(builder.Configuration.GetSection(SiloOptions.Section)).ValidateDataAnnotations().ValidateOnStart();
@@ -79,6 +85,7 @@ public static class SiloSetup
                 membership.NumMissedProbesLimit = options.MissedProbesLimit;
                 membership.TableRefreshTimeout = options.TableRefreshTimeout;
             });
+            silo.Configure<SiloMessagingOptions>(messaging => messaging.RequestProcessingWarningTime = LongRequestWarning);
         });
         return builder;
     }

@@ -1,5 +1,6 @@
 using Coordinator.Api.Infrastructure;
-using Coordinator.Grains.Dispatch;
+using Coordinator.Api.Workers;
+using Orleans.Runtime;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Npgsql;
 
@@ -7,7 +8,8 @@ namespace Coordinator.Api.Health;
 
 /// <summary>
 /// The silo's health: <c>node</c> is this silo's address in the cluster, <c>listening</c> whether it is an active member
-/// (so that work arriving on other silos reaches its parked polls), <c>parked_polls</c> how many polls wait here.
+/// (so that work arriving on other silos reaches the polls waiting here), <c>parked_polls</c> how many worker polls wait
+/// on this silo's front end.
 /// </summary>
 public sealed record HealthDto(string Status, string Database, string Node, bool Listening, int ParkedPolls,
     [property: System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)] string? Error = null);
@@ -24,7 +26,7 @@ public static class HealthApi
     }
 
     public static async Task<Results<Ok<HealthDto>, JsonHttpResult<HealthDto>>> CheckAsync(
-        NpgsqlDataSource dataSource, ClusterWakes cluster, WaiterRegistry registry, CancellationToken cancellationToken)
+        NpgsqlDataSource dataSource, PollsWaiting polls, ILocalSiloDetails silo, IClusterMembershipService membership, CancellationToken cancellationToken)
     {
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         timeout.CancelAfter(DatabaseCheckTimeout);
@@ -32,13 +34,17 @@ public static class HealthApi
         {
             await using var command = dataSource.CreateCommand("SELECT 1");
             await command.ExecuteScalarAsync(timeout.Token);
-            return TypedResults.Ok(new HealthDto("ok", "ok", cluster.SiloId, cluster.Active, registry.ParkedCount));
+            return TypedResults.Ok(new HealthDto("ok", "ok", silo.SiloAddress.ToString(), Active(silo, membership), polls.Count));
         }
         catch (Exception exception) when (exception is OperationCanceledException || ErrorHandling.IsDatabaseUnavailable(exception) || exception is NpgsqlException)
         {
             var reason = exception is OperationCanceledException ? $"no answer within {DatabaseCheckTimeout.TotalSeconds:0} s" : exception.Message;
-            return TypedResults.Json(new HealthDto("unavailable", "unreachable", cluster.SiloId, cluster.Active, registry.ParkedCount,
+            return TypedResults.Json(new HealthDto("unavailable", "unreachable", silo.SiloAddress.ToString(), Active(silo, membership), polls.Count,
                 $"PostgreSQL is not reachable: {reason}"), statusCode: StatusCodes.Status503ServiceUnavailable);
         }
     }
+
+    // An active member of the cluster: grains and work from the other silos reach it.
+    private static bool Active(ILocalSiloDetails silo, IClusterMembershipService membership) =>
+        membership.CurrentSnapshot.GetSiloStatus(silo.SiloAddress) == SiloStatus.Active;
 }

@@ -1,6 +1,6 @@
-using System.Net.Sockets;
+using Coordinator.Grains.Database;
 using Microsoft.AspNetCore.Diagnostics;
-using Npgsql;
+using Orleans.Runtime;
 
 namespace Coordinator.Api.Infrastructure;
 
@@ -34,15 +34,12 @@ public sealed partial class ErrorHandling(ILogger<ErrorHandling> logger) : IExce
         return true;
     }
 
-    public static bool IsDatabaseUnavailable(Exception exception) => exception switch
-    {
-        NpgsqlException { InnerException: SocketException or TimeoutException or IOException or EndOfStreamException } => true,
-        NpgsqlException npgsql when npgsql.IsTransient => true,
-        PostgresException { SqlState: "57P01" or "57P02" or "57P03" or "53300" or "3D000" } => true, // shutdown, crash, starting, too many connections, database gone
-        TimeoutException or SocketException => true,
-        InvalidOperationException { InnerException: { } inner } => IsDatabaseUnavailable(inner),
-        _ => false,
-    };
+    /// <summary>
+    /// The database is down, or the silo cluster could not carry the call (a silo died under it): both pass, so both are
+    /// a 503 the client may retry.
+    /// </summary>
+    public static bool IsDatabaseUnavailable(Exception exception) =>
+        DatabaseUnavailableException.Describes(exception) || exception is SiloUnavailableException or OrleansMessageRejectionException;
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Unhandled error on {Path}")]
     private static partial void LogUnhandled(ILogger logger, Exception exception, string path);

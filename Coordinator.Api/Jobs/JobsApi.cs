@@ -3,6 +3,7 @@ using Coordinator.Api.Billing;
 using Coordinator.Api.Infrastructure;
 using Coordinator.Grains;
 using Coordinator.Grains.Blobs;
+using Coordinator.Grains.Dispatch;
 using Coordinator.Grains.Jobs;
 using Coordinator.Grains.Webhooks;
 using Microsoft.AspNetCore.Http.HttpResults;
@@ -31,7 +32,8 @@ public static class JobsApi
 
     /// <summary>Submits a job; with an <c>Idempotency-Key</c>, a retry of the same request answers the job the key made.</summary>
     public static async Task<Results<Created<JobDto>, UnprocessableEntity<ValidationErrors>>> SubmitAsync(
-        HttpContext context, JobStore jobs, PriorityBoosts boosts, NetworkGuard networkGuard, WebhookSender webhooks, BlobRegistry blobs, IOptions<JobLimitsOptions> limits)
+        HttpContext context, JobStore jobs, Dispatchers dispatchers, PriorityBoosts boosts, NetworkGuard networkGuard, WebhookSender webhooks, BlobRegistry blobs,
+        IOptions<JobLimitsOptions> limits)
     {
         var (idempotencyKey, keyProblem) = IdempotencyKeys.Read(context.Request);
         if (keyProblem is not null) return ApiErrors.Validation([keyProblem]);
@@ -72,7 +74,10 @@ public static class JobsApi
                 if (boost is null) return ApiErrors.Validation([refusal!]);
                 job = job with { Boost = boost };
             }
-            return Created(await jobs.SubmitAsync(accountId, job, context.RequestAborted));
+            // The job's dispatcher inserts it, and hands it straight to a worker waiting there if there is one.
+            var submitted = await dispatchers.Of(job.DispatcherKey).SubmitAsync(accountId, job);
+            if (submitted.KeyReused) throw new IdempotencyKeyReusedException();
+            return Created(submitted.Row!);
         }
         catch (IdempotencyKeyReusedException reused)
         {
@@ -107,9 +112,9 @@ public static class JobsApi
         return row is null ? ApiErrors.NotFound($"no job {id} in this account") : TypedResults.Ok(JobDto.From(row));
     }
 
-    public static async Task<Results<Ok<StatusDto>, NotFound<ApiError>, UnprocessableEntity<ApiError>>> CancelAsync(long id, HttpContext context, JobStore jobs)
+    public static async Task<Results<Ok<StatusDto>, NotFound<ApiError>, UnprocessableEntity<ApiError>>> CancelAsync(long id, HttpContext context, IGrainFactory grains)
     {
-        var result = await jobs.CancelAsync(context.GetCaller().AccountId, id, context.RequestAborted);
+        var result = await grains.GetGrain<IJobGrain>(id).CancelAsync(context.GetCaller().AccountId);
         return result.Outcome switch
         {
             TransitionOutcome.Done => TypedResults.Ok(new StatusDto(JobStatus.Cancelled)),
@@ -118,14 +123,15 @@ public static class JobsApi
         };
     }
 
-    public static async Task<Ok<CancelledCountDto>> CancelAllAsync(HttpContext context, JobStore jobs)
+    public static async Task<Ok<CancelledCountDto>> CancelAllAsync(HttpContext context, JobStore jobs, Dispatchers dispatchers)
     {
-        var count = await jobs.CancelAllPendingAsync(context.GetCaller().AccountId, context.RequestAborted);
-        return TypedResults.Ok(new CancelledCountDto(count));
+        var cancelled = await jobs.CancelAllPendingAsync(context.GetCaller().AccountId, context.RequestAborted);
+        await dispatchers.RemoveAsync(cancelled);
+        return TypedResults.Ok(new CancelledCountDto(cancelled.Count));
     }
 
     public static async Task<Results<Ok<PriorityDto>, NotFound<ApiError>, UnprocessableEntity<ApiError>>> ChangePriorityAsync(
-        long id, HttpContext context, JobStore jobs)
+        long id, HttpContext context, IGrainFactory grains)
     {
         var (fields, error) = await JsonFields.ReadAsync(context.Request);
         if (fields is null) return ApiErrors.InvalidRequest(error!);
@@ -133,7 +139,7 @@ public static class JobsApi
         if (!fields.IsValid) return ApiErrors.InvalidRequest(string.Join("; ", fields.Errors));
         if (delta == 0) return ApiErrors.InvalidRequest("priority is a signed delta and must not be 0");
 
-        var result = await jobs.ChangePriorityAsync(context.GetCaller().AccountId, id, delta!.Value, context.RequestAborted);
+        var result = await grains.GetGrain<IJobGrain>(id).ChangePriorityAsync(context.GetCaller().AccountId, delta!.Value);
         return result.Outcome switch
         {
             TransitionOutcome.Done => TypedResults.Ok(new PriorityDto(result.Value!.Priority)),
@@ -142,9 +148,9 @@ public static class JobsApi
         };
     }
 
-    public static async Task<Results<Ok<JobDto>, NotFound<ApiError>, UnprocessableEntity<ApiError>>> RetryAsync(long id, HttpContext context, JobStore jobs)
+    public static async Task<Results<Ok<JobDto>, NotFound<ApiError>, UnprocessableEntity<ApiError>>> RetryAsync(long id, HttpContext context, IGrainFactory grains)
     {
-        var result = await jobs.RetryAsync(context.GetCaller().AccountId, id, context.RequestAborted);
+        var result = await grains.GetGrain<IJobGrain>(id).RetryAsync(context.GetCaller().AccountId);
         return result.Outcome switch
         {
             TransitionOutcome.Done => TypedResults.Ok(JobDto.From(result.Value!)),

@@ -57,7 +57,7 @@ public static class WorkersApi
     }
 
     public static async Task<Results<Created<WorkerRegisterResponse>, UnprocessableEntity<ApiError>>> RegisterAsync(
-        HttpContext context, WorkerStore workers, AccountStore accounts)
+        HttpContext context, WorkerStore workers, AccountStore accounts, IGrainFactory grains)
     {
         var (fields, error) = await JsonFields.ReadAsync(context.Request);
         if (fields is null) return ApiErrors.InvalidRequest(error!);
@@ -72,29 +72,32 @@ public static class WorkersApi
         var caller = context.GetCaller();
         var workerId = await workers.RegisterAsync(caller.AccountId, caller.KeyId,
             new WorkerRegistration(name?.Trim(), agentVersion, platform, models!, catchAll), context.RequestAborted);
+        await grains.GetGrain<IWorkerGrain>(workerId).RegisteredAsync();
         var key = context.GetBearerKey();
         accounts.Forget(key);
         return TypedResults.Created($"/api/v1/worker/{workerId}", new WorkerRegisterResponse(key, workerId));
     }
 
-    public static async Task<Ok<StatusDto>> HeartbeatAsync(HttpContext context, WorkerStore workers)
+    public static async Task<Ok<StatusDto>> HeartbeatAsync(HttpContext context, IGrainFactory grains)
     {
-        await workers.HeartbeatAsync(context.GetCaller().WorkerId!.Value, context.RequestAborted);
+        await grains.GetGrain<IWorkerGrain>(context.GetCaller().WorkerId!.Value).HeartbeatAsync();
         return TypedResults.Ok(new StatusDto("ok"));
     }
 
-    public static async Task<Results<Ok<ModelsUpdatedDto>, UnprocessableEntity<ApiError>>> UpdateModelsAsync(HttpContext context, WorkerStore workers)
+    public static async Task<Results<Ok<ModelsUpdatedDto>, UnprocessableEntity<ApiError>>> UpdateModelsAsync(HttpContext context, WorkerStore workers, IGrainFactory grains)
     {
         var (fields, error) = await JsonFields.ReadAsync(context.Request);
         if (fields is null) return ApiErrors.InvalidRequest(error!);
         var models = ReadModels(fields);
         if (!fields.IsValid) return ApiErrors.InvalidRequest(string.Join("; ", fields.Errors));
-        var count = await workers.UpdateModelsAsync(context.GetCaller().WorkerId!.Value, models!, context.RequestAborted);
+        var workerId = context.GetCaller().WorkerId!.Value;
+        var count = await workers.UpdateModelsAsync(workerId, models!, context.RequestAborted);
+        await grains.GetGrain<IWorkerGrain>(workerId).ModelsChangedAsync();
         return TypedResults.Ok(new ModelsUpdatedDto("updated", count));
     }
 
     public static async Task<Results<Ok<JobAssignmentDto>, NoContent, UnprocessableEntity<ApiError>>> NextJobAsync(
-        HttpContext context, WorkerStore workers, Dispatcher dispatcher, BlobRegistry blobs, IHostApplicationLifetime lifetime)
+        HttpContext context, IGrainFactory grains, PollsWaiting waiting, BlobRegistry blobs, IHostApplicationLifetime lifetime)
     {
         var query = context.Request.Query;
         var models = query["models[]"].Concat(query["models"]).Where(m => !string.IsNullOrEmpty(m)).Select(m => m!).Distinct().ToList();
@@ -113,14 +116,29 @@ public static class WorkersApi
         if (invalid is not null) return ApiErrors.InvalidRequest($"'{Truncate(invalid, 80)}' is not a valid model or family name");
 
         var workerId = context.GetCaller().WorkerId!.Value;
-        await workers.TouchAsync(workerId, context.RequestAborted);
-        var capabilities = new Capabilities(models, families, catchAll);
-        // A poll that declares nothing is served by what the worker registered.
-        if (capabilities.IsEmpty) capabilities = await workers.RegisteredCapabilitiesAsync(workerId, context.RequestAborted);
-
-        // A node that is shutting down answers its parked polls with 204 at once; the workers poll again elsewhere.
-        var job = await dispatcher.NextJobAsync(workerId, capabilities, context.RequestAborted, lifetime.ApplicationStopping);
+        var worker = grains.GetGrain<IWorkerGrain>(workerId);
+        var pollId = Guid.NewGuid();
+        ClaimedJob? job;
+        waiting.Enter();
+        try
+        {
+            // A worker that hangs up ends its poll, and so does a silo that is shutting down (204 at once; the worker polls
+            // again elsewhere). A poll that declares nothing is served by what the worker registered.
+            using var ended = CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted, lifetime.ApplicationStopping);
+            using var cancel = ended.Token.Register(() => _ = worker.CancelPollAsync(pollId));
+            job = await worker.NextJobAsync(pollId, new Capabilities(models, families, catchAll));
+        }
+        finally
+        {
+            waiting.Leave();
+        }
         if (job is null) return TypedResults.NoContent();
+        if (context.RequestAborted.IsCancellationRequested)
+        {
+            // Claimed as the worker hung up: nobody will receive it, so it goes back at once.
+            await grains.GetGrain<IJobGrain>(job.Id).ReleaseClaimAsync(workerId);
+            return TypedResults.NoContent();
+        }
         // Download URLs stay valid for the job's timeout, the longest the worker may hold it.
         var attachments = job.HasBlobs
             ? (await blobs.DownloadLinksAsync(job.Id, TimeSpan.FromSeconds(job.TimeoutSeconds), BlobsApi.PublicBase(context), CancellationToken.None))
@@ -130,9 +148,9 @@ public static class WorkersApi
             JobDto.ParseParams(job.Params)));
     }
 
-    public static async Task<Results<Ok<StatusDto>, NotFound<ApiError>, UnprocessableEntity<ApiError>>> StartAsync(long id, HttpContext context, JobStore jobs)
+    public static async Task<Results<Ok<StatusDto>, NotFound<ApiError>, UnprocessableEntity<ApiError>>> StartAsync(long id, HttpContext context, IGrainFactory grains)
     {
-        var result = await jobs.StartAsync(context.GetCaller().WorkerId!.Value, id, context.RequestAborted);
+        var result = await grains.GetGrain<IJobGrain>(id).StartAsync(context.GetCaller().WorkerId!.Value);
         return result.Outcome switch
         {
             TransitionOutcome.Done => TypedResults.Ok(new StatusDto(JobStatus.Running)),
@@ -142,7 +160,7 @@ public static class WorkersApi
     }
 
     public static async Task<Results<Ok<StatusDto>, NotFound<ApiError>, UnprocessableEntity<ApiError>>> ResultAsync(
-        long id, HttpContext context, JobStore jobs, IOptions<JobLimitsOptions> limits)
+        long id, HttpContext context, IGrainFactory grains, IOptions<JobLimitsOptions> limits)
     {
         var (fields, error) = await JsonFields.ReadAsync(context.Request);
         if (fields is null) return ApiErrors.InvalidRequest(error!);
@@ -154,8 +172,8 @@ public static class WorkersApi
         var modelUsed = fields.String("model_used", maxLength: ModelNames.MaxLength);
         if (!fields.IsValid) return ApiErrors.InvalidRequest(string.Join("; ", fields.Errors));
 
-        var result = await jobs.CompleteAsync(context.GetCaller().WorkerId!.Value, id,
-            new JobResult(output!, inputTokens, outputTokens!.Value, durationMs!.Value, modelUsed), context.RequestAborted);
+        var result = await grains.GetGrain<IJobGrain>(id).CompleteAsync(context.GetCaller().WorkerId!.Value,
+            new JobResult(output!, inputTokens, outputTokens!.Value, durationMs!.Value, modelUsed));
         return result.Outcome switch
         {
             TransitionOutcome.Done => TypedResults.Ok(new StatusDto("accepted")),
@@ -164,14 +182,14 @@ public static class WorkersApi
         };
     }
 
-    public static async Task<Results<Ok<StatusDto>, NotFound<ApiError>, UnprocessableEntity<ApiError>>> FailAsync(long id, HttpContext context, JobStore jobs)
+    public static async Task<Results<Ok<StatusDto>, NotFound<ApiError>, UnprocessableEntity<ApiError>>> FailAsync(long id, HttpContext context, IGrainFactory grains)
     {
         var (fields, error) = await JsonFields.ReadAsync(context.Request, allowEmpty: true);
         if (fields is null) return ApiErrors.InvalidRequest(error!);
         var message = fields.String("error", required: true);
         if (!fields.IsValid) return ApiErrors.InvalidRequest(string.Join("; ", fields.Errors));
 
-        var result = await jobs.FailAsync(context.GetCaller().WorkerId!.Value, id, Truncate(message!, MaxErrorLength), context.RequestAborted);
+        var result = await grains.GetGrain<IJobGrain>(id).FailAsync(context.GetCaller().WorkerId!.Value, Truncate(message!, MaxErrorLength));
         return result.Outcome switch
         {
             TransitionOutcome.Done => TypedResults.Ok(new StatusDto(JobStatus.Failed)),

@@ -21,7 +21,7 @@ public enum WebhookOutcome
 
 /// <summary>Plans, accounts' Stripe state, and the webhook events that change them.</summary>
 public sealed partial class BillingStore(
-    NpgsqlDataSource dataSource, TimeProvider time, Quotas quotas, WorkSignals signals, IOptions<BillingOptions> options, ILogger<BillingStore> logger)
+    NpgsqlDataSource dataSource, TimeProvider time, IGrainFactory grains, Dispatchers dispatchers, IOptions<BillingOptions> options, ILogger<BillingStore> logger)
 {
     private static readonly HashSet<string> LiveSubscriptionStatuses = new(StringComparer.Ordinal) { "active", "trialing", "past_due" };
 
@@ -81,23 +81,18 @@ public sealed partial class BillingStore(
                 await ApplySubscriptionAsync(connection, transaction, type, data, cancellationToken),
             _ => null,
         };
-        IReadOnlyList<string[]> released = [];
+        IReadOnlyList<QueuedJob> released = [];
         if (accountId is { } changed)
         {
-            // A new plan may lift a limit reached today: release the holds, then hold again if still over.
-            released = (await connection.QueryAsync<(string ModelMatch, string? Model, string? Family)>(new CommandDefinition("""
-                WITH renewed AS (UPDATE accounts SET quota_exhausted_on = NULL WHERE id = @changed AND quota_exhausted_on IS NOT NULL RETURNING id)
-                UPDATE jobs SET held = false WHERE held AND account_id IN (SELECT id FROM renewed)
-                RETURNING model_match, model, family
-                """, new { changed }, transaction, cancellationToken: cancellationToken)))
-                .Select(r => WakeKeys.ForJob(r.ModelMatch, r.Model, r.Family)).ToList();
+            // A new plan may lift a limit reached today: release the holds; the account's grain holds again if still over.
+            released = await Quotas.ReleaseAccountAsync(connection, transaction, changed, cancellationToken);
         }
         await transaction.CommitAsync(cancellationToken);
 
         if (accountId is { } account)
         {
-            await quotas.EnforceAsync(account, cancellationToken);
-            foreach (var keys in released) signals.WorkAvailable(keys);
+            await dispatchers.AddAsync(released);
+            await grains.GetGrain<IAccountGrain>(account).PlanChangedAsync();
             LogApplied(logger, eventId, type, account);
             return WebhookOutcome.Applied;
         }

@@ -1,77 +1,364 @@
+using Coordinator.Grains.Accounting;
+using Coordinator.Grains.Jobs;
+using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
 using Orleans.Concurrency;
+using Orleans.Runtime;
 
 namespace Coordinator.Grains.Dispatch;
 
-/// <summary>The parked polls of one silo, as the dispatchers reach them (a grain observer, one per silo).</summary>
-public interface ISiloPolls : IGrainObserver
-{
-    /// <summary>Wakes up to <paramref name="count"/> polls parked on this silo under one of <paramref name="keys"/>; answers how many.</summary>
-    Task<int> WakeAsync(string[] keys, int count);
-}
-
 /// <summary>
-/// The dispatcher of one model family (key: the family, or <see cref="WakeKeys.AnyFamily"/>): it knows which silos have
-/// polls parked for the family and passes them work that the silo where it arrived could not place.
+/// Dispatch for one family (see <see cref="IDispatcherGrain"/>). The matching rules live in <see cref="DispatchQueue"/>,
+/// which this grain changes only between awaits; what it awaits is PostgreSQL: reads of the dispatch indexes, claims
+/// and inserts, each the conditional statement that decides (invariant 2), shared with other grains' statements by the
+/// silo's group commit. Reentrant, so that a claim in flight does not hold up the next poll or submission.
 /// </summary>
-public interface IDispatcherGrain : IGrainWithStringKey
-{
-    /// <summary>Adds or refreshes a silo's parked polls as a destination for this family's work.</summary>
-    Task SubscribeAsync(string silo, ISiloPolls polls);
-
-    /// <summary>
-    /// <paramref name="count"/> jobs with these wake keys became dispatchable on <paramref name="fromSilo"/>, which had no
-    /// parked poll for them: wake that many polls on the other silos, longest-subscribed first.
-    /// </summary>
-    Task<int> WorkAvailableAsync(string fromSilo, string[] keys, int count);
-}
-
-/// <summary>
-/// Routes wake-ups between silos for one family, replacing PostgreSQL NOTIFY: a silo subscribes once it has a poll
-/// for the family, and a wake goes to the subscribed silos in turn until enough polls are woken. Subscriptions live only
-/// in memory: after this grain's silo dies, the silos subscribe again when membership tells them of the death (see
-/// <see cref="ClusterWakes"/>). Reentrant, so that one slow silo does not hold up wakes for the others.
-/// </summary>
+/// <remarks>
+/// A job leaves memory before its claim is sent and comes back only if the claim failed for a reason other than the
+/// row: a claim that finds the row no longer pending (cancelled, held, or taken by another activation of this grain
+/// during membership churn) drops it, and the poll is matched again.
+/// </remarks>
 [Reentrant]
-public sealed partial class DispatcherGrain(ILogger<DispatcherGrain> logger) : Grain, IDispatcherGrain
+public sealed partial class DispatcherGrain(
+    JobStore jobs, IGrainFactory grains, IClusterMembershipService membership, IHostApplicationLifetime lifetime, TimeProvider time,
+    IOptions<DispatchOptions> options, DispatchMetrics metrics, ILogger<DispatcherGrain> logger) : Grain, IDispatcherGrain
 {
-    /// <summary>How long a silo may take to answer a wake before it counts as gone (it subscribes again later).</summary>
-    private static readonly TimeSpan WakeTimeout = TimeSpan.FromSeconds(2);
+    /// <summary>How much longer than its window a dispatcher keeps a poll whose worker grain never came back to end it.</summary>
+    private static readonly TimeSpan PollGrace = TimeSpan.FromSeconds(10);
 
-    private readonly List<(string Silo, ISiloPolls Polls)> _silos = [];
-    private int _next;
+    /// <summary>How often parked polls are checked for a passed deadline or a dead silo.</summary>
+    private static readonly TimeSpan PurgeInterval = TimeSpan.FromSeconds(5);
 
-    public Task SubscribeAsync(string silo, ISiloPolls polls)
+    private readonly Dictionary<Guid, Poll> _polls = [];
+    // Cancellations that arrived before their poll (two messages from one caller may be reordered).
+    private readonly Dictionary<Guid, DateTimeOffset> _cancelledEarly = [];
+    private DispatchQueue _queue = null!;
+    private CancellationTokenRegistration _stopping;
+    private bool _leaving;
+
+    public override Task OnActivateAsync(CancellationToken cancellationToken)
     {
-        var index = _silos.FindIndex(s => s.Silo == silo);
-        if (index >= 0) _silos[index] = (silo, polls);
-        else _silos.Add((silo, polls));
+        _queue = new DispatchQueue(this.GetPrimaryKeyString(), options.Value.QueueHead);
+        this.RegisterGrainTimer(PurgeAsync, new GrainTimerCreationOptions(PurgeInterval, PurgeInterval) { Interleave = true });
+        var rescan = options.Value.RescanInterval;
+        this.RegisterGrainTimer(RescanAsync, new GrainTimerCreationOptions(rescan, rescan) { Interleave = true });
+        // A parked poll is a call in progress, and an activation deactivates only once its calls have ended: when the silo
+        // stops, the polls are let go first, so that they park again on an activation elsewhere without waiting.
+        var self = this.AsReference<IDispatcherGrain>();
+        _stopping = lifetime.ApplicationStopping.Register(() => _ = self.LetGoAsync());
         return Task.CompletedTask;
     }
 
-    public async Task<int> WorkAvailableAsync(string fromSilo, string[] keys, int count)
+    public override async Task OnDeactivateAsync(DeactivationReason reason, CancellationToken cancellationToken)
     {
-        var woken = 0;
-        // Start where the last wake stopped, so that one silo does not take every wake of a family.
-        var targets = Enumerable.Range(0, _silos.Count).Select(i => _silos[(_next + i) % _silos.Count]).Where(s => s.Silo != fromSilo).ToList();
-        _next = _silos.Count == 0 ? 0 : (_next + 1) % _silos.Count;
-        foreach (var (silo, polls) in targets)
-        {
-            if (woken == count) break;
-            try
-            {
-                woken += await polls.WakeAsync(keys, count - woken).WaitAsync(WakeTimeout);
-            }
-            catch (Exception exception) when (exception is not OperationCanceledException)
-            {
-                // Its silo is gone or stuck: forget it until it subscribes again.
-                _silos.RemoveAll(s => s.Silo == silo);
-                LogSiloDropped(logger, silo, this.GetPrimaryKeyString(), exception.Message);
-            }
-        }
-        return woken;
+        await _stopping.DisposeAsync();
+        ReleaseParkedPolls();
     }
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Dropped silo {Silo} from the dispatcher of {Family}: {Reason}")]
-    private static partial void LogSiloDropped(ILogger logger, string silo, string family, string reason);
+    public Task LetGoAsync()
+    {
+        _leaving = true;
+        ReleaseParkedPolls();
+        DeactivateOnIdle();
+        return Task.CompletedTask;
+    }
+
+    // Parked polls answer nothing; their worker grains park again on the next activation.
+    private void ReleaseParkedPolls()
+    {
+        foreach (var poll in _queue.TakeAllParked(_ => true)) Finish(poll, null);
+    }
+
+    public async Task<Submitted> SubmitAsync(long accountId, NewJob job)
+    {
+        var family = job.Model is null ? null : ModelNames.FamilyOf(job.Model);
+        var poll = _queue.TakePollFor(DispatchQueue.KeysOf(job.ModelMatch, job.Model, family), Usable);
+        SubmitResult result;
+        try
+        {
+            result = await jobs.SubmitAsync(accountId, job, poll?.Ticket.WorkerId);
+        }
+        catch
+        {
+            if (poll is not null) await ServeAsync(poll);
+            throw;
+        }
+        if (poll is not null)
+        {
+            if (result.Handed is { } handed)
+            {
+                metrics.HandOffs.Add(1);
+                await DeliverAsync(poll, handed);
+            }
+            else
+            {
+                await ServeAsync(poll);
+            }
+        }
+        if (result.Queued is { } queued) Forget(OfferAsync([queued]));
+        return new Submitted(result.Row, result.KeyReused);
+    }
+
+    public async Task<ClaimedJob?> WaitAsync(PollTicket ticket, bool mayPark)
+    {
+        if (_cancelledEarly.Remove(ticket.Id) || _leaving || lifetime.ApplicationStopping.IsCancellationRequested) return null;
+        var (keys, sets) = _queue.Resolve(ticket.Capabilities);
+        var poll = new Poll(ticket, keys, sets, mayPark, time.GetUtcNow() + ticket.Window + PollGrace);
+        _polls[ticket.Id] = poll;
+        try
+        {
+            await ServeAsync(poll);
+            return await poll.Result.Task;
+        }
+        finally
+        {
+            _polls.Remove(ticket.Id);
+        }
+    }
+
+    public async Task<QueuedJob?> PeekAsync(Capabilities capabilities)
+    {
+        var (_, sets) = _queue.Resolve(capabilities);
+        while (DispatchQueue.FirstToLoad(sets) is { } set) await LoadAsync(set);
+        return DispatchQueue.Best(sets);
+    }
+
+    public Task CancelWaitAsync(Guid pollId)
+    {
+        if (_polls.TryGetValue(pollId, out var poll))
+        {
+            poll.Cancelled = true;
+            _queue.Unpark(poll);
+            Finish(poll, null);
+        }
+        else
+        {
+            _cancelledEarly[pollId] = time.GetUtcNow();
+        }
+        return Task.CompletedTask;
+    }
+
+    public async Task GiveBackAsync(long workerId, long jobId)
+    {
+        if (await jobs.ReleaseClaimAsync(workerId, jobId) is { } released)
+        {
+            metrics.GivenBack.Add(1);
+            await OfferAsync([released]);
+        }
+    }
+
+    public Task AddAsync(IReadOnlyList<QueuedJob> jobs) => OfferAsync(jobs);
+
+    public Task RemoveAsync(IReadOnlyList<long> jobIds)
+    {
+        foreach (var id in jobIds) _queue.Remove(id);
+        return Task.CompletedTask;
+    }
+
+    public Task DropAccountAsync(long accountId)
+    {
+        _queue.RemoveAccount(accountId);
+        return Task.CompletedTask;
+    }
+
+    public Task ResetAsync() => Task.WhenAll(_queue.Reset().Select(ServeAsync));
+
+    public Task<DispatcherStats> StatsAsync() => Task.FromResult(new DispatcherStats(RuntimeIdentity, _queue.ParkedCount, _queue.KnownCount));
+
+    /// <summary>
+    /// Jobs that became dispatchable: each goes to the longest-parked poll that can take it, or into the queue. The
+    /// claims start together, so the silo's group commit sends them as one statement.
+    /// </summary>
+    private Task OfferAsync(IReadOnlyList<QueuedJob> offered)
+    {
+        List<Task>? claims = null;
+        foreach (var job in offered)
+        {
+            if (_queue.IsClaiming(job.Id)) continue; // its claim decides
+            _queue.Remove(job.Id); // a new rank replaces the old
+            var poll = _queue.TakePollFor(DispatchQueue.KeysOf(job.ModelMatch, job.Model, job.Family), Usable);
+            if (poll is null)
+            {
+                _queue.Add(job);
+                continue;
+            }
+            (claims ??= []).Add(ClaimForAsync(poll, job));
+        }
+        return claims is null ? Task.CompletedTask : Task.WhenAll(claims);
+    }
+
+    /// <summary>
+    /// Serves a poll from memory, reading sets first where needed: claims the best job it may take, or parks it (or,
+    /// for a poll that may not park, answers nothing).
+    /// </summary>
+    private async Task ServeAsync(Poll poll)
+    {
+        while (!poll.Cancelled && poll.State != PollState.Done)
+        {
+            if (DispatchQueue.FirstToLoad(poll.Sets) is { } set)
+            {
+                try
+                {
+                    await LoadAsync(set);
+                }
+                catch (Exception exception)
+                {
+                    poll.State = PollState.Done;
+                    poll.Result.TrySetException(exception);
+                    return;
+                }
+                continue;
+            }
+            if (DispatchQueue.Best(poll.Sets) is not { } job)
+            {
+                if (poll.MayPark) _queue.Park(poll);
+                else Finish(poll, null);
+                return;
+            }
+            await ClaimForAsync(poll, job);
+            return;
+        }
+    }
+
+    /// <summary>Claims a job for a poll that has been taken out of the queues; a lost claim serves the poll again.</summary>
+    private async Task ClaimForAsync(Poll poll, QueuedJob job)
+    {
+        _queue.Take(job);
+        foreach (var set in poll.Sets)
+        {
+            if (_queue.RunningLow(set)) Forget(LoadAsync(set));
+        }
+        ClaimedJob? claimed;
+        try
+        {
+            claimed = await jobs.ClaimAsync(job.Id, poll.Ticket.WorkerId);
+        }
+        catch (Exception exception)
+        {
+            // The database failed, not the row: the job stays queued and the worker hears of the failure.
+            _queue.Settled(job.Id);
+            _queue.Add(job);
+            poll.State = PollState.Done;
+            poll.Result.TrySetException(exception);
+            return;
+        }
+        _queue.Settled(job.Id);
+        if (claimed is null)
+        {
+            metrics.ClaimsLost.Add(1);
+            await ServeAsync(poll);
+            return;
+        }
+        await DeliverAsync(poll, claimed);
+    }
+
+    /// <summary>Hands a job claimed for a poll's worker to the poll, after counting the request; a poll gone meanwhile gives it back.</summary>
+    private async Task DeliverAsync(Poll poll, ClaimedJob claimed)
+    {
+        if (!poll.Cancelled)
+        {
+            try
+            {
+                // The limit a claim reaches is enforced before the worker hears of the job.
+                await grains.GetGrain<IAccountGrain>(claimed.AccountId).CountRequestsAsync(1);
+            }
+            catch (Exception exception)
+            {
+                LogCountFailed(logger, claimed.AccountId, exception.Message);
+            }
+        }
+        if (poll.Cancelled || !Finish(poll, claimed))
+        {
+            await GiveBackAsync(poll.Ticket.WorkerId, claimed.Id);
+        }
+    }
+
+    private bool Finish(Poll poll, ClaimedJob? job)
+    {
+        var answered = poll.Answer(job);
+        if (answered && job is not null) metrics.Dispatched.Add(1);
+        return answered;
+    }
+
+    /// <summary>Reads a set from its dispatch index; concurrent callers share one read.</summary>
+    private Task LoadAsync(JobSet set) => set.Loading ??= LoadCoreAsync(set);
+
+    private async Task LoadCoreAsync(JobSet set)
+    {
+        var (after, limit) = _queue.BeginLoad(set);
+        try
+        {
+            var rows = await jobs.DispatchableAsync(set.Kind, set.Name, after, limit);
+            _queue.EndLoad(set, rows, limit);
+        }
+        catch
+        {
+            _queue.AbortLoad(set);
+            throw;
+        }
+        finally
+        {
+            set.Loading = null;
+        }
+    }
+
+    // A poll whose worker grain's silo is dead would never receive what is claimed for it.
+    private bool Usable(Poll poll) =>
+        poll.Ticket.Silo is not { } silo || membership.CurrentSnapshot.GetSiloStatus(silo) != SiloStatus.Dead;
+
+    private Task PurgeAsync(CancellationToken cancellationToken)
+    {
+        var now = time.GetUtcNow();
+        foreach (var poll in _queue.TakeAllParked(poll => poll.Deadline <= now || !Usable(poll))) Finish(poll, null);
+        foreach (var (id, at) in _cancelledEarly.ToList())
+        {
+            if (now - at > PollGrace) _cancelledEarly.Remove(id);
+        }
+        return Task.CompletedTask;
+    }
+
+    /// <summary>
+    /// The backstop for a job this dispatcher was never told of (a notification lost with a failing call): a set that
+    /// polls wait on and that holds nothing is read again, and what the read finds is offered to them.
+    /// </summary>
+    private async Task RescanAsync(CancellationToken cancellationToken)
+    {
+        foreach (var set in _queue.IdleSetsWithPolls())
+        {
+            try
+            {
+                var found = await jobs.DispatchableAsync(set.Kind, set.Name, null, _queue.HeadSize);
+                if (found.Count > 0)
+                {
+                    metrics.Rescued.Add(found.Count);
+                    await OfferAsync(found);
+                }
+            }
+            catch (Exception exception)
+            {
+                LogRescanFailed(logger, _queue.Key, exception.Message);
+            }
+        }
+    }
+
+    private void Forget(Task task)
+    {
+        if (task.IsCompleted)
+        {
+            if (task.Exception is { } failed) LogBackgroundFailed(logger, _queue.Key, failed.GetBaseException().Message);
+            return;
+        }
+        task.ContinueWith(t => LogBackgroundFailed(logger, _queue.Key, t.Exception!.GetBaseException().Message),
+            CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted, TaskScheduler.Current);
+    }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Could not count a request of account {AccountId}: {Reason}")]
+    private static partial void LogCountFailed(ILogger logger, long accountId, string reason);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Dispatcher {Family} could not read the table again: {Reason}")]
+    private static partial void LogRescanFailed(ILogger logger, string family, string reason);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Dispatcher {Family}: background work failed: {Reason}")]
+    private static partial void LogBackgroundFailed(ILogger logger, string family, string reason);
 }

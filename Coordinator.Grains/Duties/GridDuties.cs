@@ -1,5 +1,6 @@
 using Coordinator.Grains.Accounting;
 using Coordinator.Grains.Dispatch;
+using Coordinator.Grains.Jobs;
 using Dapper;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
@@ -17,7 +18,7 @@ public sealed record DutyReport(int TimedOut, int WentOffline, int Requeued, int
 /// lock still makes concurrent passes (two activations during membership churn, or a test's pass by hand) take turns.
 /// </summary>
 public sealed partial class GridDuties(
-    NpgsqlDataSource dataSource, TimeProvider time, WorkSignals signals, Quotas quotas, IOptions<DispatchOptions> options, ILogger<GridDuties> logger)
+    NpgsqlDataSource dataSource, TimeProvider time, Dispatchers dispatchers, Quotas quotas, IOptions<DispatchOptions> options, ILogger<GridDuties> logger)
 {
     private const long DutyLockKey = 0x636f6f7264_02;
 
@@ -39,10 +40,10 @@ public sealed partial class GridDuties(
     /// (<c>jobs_in_flight</c>) whole, as the timeout sweep does: it holds only the jobs out now, and an index keyed by
     /// <c>claimed_at</c> would cost every claim one more index entry (migration 0007 dropped one for that).
     /// </summary>
-    internal const string ExpireClaimsSql = """
+    internal const string ExpireClaimsSql = $"""
         UPDATE jobs SET status = 'pending', worker_id = NULL, claimed_at = NULL, attempts = attempts - 1
         WHERE status = 'claimed' AND claimed_at <= @claimedBefore
-        RETURNING model_match, model, family
+        RETURNING {JobStore.QueuedColumns}
         """;
 
     public async Task<DutyReport> RunOnceAsync(CancellationToken cancellationToken = default)
@@ -65,7 +66,7 @@ public sealed partial class GridDuties(
             """, new { cutoff = now - settings.OfflineAfter }, transaction, cancellationToken: cancellationToken));
 
         // Jobs held by offline workers go back to pending, or fail once they have used their attempts.
-        var requeued = (await connection.QueryAsync<(string Status, string ModelMatch, string? Model, string? Family)>(new CommandDefinition("""
+        var requeued = (await connection.QueryAsync<(string Status, long Id, string? Model, string? Family, string ModelMatch, int Priority, long AccountId)>(new CommandDefinition("""
             UPDATE jobs j SET
                 status = CASE WHEN j.attempts >= @maxAttempts THEN 'failed' ELSE 'pending' END,
                 error = CASE WHEN j.attempts >= @maxAttempts
@@ -76,19 +77,19 @@ public sealed partial class GridDuties(
                 started_at = CASE WHEN j.attempts >= @maxAttempts THEN j.started_at END
             FROM workers w
             WHERE w.id = j.worker_id AND NOT w.online AND j.status IN ('claimed', 'running')
-            RETURNING j.status, j.model_match, j.model, j.family
+            RETURNING j.status, j.id, j.model, j.family, j.model_match, j.priority, j.account_id
             """, new { now, maxAttempts = settings.MaxAttempts }, transaction, cancellationToken: cancellationToken))).AsList();
 
         // After the offline requeue, so that a claim held by a worker that went offline still counts as its attempt. A
         // claim whose worker is alive but never started it was most likely made for a poll that was never answered.
-        var expired = (await connection.QueryAsync<(string ModelMatch, string? Model, string? Family)>(new CommandDefinition(
+        var expired = (await connection.QueryAsync<QueuedJob>(new CommandDefinition(
             ExpireClaimsSql, new { claimedBefore = now - settings.ClaimLease }, transaction, cancellationToken: cancellationToken))).AsList();
         await transaction.CommitAsync(cancellationToken);
 
-        var backToPending = requeued.Where(r => r.Status == "pending").ToList();
-        foreach (var job in backToPending) signals.WorkAvailable(WakeKeys.ForJob(job.ModelMatch, job.Model, job.Family));
-        foreach (var job in expired) signals.WorkAvailable(WakeKeys.ForJob(job.ModelMatch, job.Model, job.Family));
-        foreach (var keys in released) signals.WorkAvailable(keys);
+        var backToPending = requeued.Where(r => r.Status == JobStatus.Pending)
+            .Select(r => new QueuedJob(r.Id, r.Model, r.Family, r.ModelMatch, r.Priority, r.AccountId)).ToList();
+        // Their dispatchers hear of them once the transaction has committed.
+        await dispatchers.AddAsync(backToPending.Concat(expired).Concat(released));
         var report = new DutyReport(timedOut, wentOffline, backToPending.Count, requeued.Count - backToPending.Count, released.Count, ClaimsExpired: expired.Count);
         if (timedOut + wentOffline + requeued.Count + released.Count + expired.Count > 0)
         {

@@ -102,8 +102,9 @@ public sealed class Batcher<TItem, TResult>
             Exception? failure = null;
             try
             {
-                // Yield first, so the enqueuing caller is not held up by the statement (and never runs it inline under its own context).
-                await Task.Yield();
+                // Yield to the thread pool first, so the enqueuing caller is not held up by the statement and the batch does not
+                // run under the caller's context: a grain's scheduler would tie every caller of the batch to that grain's turns.
+                await Task.CompletedTask.ConfigureAwait(ConfigureAwaitOptions.ForceYielding);
                 results = await _run(batch.Select(e => e.Item).ToList());
                 if (results.Count != batch.Count) throw new InvalidOperationException($"batch of {batch.Count} answered {results.Count} results");
             }

@@ -6,7 +6,8 @@ namespace Coordinator.Grains.Jobs;
 /// </summary>
 /// <param name="Key">The header's value, already checked (1 to <see cref="MaxLength"/> printable ASCII characters).</param>
 /// <param name="RequestHash">SHA-256 of the canonical request: a retry must hash the same.</param>
-public sealed record IdempotencyKey(string Key, byte[] RequestHash)
+[GenerateSerializer, Immutable]
+public sealed record IdempotencyKey([property: Id(0)] string Key, [property: Id(1)] byte[] RequestHash)
 {
     /// <summary>Longest key accepted, as Stripe's.</summary>
     public const int MaxLength = 255;

@@ -24,69 +24,81 @@ public static class ModelMatch
 }
 
 /// <summary>One row of <c>jobs</c>, as clients see it.</summary>
+[GenerateSerializer, Immutable]
 public sealed class JobRow
 {
-    public long Id { get; init; }
-    public long AccountId { get; init; }
-    public string Status { get; init; } = "";
-    public string? Model { get; init; }
-    public string? Family { get; init; }
-    public string ModelMatch { get; init; } = "";
-    public string Prompt { get; init; } = "";
-    public int Priority { get; init; }
-    public int TimeoutSeconds { get; init; }
-    public string? Tag { get; init; }
-    public string? WebhookUrl { get; init; }
-    public string? Output { get; init; }
-    public int? InputTokens { get; init; }
-    public int? OutputTokens { get; init; }
-    public int? DurationMs { get; init; }
-    public string? ModelUsed { get; init; }
-    public string? Error { get; init; }
-    public long? WorkerId { get; init; }
-    public int Attempts { get; init; }
+    [Id(0)] public long Id { get; init; }
+    [Id(1)] public long AccountId { get; init; }
+    [Id(2)] public string Status { get; init; } = "";
+    [Id(3)] public string? Model { get; init; }
+    [Id(4)] public string? Family { get; init; }
+    [Id(5)] public string ModelMatch { get; init; } = "";
+    [Id(6)] public string Prompt { get; init; } = "";
+    [Id(7)] public int Priority { get; init; }
+    [Id(8)] public int TimeoutSeconds { get; init; }
+    [Id(9)] public string? Tag { get; init; }
+    [Id(10)] public string? WebhookUrl { get; init; }
+    [Id(11)] public string? Output { get; init; }
+    [Id(12)] public int? InputTokens { get; init; }
+    [Id(13)] public int? OutputTokens { get; init; }
+    [Id(14)] public int? DurationMs { get; init; }
+    [Id(15)] public string? ModelUsed { get; init; }
+    [Id(16)] public string? Error { get; init; }
+    [Id(17)] public long? WorkerId { get; init; }
+    [Id(18)] public int Attempts { get; init; }
     /// <summary>Pending but not dispatchable: the account is over its daily quota.</summary>
-    public bool Held { get; init; }
-    public string? BoostStatus { get; init; }
-    public string? BoostError { get; init; }
+    [Id(19)] public bool Held { get; init; }
+    [Id(20)] public string? BoostStatus { get; init; }
+    [Id(21)] public string? BoostError { get; init; }
     /// <summary>Generation parameters as JSON text, or null.</summary>
-    public string? Params { get; init; }
-    public DateTime CreatedAt { get; init; }
-    public DateTime? ClaimedAt { get; init; }
-    public DateTime? StartedAt { get; init; }
-    public DateTime? CompletedAt { get; init; }
+    [Id(22)] public string? Params { get; init; }
+    [Id(23)] public DateTime CreatedAt { get; init; }
+    [Id(24)] public DateTime? ClaimedAt { get; init; }
+    [Id(25)] public DateTime? StartedAt { get; init; }
+    [Id(26)] public DateTime? CompletedAt { get; init; }
 }
 
 /// <summary>A validated job to insert.</summary>
+[GenerateSerializer, Immutable]
 public sealed record NewJob(
-    string? Model,
-    string ModelMatch,
-    string Prompt,
-    int? Priority,
-    int TimeoutSeconds,
-    string? Tag,
-    string? WebhookUrl)
+    [property: Id(0)] string? Model,
+    [property: Id(1)] string ModelMatch,
+    [property: Id(2)] string Prompt,
+    [property: Id(3)] int? Priority,
+    [property: Id(4)] int TimeoutSeconds,
+    [property: Id(5)] string? Tag,
+    [property: Id(6)] string? WebhookUrl)
 {
     /// <summary>The outcome of a paid priority boost, when one was asked for.</summary>
+    [Id(7)]
     public Boost? Boost { get; init; }
 
     /// <summary>Generation parameters as validated JSON (max_tokens, temperature, top_p, stop, seed), or null.</summary>
+    [Id(8)]
     public string? ParamsJson { get; init; }
 
     /// <summary>The submitting key, and its Data Protection copy when the job has a webhook to sign.</summary>
+    [Id(9)]
     public long? SubmittedByKeyId { get; init; }
 
+    [Id(10)]
     public string? ProtectedKey { get; init; }
 
     /// <summary>Confirmed blobs of the same account to attach, in order (the caller has checked them).</summary>
+    [Id(11)]
     public IReadOnlyList<long> BlobIds { get; init; } = [];
 
     /// <summary>The client's idempotency key, if it sent one: a live key of the account answers its first job instead.</summary>
+    [Id(12)]
     public IdempotencyKey? Idempotency { get; init; }
+
+    /// <summary>The model family whose dispatcher queues this job; catch-all jobs have a dispatcher of their own.</summary>
+    public string DispatcherKey => Dispatch.DispatchKeys.Of(ModelMatch, Model is null ? null : ModelNames.FamilyOf(Model));
 }
 
 /// <summary>A priority boost charge: <c>charged</c> adds <see cref="Delta"/> to the priority; <c>failed</c> says why.</summary>
-public sealed record Boost(string Status, int Delta, string? Error, string? PaymentIntent);
+[GenerateSerializer, Immutable]
+public sealed record Boost([property: Id(0)] string Status, [property: Id(1)] int Delta, [property: Id(2)] string? Error, [property: Id(3)] string? PaymentIntent);
 
 /// <summary>Filters for listing an account's jobs, newest first.</summary>
 public sealed record JobQuery(
@@ -98,33 +110,35 @@ public sealed record JobQuery(
     int Offset = 0,
     int Limit = 50);
 
-/// <summary>A job handed to a worker by a claim.</summary>
+/// <summary>A job handed to a worker: claimed for it, with what the worker needs to run it.</summary>
+[GenerateSerializer, Immutable]
 public sealed class ClaimedJob
 {
-    public long Id { get; init; }
-    public string? Model { get; init; }
-    public string? Family { get; init; }
-    public string ModelMatch { get; init; } = "";
-    public string Prompt { get; init; } = "";
-    public int Priority { get; init; }
-    public int TimeoutSeconds { get; init; }
-    public int Attempts { get; init; }
+    [Id(0)] public long Id { get; init; }
+    [Id(1)] public string? Model { get; init; }
+    [Id(2)] public string? Family { get; init; }
+    [Id(3)] public string ModelMatch { get; init; } = "";
+    [Id(4)] public string Prompt { get; init; } = "";
+    [Id(5)] public int Priority { get; init; }
+    [Id(6)] public int TimeoutSeconds { get; init; }
+    [Id(7)] public int Attempts { get; init; }
     /// <summary>Generation parameters as JSON text, or null.</summary>
-    public string? Params { get; init; }
-    public long AccountId { get; init; }
-    /// <summary>This claim brought the account to its daily request limit: its pending jobs must be held now.</summary>
-    public bool QuotaReached { get; init; }
+    [Id(8)] public string? Params { get; init; }
+    [Id(9)] public long AccountId { get; init; }
     /// <summary>The job carries attachments, whose download URLs go into the assignment.</summary>
-    public bool HasBlobs { get; init; }
-    /// <summary>Claimed and started in one transition (a lease): it is <c>running</c> already.</summary>
-    public bool Started { get; init; }
+    [Id(10)] public bool HasBlobs { get; init; }
 }
 
 /// <summary>The result a worker reports.</summary>
-public sealed record JobResult(string Output, int? InputTokens, int OutputTokens, int DurationMs, string? ModelUsed);
+[GenerateSerializer, Immutable]
+public sealed record JobResult(
+    [property: Id(0)] string Output, [property: Id(1)] int? InputTokens, [property: Id(2)] int OutputTokens,
+    [property: Id(3)] int DurationMs, [property: Id(4)] string? ModelUsed);
 
 /// <summary>What a worker declares it can serve in one poll.</summary>
-public sealed record Capabilities(IReadOnlyList<string> Models, IReadOnlyList<string> Families, bool CatchAll)
+[GenerateSerializer, Immutable]
+public sealed record Capabilities(
+    [property: Id(0)] IReadOnlyList<string> Models, [property: Id(1)] IReadOnlyList<string> Families, [property: Id(2)] bool CatchAll)
 {
     public bool IsEmpty => Models.Count == 0 && Families.Count == 0 && !CatchAll;
 }
@@ -139,9 +153,21 @@ public enum TransitionOutcome
     WrongState,
 }
 
-public readonly record struct Transition<T>(TransitionOutcome Outcome, T? Value, string? CurrentStatus)
+[GenerateSerializer, Immutable]
+public readonly record struct Transition<T>([property: Id(0)] TransitionOutcome Outcome, [property: Id(1)] T? Value, [property: Id(2)] string? CurrentStatus)
 {
     public static Transition<T> Done(T value) => new(TransitionOutcome.Done, value, null);
     public static Transition<T> NotFound() => new(TransitionOutcome.NotFound, default, null);
     public static Transition<T> WrongState(string status) => new(TransitionOutcome.WrongState, default, status);
+}
+
+/// <summary>What inserting a job did.</summary>
+/// <param name="Row">The job as the client sees it; null when <paramref name="KeyReused"/>.</param>
+/// <param name="Handed">The job, inserted already claimed for the worker it was to be handed to.</param>
+/// <param name="KeyReused">The idempotency key was used before with another request: nothing was inserted.</param>
+/// <param name="Inserted">A new job; false for a replay of an idempotency key, which answers the job the key made.</param>
+public sealed record SubmitResult(JobRow? Row, ClaimedJob? Handed, bool KeyReused, bool Inserted)
+{
+    /// <summary>The new job as its dispatcher queues it, if it is dispatchable (pending, not held).</summary>
+    public Dispatch.QueuedJob? Queued => Inserted && Row is { Status: JobStatus.Pending, Held: false } row ? Dispatch.QueuedJob.Of(row) : null;
 }

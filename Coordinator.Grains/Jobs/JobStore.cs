@@ -1,4 +1,3 @@
-using Coordinator.Grains.Accounting;
 using Coordinator.Grains.Dispatch;
 using Dapper;
 using Microsoft.Extensions.Options;
@@ -10,8 +9,7 @@ namespace Coordinator.Grains.Jobs;
 /// The jobs table: inserts, client operations and worker transitions. Every transition is one conditional
 /// UPDATE on the expected state; zero rows means the caller lost a race or is not entitled to the job.
 /// </summary>
-public sealed partial class JobStore(
-    NpgsqlDataSource dataSource, TimeProvider time, WorkSignals signals, Quotas quotas, IOptions<AccountingOptions> accounting, IOptions<DispatchOptions> dispatch)
+public sealed partial class JobStore(NpgsqlDataSource dataSource, TimeProvider time, IOptions<AccountingOptions> accounting)
 {
     // What clients see of a job: everything but the prompt, which can be large and which they sent themselves.
     private const string ClientColumns = """
@@ -22,32 +20,17 @@ public sealed partial class JobStore(
 
 
     /// <summary>
-    /// Inserts a pending job. Without a priority it takes the plan's priority boost; if the account has reached a
-    /// daily limit it is held until the quota resets.
+    /// Inserts a job: pending, or with <paramref name="handTo"/> already claimed by that worker (a hand-off, which its
+    /// dispatcher decides). Without a priority it takes the plan's priority boost; if the account has reached a daily
+    /// limit it is held until the quota resets, and then it is not handed off. Concurrent submissions share one commit.
     /// </summary>
     /// <remarks>
-    /// Hand-off (a "sync match"): when an idle poll that can serve the job is parked on this node, the job is inserted
-    /// already claimed by that poll's worker (running, for a lease consumer's poll) — one write and one commit instead of an insert, a wake-up and a claim —
-    /// provided nothing dispatchable that the worker could serve ranks ahead of it (same or higher priority). Otherwise
-    /// it is inserted pending and that poll is woken as usual. Concurrent submissions share one transaction (one
-    /// commit); see <c>SubmitBatchAsync</c>.
-    /// <para>
     /// With <see cref="NewJob.Idempotency"/>, a key the account used within <see cref="IdempotencyKeyLifetime"/> inserts
     /// nothing and hands nothing off: the answer is the job that key made, as it is now. The primary key of
-    /// <c>idempotency_keys</c> decides, so this holds for submissions racing on several nodes.
-    /// </para>
+    /// <c>idempotency_keys</c> decides, so this holds for submissions racing on several silos.
     /// </remarks>
-    /// <exception cref="IdempotencyKeyReusedException">The key is live but was used with a different request.</exception>
-    public async Task<JobRow> SubmitAsync(long accountId, NewJob job, CancellationToken cancellationToken = default)
-    {
-        var keys = WakeKeys.ForJob(job.ModelMatch, job.Model, job.Model is null ? null : ModelNames.FamilyOf(job.Model));
-        var poll = signals.ReserveIdlePoll(keys);
-        var row = (await Submits.RunAsync((accountId, job, poll), poll is null ? cancellationToken : CancellationToken.None)).Value;
-        // A reserved poll was resolved with the job or woken for it; without one, wake a poll here or on another node.
-        // A new job is pending then; a replayed one is work only if it still is.
-        if (poll is null && row.Status == JobStatus.Pending && !row.Held) signals.WorkAvailable(keys);
-        return row;
-    }
+    public async Task<SubmitResult> SubmitAsync(long accountId, NewJob job, long? handTo) =>
+        (await Submits.RunAsync((accountId, job, handTo))).Value;
 
     /// <summary>How long an idempotency key answers the job it made (Stripe's 24 hours); after that it makes a new one.</summary>
     public static readonly TimeSpan IdempotencyKeyLifetime = TimeSpan.FromHours(24);
@@ -64,68 +47,34 @@ public sealed partial class JobStore(
         return await EarlierJobAsync(connection, null, accountId, key, time.GetUtcNow() - IdempotencyKeyLifetime, cancellationToken) switch
         {
             null => null,
-            { Outcome: SubmitOutcome.KeyReused } => throw new IdempotencyKeyReusedException(),
+            { KeyReused: true } => throw new IdempotencyKeyReusedException(),
             { } earlier => earlier.Row,
         };
     }
 
-    /// <summary>What one submission's statement did.</summary>
-    private enum SubmitOutcome
-    {
-        /// <summary>The job was inserted (pending, or handed to the reserved poll).</summary>
-        Inserted,
-        /// <summary>Its idempotency key is live with the same request: <c>Row</c> is the job the key made.</summary>
-        Replayed,
-        /// <summary>Its idempotency key is live with another request: nothing was inserted, and the caller is refused.</summary>
-        KeyReused,
-    }
-
-    private readonly record struct Inserted(JobRow Row, ClaimedJob? Handed, SubmitOutcome Outcome);
-
-    private async Task<Inserted> InsertAsync(NpgsqlConnection connection, NpgsqlTransaction? transaction, long accountId, NewJob job, ParkedPoll? handTo)
+    private async Task<SubmitResult> InsertAsync(NpgsqlConnection connection, NpgsqlTransaction? transaction, long accountId, NewJob job, long? handTo)
     {
         var family = job.Model is null ? null : ModelNames.FamilyOf(job.Model);
         var now = time.GetUtcNow();
         var parameters = new DynamicParameters(new
         {
             accountId, model = job.Model, family, modelMatch = job.ModelMatch, prompt = job.Prompt, priority = job.Priority,
-            timeoutSeconds = job.TimeoutSeconds, tag = job.Tag, webhookUrl = job.WebhookUrl, now, today = quotas.Today,
+            timeoutSeconds = job.TimeoutSeconds, tag = job.Tag, webhookUrl = job.WebhookUrl, now, today = DateOnly.FromDateTime(now.UtcDateTime),
             boostDelta = job.Boost is { Status: "charged" } boost ? boost.Delta : 0, boostStatus = job.Boost?.Status,
             boostError = job.Boost?.Error, boostPaymentIntent = job.Boost?.PaymentIntent,
             @params = job.ParamsJson, keyId = job.SubmittedByKeyId, protectedKey = job.ProtectedKey, blobIds = job.BlobIds.ToArray(),
+            workerId = handTo,
         });
-        var capabilities = handTo?.Capabilities;
-        parameters.AddDynamicParams(new
-        {
-            workerId = handTo?.WorkerId, start = handTo?.StartsOnClaim ?? false,
-            handedStatus = handTo?.StartsOnClaim == true ? JobStatus.Running : JobStatus.Claimed,
-        });
-        // Hand over only if no dispatchable job this worker could serve ranks ahead (it is older, so at the same priority
-        // it goes first): one probe along each dispatch index, as the claim reads them. Without a poll, never.
-        var hand = "false";
-        if (capabilities is not null)
-        {
-            parameters.AddDynamicParams(new
-            {
-                shard = quotas.NextShard(), models = capabilities.Models.ToArray(), families = capabilities.Families.ToArray(), catchAll = capabilities.CatchAll,
-            });
-            parameters.Add("seenBefore", time.GetUtcNow() - dispatch.Value.HeartbeatWriteInterval);
-            hand = $"""
-                NOT d.held
-                    AND NOT EXISTS (SELECT 1 FROM unnest(@models::text[]) AS m(name) WHERE EXISTS (
-                        {Ahead("model_match <> 'any' AND model = m.name")}))
-                    AND NOT EXISTS (SELECT 1 FROM unnest(@families::text[]) AS f(name) WHERE EXISTS (
-                        {Ahead("model_match = 'family' AND family = f.name")}))
-                    AND NOT (@catchAll AND EXISTS ({Ahead("model_match = 'any'")}))
-                """;
-        }
         var idempotency = job.Idempotency;
         var keyExpiredBefore = now - IdempotencyKeyLifetime;
         if (idempotency is not null)
         {
             parameters.AddDynamicParams(new { idempotencyKey = idempotency.Key, requestHash = idempotency.RequestHash, keyExpiredBefore });
         }
-        var insert = $"""
+        // A held job is never handed off: it is not dispatchable. Nothing else is checked: the dispatcher hands a job only
+        // to a poll that found nothing it could take, so nothing ranks ahead of the job for that worker.
+        var hand = handTo is null ? "false" : "NOT d.held";
+        var rows = await connection.QueryAsync<JobRow, HandOff, (JobRow Row, HandOff HandOff)>(new CommandDefinition($"""
             WITH {SigningKeyCte}{(idempotency is null ? "" : IdempotencyCte)}, decided AS (
                 SELECT a.id AS account_id, COALESCE(@priority, p.priority_boost) + @boostDelta AS priority,
                        a.quota_exhausted_on IS NOT DISTINCT FROM @today AS held
@@ -136,51 +85,29 @@ public sealed partial class JobStore(
             ), job AS (
                 INSERT INTO jobs ({(idempotency is null ? "" : "id, ")}account_id, status, model, family, model_match, prompt, priority, timeout_seconds, tag, webhook_url, held,
                                   boost_status, boost_error, boost_payment_intent, params, submitted_by_key_id, created_at,
-                                  worker_id, claimed_at, started_at, attempts)
-                {(idempotency is null ? "" : "OVERRIDING SYSTEM VALUE ")}SELECT {(idempotency is null ? "" : "i.job_id, ")}d.account_id, CASE WHEN d.hand THEN @handedStatus ELSE 'pending' END, @model, @family, @modelMatch, @prompt, d.priority,
+                                  worker_id, claimed_at, attempts)
+                {(idempotency is null ? "" : "OVERRIDING SYSTEM VALUE ")}SELECT {(idempotency is null ? "" : "i.job_id, ")}d.account_id, CASE WHEN d.hand THEN 'claimed' ELSE 'pending' END, @model, @family, @modelMatch, @prompt, d.priority,
                        @timeoutSeconds, @tag, @webhookUrl, d.held, @boostStatus, @boostError, @boostPaymentIntent, @params::jsonb, @keyId, @now,
-                       CASE WHEN d.hand THEN @workerId END, CASE WHEN d.hand THEN @now END, CASE WHEN d.hand AND @start THEN @now END,
-                       CASE WHEN d.hand THEN 1 ELSE 0 END
+                       CASE WHEN d.hand THEN @workerId END, CASE WHEN d.hand THEN @now END, CASE WHEN d.hand THEN 1 ELSE 0 END
                 FROM decision d{(idempotency is null ? "" : " CROSS JOIN idempotency i")}
-                RETURNING {ClientColumns}{(capabilities is null ? "" : ", prompt")}
+                RETURNING {ClientColumns}, CASE WHEN status = 'claimed' THEN prompt END AS handed_prompt
             ), {AttachedCte}
-            """;
-        if (capabilities is null)
+            SELECT job.*, EXISTS (SELECT 1 FROM attached) AS has_blobs FROM job
+            """, parameters, transaction), (row, handOff) => (row, handOff), splitOn: "handed_prompt");
+        if (rows.AsList() is not [var (inserted, extra)])
         {
-            var command = new CommandDefinition(insert + "\nSELECT * FROM job", parameters, transaction);
-            if (idempotency is null) return new(await connection.QuerySingleAsync<JobRow>(command), null, SubmitOutcome.Inserted);
-            return await connection.QuerySingleOrDefaultAsync<JobRow>(command) is { } row
-                ? new(row, null, SubmitOutcome.Inserted)
-                : await EarlierJobAsync(connection, transaction, accountId, idempotency, keyExpiredBefore, CancellationToken.None)
-                    ?? throw new InvalidOperationException("an idempotency key stopped the insert but names no job");
-        }
-
-        var rows = await connection.QueryAsync<JobRow, HandOff, (JobRow Row, HandOff HandOff)>(new CommandDefinition($"""
-            {insert}, counted AS (
-                -- A request counts when its job is claimed, here as in the claim.
-                INSERT INTO quota_usage (account_id, day, shard, requests)
-                SELECT account_id, @today, @shard, 1 FROM job WHERE status <> 'pending'
-                ON CONFLICT (account_id, day, shard) DO UPDATE SET requests = quota_usage.requests + EXCLUDED.requests
-                RETURNING account_id, shard, requests
-            ), reached AS MATERIALIZED (
-                {ReachedSql("counted", "requests", "daily_requests", "job")}
-            ), {SeenCte("job")}
-            SELECT job.*, COALESCE(r.reached, false) AS quota_reached, EXISTS (SELECT 1 FROM attached) AS has_blobs
-            FROM job LEFT JOIN reached r ON r.account_id = job.account_id
-            """, parameters, transaction), (row, handOff) => (row, handOff), splitOn: "prompt");
-        if (idempotency is not null && rows.AsList().Count == 0)
-        {
+            // The idempotency key was live: no job was inserted, and the answer is the one the key made.
+            if (idempotency is null) throw new InvalidOperationException("the insert made no job");
             return await EarlierJobAsync(connection, transaction, accountId, idempotency, keyExpiredBefore, CancellationToken.None)
                 ?? throw new InvalidOperationException("an idempotency key stopped the insert but names no job");
         }
-        var (inserted, extra) = rows.Single();
-        if (inserted.Status == JobStatus.Pending) return new(inserted, null, SubmitOutcome.Inserted);
-        return new(inserted, new ClaimedJob
+        if (inserted.Status == JobStatus.Pending) return new SubmitResult(inserted, null, KeyReused: false, Inserted: true);
+        return new SubmitResult(inserted, new ClaimedJob
         {
-            Id = inserted.Id, Model = inserted.Model, Family = inserted.Family, ModelMatch = inserted.ModelMatch, Prompt = extra.Prompt,
+            Id = inserted.Id, Model = inserted.Model, Family = inserted.Family, ModelMatch = inserted.ModelMatch, Prompt = extra.HandedPrompt!,
             Priority = inserted.Priority, TimeoutSeconds = inserted.TimeoutSeconds, Attempts = inserted.Attempts, Params = inserted.Params,
-            AccountId = inserted.AccountId, QuotaReached = extra.QuotaReached, HasBlobs = extra.HasBlobs, Started = handTo!.StartsOnClaim,
-        }, SubmitOutcome.Inserted);
+            AccountId = inserted.AccountId, HasBlobs = extra.HasBlobs,
+        }, KeyReused: false, Inserted: true);
     }
 
     // The key goes in first and the job only under the id the key took, so the job exists only if the key row was
@@ -198,16 +125,16 @@ public sealed partial class JobStore(
         """;
 
     /// <summary>The job a live idempotency key made, and whether this request is the one it was made for; null if none.</summary>
-    private static async Task<Inserted?> EarlierJobAsync(NpgsqlConnection connection, NpgsqlTransaction? transaction, long accountId,
+    private static async Task<SubmitResult?> EarlierJobAsync(NpgsqlConnection connection, NpgsqlTransaction? transaction, long accountId,
         IdempotencyKey key, DateTimeOffset keyExpiredBefore, CancellationToken cancellationToken)
     {
-        var rows = await connection.QueryAsync<JobRow, KeyMatch, Inserted>(new CommandDefinition($"""
+        var rows = await connection.QueryAsync<JobRow, KeyMatch, SubmitResult>(new CommandDefinition($"""
             SELECT {ClientColumns}, k.request_hash = @requestHash AS same_request
             FROM (SELECT job_id, request_hash FROM idempotency_keys
                   WHERE account_id = @accountId AND idempotency_key = @idempotencyKey AND created_at > @keyExpiredBefore) k
             JOIN jobs ON jobs.id = k.job_id
             """, new { accountId, idempotencyKey = key.Key, requestHash = key.RequestHash, keyExpiredBefore }, transaction, cancellationToken: cancellationToken),
-            (row, match) => new Inserted(row, null, match.SameRequest ? SubmitOutcome.Replayed : SubmitOutcome.KeyReused), splitOn: "same_request");
+            (row, match) => new SubmitResult(match.SameRequest ? row : null, null, KeyReused: !match.SameRequest, Inserted: false), splitOn: "same_request");
         return rows.AsList() is [var earlier] ? earlier : null;
     }
 
@@ -235,14 +162,9 @@ public sealed partial class JobStore(
         )
         """;
 
-    /// <summary>A dispatchable job along one dispatch index that ranks ahead of the one being submitted (<c>d.priority</c>).</summary>
-    private static string Ahead(string match) =>
-        $"SELECT 1 FROM jobs WHERE status = 'pending' AND NOT held AND {match} AND priority >= d.priority";
-
     private sealed class HandOff
     {
-        public string Prompt { get; init; } = "";
-        public bool QuotaReached { get; init; }
+        public string? HandedPrompt { get; init; }
         public bool HasBlobs { get; init; }
     }
 
@@ -286,25 +208,25 @@ public sealed partial class JobStore(
             """, new { delta }, cancellationToken);
 
     /// <summary>Puts a failed job back to pending in place: same id, error and worker cleared.</summary>
-    public async Task<Transition<JobRow>> RetryAsync(long accountId, long jobId, CancellationToken cancellationToken = default)
-    {
-        var result = await ClientTransitionAsync(accountId, jobId, JobStatus.Failed, """
+    public Task<Transition<JobRow>> RetryAsync(long accountId, long jobId, CancellationToken cancellationToken = default) =>
+        ClientTransitionAsync(accountId, jobId, JobStatus.Failed, """
             status = 'pending', error = NULL, worker_id = NULL, attempts = 0, output = NULL, input_tokens = NULL,
             output_tokens = NULL, duration_ms = NULL, model_used = NULL, claimed_at = NULL, started_at = NULL, completed_at = NULL
             """, null, cancellationToken);
-        if (result.Value is { } job) signals.WorkAvailable(WakeKeys.ForJob(job.ModelMatch, job.Model, job.Family));
-        return result;
-    }
 
-    /// <summary>Cancels every pending job of the account; answers how many.</summary>
-    public async Task<int> CancelAllPendingAsync(long accountId, CancellationToken cancellationToken = default)
+    /// <summary>Cancels every pending job of the account; answers them.</summary>
+    public async Task<IReadOnlyList<QueuedJob>> CancelAllPendingAsync(long accountId, CancellationToken cancellationToken = default)
     {
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
-        return await connection.ExecuteAsync(new CommandDefinition("""
+        return (await connection.QueryAsync<QueuedJob>(new CommandDefinition($"""
             UPDATE jobs SET status = 'cancelled', error = 'cancelled by the client', completed_at = @now
             WHERE account_id = @accountId AND status = 'pending'
-            """, new { accountId, now = time.GetUtcNow() }, cancellationToken: cancellationToken));
+            RETURNING {QueuedColumns}
+            """, new { accountId, now = time.GetUtcNow() }, cancellationToken: cancellationToken))).AsList();
     }
+
+    /// <summary>The columns of a <see cref="QueuedJob"/>, in its constructor's order.</summary>
+    internal const string QueuedColumns = "id, model, family, model_match AS modelmatch, priority, account_id AS accountid";
 
     private async Task<Transition<JobRow>> ClientTransitionAsync(
         long accountId, long jobId, string expectedStatus, string set, object? extra, CancellationToken cancellationToken)
@@ -326,48 +248,53 @@ public sealed partial class JobStore(
     }
 
     /// <summary>
-    /// Claims the best pending job this worker can serve: highest priority, then oldest. Each of the worker's
-    /// models and families is read along its own partial index (one probe each, not a scan and sort), rows
-    /// locked by concurrent claims are skipped, and the winner flips to <c>claimed</c> in the same statement.
-    /// Concurrent claims with the same capabilities share one statement (see <c>ClaimBatchAsync</c>).
+    /// pending → claimed for this worker, if the job is still pending and not held: the one statement that decides who
+    /// gets a job, whatever its dispatcher thought (two activations of one dispatcher during membership churn, a job
+    /// cancelled meanwhile). Null when it was not. Concurrent claims share one statement.
     /// </summary>
-    public Task<ClaimedJob?> ClaimAsync(long workerId, Capabilities capabilities, CancellationToken cancellationToken = default) =>
-        ClaimBatchedAsync(workerId, capabilities, cancellationToken);
+    public Task<ClaimedJob?> ClaimAsync(long jobId, long workerId) => Claims.RunAsync((jobId, workerId));
 
     /// <summary>
-    /// Leases up to <paramref name="max"/> of the best pending jobs this worker can serve, in fetch order, claimed and
-    /// started in one statement and one commit: for an in-process consumer that runs what it takes at once (the
-    /// HTTP protocol claims one job and starts it in a second call). Counts requests against quotas as a claim does;
-    /// the jobs come back <c>running</c>, subject to the same timeouts and offline sweep as any running job.
+    /// Gives back a claim whose poll was abandoned (the worker disconnected or took another job): the job is pending
+    /// again and not counted as an attempt. Answers it as its dispatcher queues it, or null if this worker did not hold it.
     /// </summary>
-    /// <remarks>Concurrent leases with the same capabilities share one statement.</remarks>
-    public async Task<IReadOnlyList<ClaimedJob>> LeaseAsync(long workerId, Capabilities capabilities, int max)
+    public async Task<QueuedJob?> ReleaseClaimAsync(long workerId, long jobId)
     {
-        ArgumentOutOfRangeException.ThrowIfLessThan(max, 1);
-        ArgumentOutOfRangeException.ThrowIfGreaterThan(max, MaxLease);
-        return await LeaseBatchedAsync(workerId, capabilities, max);
+        await using var connection = await dataSource.OpenConnectionAsync();
+        return await connection.QuerySingleOrDefaultAsync<QueuedJob>($"""
+            UPDATE jobs SET status = 'pending', worker_id = NULL, claimed_at = NULL, started_at = NULL, attempts = attempts - 1
+            WHERE id = @jobId AND worker_id = @workerId AND status = 'claimed'
+            RETURNING {QueuedColumns}
+            """, new { jobId, workerId });
     }
 
     /// <summary>
-    /// running → completed for many of this worker's jobs (see <see cref="CompleteAsync"/>). They join the group commit
-    /// of every other result together, so consumers reporting batches at once share a few large statements. Answers,
-    /// per result in order, whether it applied: false for a job this worker does not hold running.
+    /// The dispatchable jobs of one dispatch index in fetch order (highest priority, then oldest), after
+    /// <paramref name="after"/> (null: from the start), at most <paramref name="limit"/>: how a dispatcher fills its memory.
     /// </summary>
-    public async Task<IReadOnlyList<bool>> CompleteManyAsync(long workerId, IReadOnlyList<(long JobId, JobResult Result)> results) =>
-        await Results.RunManyAsync(results.Select(r => (workerId, r.JobId, r.Result)).ToList());
-
-    /// <summary>
-    /// Gives back a claim whose poll was abandoned (the worker disconnected before it was answered): the job is
-    /// pending again and not counted as an attempt. A lease is running from the start, so it is given back too.
-    /// </summary>
-    public async Task ReleaseClaimAsync(long workerId, ClaimedJob job)
+    /// <remarks>
+    /// "After" is two range reads of the index, one for the rest of <paramref name="after"/>'s priority and one for the
+    /// priorities below it, so neither reads past the rows it returns.
+    /// </remarks>
+    internal async Task<IReadOnlyList<QueuedJob>> DispatchableAsync(SetKind kind, string? name, QueuedJob? after, int limit)
     {
+        var slice = kind switch
+        {
+            SetKind.Model => "model_match <> 'any' AND model = @name",
+            SetKind.Family => "model_match = 'family' AND family = @name",
+            _ => "model_match = 'any'",
+        };
+        var select = $"SELECT {QueuedColumns} FROM jobs WHERE status = 'pending' AND NOT held AND {slice}";
+        var sql = after is null
+            ? $"{select} ORDER BY priority DESC, id LIMIT {limit}"
+            : $"""
+                ({select} AND priority = @priority AND id > @id ORDER BY priority DESC, id LIMIT {limit})
+                UNION ALL
+                ({select} AND priority < @priority ORDER BY priority DESC, id LIMIT {limit})
+                ORDER BY priority DESC, id LIMIT {limit}
+                """;
         await using var connection = await dataSource.OpenConnectionAsync();
-        var released = await connection.ExecuteAsync("""
-            UPDATE jobs SET status = 'pending', worker_id = NULL, claimed_at = NULL, started_at = NULL, attempts = attempts - 1
-            WHERE id = @id AND worker_id = @workerId AND status IN ('claimed', 'running')
-            """, new { id = job.Id, workerId });
-        if (released == 1) signals.WorkAvailable(WakeKeys.ForJob(job.ModelMatch, job.Model, job.Family));
+        return (await connection.QueryAsync<QueuedJob>(sql, new { name, priority = after?.Priority ?? 0, id = after?.Id ?? 0 })).AsList();
     }
 
     /// <summary>claimed → running, by the worker that holds the job. Concurrent starts share one statement.</summary>
@@ -378,13 +305,15 @@ public sealed partial class JobStore(
 
     /// <summary>
     /// running → completed with the worker's result. The same row update records the usage (tokens, completion time) and
-    /// the worker's credits, and the same statement adds the account's token count, so none of them can exist without
-    /// the others. Concurrent results share one statement.
+    /// the worker's credits, so neither can exist without the other. Concurrent results share one statement.
     /// </summary>
-    public async Task<Transition<string>> CompleteAsync(long workerId, long jobId, JobResult result, CancellationToken cancellationToken = default) =>
-        await Results.RunAsync((workerId, jobId, result), cancellationToken)
-            ? Transition<string>.Done(JobStatus.Completed)
-            : await WhyNotAsync(workerId, jobId, cancellationToken);
+    /// <remarks>Done carries the job's account, whose token counter the result adds to.</remarks>
+    public async Task<Transition<long>> CompleteAsync(long workerId, long jobId, JobResult result, CancellationToken cancellationToken = default)
+    {
+        if (await Results.RunAsync((workerId, jobId, result), cancellationToken) is { } accountId) return Transition<long>.Done(accountId);
+        var why = await WhyNotAsync(workerId, jobId, cancellationToken);
+        return why.Outcome == TransitionOutcome.NotFound ? Transition<long>.NotFound() : Transition<long>.WrongState(why.CurrentStatus!);
+    }
 
     /// <summary>claimed or running → failed, keeping the worker's message for the client.</summary>
     public Task<Transition<string>> FailAsync(long workerId, long jobId, string error, CancellationToken cancellationToken = default) =>

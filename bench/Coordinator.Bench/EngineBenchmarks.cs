@@ -128,7 +128,7 @@ public sealed class EngineBenchmarks(BenchOptions options, BenchDatabase databas
         var cost = await database.CostSinceAsync(engine.Database, before);
         foreach (var line in await database.TopStatementsAsync(engine.Database, jobs, 6)) Console.WriteLine($"    {line}");
         return new EngineResult("coordinator", "this repo", "drain", jobs, seconds, jobs / seconds, null, null, jobs / seconds, cost,
-            $"leases of up to {EngineNode.LeaseSize} jobs per consumer (claim and start in one statement, SKIP LOCKED), results group-committed; jobs pre-inserted with SQL")
+            $"{EngineNode.Slots} polls per consumer through the worker, dispatcher and job grains (claims by id from the dispatcher's memory), claims, starts and results group-committed; jobs pre-inserted with SQL")
         {
             ConsumerCpuSeconds = cpu.TotalSeconds,
         };
@@ -160,7 +160,7 @@ public sealed class EngineBenchmarks(BenchOptions options, BenchDatabase databas
         var cost = await database.CostSinceAsync(engine.Database, before);
         foreach (var line in await database.TopStatementsAsync(engine.Database, jobs, 6)) Console.WriteLine($"    {line}");
         return new EngineResult("coordinator", "this repo", "latency", jobs, seconds, jobs / seconds, latencies.Summarise(), null, jobs / seconds, cost,
-            "insert (JobStore.SubmitAsync) → handed over to the idle consumer in the same statement (or woken, then claimed)");
+            "submission through the dispatcher grain → inserted already claimed for a parked consumer poll (one statement)");
     }
 
     private async Task<EngineResult> OursSteadyAsync(int run, int rate, int durationSeconds)
@@ -206,7 +206,7 @@ public sealed class EngineBenchmarks(BenchOptions options, BenchDatabase databas
             await engine.SubmitAsync();
             await started.WaitAsync(TimeSpan.FromSeconds(30));
         }
-        await Until.TrueAsync(() => engine.ParkedConsumers == Consumers, "every consumer is parked again");
+        await Until.TrueAsync(async () => await engine.ParkedConsumersAsync() == Consumers * EngineNode.Slots, "every consumer's polls are parked again");
     }
 
     // ---- peers ------------------------------------------------------------------------------------------------
@@ -317,7 +317,7 @@ public sealed class EngineNode : IAsyncDisposable
     private readonly IHost _host;
     private readonly BenchDatabase _server;
     private readonly long[] _workers;
-    private readonly Capabilities _capabilities = new(["bench:1"], [], false);
+    private readonly Capabilities _capabilities = new([Model], [], false);
 
     private EngineNode(IHost host, BenchDatabase server, string connectionString, string database, long accountId, long[] workers)
     {
@@ -337,7 +337,12 @@ public sealed class EngineNode : IAsyncDisposable
 
     public JobStore Jobs => _host.Services.GetRequiredService<JobStore>();
 
-    public int ParkedConsumers => _host.Services.GetRequiredService<WaiterRegistry>().ParkedCount;
+    private IGrainFactory Grains => _host.Services.GetRequiredService<IGrainFactory>();
+
+    /// <summary>Consumer polls parked on the bench model's dispatcher.</summary>
+    public async Task<int> ParkedConsumersAsync() => (await Grains.GetGrain<IDispatcherGrain>(ModelNames.FamilyOf(Model)).StatsAsync()).ParkedPolls;
+
+    private const string Model = "bench:1";
 
     public static async Task<EngineNode> StartAsync(BenchDatabase database, string name, int consumers)
     {
@@ -378,57 +383,43 @@ public sealed class EngineNode : IAsyncDisposable
         return ((System.Net.IPEndPoint)listener.LocalEndpoint).Port;
     }
 
-    /// <summary>A no-op job whose prompt is the current timestamp, through the real insert path (wakes a parked consumer).</summary>
+    /// <summary>A no-op job whose prompt is the current timestamp, through the real submission path (its dispatcher grain).</summary>
     public Task SubmitAsync() =>
-        Jobs.SubmitAsync(AccountId, new NewJob("bench:1", ModelMatch.Exact, Stopwatch.GetTimestamp().ToString(CultureInfo.InvariantCulture), 0, 600, null, null));
+        Grains.GetGrain<IDispatcherGrain>(ModelNames.FamilyOf(Model)).SubmitAsync(AccountId,
+            new NewJob(Model, ModelMatch.Exact, Stopwatch.GetTimestamp().ToString(CultureInfo.InvariantCulture), 0, 600, null, null));
 
     /// <summary>
-    /// Runs every consumer until <paramref name="jobs"/> jobs are complete. A consumer long-polls for a lease of up to
-    /// <see cref="LeaseSize"/> jobs, claimed and started in one statement (graphile-worker's perfTest likewise fetches
-    /// up to 500 jobs at a time into its local queue), runs each, and reports the results together; they join the
-    /// other consumers' in one group commit. A job handed over on submission comes claimed, so it is started first.
+    /// Runs every consumer until <paramref name="jobs"/> jobs are complete. A consumer is a worker with
+    /// <see cref="Slots"/> polls at once, each going the grain path a worker's HTTP calls go, without HTTP: a poll on its
+    /// worker grain (a job claimed for it, or handed over on submission), then start and result on the job's grain. The
+    /// silo's group commit puts concurrent claims, starts and results into shared statements.
     /// </summary>
-    /// <remarks>
-    /// As graphile-worker's worker hands a finished job to its batched <c>completeJob</c> and goes on to the next
-    /// without waiting for that commit, a consumer leases its next jobs while its report commits: one report in flight
-    /// per consumer, awaited before the next. A job counts as done once its report has committed.
-    /// </remarks>
     public async Task ConsumeAsync(int jobs, Action<ClaimedJob>? onClaimed)
     {
-        var dispatcher = _host.Services.GetRequiredService<Dispatcher>();
-        var store = Jobs;
         var completed = 0;
         using var stop = new CancellationTokenSource();
         var result = new JobResult("", 0, 0, 0, null);
+        var slots = _workers.SelectMany(worker => Enumerable.Repeat(worker, Slots)).ToList();
 
-        async Task ReportAsync(long worker, IReadOnlyList<ClaimedJob> batch)
+        await Task.WhenAll(slots.Select(workerId => Task.Run(async () =>
         {
-            var done = await store.CompleteManyAsync(worker, batch.Select(job => (job.Id, result)).ToList());
-            if (done.Any(applied => !applied)) throw new InvalidOperationException("a result was refused");
-            if (Interlocked.Add(ref completed, batch.Count) >= jobs) await stop.CancelAsync();
-        }
-
-        await Task.WhenAll(_workers.Select(worker => Task.Run(async () =>
-        {
-            var reporting = Task.CompletedTask;
+            var worker = Grains.GetGrain<IWorkerGrain>(workerId);
             while (!stop.IsCancellationRequested)
             {
-                var batch = await dispatcher.NextJobsAsync(worker, _capabilities, LeaseSize, stop.Token);
-                if (batch.Count == 0) continue;
-                foreach (var job in batch)
-                {
-                    onClaimed?.Invoke(job);
-                    if (!job.Started) await store.StartAsync(worker, job.Id);
-                }
-                await reporting;
-                reporting = ReportAsync(worker, batch);
+                var pollId = Guid.NewGuid();
+                await using var cancel = stop.Token.Register(() => _ = worker.CancelPollAsync(pollId));
+                if (await worker.NextJobAsync(pollId, _capabilities) is not { } job) continue;
+                onClaimed?.Invoke(job);
+                var grain = Grains.GetGrain<IJobGrain>(job.Id);
+                if ((await grain.StartAsync(workerId)).Outcome != TransitionOutcome.Done) throw new InvalidOperationException("a start was refused");
+                if ((await grain.CompleteAsync(workerId, result)).Outcome != TransitionOutcome.Done) throw new InvalidOperationException("a result was refused");
+                if (Interlocked.Increment(ref completed) >= jobs) await stop.CancelAsync();
             }
-            await reporting;
         })));
     }
 
-    /// <summary>Jobs a consumer leases at a time: 16 consumers hold up to 512, as graphile-worker's local queue of 500.</summary>
-    public const int LeaseSize = 32;
+    /// <summary>Polls each consumer keeps open: 16 consumers hold up to 512 jobs at once, as graphile-worker's local queue of 500.</summary>
+    public const int Slots = 32;
 
     public async ValueTask DisposeAsync()
     {

@@ -1,5 +1,4 @@
 using System.Net;
-using Coordinator.Grains.Dispatch;
 using Coordinator.Grains.Duties;
 using Coordinator.Tests.Infrastructure;
 
@@ -13,9 +12,8 @@ public class QuotaTests(ClockHostFixture fixture) : IClassFixture<ClockHostFixtu
     /// <summary>One poll; if it parks (nothing dispatchable), the clock ends its window and the answer is null.</summary>
     private async Task<long?> PollOnceAsync(ApiClient worker, string model)
     {
-        var registry = Host.Get<WaiterRegistry>();
         var poll = worker.PollAsync($"models[]={model}");
-        await Eventually.TrueAsync(() => poll.IsCompleted || registry.ParkedCount > 0, "the poll answers or parks");
+        await Eventually.TrueAsync(async () => poll.IsCompleted || (await Host.DispatcherAsync(model)).ParkedPolls > 0, "the poll answers or parks");
         if (!poll.IsCompleted)
         {
             fixture.Clock.Advance(TimeSpan.FromSeconds(31));

@@ -1,6 +1,5 @@
 using System.Net;
 using Coordinator.Grains.Database;
-using Coordinator.Grains.Dispatch;
 using Coordinator.Tests.Infrastructure;
 using Npgsql;
 
@@ -18,7 +17,7 @@ public class FailureTests
         var viaProxy = new NpgsqlConnectionStringBuilder(direct.ConnectionString) { Host = "127.0.0.1", Port = proxy.Port, Timeout = 2 };
         await using var host = await GridHost.StartAsync(viaProxy.ConnectionString);
         var client = await host.NewAccountAsync();
-        await Eventually.TrueAsync(() => host.Get<ClusterWakes>().Active, "the silo is active");
+        await Eventually.TrueAsync(() => host.IsActive, "the silo is active");
 
         proxy.Cut();
         var started = DateTime.UtcNow;
@@ -39,7 +38,7 @@ public class FailureTests
             Assert.True(DateTime.UtcNow < deadline, "the node did not recover after PostgreSQL came back");
             await Task.Delay(50);
         }
-        Assert.True(host.Get<ClusterWakes>().Active, "the silo stayed in the cluster through the outage");
+        Assert.True(host.IsActive, "the silo stayed in the cluster through the outage");
         await client.SubmitAsync(new { prompt = "after the outage" });
     }
 

@@ -103,34 +103,29 @@ public class IdempotencyTests(ClockHostFixture fixture) : IClassFixture<ClockHos
     {
         var client = await Host.NewAccountAsync();
         var model = ApiClient.Unique();
-        var registry = Host.Get<WaiterRegistry>();
         var key = NewKey();
         var job = new { model, prompt = "handed once" };
         var (first, _) = await client.NewWorkerAsync("first", model);
-        var idleBefore = registry.IdleCount;
         var firstPoll = first.PollAsync($"models[]={model}");
-        await Eventually.TrueAsync(() => registry.IdleCount > idleBefore, "the first poll is idle");
+        await Host.ParkedAsync(model);
         var handed = await CreatedAsync(PostJobAsync(client, job, key));
         Assert.Equal("claimed", handed.GetProperty("status").GetString());
         Assert.Equal(handed.GetProperty("job_id").GetInt64(), (await firstPoll.WaitAsync(TimeSpan.FromSeconds(10)))!.Value.GetProperty("job_id").GetInt64());
 
         var (second, _) = await client.NewWorkerAsync("second", model);
         using var stop = new CancellationTokenSource();
-        idleBefore = registry.IdleCount;
         var secondPoll = second.PollAsync($"models[]={model}", stop.Token);
-        await Eventually.TrueAsync(() => registry.IdleCount > idleBefore, "the second poll is idle");
+        await Host.ParkedAsync(model);
         var replayed = await CreatedAsync(PostJobAsync(client, job, key));
 
         Assert.Equal(handed.GetProperty("job_id").GetInt64(), replayed.GetProperty("job_id").GetInt64());
         // The second poll was at most woken: it claimed nothing, waits again, and only one request was counted.
-        await Eventually.TrueAsync(() => registry.IdleCount > idleBefore, "the second poll waits again");
+        await Host.ParkedAsync(model);
         Assert.False(secondPoll.IsCompleted);
         Assert.Single(await JobIdsAsync(client));
         await using var connection = await Host.OpenConnectionAsync();
         var accountId = await connection.QuerySingleAsync<long>("SELECT account_id FROM jobs WHERE id = @id", new { id = handed.GetProperty("job_id").GetInt64() });
-        Assert.Equal(1, await connection.QuerySingleAsync<int>(
-            "SELECT coalesce(sum(requests), 0)::int FROM quota_usage WHERE account_id = @accountId AND day = @day",
-            new { accountId, day = Host.Get<Quotas>().Today }));
+        Assert.Equal(1, (await Host.QuotaTodayAsync(accountId)).Requests);
         await stop.CancelAsync();
         await Assert.ThrowsAnyAsync<OperationCanceledException>(() => secondPoll);
     }
@@ -321,14 +316,15 @@ public class IdempotencyTests(ClockHostFixture fixture) : IClassFixture<ClockHos
         // One transaction: the second copy finds the first's uncommitted key; another body is refused without a rollback.
         var outcomes = await jobs.SubmitBatchAsync([
             (accountId, Job("a", key), null), (accountId, Job("a", key), null), (accountId, Job("b", key), null), (accountId, Job("c", null), null)]);
-        Assert.Equal(outcomes[0].Value.Id, outcomes[1].Value.Id);
-        Assert.Throws<IdempotencyKeyReusedException>(() => outcomes[2].Value);
-        Assert.NotEqual(outcomes[0].Value.Id, outcomes[3].Value.Id);
+        Assert.Equal(outcomes[0].Value.Row!.Id, outcomes[1].Value.Row!.Id);
+        Assert.True(outcomes[2].Value.KeyReused);
+        Assert.Null(outcomes[2].Value.Row);
+        Assert.NotEqual(outcomes[0].Value.Row!.Id, outcomes[3].Value.Row!.Id);
 
         // A failing submission rolls the batch back and each goes again alone: the key still makes one job.
         var other = NewKey();
         var retried = await jobs.SubmitBatchAsync([(accountId, Job("d", other), null), (long.MaxValue, Job("nobody's", null), null), (accountId, Job("d", other), null)]);
-        Assert.Equal(retried[0].Value.Id, retried[2].Value.Id);
+        Assert.Equal(retried[0].Value.Row!.Id, retried[2].Value.Row!.Id);
         Assert.ThrowsAny<Exception>(() => retried[1].Value);
         Assert.Equal(4, (await JobIdsAsync(client)).Count);
     }

@@ -7,7 +7,7 @@ using Npgsql;
 
 namespace Coordinator.Tests.Dispatch;
 
-/// <summary>Group-committed claims, starts and results (JobStore.Batched.cs) against the real database.</summary>
+/// <summary>Group-committed submissions, claims, starts and results (JobStore.Batched.cs) against the real database, and the quota counts of their grains.</summary>
 public class BatchingTests(HostFixture fixture) : IClassFixture<HostFixture>
 {
     private GridHost Host => fixture.Host;
@@ -22,15 +22,6 @@ public class BatchingTests(HostFixture fixture) : IClassFixture<HostFixture>
         return await connection.QuerySingleAsync<long>("SELECT account_id FROM jobs WHERE id = @jobId", new { jobId });
     }
 
-    private async Task<Dictionary<short, (int Requests, long Tokens)>> CountersAsync(long accountId)
-    {
-        await using var connection = await OpenAsync();
-        var rows = await connection.QueryAsync<(short Shard, int Requests, long Tokens)>(
-            "SELECT shard, requests, tokens FROM quota_usage WHERE account_id = @accountId AND day = @day",
-            new { accountId, day = Host.Get<Quotas>().Today });
-        return rows.ToDictionary(r => r.Shard, r => (r.Requests, r.Tokens));
-    }
-
     private static async Task<List<long>> WorkersAsync(ApiClient client, int count, string model)
     {
         var workers = new List<long>();
@@ -39,25 +30,26 @@ public class BatchingTests(HostFixture fixture) : IClassFixture<HostFixture>
     }
 
     [Fact]
-    public async Task ManyConcurrentClaimsStartsAndResults_MoveEveryJobExactlyOnce_WithUsageCreditsAndCounters()
+    public async Task ManyConcurrentClaimsStartsAndResults_MoveEveryJobExactlyOnce_WithUsageAndCredits()
     {
         const int jobCount = 240;
         var client = await Host.NewAccountOnPlanAsync(null, null);
         var model = ApiClient.Unique();
         var submitted = await Task.WhenAll(Enumerable.Range(0, jobCount).Select(i => client.SubmitAsync(new { model, prompt = $"job {i}" })));
         var workers = await WorkersAsync(client, 16, model);
-        var capabilities = new Capabilities([model], [], false);
         var claims = new ConcurrentBag<(long Worker, long Job)>();
 
-        await Task.WhenAll(workers.Select(worker => Task.Run(async () =>
+        // Every job is claimed by two workers at once, as two racing dispatcher activations would: one claim wins.
+        await Task.WhenAll(submitted.Select((id, i) => Task.Run(async () =>
         {
-            while (await Jobs.ClaimAsync(worker, capabilities) is { } job)
-            {
-                claims.Add((worker, job.Id));
-                Assert.Equal(TransitionOutcome.Done, (await Jobs.StartAsync(worker, job.Id)).Outcome);
-                var result = new JobResult($"out {job.Id}", 2, (int)(job.Id % 5) + 1, 7, null);
-                Assert.Equal(TransitionOutcome.Done, (await Jobs.CompleteAsync(worker, job.Id, result)).Outcome);
-            }
+            var rivals = new[] { workers[i % 16], workers[(i + 7) % 16] };
+            var won = (await Task.WhenAll(rivals.Select(worker => Jobs.ClaimAsync(id, worker))))
+                .Zip(rivals).Where(c => c.First is not null).ToList();
+            var (job, worker) = Assert.Single(won);
+            claims.Add((worker, job!.Id));
+            Assert.Equal(TransitionOutcome.Done, (await Jobs.StartAsync(worker, id)).Outcome);
+            var result = new JobResult($"out {id}", 2, (int)(id % 5) + 1, 7, null);
+            Assert.Equal(TransitionOutcome.Done, (await Jobs.CompleteAsync(worker, id, result)).Outcome);
         })));
 
         Assert.Equal(submitted.Order(), claims.Select(c => c.Job).Order());
@@ -75,57 +67,33 @@ public class BatchingTests(HostFixture fixture) : IClassFixture<HostFixture>
         var held = claims.ToDictionary(c => c.Job, c => c.Worker);
         Assert.All(await connection.QueryAsync<(long Id, long WorkerId)>("SELECT id, worker_id FROM jobs WHERE id = ANY(@ids)", new { ids }),
             j => Assert.Equal(held[j.Id], j.WorkerId));
-
-        // Counters, over all their shard rows: every claimed job's request and its result's tokens, once.
-        var counters = (await CountersAsync(await AccountOfAsync(ids[0]))).Values;
-        Assert.Equal((jobCount, claims.Sum(c => 2L + c.Job % 5 + 1)), (counters.Sum(c => c.Requests), counters.Sum(c => c.Tokens)));
     }
 
     [Fact]
-    public async Task ABatchOfClaims_HandsTheBestJobsOutInPollOrder_EachOnce()
+    public async Task ABatchOfClaimsNamingOneJobTwice_HandsItToOneWorker_AndNothingThatIsNotPendingAndUnheld()
     {
         var client = await Host.NewAccountOnPlanAsync(null, null);
-        var family = ApiClient.Unique("fam");
-        var model = family + ":7b";
-        var oldest = await client.SubmitAsync(new { model, prompt = "p0", priority = 0 });
-        // A family job is found by the model probe and by the family probe: it must still go out once.
-        var best = await client.SubmitAsync(new { model, model_match = "family", prompt = "p5", priority = 5 });
-        var middle = await client.SubmitAsync(new { model, prompt = "p3", priority = 3 });
-        var workers = await WorkersAsync(client, 4, model);
-
-        var claimed = await Jobs.ClaimBatchAsync(workers, new Capabilities([model], [family], false));
-
-        Assert.Equal([best, middle, oldest], claimed.Take(3).Select(j => j!.Id));
-        Assert.Null(claimed[3]);
-        Assert.All(claimed.Take(3), j => Assert.Equal(1, j!.Attempts));
-        await using var connection = await OpenAsync();
-        var holders = (await connection.QueryAsync<(long Id, long WorkerId)>(
-            "SELECT id, worker_id FROM jobs WHERE id = ANY(@ids) AND status = 'claimed'", new { ids = new[] { best, middle, oldest } }))
-            .ToDictionary(r => r.Id, r => r.WorkerId);
-        Assert.Equal(workers[0], holders[best]);
-        Assert.Equal(workers[1], holders[middle]);
-        Assert.Equal(workers[2], holders[oldest]);
-        Assert.Equal(3, (await CountersAsync(await AccountOfAsync(best))).Values.Sum(c => c.Requests));
-    }
-
-    [Fact]
-    public async Task ABatchOfClaimsReachingTheRequestLimit_CountsOnce_AndHoldsTheRest()
-    {
-        var client = await Host.NewAccountOnPlanAsync(3, null);
         var model = ApiClient.Unique();
-        var ids = new List<long>();
-        for (var i = 0; i < 6; i++) ids.Add(await client.SubmitAsync(new { model, prompt = $"p{i}" }));
-        var workers = await WorkersAsync(client, 3, model);
+        var twice = await client.SubmitAsync(new { model, prompt = "p0" });
+        var once = await client.SubmitAsync(new { model, prompt = "p1" });
+        var cancelled = await client.SubmitAsync(new { model, prompt = "p2" });
+        await ApiClient.ExpectAsync(await client.DeleteAsync($"jobs/{cancelled}"), System.Net.HttpStatusCode.OK);
+        var heldJob = await client.SubmitAsync(new { model, prompt = "p3" });
+        await using (var connection = await OpenAsync())
+        {
+            await connection.ExecuteAsync("UPDATE jobs SET held = true WHERE id = @heldJob", new { heldJob });
+        }
+        var workers = await WorkersAsync(client, 2, model);
 
-        var claimed = await Jobs.ClaimBatchAsync(workers, new Capabilities([model], [], false));
+        var claimed = await Jobs.ClaimBatchAsync([(twice, workers[0]), (once, workers[1]), (twice, workers[1]), (cancelled, workers[0]), (heldJob, workers[0])]);
 
-        Assert.Equal(ids.Take(3), claimed.Select(j => j!.Id));
-        Assert.All(claimed, j => Assert.True(j!.QuotaReached));
-        var counters = await CountersAsync(await AccountOfAsync(ids[0]));
-        Assert.Single(counters); // one statement, one counter row
-        Assert.Equal(3, counters.Values.Sum(c => c.Requests));
-        foreach (var id in ids.Skip(3)) Assert.True((await client.GetJobAsync(id)).GetProperty("held").GetBoolean());
-        Assert.All(await Jobs.ClaimBatchAsync(workers, new Capabilities([model], [], false)), Assert.Null);
+        Assert.True(claimed[0] is null ^ claimed[2] is null, "one of the two claims of one job wins");
+        Assert.Equal(once, claimed[1]!.Id);
+        Assert.Null(claimed[3]);
+        Assert.Null(claimed[4]);
+        var winner = claimed[0] is null ? workers[1] : workers[0];
+        await using var check = await OpenAsync();
+        Assert.Equal((winner, 1), await check.QuerySingleAsync<(long, int)>("SELECT worker_id, attempts FROM jobs WHERE id = @twice AND status = 'claimed'", new { twice }));
     }
 
     [Fact]
@@ -133,13 +101,13 @@ public class BatchingTests(HostFixture fixture) : IClassFixture<HostFixture>
     {
         var client = await Host.NewAccountOnPlanAsync(null, null);
         var model = ApiClient.Unique();
-        for (var i = 0; i < 4; i++) await client.SubmitAsync(new { model, prompt = $"p{i}" });
+        var jobs = new List<long>();
+        for (var i = 0; i < 3; i++) jobs.Add(await client.SubmitAsync(new { model, prompt = $"p{i}" }));
         var workers = await WorkersAsync(client, 2, model);
         var (a, b) = (workers[0], workers[1]);
-        var capabilities = new Capabilities([model], [], false);
-        var j1 = (await Jobs.ClaimAsync(a, capabilities))!.Id;
-        var j2 = (await Jobs.ClaimAsync(a, capabilities))!.Id;
-        var j3 = (await Jobs.ClaimAsync(b, capabilities))!.Id;
+        var j1 = (await Jobs.ClaimAsync(jobs[0], a))!.Id;
+        var j2 = (await Jobs.ClaimAsync(jobs[1], a))!.Id;
+        var j3 = (await Jobs.ClaimAsync(jobs[2], b))!.Id;
 
         // Starts: A's own claimed job (twice in the batch), B on A's job, B's own job.
         var started = await Jobs.StartBatchAsync([(a, j1), (b, j2), (a, j1), (b, j3)]);
@@ -150,7 +118,8 @@ public class BatchingTests(HostFixture fixture) : IClassFixture<HostFixture>
         // Results: valid, a foreign worker's job, a job still only claimed, the same result twice, a job that does not exist.
         var first = new JobResult("first", 1, 10, 5, "m-used");
         var second = new JobResult("second", 1, 20, 5, null);
-        var done = await Jobs.CompleteBatchAsync([(a, j1, first), (a, j3, first), (a, j2, first), (a, j1, second), (a, long.MaxValue, first)]);
+        var done = (await Jobs.CompleteBatchAsync([(a, j1, first), (a, j3, first), (a, j2, first), (a, j1, second), (a, long.MaxValue, first)]))
+            .Select(account => account is not null).ToList();
         Assert.True(done[0] ^ done[3], "a result applies once, whichever duplicate wins");
         Assert.False(done[1]);
         Assert.False(done[2]);
@@ -176,27 +145,48 @@ public class BatchingTests(HostFixture fixture) : IClassFixture<HostFixture>
             "SELECT id, COALESCE(model_used, model), output_tokens, credits FROM jobs WHERE id = ANY(@ids) AND credits IS NOT NULL",
             new { ids = new[] { j1, j2, j3 } })).ToList();
         Assert.Equal([(j1, winner.ModelUsed ?? model, winner.OutputTokens, winner.OutputTokens / 1000m)], usage);
-        Assert.Equal(1 + winner.OutputTokens, (await CountersAsync(await AccountOfAsync(j1))).Values.Sum(c => c.Tokens));
     }
 
     [Fact]
-    public async Task ABatchOfResultsReachingTheTokenLimit_HoldsTheAccountsOtherJobs()
+    public async Task ClaimsReachingTheRequestLimit_CountOnce_AndHoldTheRest()
+    {
+        var client = await Host.NewAccountOnPlanAsync(3, null);
+        var model = ApiClient.Unique();
+        var ids = new List<long>();
+        for (var i = 0; i < 6; i++) ids.Add(await client.SubmitAsync(new { model, prompt = $"p{i}" }));
+        var workers = new List<ApiClient>();
+        for (var i = 0; i < 3; i++) workers.Add((await client.NewWorkerAsync($"w{i}", model)).Worker);
+
+        var claimed = await Task.WhenAll(workers.Select(worker => worker.PollAsync($"models[]={model}")));
+
+        Assert.Equal(ids.Take(3), claimed.Select(job => job!.Value.GetProperty("job_id").GetInt64()).Order());
+        Assert.Equal(3, (await Host.QuotaTodayAsync(await AccountOfAsync(ids[0]))).Requests);
+        foreach (var id in ids.Skip(3)) Assert.True((await client.GetJobAsync(id)).GetProperty("held").GetBoolean());
+        Assert.Equal(0, (await Host.DispatcherAsync(model)).QueuedJobs);
+    }
+
+    [Fact]
+    public async Task ResultsReachingTheTokenLimit_HoldTheAccountsOtherJobs()
     {
         var client = await Host.NewAccountOnPlanAsync(null, 100);
         var model = ApiClient.Unique();
-        for (var i = 0; i < 4; i++) await client.SubmitAsync(new { model, prompt = $"p{i}" });
+        var ids = new List<long>();
+        for (var i = 0; i < 4; i++) ids.Add(await client.SubmitAsync(new { model, prompt = $"p{i}" }));
         var workers = await WorkersAsync(client, 3, model);
-        var claimed = await Jobs.ClaimBatchAsync(workers, new Capabilities([model], [], false));
-        var items = workers.Zip(claimed, (w, j) => (w, j!.Id)).ToList();
-        Assert.All(await Jobs.StartBatchAsync(items), Assert.True);
+        var items = workers.Zip(ids).ToList();
+        foreach (var (worker, id) in items)
+        {
+            Assert.NotNull(await Jobs.ClaimAsync(id, worker));
+            Assert.Equal(TransitionOutcome.Done, (await Jobs.StartAsync(worker, id)).Outcome);
+        }
 
-        // 3 × 40 tokens over three counter rows: no single row reaches 100, the account does.
-        var done = await Jobs.CompleteBatchAsync(items.Select(i => (i.w, i.Id, new JobResult("o", 0, 40, 5, null))).ToList());
+        // 3 × 40 tokens, reported at once through the jobs' grains: the account passes 100.
+        var done = await Task.WhenAll(items.Select(i => Host.Grains.GetGrain<IJobGrain>(i.Second).CompleteAsync(i.First, new JobResult("o", 0, 40, 5, null))));
 
-        Assert.All(done, Assert.True);
+        Assert.All(done, d => Assert.Equal(TransitionOutcome.Done, d.Outcome));
+        var accountId = await AccountOfAsync(ids[0]);
+        Assert.Equal(120, (await Host.QuotaTodayAsync(accountId)).Tokens);
         await using var connection = await OpenAsync();
-        var accountId = await AccountOfAsync(items[0].Id);
-        Assert.Equal(120, (await CountersAsync(accountId)).Values.Sum(c => c.Tokens));
         Assert.Equal(1, await connection.QuerySingleAsync<int>(
             "SELECT count(*)::int FROM jobs WHERE account_id = @accountId AND status = 'pending' AND held", new { accountId }));
     }
@@ -211,15 +201,16 @@ public class BatchingTests(HostFixture fixture) : IClassFixture<HostFixture>
 
         var outcomes = await Jobs.SubmitBatchAsync([(accountId, Job("a", 4), null), (long.MaxValue, Job("nobody's"), null), (accountId, Job("b"), null)]);
 
-        var a = await client.GetJobAsync(outcomes[0].Value.Id);
+        var a = await client.GetJobAsync(outcomes[0].Value.Row!.Id);
         Assert.Equal((4, "t"), (a.GetProperty("priority").GetInt32(), a.GetProperty("tag").GetString()));
         Assert.ThrowsAny<Exception>(() => outcomes[1].Value);
-        var b = outcomes[2].Value;
+        var b = outcomes[2].Value.Row!;
         Assert.Equal(("pending", 0, false), (b.Status, b.Priority, b.Held)); // the plan's default priority
-        Assert.True(b.Id > outcomes[0].Value.Id);
+        Assert.True(b.Id > outcomes[0].Value.Row!.Id);
 
         // Many concurrent submissions through the public call: every one inserted once, each caller with its own row.
-        var rows = await Task.WhenAll(Enumerable.Range(0, 100).Select(i => Task.Run(() => Jobs.SubmitAsync(accountId, Job($"c{i}")))));
+        var rows = (await Task.WhenAll(Enumerable.Range(0, 100).Select(i => Task.Run(() => Jobs.SubmitAsync(accountId, Job($"c{i}"), null)))))
+            .Select(submitted => submitted.Row!).ToList();
         Assert.Equal(100, rows.Select(r => r.Id).Distinct().Count());
         await using var connection = await OpenAsync();
         var prompts = (await connection.QueryAsync<(long Id, string Prompt)>("SELECT id, prompt FROM jobs WHERE id = ANY(@ids)",
@@ -227,20 +218,5 @@ public class BatchingTests(HostFixture fixture) : IClassFixture<HostFixture>
         Assert.Equal(Enumerable.Range(0, 100).Select(i => $"c{i}"), rows.Select(r => prompts[r.Id]));
     }
 
-    [Fact]
-    public async Task ClaimBatchersOfWorkerChosenCapabilities_DoNotPileUp()
-    {
-        var client = await Host.NewAccountOnPlanAsync(null, null);
-        var model = ApiClient.Unique();
-        var id = await client.SubmitAsync(new { model, prompt = "p" });
-        var worker = (await WorkersAsync(client, 1, model))[0];
-
-        // Any worker can poll with made-up model lists; each set gets a batcher only while its claims run.
-        await Task.WhenAll(Enumerable.Range(0, 50).Select(i => Task.Run(() => Jobs.ClaimAsync(worker, new Capabilities([ApiClient.Unique(), model], [], false)))));
-
-        Assert.Equal(0, Jobs.ClaimBatchers);
-        Assert.Equal("claimed", (await client.GetJobAsync(id)).GetProperty("status").GetString());
-    }
-
-    private static (TransitionOutcome, string?) Outcome(Transition<string> transition) => (transition.Outcome, transition.CurrentStatus);
+    private static (TransitionOutcome, string?) Outcome<T>(Transition<T> transition) => (transition.Outcome, transition.CurrentStatus);
 }

@@ -70,10 +70,8 @@ public class ClaimSignOfLifeTests(ShortOfflineWindowFixture fixture) : IClassFix
 
     private async Task<Task<System.Text.Json.JsonElement?>> ParkAsync(ApiClient worker, string model)
     {
-        var registry = Host.Get<Coordinator.Grains.Dispatch.WaiterRegistry>();
-        var idleBefore = registry.IdleCount;
         var poll = worker.PollAsync($"models[]={model}");
-        await Eventually.TrueAsync(() => registry.IdleCount > idleBefore, "the poll is parked and idle");
+        await Host.ParkedAsync(model);
         return poll;
     }
 

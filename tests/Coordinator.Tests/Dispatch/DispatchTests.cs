@@ -1,5 +1,4 @@
 using System.Collections.Concurrent;
-using Coordinator.Grains.Dispatch;
 using Coordinator.Tests.Infrastructure;
 using Npgsql;
 
@@ -15,11 +14,9 @@ public class DispatchTests(HostFixture fixture) : IClassFixture<HostFixture>
         var client = await Host.NewAccountAsync();
         var model = ApiClient.Unique();
         var (worker, _) = await client.NewWorkerAsync("w", model);
-        var registry = Host.Get<WaiterRegistry>();
-        var parkedBefore = registry.ParkedCount;
 
         var poll = worker.PollAsync($"models[]={model}");
-        await Eventually.TrueAsync(() => registry.ParkedCount > parkedBefore, "the poll parks");
+        await Host.ParkedAsync(model);
         var id = await client.SubmitAsync(new { model, prompt = "p" });
 
         var assignment = await poll.WaitAsync(TimeSpan.FromSeconds(10));
@@ -27,28 +24,21 @@ public class DispatchTests(HostFixture fixture) : IClassFixture<HostFixture>
     }
 
     [Fact]
-    public async Task JobInsertedBetweenAnEmptyClaimAndWaiting_IsStillDelivered()
+    public async Task APollAndAJobArrivingTogether_AlwaysMeet()
     {
-        var client = await Host.NewAccountAsync();
+        // The poll window is on a clock that never moves: a job left pending beside a waiting poll would wait forever.
+        await using var host = await GridHost.StartAsync(time: new ManualTimeProvider());
+        var client = await host.NewAccountOnPlanAsync(null, null);
         var model = ApiClient.Unique();
         var (worker, _) = await client.NewWorkerAsync("w", model);
-        var dispatcher = Host.Get<Dispatcher>();
-        var inserted = new TaskCompletionSource<long>();
-        dispatcher.AfterEmptyClaim = async () =>
+        for (var round = 0; round < 40; round++)
         {
-            dispatcher.AfterEmptyClaim = null;
-            // Exactly the window of the missed-wake race: the claim saw nothing, the poll has not started waiting.
-            inserted.SetResult(await client.SubmitAsync(new { model, prompt = "p" }));
-        };
-        try
-        {
-            // The window is 30 s; without the wake, the poll would still be waiting when this gives up.
-            var assignment = await worker.PollAsync($"models[]={model}").WaitAsync(TimeSpan.FromSeconds(10));
-            Assert.Equal(await inserted.Task, assignment!.Value.GetProperty("job_id").GetInt64());
-        }
-        finally
-        {
-            dispatcher.AfterEmptyClaim = null;
+            // Whichever reaches the dispatcher first, the other finds it: no window where a job and a poll miss each other.
+            var poll = worker.PollAsync($"models[]={model}");
+            var id = await client.SubmitAsync(new { model, prompt = $"round {round}" });
+            var assignment = await poll.WaitAsync(TimeSpan.FromSeconds(10));
+            Assert.Equal(id, assignment!.Value.GetProperty("job_id").GetInt64());
+            await ApiClient.ExpectAsync(await worker.PatchAsync($"worker/jobs/{id}/start"), System.Net.HttpStatusCode.OK);
         }
     }
 
@@ -56,15 +46,13 @@ public class DispatchTests(HostFixture fixture) : IClassFixture<HostFixture>
     public async Task ABurstOfJobs_ReachesEveryParkedPoll_WithoutWaitingForAWindow()
     {
         // The poll window is on a clock that never moves: a job left pending next to a parked poll would wait forever.
-        // (Woken polls that lose a race to SKIP LOCKED must claim again; once, this left a job for the window's end.)
         await using var host = await GridHost.StartAsync(time: new ManualTimeProvider());
         var client = await host.NewAccountOnPlanAsync(null, null);
         var model = ApiClient.Unique();
-        var registry = host.Get<WaiterRegistry>();
         const int polls = 300;
         var workers = await Task.WhenAll(Enumerable.Range(0, polls).Select(async i => (await client.NewWorkerAsync($"w{i}", model)).Worker));
         var assignments = workers.Select(w => w.PollAsync($"models[]={model}")).ToList();
-        await Eventually.TrueAsync(() => registry.ParkedCount == polls, "every poll parks");
+        await host.ParkedAsync(model, polls);
 
         var ids = await Task.WhenAll(Enumerable.Range(0, polls).Select(i => client.SubmitAsync(new { model, prompt = $"p{i}" })));
 
@@ -79,15 +67,13 @@ public class DispatchTests(HostFixture fixture) : IClassFixture<HostFixture>
         var model = ApiClient.Unique();
         var (quitter, _) = await client.NewWorkerAsync("quitter", model);
         var (stayer, _) = await client.NewWorkerAsync("stayer", model);
-        var registry = Host.Get<WaiterRegistry>();
-        var parkedBefore = registry.ParkedCount;
 
         using var hangUp = new CancellationTokenSource();
         var abandoned = quitter.PollAsync($"models[]={model}", hangUp.Token);
-        await Eventually.TrueAsync(() => registry.ParkedCount > parkedBefore, "the poll parks");
+        await Host.ParkedAsync(model);
         await hangUp.CancelAsync();
         await Assert.ThrowsAnyAsync<OperationCanceledException>(() => abandoned);
-        await Eventually.TrueAsync(() => registry.ParkedCount == parkedBefore, "the server drops the abandoned poll");
+        await Eventually.TrueAsync(async () => (await Host.DispatcherAsync(model)).ParkedPolls == 0, "the server drops the abandoned poll");
 
         var id = await client.SubmitAsync(new { model, prompt = "p" });
         var assignment = await stayer.PollAsync($"models[]={model}").WaitAsync(TimeSpan.FromSeconds(10));

@@ -11,12 +11,10 @@ public class MatchingTests(ClockHostFixture fixture) : IClassFixture<ClockHostFi
     /// <summary>Polls; if the poll parks, moves the clock past the window so it answers 204.</summary>
     private async Task<long?> PollOnceAsync(ApiClient worker, string query)
     {
-        var registry = Host.Get<WaiterRegistry>();
-        var parkedBefore = registry.ParkedCount;
         var poll = worker.PollAsync(query);
         var parked = Task.Run(async () =>
         {
-            await Eventually.TrueAsync(() => poll.IsCompleted || registry.ParkedCount > parkedBefore, "the poll parks");
+            await Eventually.TrueAsync(async () => poll.IsCompleted || await ParkedEverywhereAsync(query), "the poll parks");
         });
         await Task.WhenAny(poll, parked);
         if (!poll.IsCompleted)
@@ -25,6 +23,23 @@ public class MatchingTests(ClockHostFixture fixture) : IClassFixture<ClockHostFi
             fixture.Clock.Advance(TimeSpan.FromSeconds(31));
         }
         return (await poll)?.GetProperty("job_id").GetInt64();
+    }
+
+    /// <summary>Whether a poll with this query is parked on every dispatcher it waits on (a model's family, a family, catch-all).</summary>
+    private async Task<bool> ParkedEverywhereAsync(string query)
+    {
+        var dispatchers = query.Split('&').Select(part => part.Split('=')).Select(pair => pair[0] switch
+        {
+            "models[]" => Coordinator.Grains.ModelNames.FamilyOf(pair[1]),
+            "families[]" => pair[1],
+            "catch_all" when pair[1] == "true" => DispatchKeys.Any,
+            _ => null,
+        }).OfType<string>().Distinct().ToList();
+        foreach (var key in dispatchers)
+        {
+            if ((await Host.Grains.GetGrain<IDispatcherGrain>(key).StatsAsync()).ParkedPolls == 0) return false;
+        }
+        return true;
     }
 
     [Fact]
@@ -118,10 +133,11 @@ public class MatchingTests(ClockHostFixture fixture) : IClassFixture<ClockHostFi
     public async Task EmptyPoll_Answers204WhenTheWindowEnds()
     {
         var client = await Host.NewAccountAsync();
-        var (worker, _) = await client.NewWorkerAsync("w", ApiClient.Unique());
+        var model = ApiClient.Unique();
+        var (worker, _) = await client.NewWorkerAsync("w", model);
+        // A poll that declares nothing waits for what the worker registered.
         var response = worker.GetAsync("worker/jobs/next");
-        var registry = Host.Get<WaiterRegistry>();
-        await Eventually.TrueAsync(() => registry.ParkedCount > 0, "the poll parks");
+        await Host.ParkedAsync(model);
         fixture.Clock.Advance(TimeSpan.FromSeconds(29));
         Assert.False(response.IsCompleted);
         fixture.Clock.Advance(TimeSpan.FromSeconds(2));

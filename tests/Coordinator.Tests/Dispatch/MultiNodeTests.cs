@@ -1,12 +1,11 @@
 using System.Diagnostics;
 using Coordinator.Grains.Dispatch;
 using Coordinator.Tests.Infrastructure;
-using System.Diagnostics.Metrics;
 using Orleans.Runtime;
 
 namespace Coordinator.Tests.Dispatch;
 
-/// <summary>Two silos on one database: wake-ups cross between them through the family dispatchers.</summary>
+/// <summary>Two silos on one database: a job submitted on one reaches a poll waiting on the other through the family's dispatcher.</summary>
 public sealed class MultiNodeTests : IAsyncLifetime
 {
     private GridHost _nodeA = null!;
@@ -17,7 +16,7 @@ public sealed class MultiNodeTests : IAsyncLifetime
     {
         _nodeA = await GridHost.StartAsync();
         _nodeB = await GridHost.StartAsync(_nodeA.ConnectionString);
-        await Eventually.TrueAsync(() => _nodeA.Get<ClusterWakes>().Active && _nodeB.Get<ClusterWakes>().Active, "both silos are active");
+        await Eventually.TrueAsync(() => _nodeA.IsActive && _nodeB.IsActive, "both silos are active");
     }
 
     public async Task DisposeAsync()
@@ -33,13 +32,13 @@ public sealed class MultiNodeTests : IAsyncLifetime
         var model = ApiClient.Unique();
         var (workerOnA, _) = await clientOnA.NewWorkerAsync("w", model);
         var workerOnB = _nodeB.WithKey(workerOnA.Key);
-        var registryB = _nodeB.Get<WaiterRegistry>();
 
         var latencies = new List<double>();
         for (var round = 0; round < 5; round++)
         {
             var poll = workerOnB.PollAsync($"models[]={model}");
-            await Eventually.TrueAsync(() => registryB.ParkedCount == 1, "the poll parks on node B");
+            await Eventually.TrueAsync(() => _nodeB.PollsWaiting == 1, "the poll waits on node B");
+            await _nodeA.ParkedAsync(model);
             var id = await clientOnA.SubmitAsync(new { model, prompt = $"round {round}" });
             var submitted = Stopwatch.GetTimestamp();
             var assignment = await poll.WaitAsync(TimeSpan.FromSeconds(10));
@@ -51,30 +50,24 @@ public sealed class MultiNodeTests : IAsyncLifetime
     }
 
     [Fact]
-    public async Task AJobAPollHereCanTake_WakesNoOtherNode_ButTheNextJobReachesTheOtherNode()
+    public async Task PollsOnBothSilos_AreServedInTheOrderTheyParked_WhereverTheJobsAreSubmitted()
     {
         var client = await _nodeA.NewAccountAsync();
         var model = ApiClient.Unique();
         var (workerA, _) = await client.NewWorkerAsync("a", model);
         var (workerB, _) = await client.NewWorkerAsync("b", model);
-        var registryA = _nodeA.Get<WaiterRegistry>();
-        var registryB = _nodeB.Get<WaiterRegistry>();
 
-        var pollA = workerA.PollAsync($"models[]={model}");
         var pollB = _nodeB.WithKey(workerB.Key).PollAsync($"models[]={model}");
-        await Eventually.TrueAsync(() => registryA.ParkedCount == 1 && registryB.ParkedCount == 1, "one poll parks on each node");
-        using var forwarded = new CounterReader(_nodeA, "coordinator.dispatch.wakes_forwarded");
+        await _nodeA.ParkedAsync(model);
+        var pollA = workerA.PollAsync($"models[]={model}");
+        await _nodeA.ParkedAsync(model, 2);
 
-        // The first job wakes the poll on node A, where it was submitted, and node A tells no other node.
+        // The first job goes to the poll that parked first, on the other silo; the second to the one here.
         var first = await client.SubmitAsync(new { model, prompt = "first" });
-        Assert.Equal(first, (await pollA.WaitAsync(TimeSpan.FromSeconds(10)))!.Value.GetProperty("job_id").GetInt64());
-        Assert.Equal(0, forwarded.Total);
-        Assert.False(pollB.IsCompleted);
-
-        // The second finds no poll on node A, so node B hears of it.
-        var second = await client.SubmitAsync(new { model, prompt = "second" });
-        Assert.Equal(second, (await pollB.WaitAsync(TimeSpan.FromSeconds(10)))!.Value.GetProperty("job_id").GetInt64());
-        Assert.Equal(1, forwarded.Total);
+        Assert.Equal(first, (await pollB.WaitAsync(TimeSpan.FromSeconds(10)))!.Value.GetProperty("job_id").GetInt64());
+        Assert.False(pollA.IsCompleted);
+        var second = await _nodeB.WithKey(client.Key).SubmitAsync(new { model, prompt = "second" });
+        Assert.Equal(second, (await pollA.WaitAsync(TimeSpan.FromSeconds(10)))!.Value.GetProperty("job_id").GetInt64());
     }
 
     [Fact]
@@ -88,8 +81,7 @@ public sealed class MultiNodeTests : IAsyncLifetime
         {
             var clientOnA = await _nodeA.NewAccountAsync();
             var management = _nodeA.Get<IGrainFactory>().GetGrain<IManagementGrain>(0);
-            var registryB = _nodeB.Get<WaiterRegistry>();
-            var siloB = _nodeB.Get<ClusterWakes>().SiloId;
+            var siloB = _nodeB.Silo;
             // A family whose dispatcher lives on C, not on B where the poll parks: a call from C activates it (placement
             // may prefer the calling silo, or not; the loop takes the first family that landed elsewhere than B).
             string model = "", dispatcherSilo = "";
@@ -97,27 +89,29 @@ public sealed class MultiNodeTests : IAsyncLifetime
             {
                 model = ApiClient.Unique();
                 var family = Coordinator.Grains.ModelNames.FamilyOf(model);
-                await nodeC.Get<IGrainFactory>().GetGrain<IDispatcherGrain>(family).WorkAvailableAsync("test", [WakeKeys.ForModel(model)], 0);
+                await nodeC.Get<IGrainFactory>().GetGrain<IDispatcherGrain>(family).StatsAsync();
                 var activations = await management.GetDetailedGrainStatistics();
                 var dispatcher = activations.Where(a => a.GrainId.Key.ToString() == family).ToList();
                 Assert.True(dispatcher.Count == 1, $"looked for {family} among {string.Join(", ", activations.Select(a => $"{a.GrainType}/{a.GrainId}"))}");
                 dispatcherSilo = dispatcher[0].SiloAddress.ToString();
                 if (dispatcherSilo != siloB) break;
             }
-            var (registered, _) = await clientOnA.NewWorkerAsync("w", model);
+            // Registered on B, so that its worker grain lives there with the poll.
+            var (registered, _) = await _nodeB.WithKey(clientOnA.Key).NewWorkerAsync("w", model);
             var workerOnB = _nodeB.WithKey(registered.Key);
             var poll = workerOnB.PollAsync($"models[]={model}");
-            await Eventually.TrueAsync(() => registryB.ParkedCount == 1, "the poll parks on node B");
+            await Eventually.TrueAsync(() => _nodeB.PollsWaiting == 1, "the poll waits on node B");
+            await _nodeB.ParkedAsync(model);
             Assert.NotEqual(siloB, dispatcherSilo);
 
-            var owner = dispatcherSilo == _nodeA.Get<ClusterWakes>().SiloId ? _nodeA : nodeC;
+            var owner = dispatcherSilo == _nodeA.Silo ? _nodeA : nodeC;
             var submitter = owner == _nodeA ? nodeC : _nodeA;
             if (owner == nodeC) nodeCStopped = true;
             else _nodeAStopped = true;
             await owner.DisposeAsync();
 
-            // The dispatcher comes back elsewhere with no subscriptions; B hears of the death, subscribes again, and its
-            // poll is served by a job submitted on the silo that is left.
+            // The dispatcher comes back elsewhere, reading the table again; the poll on B parks on it again and is served
+            // by a job submitted on the silo that is left.
             var id = await submitter.WithKey(clientOnA.Key).SubmitAsync(new { model, prompt = "after the dispatcher's silo stopped" });
             var assignment = await poll.WaitAsync(TimeSpan.FromSeconds(20));
             Assert.Equal(id, assignment!.Value.GetProperty("job_id").GetInt64());
@@ -157,32 +151,10 @@ public sealed class MultiNodeTests : IAsyncLifetime
         using var http = new HttpClient { BaseAddress = node.BaseAddress };
         var worker = new ApiClient(http, registered.Key);
         var poll = worker.GetAsync("worker/jobs/next");
-        await Eventually.TrueAsync(() => node.Get<WaiterRegistry>().ParkedCount == 1, "the poll parks");
+        await Eventually.TrueAsync(() => node.PollsWaiting == 1, "the poll waits");
         var stopping = node.DisposeAsync().AsTask();
         var response = await poll.WaitAsync(TimeSpan.FromSeconds(10));
         Assert.Equal(System.Net.HttpStatusCode.NoContent, response.StatusCode);
         await stopping;
-    }
-
-    /// <summary>Sums one counter of one host's meters (another host in this process has instruments of the same name).</summary>
-    private sealed class CounterReader : IDisposable
-    {
-        private readonly MeterListener _listener = new();
-        private long _total;
-
-        public CounterReader(GridHost host, string name)
-        {
-            var scope = host.Get<IMeterFactory>();
-            _listener.InstrumentPublished = (instrument, listener) =>
-            {
-                if (instrument.Name == name && ReferenceEquals(instrument.Meter.Scope, scope)) listener.EnableMeasurementEvents(instrument);
-            };
-            _listener.SetMeasurementEventCallback<long>((_, value, _, _) => Interlocked.Add(ref _total, value));
-            _listener.Start();
-        }
-
-        public long Total => Interlocked.Read(ref _total);
-
-        public void Dispose() => _listener.Dispose();
     }
 }

@@ -12,6 +12,16 @@ public static class Eventually
             await Task.Delay(5);
         }
     }
+
+    public static async Task TrueAsync(Func<Task<bool>> condition, string what, int timeoutMs = 10_000)
+    {
+        var deadline = Environment.TickCount64 + timeoutMs;
+        while (!await condition())
+        {
+            Assert.True(Environment.TickCount64 < deadline, $"timed out waiting until {what}");
+            await Task.Delay(5);
+        }
+    }
 }
 
 /// <summary>A node on its own database whose clock only moves when the test advances it.</summary>

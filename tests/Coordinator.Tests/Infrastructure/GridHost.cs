@@ -32,6 +32,33 @@ public sealed class GridHost : IAsyncDisposable
 
     public ApiClient Anonymous() => new(Http, null);
 
+    public IGrainFactory Grains => Get<IGrainFactory>();
+
+    /// <summary>This silo's address in the cluster.</summary>
+    public string Silo => Get<Orleans.Runtime.ILocalSiloDetails>().SiloAddress.ToString();
+
+    /// <summary>Whether this silo is an active member of its cluster.</summary>
+    public bool IsActive =>
+        Get<Orleans.Runtime.IClusterMembershipService>().CurrentSnapshot.GetSiloStatus(Get<Orleans.Runtime.ILocalSiloDetails>().SiloAddress) == Orleans.Runtime.SiloStatus.Active;
+
+    /// <summary>Worker polls this silo's front end holds open now.</summary>
+    public int PollsWaiting => Get<Coordinator.Api.Workers.PollsWaiting>().Count;
+
+    /// <summary>What the dispatcher of a model's family holds (a model without a tag is its own family).</summary>
+    public Task<Coordinator.Grains.Dispatch.DispatcherStats> DispatcherAsync(string model) =>
+        Grains.GetGrain<Coordinator.Grains.Dispatch.IDispatcherGrain>(Coordinator.Grains.ModelNames.FamilyOf(model)).StatsAsync();
+
+    /// <summary>
+    /// Waits until <paramref name="count"/> polls are parked on the dispatcher of a model's family: past every check,
+    /// only waiting, so that a job submitted now is handed to one of them.
+    /// </summary>
+    public Task ParkedAsync(string model, int count = 1) =>
+        Eventually.TrueAsync(async () => (await DispatcherAsync(model)).ParkedPolls >= count, $"{count} poll(s) park on the dispatcher of {model}");
+
+    /// <summary>An account's quota counts for today, as its grain holds them.</summary>
+    public Task<Coordinator.Grains.Accounting.QuotaCounters> QuotaTodayAsync(long accountId) =>
+        Grains.GetGrain<Coordinator.Grains.Accounting.IAccountGrain>(accountId).TodayAsync();
+
     /// <summary>A connection to the test database, for assertions on rows the API does not show.</summary>
     public async Task<Npgsql.NpgsqlConnection> OpenConnectionAsync()
     {

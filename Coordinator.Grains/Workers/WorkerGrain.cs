@@ -1,0 +1,302 @@
+using Coordinator.Grains.Dispatch;
+using Coordinator.Grains.Jobs;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using Orleans.Concurrency;
+using Orleans.Placement;
+using Orleans.Runtime;
+
+namespace Coordinator.Grains.Workers;
+
+/// <summary>
+/// One worker (key: the worker id): its liveness, what it registered, and its polls. A poll is one HTTP long-poll,
+/// answered with at most one job.
+/// </summary>
+public interface IWorkerGrain : IGrainWithIntegerKey
+{
+    /// <summary>
+    /// Waits up to <see cref="DispatchOptions.LongPollTimeout"/> for a job this worker can serve, claimed for it; null when
+    /// the window ends or <see cref="CancelPollAsync"/> ends the poll first. Capabilities that declare nothing mean what the
+    /// worker registered.
+    /// </summary>
+    [ResponseTimeout("00:05:00")]
+    Task<ClaimedJob?> NextJobAsync(Guid pollId, Capabilities declared);
+
+    /// <summary>
+    /// Ends a poll at once (its client hung up, or this silo is stopping): it answers null, and a job claimed for it in the
+    /// meantime goes back to pending.
+    /// </summary>
+    Task CancelPollAsync(Guid pollId);
+
+    /// <summary>A sign of life: a heartbeat, or any call of the worker.</summary>
+    Task HeartbeatAsync();
+
+    /// <summary>The worker changed its models: read them again when a poll needs them.</summary>
+    Task ModelsChangedAsync();
+
+    /// <summary>The worker registered (which wrote its last-seen time): read its models again when a poll needs them.</summary>
+    Task RegisteredAsync();
+
+    /// <summary>Its silo is stopping: open polls end now (the worker polls again, reaching an activation elsewhere), and the activation deactivates.</summary>
+    Task LetGoAsync();
+}
+
+/// <summary>
+/// Turns a poll into calls on the dispatchers of the families it can serve (see <see cref="IDispatcherGrain.WaitAsync"/>):
+/// a call that completes when a job was claimed for the worker. With one family that is one call. With several it first
+/// asks each dispatcher for its best job without taking it, takes the best of those, and only if there is none parks on
+/// all of them; the first job to arrive wins and the others' polls are cancelled, a job one of them claimed in the same
+/// moment going back.
+/// </summary>
+/// <remarks>
+/// Calls rather than grain observers, because a call fails when the silo of its dispatcher dies (the failure detector
+/// declares it dead): the poll then parks again on the new activation, which has read the table again. An observer would
+/// wait silently on a dispatcher that no longer exists. Reentrant: a worker runs several polls at once, and a poll's
+/// cancellation must reach it while it waits.
+/// <para>
+/// Liveness is kept in memory; the row's <c>last_seen_at</c> is written at most once per
+/// <see cref="DispatchOptions.HeartbeatWriteInterval"/> for the offline sweep, which runs once in the cluster and also
+/// covers workers whose grain died with its silo.
+/// </para>
+/// </remarks>
+[Reentrant, PreferLocalPlacement]
+public sealed partial class WorkerGrain(WorkerStore workers, IGrainFactory grains, ILocalSiloDetails silo, IHostApplicationLifetime lifetime,
+    TimeProvider time, IOptions<DispatchOptions> options, ILogger<WorkerGrain> logger) : Grain, IWorkerGrain
+{
+    /// <summary>How long a poll waits before parking again on a dispatcher whose activation went away.</summary>
+    private static readonly TimeSpan ParkAgainAfter = TimeSpan.FromMilliseconds(50);
+
+    private readonly Dictionary<Guid, TaskCompletionSource<PollEnd>> _polls = [];
+    private Capabilities? _registered;
+    private DateTimeOffset? _seenWritten;
+    private Task? _writingSeen;
+    private CancellationTokenRegistration _stopping;
+    private bool _leaving;
+
+    private long WorkerId => this.GetPrimaryKeyLong();
+
+    /// <summary>Why a poll stopped waiting.</summary>
+    private enum PollEnd
+    {
+        /// <summary>Its window ended: a job that arrives as it ends is still the worker's.</summary>
+        WindowEnded,
+        /// <summary>Its client is gone: a job that arrives now goes back.</summary>
+        Cancelled,
+    }
+
+    public override Task OnActivateAsync(CancellationToken cancellationToken)
+    {
+        // A poll is a call in progress, and an activation deactivates only once its calls have ended: when the silo stops,
+        // its polls end first.
+        var self = this.AsReference<IWorkerGrain>();
+        _stopping = lifetime.ApplicationStopping.Register(() => _ = self.LetGoAsync());
+        return Task.CompletedTask;
+    }
+
+    public override async Task OnDeactivateAsync(DeactivationReason reason, CancellationToken cancellationToken) => await _stopping.DisposeAsync();
+
+    public Task LetGoAsync()
+    {
+        _leaving = true;
+        foreach (var end in _polls.Values) end.TrySetResult(PollEnd.WindowEnded);
+        DeactivateOnIdle();
+        return Task.CompletedTask;
+    }
+
+    public async Task<ClaimedJob?> NextJobAsync(Guid pollId, Capabilities declared)
+    {
+        if (_leaving || lifetime.ApplicationStopping.IsCancellationRequested) return null;
+        await SeenAsync();
+        var capabilities = declared.IsEmpty ? _registered ??= await workers.RegisteredCapabilitiesAsync(WorkerId) : declared;
+        var window = options.Value.LongPollTimeout;
+        var end = new TaskCompletionSource<PollEnd>(TaskCreationOptions.RunContinuationsAsynchronously);
+        _polls[pollId] = end;
+        using var timer = new CancellationTokenSource(window, time);
+        using var registration = timer.Token.Register(static state => ((TaskCompletionSource<PollEnd>)state!).TrySetResult(PollEnd.WindowEnded), end);
+        try
+        {
+            var ticket = new PollTicket(pollId, WorkerId, capabilities, window, silo.SiloAddress);
+            var families = DispatchKeys.For(capabilities);
+            var job = families.Count switch
+            {
+                0 => await NothingAsync(end.Task),
+                1 => await WaitAtAsync(families[0], ticket, end.Task),
+                _ => await WaitAtSeveralAsync(families, ticket, end.Task),
+            };
+            // A claim is a sign of life: the worker waited silently for it.
+            if (job is not null) await SeenAsync();
+            return job;
+        }
+        finally
+        {
+            _polls.Remove(pollId);
+        }
+    }
+
+    public Task CancelPollAsync(Guid pollId)
+    {
+        if (_polls.TryGetValue(pollId, out var end)) end.TrySetResult(PollEnd.Cancelled);
+        return Task.CompletedTask;
+    }
+
+    public Task HeartbeatAsync() => SeenAsync();
+
+    public Task ModelsChangedAsync()
+    {
+        _registered = null;
+        return Task.CompletedTask;
+    }
+
+    public Task RegisteredAsync()
+    {
+        _registered = null;
+        _seenWritten = time.GetUtcNow();
+        return Task.CompletedTask;
+    }
+
+    // Nothing can match a poll that declares nothing and registered nothing: it waits out its window, so the worker does not spin.
+    private static async Task<ClaimedJob?> NothingAsync(Task<PollEnd> end)
+    {
+        await end;
+        return null;
+    }
+
+    private IDispatcherGrain Dispatcher(string family) => grains.GetGrain<IDispatcherGrain>(family);
+
+    /// <summary>Parks on one dispatcher until it hands over a job or the poll ends; parks again if the dispatcher's activation went away.</summary>
+    private async Task<ClaimedJob?> WaitAtAsync(string family, PollTicket ticket, Task<PollEnd> end)
+    {
+        var dispatcher = Dispatcher(family);
+        while (true)
+        {
+            var wait = dispatcher.WaitAsync(ticket, mayPark: true);
+            if (await Task.WhenAny(wait, end) == wait)
+            {
+                if (await SettledAsync(wait, family) is { } job) return job;
+                // The activation went away (its silo died or is stopping): park on the next one, after a moment for the
+                // cluster to place it.
+                await Task.WhenAny(Task.Delay(ParkAgainAfter, time), end);
+                if (end.IsCompleted) return null;
+                continue;
+            }
+            return await EndWaitAsync(dispatcher, family, ticket, wait, await end, keep: true);
+        }
+    }
+
+    private async Task<ClaimedJob?> WaitAtSeveralAsync(IReadOnlyList<string> families, PollTicket ticket, Task<PollEnd> end)
+    {
+        // The best job across the families first, so that priority and age order hold across them.
+        for (var round = 0; round < 3 && !end.IsCompleted; round++)
+        {
+            var peeks = await Task.WhenAll(families.Select(async family => (Family: family, Best: await PeekAsync(family, ticket.Capabilities))));
+            var best = peeks.Where(p => p.Best is not null).OrderBy(p => p.Best!, QueuedJob.Rank).FirstOrDefault();
+            if (best.Best is null) break;
+            if (await SettledAsync(Dispatcher(best.Family).WaitAsync(ticket, mayPark: false), best.Family) is { } taken) return taken;
+        }
+
+        // Nothing anywhere: park on all of them; the first job wins.
+        var waits = families.ToDictionary(family => family, family => Dispatcher(family).WaitAsync(ticket, mayPark: true), StringComparer.Ordinal);
+        ClaimedJob? winner = null;
+        while (winner is null && !end.IsCompleted)
+        {
+            var done = await Task.WhenAny(waits.Values.Append<Task>(end));
+            if (done == end) break;
+            var (family, wait) = waits.First(w => w.Value == done);
+            winner = await SettledAsync(wait, family);
+            // A dispatcher that answered nothing lost its activation: park there again, after a moment for the cluster to place it.
+            if (winner is null && !end.IsCompleted) waits[family] = ParkAgainAsync(family, ticket, end);
+            else waits.Remove(family);
+        }
+
+        var how = end.IsCompleted ? await end : PollEnd.WindowEnded;
+        var rest = await Task.WhenAll(waits.Select(w => EndWaitAsync(Dispatcher(w.Key), w.Key, ticket, w.Value, how, keep: winner is null)));
+        foreach (var late in rest.Where(job => job is not null))
+        {
+            // One job per poll: the first is kept, a second claimed in the same moment goes back.
+            if (winner is null) winner = late;
+            else await GiveBackAsync(late!);
+        }
+        return how == PollEnd.Cancelled && winner is not null ? await GiveBackAsync(winner) : winner;
+    }
+
+    private async Task<ClaimedJob?> ParkAgainAsync(string family, PollTicket ticket, Task<PollEnd> end)
+    {
+        await Task.WhenAny(Task.Delay(ParkAgainAfter, time), end);
+        return end.IsCompleted ? null : await Dispatcher(family).WaitAsync(ticket, mayPark: true);
+    }
+
+    /// <summary>Cancels a dispatcher's poll and collects what it answers; a job it claimed meanwhile is kept or given back.</summary>
+    private async Task<ClaimedJob?> EndWaitAsync(IDispatcherGrain dispatcher, string family, PollTicket ticket, Task<ClaimedJob?> wait, PollEnd how, bool keep)
+    {
+        if (!wait.IsCompleted)
+        {
+            try
+            {
+                await dispatcher.CancelWaitAsync(ticket.Id);
+            }
+            catch (Exception exception)
+            {
+                LogDispatcherUnreachable(logger, family, exception.Message);
+            }
+        }
+        var late = await SettledAsync(wait, family);
+        if (late is null) return null;
+        return keep && how == PollEnd.WindowEnded ? late : await GiveBackAsync(late);
+    }
+
+    private async Task<QueuedJob?> PeekAsync(string family, Capabilities capabilities)
+    {
+        try
+        {
+            return await Dispatcher(family).PeekAsync(capabilities);
+        }
+        catch (Exception exception) when (IsTransient(exception))
+        {
+            LogDispatcherUnreachable(logger, family, exception.Message);
+            return null;
+        }
+    }
+
+    /// <summary>The outcome of a dispatcher call; null when its activation went away (the caller parks again).</summary>
+    private async Task<ClaimedJob?> SettledAsync(Task<ClaimedJob?> wait, string family)
+    {
+        try
+        {
+            return await wait;
+        }
+        catch (Exception exception) when (IsTransient(exception))
+        {
+            LogDispatcherUnreachable(logger, family, exception.Message);
+            return null;
+        }
+    }
+
+    private async Task<ClaimedJob?> GiveBackAsync(ClaimedJob job)
+    {
+        await grains.GetGrain<IJobGrain>(job.Id).ReleaseClaimAsync(WorkerId);
+        return null;
+    }
+
+    // The dispatcher's silo died or is leaving: the call can be made again, to its next activation.
+    private static bool IsTransient(Exception exception) =>
+        exception is SiloUnavailableException or OrleansMessageRejectionException or TimeoutException or ClientNotAvailableException;
+
+    /// <summary>Notes a sign of life; the row is written when the last write is older than the heartbeat write interval.</summary>
+    private Task SeenAsync()
+    {
+        if (_writingSeen is { IsCompleted: false } writing) return writing;
+        var now = time.GetUtcNow();
+        if (_seenWritten is { } written && now - written < options.Value.HeartbeatWriteInterval) return Task.CompletedTask;
+        return _writingSeen = WriteSeenAsync(now);
+    }
+
+    private async Task WriteSeenAsync(DateTimeOffset now)
+    {
+        await workers.HeartbeatAsync(WorkerId);
+        _seenWritten = now;
+    }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "The dispatcher of {Family} is moving ({Reason}); the poll parks on its next activation")]
+    private static partial void LogDispatcherUnreachable(ILogger logger, string family, string reason);
+}
