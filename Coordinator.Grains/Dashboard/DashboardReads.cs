@@ -40,7 +40,7 @@ public sealed record TagUsage(string? Tag, long Tokens, long Requests);
 /// Read-only aggregates the dashboard shows beside what the stores already answer (jobs, keys, credits, usage).
 /// Every query that reads an account's rows is scoped by <c>account_id</c>.
 /// </summary>
-public sealed class DashboardReads(NpgsqlDataSource dataSource, TimeProvider time, IOptions<DispatchOptions> dispatch)
+public sealed class DashboardReads(NpgsqlDataSource dataSource, TimeProvider time, IGrainFactory grains, IOptions<DispatchOptions> dispatch)
 {
     public async Task<SessionAccount?> SessionAsync(long accountId, long keyId, CancellationToken cancellationToken = default)
     {
@@ -83,15 +83,12 @@ public sealed class DashboardReads(NpgsqlDataSource dataSource, TimeProvider tim
                 AND j.completed_at >= b.start AND j.completed_at < b.start + interval '1 day'
             GROUP BY b.start ORDER BY b.start
             """, new { accountId, dayStart }, cancellationToken: cancellationToken));
-        var quota = await connection.QuerySingleAsync<QuotaToday>(new CommandDefinition("""
-            SELECT p.name AS plan_name, coalesce(sum(q.requests), 0)::bigint AS requests, p.daily_requests AS request_limit,
-                   coalesce(sum(q.tokens), 0)::bigint AS tokens, p.daily_tokens AS token_limit
-            FROM accounts a JOIN plans p ON p.id = a.plan
-            LEFT JOIN quota_usage q ON q.account_id = a.id AND q.day = @today
-            WHERE a.id = @accountId
-            GROUP BY p.name, p.daily_requests, p.daily_tokens
-            """, new { accountId, today = DateOnly.FromDateTime(now) }, cancellationToken: cancellationToken));
-        return new Overview(byStatus, perHour.AsList(), perDay.AsList(), quota);
+        var plan = await connection.QuerySingleAsync<(string Name, int? RequestLimit, long? TokenLimit)>(new CommandDefinition("""
+            SELECT p.name, p.daily_requests, p.daily_tokens FROM accounts a JOIN plans p ON p.id = a.plan WHERE a.id = @accountId
+            """, new { accountId }, cancellationToken: cancellationToken));
+        // Today's counts as the account's grain holds them: the table has them only as of its last write.
+        var counts = await grains.GetGrain<IAccountGrain>(accountId).TodayAsync();
+        return new Overview(byStatus, perHour.AsList(), perDay.AsList(), new QuotaToday(plan.Name, counts.Requests, plan.RequestLimit, counts.Tokens, plan.TokenLimit));
     }
 
     /// <summary>The account's workers (or one of them), with liveness as <c>GET /models</c> judges it.</summary>

@@ -282,7 +282,27 @@ public sealed partial class DispatcherGrain(
     }
 
     /// <summary>Reads a set from its dispatch index; concurrent callers share one read.</summary>
-    private Task LoadAsync(JobSet set) => set.Loading ??= LoadCoreAsync(set);
+    private Task LoadAsync(JobSet set)
+    {
+        if (set.Loading is { } running) return running;
+        var load = LoadCoreAsync(set);
+        // A read can complete at once (the rows were already buffered): then there is nothing to share.
+        if (load.IsCompleted) return load;
+        set.Loading = load;
+        return ForgetLoadWhenDoneAsync(set, load);
+    }
+
+    private static async Task ForgetLoadWhenDoneAsync(JobSet set, Task load)
+    {
+        try
+        {
+            await load;
+        }
+        finally
+        {
+            if (set.Loading == load) set.Loading = null;
+        }
+    }
 
     private async Task LoadCoreAsync(JobSet set)
     {
@@ -296,10 +316,6 @@ public sealed partial class DispatcherGrain(
         {
             _queue.AbortLoad(set);
             throw;
-        }
-        finally
-        {
-            set.Loading = null;
         }
     }
 

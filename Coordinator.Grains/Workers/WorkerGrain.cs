@@ -67,7 +67,14 @@ public sealed partial class WorkerGrain(WorkerStore workers, IGrainFactory grain
     /// <summary>How long a poll waits before parking again on a dispatcher whose activation went away.</summary>
     private static readonly TimeSpan ParkAgainAfter = TimeSpan.FromMilliseconds(50);
 
+    /// <summary>How long an ending poll waits for a dispatcher to answer its cancellation.</summary>
+    private static readonly TimeSpan EndWaitBound = TimeSpan.FromSeconds(2);
+
+    /// <summary>Cancellations kept for polls that have not arrived (two calls from one caller may be reordered), at most this many.</summary>
+    private const int MaxCancelledEarly = 1000;
+
     private readonly Dictionary<Guid, TaskCompletionSource<PollEnd>> _polls = [];
+    private readonly HashSet<Guid> _cancelledEarly = [];
     private Capabilities? _registered;
     private DateTimeOffset? _seenWritten;
     private Task? _writingSeen;
@@ -106,20 +113,22 @@ public sealed partial class WorkerGrain(WorkerStore workers, IGrainFactory grain
 
     public async Task<ClaimedJob?> NextJobAsync(Guid pollId, Capabilities declared)
     {
-        if (_leaving || lifetime.ApplicationStopping.IsCancellationRequested) return null;
-        await SeenAsync();
-        var capabilities = declared.IsEmpty ? _registered ??= await workers.RegisteredCapabilitiesAsync(WorkerId) : declared;
-        var window = options.Value.LongPollTimeout;
+        if (_leaving || _cancelledEarly.Remove(pollId)) return null;
+        // Registered before anything is awaited, so that a cancellation or a stopping silo reaches the poll from the start.
         var end = new TaskCompletionSource<PollEnd>(TaskCreationOptions.RunContinuationsAsynchronously);
         _polls[pollId] = end;
+        var window = options.Value.LongPollTimeout;
         using var timer = new CancellationTokenSource(window, time);
         using var registration = timer.Token.Register(static state => ((TaskCompletionSource<PollEnd>)state!).TrySetResult(PollEnd.WindowEnded), end);
         try
         {
+            await SeenAsync();
+            var capabilities = declared.IsEmpty ? _registered ??= await workers.RegisteredCapabilitiesAsync(WorkerId) : declared;
             var ticket = new PollTicket(pollId, WorkerId, capabilities, window, silo.SiloAddress);
             var families = DispatchKeys.For(capabilities);
             var job = families.Count switch
             {
+                _ when end.Task.IsCompleted => null,
                 0 => await NothingAsync(end.Task),
                 1 => await WaitAtAsync(families[0], ticket, end.Task),
                 _ => await WaitAtSeveralAsync(families, ticket, end.Task),
@@ -137,6 +146,12 @@ public sealed partial class WorkerGrain(WorkerStore workers, IGrainFactory grain
     public Task CancelPollAsync(Guid pollId)
     {
         if (_polls.TryGetValue(pollId, out var end)) end.TrySetResult(PollEnd.Cancelled);
+        else
+        {
+            // Most are cancellations of polls that already ended, which never come: forget them in bulk.
+            if (_cancelledEarly.Count >= MaxCancelledEarly) _cancelledEarly.Clear();
+            _cancelledEarly.Add(pollId);
+        }
         return Task.CompletedTask;
     }
 
@@ -226,23 +241,51 @@ public sealed partial class WorkerGrain(WorkerStore workers, IGrainFactory grain
         return end.IsCompleted ? null : await Dispatcher(family).WaitAsync(ticket, mayPark: true);
     }
 
-    /// <summary>Cancels a dispatcher's poll and collects what it answers; a job it claimed meanwhile is kept or given back.</summary>
+    /// <summary>
+    /// Cancels a dispatcher's poll and collects what it answers; a job it claimed meanwhile is kept or given back. A
+    /// dispatcher that does not answer within <see cref="EndWaitBound"/> (its silo is stopping or gone) is not waited for:
+    /// a job it claims for the poll later goes back when it arrives.
+    /// </summary>
     private async Task<ClaimedJob?> EndWaitAsync(IDispatcherGrain dispatcher, string family, PollTicket ticket, Task<ClaimedJob?> wait, PollEnd how, bool keep)
     {
-        if (!wait.IsCompleted)
+        if (!wait.IsCompleted) _ = CancelAtAsync(dispatcher, family, ticket.Id);
+        if (await Task.WhenAny(wait, Task.Delay(EndWaitBound, time)) != wait)
         {
-            try
-            {
-                await dispatcher.CancelWaitAsync(ticket.Id);
-            }
-            catch (Exception exception)
-            {
-                LogDispatcherUnreachable(logger, family, exception.Message);
-            }
+            _ = GiveBackWhenAnsweredAsync(wait);
+            return null;
         }
         var late = await SettledAsync(wait, family);
         if (late is null) return null;
         return keep && how == PollEnd.WindowEnded ? late : await GiveBackAsync(late);
+    }
+
+    private async Task CancelAtAsync(IDispatcherGrain dispatcher, string family, Guid pollId)
+    {
+        try
+        {
+            await dispatcher.CancelWaitAsync(pollId);
+        }
+        catch (Exception exception)
+        {
+            LogDispatcherUnreachable(logger, family, exception.Message);
+        }
+    }
+
+    // Runs off the grain's scheduler: this activation may be gone by the time the dispatcher answers.
+    private Task GiveBackWhenAnsweredAsync(Task<ClaimedJob?> wait)
+    {
+        var (factory, workerId) = (grains, WorkerId);
+        return Task.Run(async () =>
+        {
+            try
+            {
+                if (await wait is { } job) await factory.GetGrain<IJobGrain>(job.Id).ReleaseClaimAsync(workerId);
+            }
+            catch (Exception exception) when (IsTransient(exception))
+            {
+                // No answer ever came: nothing was handed to this poll.
+            }
+        });
     }
 
     private async Task<QueuedJob?> PeekAsync(string family, Capabilities capabilities)
