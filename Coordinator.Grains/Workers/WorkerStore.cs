@@ -25,9 +25,6 @@ public sealed class GridModelRow
 /// <summary>Workers, their model lists, liveness, and the model registry.</summary>
 public sealed class WorkerStore(NpgsqlDataSource dataSource, TimeProvider time, IOptions<DispatchOptions> options)
 {
-    // When this node last wrote each worker's last_seen_at, so that polls do not write on every request.
-    private readonly ConcurrentDictionary<long, DateTimeOffset> _lastSeenWritten = new();
-
     /// <summary>
     /// Registers the worker behind a key. A named worker that exists under the account is updated in place;
     /// otherwise the key's own worker is updated, or a new worker is created. The key is bound to it.
@@ -68,7 +65,6 @@ public sealed class WorkerStore(NpgsqlDataSource dataSource, TimeProvider time, 
 
         await ReplaceModelsAsync(connection, transaction, workerId, registration.Models, cancellationToken);
         await transaction.CommitAsync(cancellationToken);
-        _lastSeenWritten[workerId] = now;
         return workerId;
     }
 
@@ -101,22 +97,12 @@ public sealed class WorkerStore(NpgsqlDataSource dataSource, TimeProvider time, 
             transaction, cancellationToken: cancellationToken));
     }
 
-    /// <summary>Marks the worker as seen now (and online).</summary>
+    /// <summary>Marks the worker as seen now (and online). Its grain decides how often (see <see cref="WorkerGrain"/>).</summary>
     public async Task HeartbeatAsync(long workerId, CancellationToken cancellationToken = default)
     {
-        var now = time.GetUtcNow();
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
         await connection.ExecuteAsync(new CommandDefinition(
-            "UPDATE workers SET last_seen_at = @now, online = true WHERE id = @workerId", new { workerId, now }, cancellationToken: cancellationToken));
-        _lastSeenWritten[workerId] = now;
-    }
-
-    /// <summary>A poll counts as a heartbeat; it is written at most once per <see cref="DispatchOptions.HeartbeatWriteInterval"/> per node.</summary>
-    public Task TouchAsync(long workerId, CancellationToken cancellationToken = default)
-    {
-        var now = time.GetUtcNow();
-        if (_lastSeenWritten.TryGetValue(workerId, out var written) && now - written < options.Value.HeartbeatWriteInterval) return Task.CompletedTask;
-        return HeartbeatAsync(workerId, cancellationToken);
+            "UPDATE workers SET last_seen_at = @now, online = true WHERE id = @workerId", new { workerId, now = time.GetUtcNow() }, cancellationToken: cancellationToken));
     }
 
     /// <summary>What the worker registered: used when a poll declares no capabilities of its own.</summary>
