@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using Coordinator.Grains.Jobs;
 using Dapper;
 using Microsoft.Extensions.Options;
