@@ -15,8 +15,11 @@ public sealed record QuotaCounters(
 /// </summary>
 public interface IAccountGrain : IGrainWithIntegerKey
 {
-    /// <summary>Requests count when a job is claimed; reaching the limit holds the account's pending jobs before this answers.</summary>
-    Task CountRequestsAsync(int count);
+    /// <summary>
+    /// Requests count when a job is claimed; reaching the limit holds the account's pending jobs before this answers.
+    /// Answers whether the account's plan has a daily limit at all.
+    /// </summary>
+    Task<bool> CountRequestsAsync(int count);
 
     /// <summary>Tokens count when a result is accepted.</summary>
     Task CountTokensAsync(long tokens);
@@ -55,12 +58,13 @@ public sealed partial class AccountGrain(Quotas quotas, Dispatchers dispatchers,
 
     public override Task OnDeactivateAsync(DeactivationReason reason, CancellationToken cancellationToken) => WriteAsync(cancellationToken);
 
-    public async Task CountRequestsAsync(int count)
+    public async Task<bool> CountRequestsAsync(int count)
     {
         await RollOverAsync();
         _requests += count;
         _unwrittenRequests += count;
         await EnforceAsync();
+        return _plan.DailyRequests is not null || _plan.DailyTokens is not null;
     }
 
     public async Task CountTokensAsync(long tokens)

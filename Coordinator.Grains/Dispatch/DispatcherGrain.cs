@@ -30,7 +30,16 @@ public sealed partial class DispatcherGrain(
     /// <summary>How often parked polls are checked for a passed deadline or a dead silo.</summary>
     private static readonly TimeSpan PurgeInterval = TimeSpan.FromSeconds(5);
 
+    /// <summary>
+    /// How long a dispatcher trusts that an account's plan has no limit, and so hands its jobs over without waiting for
+    /// their requests to be counted: a plan that gains a limit is enforced that much later at the most.
+    /// </summary>
+    private static readonly TimeSpan UnlimitedFor = TimeSpan.FromMinutes(1);
+
+    private const int MaxUnlimitedRemembered = 10_000;
+
     private readonly Dictionary<Guid, Poll> _polls = [];
+    private readonly Dictionary<long, DateTimeOffset> _unlimited = [];
     // Cancellations that arrived before their poll (two messages from one caller may be reordered).
     private readonly Dictionary<Guid, DateTimeOffset> _cancelledEarly = [];
     private DispatchQueue _queue = null!;
@@ -253,24 +262,35 @@ public sealed partial class DispatcherGrain(
         await DeliverAsync(poll, claimed);
     }
 
-    /// <summary>Hands a job claimed for a poll's worker to the poll, after counting the request; a poll gone meanwhile gives it back.</summary>
+    /// <summary>
+    /// Hands a job claimed for a poll's worker to the poll, after counting the request; a poll gone meanwhile gives it
+    /// back. The count of an account whose plan has no limit is not waited for (see <see cref="UnlimitedFor"/>).
+    /// </summary>
     private async Task DeliverAsync(Poll poll, ClaimedJob claimed)
     {
         if (!poll.Cancelled)
         {
-            try
-            {
-                // The limit a claim reaches is enforced before the worker hears of the job.
-                await grains.GetGrain<IAccountGrain>(claimed.AccountId).CountRequestsAsync(1);
-            }
-            catch (Exception exception)
-            {
-                LogCountFailed(logger, claimed.AccountId, exception.Message);
-            }
+            if (_unlimited.TryGetValue(claimed.AccountId, out var until) && until > time.GetUtcNow()) Forget(CountRequestAsync(claimed.AccountId));
+            else await CountRequestAsync(claimed.AccountId);
         }
         if (poll.Cancelled || !Finish(poll, claimed))
         {
             await GiveBackAsync(poll.Ticket.WorkerId, claimed.Id);
+        }
+    }
+
+    // The limit a claim reaches is enforced before the worker hears of the job, for accounts with a limit.
+    private async Task CountRequestAsync(long accountId)
+    {
+        try
+        {
+            var limited = await grains.GetGrain<IAccountGrain>(accountId).CountRequestsAsync(1);
+            if (limited) _unlimited.Remove(accountId);
+            else if (_unlimited.Count < MaxUnlimitedRemembered || _unlimited.ContainsKey(accountId)) _unlimited[accountId] = time.GetUtcNow() + UnlimitedFor;
+        }
+        catch (Exception exception)
+        {
+            LogCountFailed(logger, accountId, exception.Message);
         }
     }
 
@@ -330,6 +350,10 @@ public sealed partial class DispatcherGrain(
         foreach (var (id, at) in _cancelledEarly.ToList())
         {
             if (now - at > PollGrace) _cancelledEarly.Remove(id);
+        }
+        foreach (var (accountId, until) in _unlimited.ToList())
+        {
+            if (until <= now) _unlimited.Remove(accountId);
         }
         return Task.CompletedTask;
     }
