@@ -221,7 +221,8 @@ public sealed partial class DispatcherGrain(
             }
             if (DispatchQueue.Best(poll.Sets) is not { } job)
             {
-                if (poll.MayPark) _queue.Park(poll);
+                // An activation that is letting go (its silo stops) parks nothing: the poll parks again elsewhere.
+                if (poll.MayPark && !_leaving) _queue.Park(poll);
                 else Finish(poll, null);
                 return;
             }
