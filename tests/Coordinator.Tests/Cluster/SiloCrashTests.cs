@@ -127,7 +127,11 @@ public sealed class SiloCrashTests
         RefusedAfterResend,
     }
 
-    /// <summary>Sends until some silo answers. A call lost with its silo is sent again to another.</summary>
+    /// <summary>
+    /// Sends until some silo answers. A call lost with its silo is sent again to another, and so is one answered 503 (as
+    /// grid-worker does): a silo answers 503 while the grain a call needs is on a silo that died and has not yet been
+    /// declared dead.
+    /// </summary>
     private static async Task<Answer> CallUntilAnsweredAsync(HttpClient http, List<SiloProcess> silos, Cursor silo, string key, HttpMethod method,
         string path, object? body, CancellationToken stop)
     {
@@ -138,15 +142,22 @@ public sealed class SiloCrashTests
             try
             {
                 using var response = await SendAsync(http, silos[silo.Index], key, method, path, body, stop);
-                return response.IsSuccessStatusCode ? Answer.Done : resent ? Answer.RefusedAfterResend : Answer.Refused;
+                if (response.StatusCode != HttpStatusCode.ServiceUnavailable)
+                {
+                    return response.IsSuccessStatusCode ? Answer.Done : resent ? Answer.RefusedAfterResend : Answer.Refused;
+                }
+                await Task.Delay(RetryAfterUnavailable, stop);
             }
             catch (Exception exception) when (exception is HttpRequestException or TaskCanceledException && !stop.IsCancellationRequested)
             {
                 silo.Index = NextLive(silos, silo.Index);
-                resent = true;
             }
+            resent = true;
         }
     }
+
+    /// <summary>How long a worker waits before sending a call again that a silo answered 503.</summary>
+    private static readonly TimeSpan RetryAfterUnavailable = TimeSpan.FromMilliseconds(50);
 
     /// <summary>Submits <paramref name="count"/> jobs, each with its own idempotency key, resent to another silo when its silo dies.</summary>
     private static async Task SubmitAsync(HttpClient http, List<SiloProcess> silos, int first, string key, string model, int count,
