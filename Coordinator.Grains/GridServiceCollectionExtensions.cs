@@ -40,6 +40,8 @@ public static class GridServiceCollectionExtensions
         services.AddSingleton<JobStore>();
         services.AddSingleton<WorkerStore>();
         services.AddSingleton<Quotas>();
+        services.AddSingleton<QuotaCounting>();
+        services.AddHostedService(sp => sp.GetRequiredService<QuotaCounting>());
         services.AddSingleton<Credits>();
         services.AddSingleton<Usage>();
         services.AddSingleton<BillingStore>();

@@ -150,7 +150,7 @@ public static class WorkersApi
 
     public static async Task<Results<Ok<StatusDto>, NotFound<ApiError>, UnprocessableEntity<ApiError>>> StartAsync(long id, HttpContext context, IGrainFactory grains)
     {
-        var result = await grains.GetGrain<IJobGrain>(id).StartAsync(context.GetCaller().WorkerId!.Value);
+        var result = await grains.GetGrain<IWorkerGrain>(context.GetCaller().WorkerId!.Value).StartAsync(id);
         return result.Outcome switch
         {
             TransitionOutcome.Done => TypedResults.Ok(new StatusDto(JobStatus.Running)),
@@ -172,7 +172,7 @@ public static class WorkersApi
         var modelUsed = fields.String("model_used", maxLength: ModelNames.MaxLength);
         if (!fields.IsValid) return ApiErrors.InvalidRequest(string.Join("; ", fields.Errors));
 
-        var result = await grains.GetGrain<IJobGrain>(id).CompleteAsync(context.GetCaller().WorkerId!.Value,
+        var result = await grains.GetGrain<IWorkerGrain>(context.GetCaller().WorkerId!.Value).CompleteAsync(id,
             new JobResult(output!, inputTokens, outputTokens!.Value, durationMs!.Value, modelUsed));
         return result.Outcome switch
         {
@@ -189,7 +189,7 @@ public static class WorkersApi
         var message = fields.String("error", required: true);
         if (!fields.IsValid) return ApiErrors.InvalidRequest(string.Join("; ", fields.Errors));
 
-        var result = await grains.GetGrain<IJobGrain>(id).FailAsync(context.GetCaller().WorkerId!.Value, Truncate(message!, MaxErrorLength));
+        var result = await grains.GetGrain<IWorkerGrain>(context.GetCaller().WorkerId!.Value).FailAsync(id, Truncate(message!, MaxErrorLength));
         return result.Outcome switch
         {
             TransitionOutcome.Done => TypedResults.Ok(new StatusDto(JobStatus.Failed)),

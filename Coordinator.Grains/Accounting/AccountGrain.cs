@@ -16,13 +16,10 @@ public sealed record QuotaCounters(
 public interface IAccountGrain : IGrainWithIntegerKey
 {
     /// <summary>
-    /// Requests count when a job is claimed; reaching the limit holds the account's pending jobs before this answers.
-    /// Answers whether the account's plan has a daily limit at all.
+    /// Counts requests (a request counts when its job is claimed) and tokens (when a result is accepted); reaching a limit
+    /// holds the account's pending jobs before this answers. Answers whether the account's plan has a daily limit at all.
     /// </summary>
-    Task<bool> CountRequestsAsync(int count);
-
-    /// <summary>Tokens count when a result is accepted.</summary>
-    Task CountTokensAsync(long tokens);
+    Task<bool> CountAsync(int requests, long tokens);
 
     /// <summary>The account's plan changed (its holds were released): read the limits again and hold again if still over.</summary>
     Task PlanChangedAsync();
@@ -58,22 +55,18 @@ public sealed partial class AccountGrain(Quotas quotas, Dispatchers dispatchers,
 
     public override Task OnDeactivateAsync(DeactivationReason reason, CancellationToken cancellationToken) => WriteAsync(cancellationToken);
 
-    public async Task<bool> CountRequestsAsync(int count)
+    public async Task<bool> CountAsync(int requests, long tokens)
     {
         await RollOverAsync();
-        _requests += count;
-        _unwrittenRequests += count;
-        await EnforceAsync();
-        return _plan.DailyRequests is not null || _plan.DailyTokens is not null;
-    }
-
-    public async Task CountTokensAsync(long tokens)
-    {
-        await RollOverAsync();
+        _requests += requests;
+        _unwrittenRequests += requests;
         _tokens += tokens;
         _unwrittenTokens += tokens;
         await EnforceAsync();
+        return Limited;
     }
+
+    private bool Limited => _plan.DailyRequests is not null || _plan.DailyTokens is not null;
 
     public async Task PlanChangedAsync()
     {

@@ -21,7 +21,7 @@ namespace Coordinator.Grains.Dispatch;
 /// </remarks>
 [Reentrant]
 public sealed partial class DispatcherGrain(
-    JobStore jobs, IGrainFactory grains, IClusterMembershipService membership, IHostApplicationLifetime lifetime, TimeProvider time,
+    JobStore jobs, QuotaCounting quotas, IClusterMembershipService membership, IHostApplicationLifetime lifetime, TimeProvider time,
     IOptions<DispatchOptions> options, DispatchMetrics metrics, ILogger<DispatcherGrain> logger) : Grain, IDispatcherGrain
 {
     /// <summary>How much longer than its window a dispatcher keeps a poll whose worker grain never came back to end it.</summary>
@@ -30,16 +30,7 @@ public sealed partial class DispatcherGrain(
     /// <summary>How often parked polls are checked for a passed deadline or a dead silo.</summary>
     private static readonly TimeSpan PurgeInterval = TimeSpan.FromSeconds(5);
 
-    /// <summary>
-    /// How long a dispatcher trusts that an account's plan has no limit, and so hands its jobs over without waiting for
-    /// their requests to be counted: a plan that gains a limit is enforced that much later at the most.
-    /// </summary>
-    private static readonly TimeSpan UnlimitedFor = TimeSpan.FromMinutes(1);
-
-    private const int MaxUnlimitedRemembered = 10_000;
-
     private readonly Dictionary<Guid, Poll> _polls = [];
-    private readonly Dictionary<long, DateTimeOffset> _unlimited = [];
     // Cancellations that arrived before their poll (two messages from one caller may be reordered).
     private readonly Dictionary<Guid, DateTimeOffset> _cancelledEarly = [];
     private DispatchQueue _queue = null!;
@@ -264,34 +255,15 @@ public sealed partial class DispatcherGrain(
     }
 
     /// <summary>
-    /// Hands a job claimed for a poll's worker to the poll, after counting the request; a poll gone meanwhile gives it
-    /// back. The count of an account whose plan has no limit is not waited for (see <see cref="UnlimitedFor"/>).
+    /// Hands a job claimed for a poll's worker to the poll, after counting the request (the limit it reaches is enforced
+    /// before the worker hears of the job); a poll gone meanwhile gives it back.
     /// </summary>
     private async Task DeliverAsync(Poll poll, ClaimedJob claimed)
     {
-        if (!poll.Cancelled)
-        {
-            if (_unlimited.TryGetValue(claimed.AccountId, out var until) && until > time.GetUtcNow()) Forget(CountRequestAsync(claimed.AccountId));
-            else await CountRequestAsync(claimed.AccountId);
-        }
+        if (!poll.Cancelled) await quotas.CountRequestAsync(claimed.AccountId);
         if (poll.Cancelled || !Finish(poll, claimed))
         {
             await GiveBackAsync(poll.Ticket.WorkerId, claimed.Id);
-        }
-    }
-
-    // The limit a claim reaches is enforced before the worker hears of the job, for accounts with a limit.
-    private async Task CountRequestAsync(long accountId)
-    {
-        try
-        {
-            var limited = await grains.GetGrain<IAccountGrain>(accountId).CountRequestsAsync(1);
-            if (limited) _unlimited.Remove(accountId);
-            else if (_unlimited.Count < MaxUnlimitedRemembered || _unlimited.ContainsKey(accountId)) _unlimited[accountId] = time.GetUtcNow() + UnlimitedFor;
-        }
-        catch (Exception exception)
-        {
-            LogCountFailed(logger, accountId, exception.Message);
         }
     }
 
@@ -352,10 +324,6 @@ public sealed partial class DispatcherGrain(
         {
             if (now - at > PollGrace) _cancelledEarly.Remove(id);
         }
-        foreach (var (accountId, until) in _unlimited.ToList())
-        {
-            if (until <= now) _unlimited.Remove(accountId);
-        }
         return Task.CompletedTask;
     }
 
@@ -393,9 +361,6 @@ public sealed partial class DispatcherGrain(
         task.ContinueWith(t => LogBackgroundFailed(logger, _queue.Key, t.Exception!.GetBaseException().Message),
             CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted, TaskScheduler.Current);
     }
-
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Could not count a request of account {AccountId}: {Reason}")]
-    private static partial void LogCountFailed(ILogger logger, long accountId, string reason);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Dispatcher {Family} could not read the table again: {Reason}")]
     private static partial void LogRescanFailed(ILogger logger, string family, string reason);

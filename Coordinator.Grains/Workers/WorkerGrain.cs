@@ -1,3 +1,4 @@
+using Coordinator.Grains.Accounting;
 using Coordinator.Grains.Dispatch;
 using Coordinator.Grains.Jobs;
 using Microsoft.Extensions.Hosting;
@@ -10,8 +11,8 @@ using Orleans.Runtime;
 namespace Coordinator.Grains.Workers;
 
 /// <summary>
-/// One worker (key: the worker id): its liveness, what it registered, and its polls. A poll is one HTTP long-poll,
-/// answered with at most one job.
+/// One worker (key: the worker id): its liveness, what it registered, its polls, and the transitions of the jobs it holds.
+/// A poll is one HTTP long-poll, answered with at most one job.
 /// </summary>
 public interface IWorkerGrain : IGrainWithIntegerKey
 {
@@ -31,6 +32,15 @@ public interface IWorkerGrain : IGrainWithIntegerKey
 
     /// <summary>A sign of life: a heartbeat, or any call of the worker.</summary>
     Task HeartbeatAsync();
+
+    /// <summary>claimed → running, for a job this worker holds.</summary>
+    Task<Transition<string>> StartAsync(long jobId);
+
+    /// <summary>running → completed with this worker's result; the tokens count against the job's account's quota.</summary>
+    Task<Transition<string>> CompleteAsync(long jobId, JobResult result);
+
+    /// <summary>claimed or running → failed, with this worker's message.</summary>
+    Task<Transition<string>> FailAsync(long jobId, string error);
 
     /// <summary>The worker changed its models: read them again when a poll needs them.</summary>
     Task ModelsChangedAsync();
@@ -55,14 +65,15 @@ public interface IWorkerGrain : IGrainWithIntegerKey
 /// wait silently on a dispatcher that no longer exists. Reentrant: a worker runs several polls at once, and a poll's
 /// cancellation must reach it while it waits.
 /// <para>
-/// Liveness is kept in memory; the row's <c>last_seen_at</c> is written at most once per
+/// The worker's start, result and failure of the jobs it holds are calls on this grain, which is already active for its
+/// polls, rather than on a grain per job that each job would activate. Liveness is kept in memory; the row's <c>last_seen_at</c> is written at most once per
 /// <see cref="DispatchOptions.HeartbeatWriteInterval"/> for the offline sweep, which runs once in the cluster and also
 /// covers workers whose grain died with its silo.
 /// </para>
 /// </remarks>
 [Reentrant, PreferLocalPlacement]
-public sealed partial class WorkerGrain(WorkerStore workers, IGrainFactory grains, ILocalSiloDetails silo, IHostApplicationLifetime lifetime,
-    TimeProvider time, IOptions<DispatchOptions> options, ILogger<WorkerGrain> logger) : Grain, IWorkerGrain
+public sealed partial class WorkerGrain(WorkerStore workers, JobStore jobs, QuotaCounting quotas, IGrainFactory grains, ILocalSiloDetails silo,
+    IHostApplicationLifetime lifetime, TimeProvider time, IOptions<DispatchOptions> options, ILogger<WorkerGrain> logger) : Grain, IWorkerGrain
 {
     /// <summary>How long a poll waits before parking again on a dispatcher whose activation went away.</summary>
     private static readonly TimeSpan ParkAgainAfter = TimeSpan.FromMilliseconds(50);
@@ -156,6 +167,32 @@ public sealed partial class WorkerGrain(WorkerStore workers, IGrainFactory grain
     }
 
     public Task HeartbeatAsync() => SeenAsync();
+
+    // Each transition is the conditional update that decides (on the worker holding the job and on its state), so a job
+    // that a sweep took away meanwhile is refused as the spec says. The worker's calls are signs of life too.
+    public async Task<Transition<string>> StartAsync(long jobId)
+    {
+        await SeenAsync();
+        return await jobs.StartAsync(WorkerId, jobId);
+    }
+
+    public async Task<Transition<string>> CompleteAsync(long jobId, JobResult result)
+    {
+        await SeenAsync();
+        var completed = await jobs.CompleteAsync(WorkerId, jobId, result);
+        if (completed.Outcome != TransitionOutcome.Done)
+        {
+            return completed.Outcome == TransitionOutcome.NotFound ? Transition<string>.NotFound() : Transition<string>.WrongState(completed.CurrentStatus!);
+        }
+        await quotas.CountTokensAsync(completed.Value, (result.InputTokens ?? 0) + (long)result.OutputTokens);
+        return Transition<string>.Done(JobStatus.Completed);
+    }
+
+    public async Task<Transition<string>> FailAsync(long jobId, string error)
+    {
+        await SeenAsync();
+        return await jobs.FailAsync(WorkerId, jobId, error);
+    }
 
     public Task ModelsChangedAsync()
     {

@@ -391,7 +391,7 @@ public sealed class EngineNode : IAsyncDisposable
     /// <summary>
     /// Runs every consumer until <paramref name="jobs"/> jobs are complete. A consumer is a worker with
     /// <see cref="Slots"/> polls at once, each going the grain path a worker's HTTP calls go, without HTTP: a poll on its
-    /// worker grain (a job claimed for it, or handed over on submission), then start and result on the job's grain. The
+    /// worker grain (a job claimed for it, or handed over on submission), then start and result on the same grain. The
     /// silo's group commit puts concurrent claims, starts and results into shared statements.
     /// </summary>
     public async Task ConsumeAsync(int jobs, Action<ClaimedJob>? onClaimed)
@@ -410,9 +410,8 @@ public sealed class EngineNode : IAsyncDisposable
                 await using var cancel = stop.Token.Register(() => _ = worker.CancelPollAsync(pollId));
                 if (await worker.NextJobAsync(pollId, _capabilities) is not { } job) continue;
                 onClaimed?.Invoke(job);
-                var grain = Grains.GetGrain<IJobGrain>(job.Id);
-                if ((await grain.StartAsync(workerId)).Outcome != TransitionOutcome.Done) throw new InvalidOperationException("a start was refused");
-                if ((await grain.CompleteAsync(workerId, result)).Outcome != TransitionOutcome.Done) throw new InvalidOperationException("a result was refused");
+                if ((await worker.StartAsync(job.Id)).Outcome != TransitionOutcome.Done) throw new InvalidOperationException("a start was refused");
+                if ((await worker.CompleteAsync(job.Id, result)).Outcome != TransitionOutcome.Done) throw new InvalidOperationException("a result was refused");
                 if (Interlocked.Increment(ref completed) >= jobs) await stop.CancelAsync();
             }
         })));

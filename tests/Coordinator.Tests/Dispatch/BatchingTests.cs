@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using Coordinator.Grains.Accounting;
 using Coordinator.Grains.Jobs;
+using Coordinator.Grains.Workers;
 using Coordinator.Tests.Infrastructure;
 using Dapper;
 using Npgsql;
@@ -180,8 +181,8 @@ public class BatchingTests(HostFixture fixture) : IClassFixture<HostFixture>
             Assert.Equal(TransitionOutcome.Done, (await Jobs.StartAsync(worker, id)).Outcome);
         }
 
-        // 3 × 40 tokens, reported at once through the jobs' grains: the account passes 100.
-        var done = await Task.WhenAll(items.Select(i => Host.Grains.GetGrain<IJobGrain>(i.Second).CompleteAsync(i.First, new JobResult("o", 0, 40, 5, null))));
+        // 3 × 40 tokens, reported at once through the workers' grains: the account passes 100.
+        var done = await Task.WhenAll(items.Select(i => Host.Grains.GetGrain<IWorkerGrain>(i.First).CompleteAsync(i.Second, new JobResult("o", 0, 40, 5, null))));
 
         Assert.All(done, d => Assert.Equal(TransitionOutcome.Done, d.Outcome));
         var accountId = await AccountOfAsync(ids[0]);

@@ -1,0 +1,105 @@
+using System.Collections.Concurrent;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+
+namespace Coordinator.Grains.Accounting;
+
+/// <summary>
+/// How a silo counts requests and tokens on the accounts' grains. For an account whose plan has a daily limit each count
+/// is a call that is awaited, so that the limit it reaches is enforced (the account's jobs held) before the claim or the
+/// result is answered. For an account without limits the counts are only a record: the silo remembers for
+/// <see cref="UnlimitedFor"/> that the plan has none, adds them up, and sends them to the account's grain once every
+/// <see cref="SendInterval"/>, so that claims and results of such accounts make no grain call at all.
+/// </summary>
+public sealed partial class QuotaCounting(IGrainFactory grains, TimeProvider time, ILogger<QuotaCounting> logger) : IHostedService, IAsyncDisposable
+{
+    /// <summary>How long an answer that the plan has no limit is trusted: a plan that gains one is enforced that much later at the most.</summary>
+    public static readonly TimeSpan UnlimitedFor = TimeSpan.FromMinutes(1);
+
+    /// <summary>How often the counts of accounts without limits are sent to their grains.</summary>
+    public static readonly TimeSpan SendInterval = TimeSpan.FromSeconds(1);
+
+    private const int MaxRemembered = 100_000;
+
+    private readonly ConcurrentDictionary<long, DateTimeOffset> _unlimitedUntil = new();
+    private readonly ConcurrentDictionary<long, Unsent> _unsent = new();
+    private ITimer? _timer;
+
+    /// <summary>One request of the account: its job was claimed.</summary>
+    public Task CountRequestAsync(long accountId) => CountAsync(accountId, 1, 0);
+
+    /// <summary>Tokens of a result the account's job reported.</summary>
+    public Task CountTokensAsync(long accountId, long tokens) => CountAsync(accountId, 0, tokens);
+
+    private Task CountAsync(long accountId, int requests, long tokens)
+    {
+        if (_unlimitedUntil.TryGetValue(accountId, out var until) && until > time.GetUtcNow())
+        {
+            var unsent = _unsent.GetOrAdd(accountId, static _ => new Unsent());
+            Interlocked.Add(ref unsent.Requests, requests);
+            Interlocked.Add(ref unsent.Tokens, tokens);
+            return Task.CompletedTask;
+        }
+        return SendAsync(accountId, requests, tokens);
+    }
+
+    private async Task SendAsync(long accountId, int requests, long tokens)
+    {
+        try
+        {
+            var limited = await grains.GetGrain<IAccountGrain>(accountId).CountAsync(requests, tokens);
+            if (limited) _unlimitedUntil.TryRemove(accountId, out _);
+            else if (_unlimitedUntil.Count < MaxRemembered || _unlimitedUntil.ContainsKey(accountId)) _unlimitedUntil[accountId] = time.GetUtcNow() + UnlimitedFor;
+            else _unlimitedUntil.Clear(); // forget in bulk: each is learned again at its next count
+        }
+        catch (Exception exception)
+        {
+            // A count lost with a failing call: the quota is reached that much later.
+            LogCountFailed(logger, accountId, exception.Message);
+        }
+    }
+
+    /// <summary>Sends what accounts without limits have counted since the last time.</summary>
+    private Task SendUnsentAsync()
+    {
+        var sends = new List<Task>();
+        foreach (var (accountId, unsent) in _unsent)
+        {
+            var requests = (int)Interlocked.Exchange(ref unsent.Requests, 0);
+            var tokens = Interlocked.Exchange(ref unsent.Tokens, 0);
+            if (requests == 0 && tokens == 0)
+            {
+                _unsent.TryRemove(KeyValuePair.Create(accountId, unsent));
+                continue;
+            }
+            sends.Add(SendAsync(accountId, requests, tokens));
+        }
+        return Task.WhenAll(sends);
+    }
+
+    public Task StartAsync(CancellationToken cancellationToken)
+    {
+        _timer = time.CreateTimer(_ => _ = SendUnsentAsync(), null, SendInterval, SendInterval);
+        return Task.CompletedTask;
+    }
+
+    public async Task StopAsync(CancellationToken cancellationToken)
+    {
+        if (_timer is not null) await _timer.DisposeAsync();
+        await SendUnsentAsync();
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (_timer is not null) await _timer.DisposeAsync();
+    }
+
+    private sealed class Unsent
+    {
+        public long Requests;
+        public long Tokens;
+    }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Could not count on the quota of account {AccountId}: {Reason}")]
+    private static partial void LogCountFailed(ILogger logger, long accountId, string reason);
+}
