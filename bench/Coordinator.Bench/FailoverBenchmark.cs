@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Globalization;
+using System.Net;
 
 namespace Coordinator.Bench;
 
@@ -129,7 +130,19 @@ public sealed class FailoverBenchmark(BenchOptions options, BenchDatabase databa
             {
                 if (await nodes[node].Grid.PollAsync(worker, Model, stop) is not { } job) continue;
                 dispatched.Enqueue(job.ReceivedAt);
-                await nodes[node].Grid.StartAsync(worker, job.JobId);
+                while (true)
+                {
+                    try
+                    {
+                        await nodes[node].Grid.StartAsync(worker, job.JobId);
+                        break;
+                    }
+                    catch (HttpRequestException exception) when (exception.StatusCode == HttpStatusCode.ServiceUnavailable && !stop.IsCancellationRequested)
+                    {
+                        // As grid-worker does: a 503 is sent again.
+                        await Task.Delay(RetryAfterUnavailable, stop);
+                    }
+                }
                 starts.AddOrUpdate(job.JobId, 1, (_, n) => n + 1);
                 while (true)
                 {
@@ -138,9 +151,10 @@ public sealed class FailoverBenchmark(BenchOptions options, BenchDatabase databa
                         await nodes[node].Grid.ResultAsync(worker, job.JobId);
                         break;
                     }
-                    catch (HttpRequestException) when (dead[node])
+                    catch (HttpRequestException exception) when (dead[node] || exception.StatusCode == HttpStatusCode.ServiceUnavailable)
                     {
-                        node = NextLive(dead, node);
+                        if (dead[node]) node = NextLive(dead, node);
+                        else await Task.Delay(RetryAfterUnavailable, stop);
                     }
                 }
             }
@@ -154,6 +168,9 @@ public sealed class FailoverBenchmark(BenchOptions options, BenchDatabase databa
             }
         }
     }
+
+    /// <summary>How long a worker waits before sending a call again that a node answered 503.</summary>
+    private static readonly TimeSpan RetryAfterUnavailable = TimeSpan.FromMilliseconds(50);
 
     private static int NextLive(bool[] dead, int node)
     {

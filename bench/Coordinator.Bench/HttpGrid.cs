@@ -156,6 +156,11 @@ public sealed class HttpGrid(HttpClient http, Uri baseAddress)
     private static async Task<JsonDocument> ReadAsync(HttpResponseMessage response, HttpStatusCode expected)
     {
         var text = await response.Content.ReadAsStringAsync();
+        if (response.StatusCode == HttpStatusCode.ServiceUnavailable && expected != HttpStatusCode.ServiceUnavailable)
+        {
+            // A client may send it again (the spec's 503): a silo answers so while what a call needs was on a silo that died.
+            throw new HttpRequestException($"{response.RequestMessage?.Method} {response.RequestMessage?.RequestUri?.PathAndQuery}: 503 {text}", null, HttpStatusCode.ServiceUnavailable);
+        }
         if (response.StatusCode != expected)
         {
             throw new InvalidOperationException($"{response.RequestMessage?.Method} {response.RequestMessage?.RequestUri?.PathAndQuery}: expected {(int)expected}, got {(int)response.StatusCode}: {text}");
