@@ -177,7 +177,7 @@ public sealed partial class JobStore
     /// A batch locks several job rows; a sweep over the same rows in another order can deadlock with it, which a single
     /// job's statement never could.
     /// </summary>
-    private static async Task<T> RetryOnDeadlockAsync<T>(Func<Task<T>> statement)
+    internal static async Task<T> RetryOnDeadlockAsync<T>(Func<Task<T>> statement)
     {
         for (var attempt = 1; ; attempt++)
         {

@@ -96,12 +96,29 @@ public sealed class WorkerStore(NpgsqlDataSource dataSource, TimeProvider time, 
             transaction, cancellationToken: cancellationToken));
     }
 
-    /// <summary>Marks the worker as seen now (and online). Its grain decides how often (see <see cref="WorkerGrain"/>).</summary>
-    public async Task HeartbeatAsync(long workerId, CancellationToken cancellationToken = default)
+    /// <summary>
+    /// Marks the worker as seen now (and online). Its grain decides how often (see <see cref="WorkerGrain"/>). Concurrent
+    /// calls share one statement: thousands of workers polling at once after a restart would otherwise take a connection
+    /// each.
+    /// </summary>
+    public Task HeartbeatAsync(long workerId) => Heartbeats.RunAsync(workerId);
+
+    private Batcher<long, bool>? _heartbeats;
+
+    private Batcher<long, bool> Heartbeats =>
+        LazyInitializer.EnsureInitialized(ref _heartbeats, () => new(HeartbeatBatchAsync, JobStore.MaxBatch, JobStore.BatchesInFlight));
+
+    private async Task<IReadOnlyList<bool>> HeartbeatBatchAsync(IReadOnlyList<long> workerIds)
     {
-        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
-        await connection.ExecuteAsync(new CommandDefinition(
-            "UPDATE workers SET last_seen_at = @now, online = true WHERE id = @workerId", new { workerId, now = time.GetUtcNow() }, cancellationToken: cancellationToken));
+        var ids = workerIds.Distinct().ToArray();
+        var now = time.GetUtcNow();
+        // A batch locks several worker rows; the offline sweep takes them in another order and may deadlock with it.
+        await JobStore.RetryOnDeadlockAsync(async () =>
+        {
+            await using var connection = await dataSource.OpenConnectionAsync();
+            return await connection.ExecuteAsync("UPDATE workers SET last_seen_at = @now, online = true WHERE id = ANY(@ids)", new { ids, now });
+        });
+        return workerIds.Select(_ => true).ToList();
     }
 
     /// <summary>What the worker registered: used when a poll declares no capabilities of its own.</summary>

@@ -133,11 +133,14 @@ public sealed class HttpGrid(HttpClient http, Uri baseAddress)
         }
     }
 
-    /// <summary>Polls parked on this node right now, as <c>GET /health</c> reports them.</summary>
+    /// <summary>
+    /// Polls parked on this node right now, as <c>GET /health</c> reports them. Health answers 503 when its check of the
+    /// database takes more than 2 s, as it can while thousands of polls arrive at once; it reports the polls all the same.
+    /// </summary>
     public async Task<int> ParkedPollsAsync()
     {
         using var response = await http.GetAsync(new Uri(baseAddress, "health"));
-        using var json = await ReadAsync(response, HttpStatusCode.OK);
+        using var json = await ReadAsync(response, response.StatusCode == HttpStatusCode.ServiceUnavailable ? HttpStatusCode.ServiceUnavailable : HttpStatusCode.OK);
         return json.RootElement.GetProperty("parked_polls").GetInt32();
     }
 

@@ -167,6 +167,30 @@ public class BatchingTests(HostFixture fixture) : IClassFixture<HostFixture>
     }
 
     [Fact]
+    public async Task TheCountsOfAnAccountWithoutLimits_ReachItsGrain_WithinASecondOrSo()
+    {
+        var client = await Host.NewAccountOnPlanAsync(null, null);
+        var model = ApiClient.Unique();
+        var (worker, _) = await client.NewWorkerAsync("w", model);
+        var ids = new List<long>();
+        for (var i = 0; i < 5; i++) ids.Add(await client.SubmitAsync(new { model, prompt = $"p{i}" }));
+
+        // The first claim asks the account's grain, which answers that the plan has no limit; the rest are added up on the
+        // silo and sent together.
+        foreach (var id in ids)
+        {
+            Assert.Equal(id, (await worker.PollAsync($"models[]={model}"))!.Value.GetProperty("job_id").GetInt64());
+            await ApiClient.ExpectAsync(await worker.PatchAsync($"worker/jobs/{id}/start"), System.Net.HttpStatusCode.OK);
+            await ApiClient.ExpectAsync(await worker.PostAsync($"worker/jobs/{id}/result", new { output = "o", input_tokens = 3, output_tokens = 7, duration_ms = 1 }),
+                System.Net.HttpStatusCode.OK);
+        }
+
+        var accountId = await AccountOfAsync(ids[0]);
+        await Eventually.TrueAsync(async () => await Host.QuotaTodayAsync(accountId) is { Requests: 5, Tokens: 50 },
+            "the account's grain has every request and token counted");
+    }
+
+    [Fact]
     public async Task ResultsReachingTheTokenLimit_HoldTheAccountsOtherJobs()
     {
         var client = await Host.NewAccountOnPlanAsync(null, 100);
