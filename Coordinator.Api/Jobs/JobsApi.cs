@@ -24,6 +24,9 @@ public static class JobsApi
         group.MapGet("/", ListAsync);
         group.MapDelete("/cancel_all", CancelAllAsync);
         group.MapGet("/{id:long}", GetAsync);
+        group.MapGet("/{id:long}/stream", StreamAsync)
+            .Produces(StatusCodes.Status200OK, contentType: "text/event-stream")
+            .Produces<ApiError>(StatusCodes.Status404NotFound);
         group.MapDelete("/{id:long}", CancelAsync);
         group.MapPatch("/{id:long}/priority", ChangePriorityAsync);
         group.MapPost("/{id:long}/retry", RetryAsync);
@@ -112,6 +115,54 @@ public static class JobsApi
         return row is null ? ApiErrors.NotFound($"no job {id} in this account") : TypedResults.Ok(JobDto.From(row));
     }
 
+    /// <summary>
+    /// The job's output as Server-Sent Events: what was produced so far, then chunks as the worker sends them
+    /// (<c>event: chunk</c>, data <c>{"text", "offset"}</c>), then <c>event: job</c> with the job as <c>GET /jobs/{id}</c>
+    /// shows it, and the stream ends. Each event's id is its place in the stream; a client that reconnects with
+    /// <c>Last-Event-ID</c> resumes there. <c>event: restart</c> says the job went back to the queue after it had started:
+    /// the text so far is void. <c>event: replace</c> (data <c>{"text"}</c>) says the worker's final result is not the
+    /// text streamed: the result is the output.
+    /// </summary>
+    public static async Task<Results<EmptyHttpResult, NotFound<ApiError>>> StreamAsync(
+        long id, HttpContext context, IGrainFactory grains, Microsoft.Extensions.Options.IOptions<Microsoft.AspNetCore.Http.Json.JsonOptions> json)
+    {
+        var options = json.Value.SerializerOptions;
+        var from = StreamPosition.Parse(context.Request.Headers["Last-Event-ID"]);
+        SseWriter? sse = null;
+        try
+        {
+            await foreach (var slice in JobStreams.ReadAsync(grains, context.GetCaller().AccountId, id, from, context.RequestAborted))
+            {
+                if (slice.NotFound) return ApiErrors.NotFound($"no job {id} in this account");
+                sse ??= SseWriter.Start(context);
+                var ct = context.RequestAborted;
+                if (slice.Restarted) await sse.EventAsync("restart", new StreamPosition(slice.Generation, 0).ToString(), "{}", ct);
+                if (slice.Text.Length > 0)
+                {
+                    await sse.EventAsync("chunk", new StreamPosition(slice.Generation, slice.Offset).ToString(), new ChunkEvent(slice.Text, slice.Offset), options, ct);
+                }
+                if (slice.Final is { } job)
+                {
+                    if (slice.Replaced) await sse.EventAsync("replace", null, new ReplaceEvent(job.Output ?? ""), options, ct);
+                    await sse.EventAsync("job", new StreamPosition(slice.Generation, slice.Offset).ToString(), JobDto.From(job), options, ct);
+                }
+                else if (slice.Text.Length == 0 && !slice.Restarted)
+                {
+                    await sse.CommentAsync("keep-alive", ct);
+                }
+            }
+        }
+        catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
+        {
+            // The client went away; the job goes on.
+        }
+        return TypedResults.Empty;
+    }
+
+    private sealed record ChunkEvent(string Text, int Offset);
+
+    private sealed record ReplaceEvent(string Text);
+
     public static async Task<Results<Ok<StatusDto>, NotFound<ApiError>, UnprocessableEntity<ApiError>>> CancelAsync(long id, HttpContext context, IGrainFactory grains)
     {
         var result = await grains.GetGrain<IJobGrain>(id).CancelAsync(context.GetCaller().AccountId);
@@ -123,10 +174,12 @@ public static class JobsApi
         };
     }
 
-    public static async Task<Ok<CancelledCountDto>> CancelAllAsync(HttpContext context, JobStore jobs, Dispatchers dispatchers)
+    public static async Task<Ok<CancelledCountDto>> CancelAllAsync(HttpContext context, JobStore jobs, Dispatchers dispatchers, IGrainFactory grains)
     {
-        var cancelled = await jobs.CancelAllPendingAsync(context.GetCaller().AccountId, context.RequestAborted);
+        var (cancelled, watched) = await jobs.CancelAllPendingAsync(context.GetCaller().AccountId, context.RequestAborted);
         await dispatchers.RemoveAsync(cancelled);
+        // Their streams end.
+        foreach (var id in watched) _ = grains.GetGrain<IJobGrain>(id).EndedAsync();
         return TypedResults.Ok(new CancelledCountDto(cancelled.Count));
     }
 

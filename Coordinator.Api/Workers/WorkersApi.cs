@@ -18,6 +18,9 @@ public sealed record WorkerRegisterResponse(string WorkerToken, long WorkerId);
 
 public sealed record ModelsUpdatedDto(string Status, int ModelCount);
 
+/// <summary>A chunk's answer: <c>accepted</c> or <c>duplicate</c>, and the index the next chunk should have.</summary>
+public sealed record ChunkAcceptedDto(string Status, int NextIndex);
+
 public sealed record BlobRefDto(long Id, string Type, string? Url);
 
 /// <summary>The spec's JobAssignment, plus priority, timeout and attempt so the worker can plan, and the generation <c>params</c>.</summary>
@@ -50,6 +53,7 @@ public static class WorkersApi
         bound.MapPatch("/models", UpdateModelsAsync);
         bound.MapGet("/jobs/next", NextJobAsync);
         bound.MapPatch("/jobs/{id:long}/start", StartAsync);
+        bound.MapPost("/jobs/{id:long}/chunks", ChunkAsync);
         bound.MapPost("/jobs/{id:long}/result", ResultAsync);
         bound.MapPost("/jobs/{id:long}/fail", FailAsync);
         bound.MapCredits();
@@ -158,6 +162,36 @@ public static class WorkersApi
             _ => ApiErrors.InvalidState($"job {id} is {result.CurrentStatus}; only a claimed job can be started"),
         };
     }
+
+    /// <summary>
+    /// A chunk of a running job's output, in order (<c>{"index": 0, "text": "…"}</c>, then 1, 2, …), for clients following
+    /// the job's stream. A chunk sent again is answered <c>duplicate</c> and ignored. The result (<c>POST …/result</c>)
+    /// still carries the whole output, which should be the chunks joined; a worker that does not stream just sends that.
+    /// A job that ended meanwhile (its client cancelled it, it timed out) answers 422: the worker stops.
+    /// </summary>
+    public static async Task<Results<Ok<ChunkAcceptedDto>, NotFound<ApiError>, UnprocessableEntity<ApiError>>> ChunkAsync(
+        long id, HttpContext context, IGrainFactory grains)
+    {
+        var (fields, error) = await JsonFields.ReadAsync(context.Request);
+        if (fields is null) return ApiErrors.InvalidRequest(error!);
+        var index = fields.Int("index", required: true, min: 0);
+        var text = fields.String("text", required: true, maxUtf8Bytes: MaxChunkBytes);
+        if (!fields.IsValid) return ApiErrors.InvalidRequest(string.Join("; ", fields.Errors));
+
+        var answer = await grains.GetGrain<IJobGrain>(id).AppendChunkAsync(context.GetCaller().WorkerId!.Value, index!.Value, text!);
+        return answer.Outcome switch
+        {
+            ChunkOutcome.Accepted => TypedResults.Ok(new ChunkAcceptedDto("accepted", answer.NextIndex)),
+            ChunkOutcome.Duplicate => TypedResults.Ok(new ChunkAcceptedDto("duplicate", answer.NextIndex)),
+            ChunkOutcome.NotHeld => NotHeld(id),
+            ChunkOutcome.OutOfOrder => ApiErrors.InvalidState($"chunk {index} came before chunk {answer.NextIndex}: send the chunks in order"),
+            ChunkOutcome.Ended => ApiErrors.InvalidState($"job {id} is {answer.Status}: stop working on it"),
+            _ => ApiErrors.InvalidState($"the output of job {id} would pass its size limit"),
+        };
+    }
+
+    /// <summary>Largest chunk accepted, in UTF-8 bytes.</summary>
+    public const int MaxChunkBytes = 64 * 1024;
 
     public static async Task<Results<Ok<StatusDto>, NotFound<ApiError>, UnprocessableEntity<ApiError>>> ResultAsync(
         long id, HttpContext context, IGrainFactory grains, IOptions<JobLimitsOptions> limits)

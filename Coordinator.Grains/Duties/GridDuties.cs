@@ -18,7 +18,8 @@ public sealed record DutyReport(int TimedOut, int WentOffline, int Requeued, int
 /// lock still makes concurrent passes (two activations during membership churn, or a test's pass by hand) take turns.
 /// </summary>
 public sealed partial class GridDuties(
-    NpgsqlDataSource dataSource, TimeProvider time, Dispatchers dispatchers, Quotas quotas, IOptions<DispatchOptions> options, ILogger<GridDuties> logger)
+    NpgsqlDataSource dataSource, TimeProvider time, Dispatchers dispatchers, Quotas quotas, IGrainFactory grains, IOptions<DispatchOptions> options,
+    ILogger<GridDuties> logger)
 {
     private const long DutyLockKey = 0x636f6f7264_02;
 
@@ -31,6 +32,7 @@ public sealed partial class GridDuties(
             error = format('timed out: still %s %s seconds after it was claimed (timeout_seconds = %s)', status, timeout_seconds, timeout_seconds)
         WHERE status IN ('claimed', 'running')
           AND claimed_at + make_interval(secs => timeout_seconds) <= @now
+        RETURNING id, watched
         """;
 
     /// <summary>
@@ -59,14 +61,15 @@ public sealed partial class GridDuties(
         var released = await quotas.ReleaseAsync(connection, transaction, cancellationToken);
 
         // The spec: "Auto-cancelled if still claimed/running this long after being claimed."
-        var timedOut = await connection.ExecuteAsync(new CommandDefinition(TimeOutSql, new { now }, transaction, cancellationToken: cancellationToken));
+        var timedOutJobs = (await connection.QueryAsync<(long Id, bool Watched)>(new CommandDefinition(TimeOutSql, new { now }, transaction, cancellationToken: cancellationToken))).AsList();
+        var timedOut = timedOutJobs.Count;
 
         var wentOffline = await connection.ExecuteAsync(new CommandDefinition("""
             UPDATE workers SET online = false WHERE online AND last_seen_at < @cutoff
             """, new { cutoff = now - settings.OfflineAfter }, transaction, cancellationToken: cancellationToken));
 
         // Jobs held by offline workers go back to pending, or fail once they have used their attempts.
-        var requeued = (await connection.QueryAsync<(string Status, long Id, string? Model, string? Family, string ModelMatch, int Priority, long AccountId)>(new CommandDefinition("""
+        var requeued = (await connection.QueryAsync<(string Status, long Id, string? Model, string? Family, string ModelMatch, int Priority, long AccountId, bool Watched)>(new CommandDefinition("""
             UPDATE jobs j SET
                 status = CASE WHEN j.attempts >= @maxAttempts THEN 'failed' ELSE 'pending' END,
                 error = CASE WHEN j.attempts >= @maxAttempts
@@ -77,7 +80,7 @@ public sealed partial class GridDuties(
                 started_at = CASE WHEN j.attempts >= @maxAttempts THEN j.started_at END
             FROM workers w
             WHERE w.id = j.worker_id AND NOT w.online AND j.status IN ('claimed', 'running')
-            RETURNING j.status, j.id, j.model, j.family, j.model_match, j.priority, j.account_id
+            RETURNING j.status, j.id, j.model, j.family, j.model_match, j.priority, j.account_id, j.watched
             """, new { now, maxAttempts = settings.MaxAttempts }, transaction, cancellationToken: cancellationToken))).AsList();
 
         // After the offline requeue, so that a claim held by a worker that went offline still counts as its attempt. A
@@ -88,8 +91,15 @@ public sealed partial class GridDuties(
 
         var backToPending = requeued.Where(r => r.Status == JobStatus.Pending)
             .Select(r => new QueuedJob(r.Id, r.Model, r.Family, r.ModelMatch, r.Priority, r.AccountId)).ToList();
-        // Their dispatchers hear of them once the transaction has committed.
+        // Their dispatchers hear of them once the transaction has committed; so do the grains of watched jobs: those that
+        // ended (their streams end) and those that went back to the queue after they had started (their streams start again).
         await dispatchers.AddAsync(backToPending.Concat(expired).Concat(released));
+        foreach (var (id, _) in timedOutJobs.Where(job => job.Watched)) _ = grains.GetGrain<IJobGrain>(id).EndedAsync();
+        foreach (var job in requeued.Where(job => job.Watched))
+        {
+            var grain = grains.GetGrain<IJobGrain>(job.Id);
+            _ = job.Status == JobStatus.Pending ? grain.RestartedAsync() : grain.EndedAsync();
+        }
         var report = new DutyReport(timedOut, wentOffline, backToPending.Count, requeued.Count - backToPending.Count, released.Count, ClaimsExpired: expired.Count);
         if (timedOut + wentOffline + requeued.Count + released.Count + expired.Count > 0)
         {

@@ -56,6 +56,8 @@ public sealed class JobRow
     [Id(24)] public DateTime? ClaimedAt { get; init; }
     [Id(25)] public DateTime? StartedAt { get; init; }
     [Id(26)] public DateTime? CompletedAt { get; init; }
+    /// <summary>Someone follows the job's stream: its state changes are told to its grain.</summary>
+    [Id(27)] public bool Watched { get; init; }
 }
 
 /// <summary>A validated job to insert.</summary>
@@ -91,6 +93,10 @@ public sealed record NewJob(
     /// <summary>The client's idempotency key, if it sent one: a live key of the account answers its first job instead.</summary>
     [Id(12)]
     public IdempotencyKey? Idempotency { get; init; }
+
+    /// <summary>Its client follows its stream from the start (an OpenAI-compatible request): inserted watched.</summary>
+    [Id(13)]
+    public bool Watched { get; init; }
 
     /// <summary>The model family whose dispatcher queues this job; catch-all jobs have a dispatcher of their own.</summary>
     public string DispatcherKey => Dispatch.DispatchKeys.Of(ModelMatch, Model is null ? null : ModelNames.FamilyOf(Model));
@@ -171,3 +177,6 @@ public sealed record SubmitResult(JobRow? Row, ClaimedJob? Handed, bool KeyReuse
     /// <summary>The new job as its dispatcher queues it, if it is dispatchable (pending, not held).</summary>
     public Dispatch.QueuedJob? Queued => Inserted && Row is { Status: JobStatus.Pending, Held: false } row ? Dispatch.QueuedJob.Of(row) : null;
 }
+
+/// <summary>What a statement that ended a job answers: its account, and whether someone follows its stream.</summary>
+public readonly record struct Ended(long AccountId, bool Watched);

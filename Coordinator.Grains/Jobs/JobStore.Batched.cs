@@ -19,7 +19,7 @@ public sealed partial class JobStore
     private Batcher<(long AccountId, NewJob Job, long? HandTo), Outcome<SubmitResult>>? _submits;
     private Batcher<(long JobId, long WorkerId), ClaimedJob?>? _claims;
     private Batcher<(long WorkerId, long JobId), bool>? _starts;
-    private Batcher<(long WorkerId, long JobId, JobResult Result), long?>? _results;
+    private Batcher<(long WorkerId, long JobId, JobResult Result), Ended?>? _results;
 
     private Batcher<(long AccountId, NewJob Job, long? HandTo), Outcome<SubmitResult>> Submits =>
         LazyInitializer.EnsureInitialized(ref _submits, () => new(SubmitBatchAsync, MaxBatch, BatchesInFlight));
@@ -30,7 +30,7 @@ public sealed partial class JobStore
     private Batcher<(long WorkerId, long JobId), bool> Starts =>
         LazyInitializer.EnsureInitialized(ref _starts, () => new(StartBatchAsync, MaxBatch, BatchesInFlight));
 
-    private Batcher<(long WorkerId, long JobId, JobResult Result), long?> Results =>
+    private Batcher<(long WorkerId, long JobId, JobResult Result), Ended?> Results =>
         LazyInitializer.EnsureInitialized(ref _results, () => new(CompleteBatchAsync, MaxBatch, BatchesInFlight));
 
     /// <summary>
@@ -130,17 +130,17 @@ public sealed partial class JobStore
     }
 
     /// <summary>
-    /// running → completed for a batch of results; where it applied, the job's account. The job row carries its usage and
-    /// the worker's credits, so each result is one row update.
+    /// running → completed for a batch of results; where it applied, the job's account and whether it is watched. The job
+    /// row carries its usage and the worker's credits, so each result is one row update.
     /// </summary>
-    internal async Task<IReadOnlyList<long?>> CompleteBatchAsync(IReadOnlyList<(long WorkerId, long JobId, JobResult Result)> items)
+    internal async Task<IReadOnlyList<Ended?>> CompleteBatchAsync(IReadOnlyList<(long WorkerId, long JobId, JobResult Result)> items)
     {
         var order = InJobOrder(items, i => i.JobId);
         var sorted = order.Select(o => items[o - 1]).ToList();
         var done = await RetryOnDeadlockAsync(async () =>
         {
             await using var connection = await dataSource.OpenConnectionAsync();
-            return (await connection.QueryAsync<(int Ord, long AccountId)>(new CommandDefinition("""
+            return (await connection.QueryAsync<(int Ord, long AccountId, bool Watched)>(new CommandDefinition("""
                 UPDATE jobs j SET status = 'completed', output = u.output, input_tokens = u.input_tokens, output_tokens = u.output_tokens,
                     duration_ms = u.duration_ms, model_used = u.model_used, completed_at = @now,
                     credits = round(u.output_tokens / 1000.0 * @rate, 4)
@@ -148,7 +148,7 @@ public sealed partial class JobStore
                             @outputTokens::integer[], @durations::integer[], @modelsUsed::text[], @expected::text[])
                      AS u(ord, job_id, worker_id, output, input_tokens, output_tokens, duration_ms, model_used, expected)
                 WHERE j.id = u.job_id AND j.worker_id = u.worker_id AND j.status = u.expected
-                RETURNING u.ord, j.account_id
+                RETURNING u.ord, j.account_id, j.watched
                 """,
                 new
                 {
@@ -160,9 +160,9 @@ public sealed partial class JobStore
                     expected = Enumerable.Repeat(JobStatus.Running, sorted.Count).ToArray(),
                 }))).AsList();
         });
-        var accounts = new long?[items.Count];
-        foreach (var (ord, accountId) in done) accounts[ord - 1] = accountId;
-        return accounts;
+        var ended = new Ended?[items.Count];
+        foreach (var (ord, accountId, watched) in done) ended[ord - 1] = new Ended(accountId, watched);
+        return ended;
     }
 
     /// <summary>

@@ -15,7 +15,7 @@ public sealed partial class JobStore(NpgsqlDataSource dataSource, TimeProvider t
     private const string ClientColumns = """
         id, account_id, status, model, family, model_match, priority, timeout_seconds, tag, webhook_url,
         output, input_tokens, output_tokens, duration_ms, model_used, error, worker_id, attempts, held, boost_status, boost_error, params::text AS params,
-        created_at, claimed_at, started_at, completed_at
+        created_at, claimed_at, started_at, completed_at, watched
         """;
 
 
@@ -63,7 +63,7 @@ public sealed partial class JobStore(NpgsqlDataSource dataSource, TimeProvider t
             boostDelta = job.Boost is { Status: "charged" } boost ? boost.Delta : 0, boostStatus = job.Boost?.Status,
             boostError = job.Boost?.Error, boostPaymentIntent = job.Boost?.PaymentIntent,
             @params = job.ParamsJson, keyId = job.SubmittedByKeyId, protectedKey = job.ProtectedKey, blobIds = job.BlobIds.ToArray(),
-            workerId = handTo,
+            workerId = handTo, watched = job.Watched,
         });
         var idempotency = job.Idempotency;
         var keyExpiredBefore = now - IdempotencyKeyLifetime;
@@ -85,10 +85,10 @@ public sealed partial class JobStore(NpgsqlDataSource dataSource, TimeProvider t
             ), job AS (
                 INSERT INTO jobs ({(idempotency is null ? "" : "id, ")}account_id, status, model, family, model_match, prompt, priority, timeout_seconds, tag, webhook_url, held,
                                   boost_status, boost_error, boost_payment_intent, params, submitted_by_key_id, created_at,
-                                  worker_id, claimed_at, attempts)
+                                  worker_id, claimed_at, attempts, watched)
                 {(idempotency is null ? "" : "OVERRIDING SYSTEM VALUE ")}SELECT {(idempotency is null ? "" : "i.job_id, ")}d.account_id, CASE WHEN d.hand THEN 'claimed' ELSE 'pending' END, @model, @family, @modelMatch, @prompt, d.priority,
                        @timeoutSeconds, @tag, @webhookUrl, d.held, @boostStatus, @boostError, @boostPaymentIntent, @params::jsonb, @keyId, @now,
-                       CASE WHEN d.hand THEN @workerId END, CASE WHEN d.hand THEN @now END, CASE WHEN d.hand THEN 1 ELSE 0 END
+                       CASE WHEN d.hand THEN @workerId END, CASE WHEN d.hand THEN @now END, CASE WHEN d.hand THEN 1 ELSE 0 END, @watched
                 FROM decision d{(idempotency is null ? "" : " CROSS JOIN idempotency i")}
                 RETURNING {ClientColumns}, CASE WHEN status = 'claimed' THEN prompt END AS handed_prompt
             ), {AttachedCte}
@@ -197,46 +197,52 @@ public sealed partial class JobStore(NpgsqlDataSource dataSource, TimeProvider t
 
     /// <summary>Cancels a pending job (DELETE /jobs/{id}).</summary>
     public Task<Transition<JobRow>> CancelAsync(long accountId, long jobId, CancellationToken cancellationToken = default) =>
-        ClientTransitionAsync(accountId, jobId, JobStatus.Pending, """
+        ClientTransitionAsync(accountId, jobId, [JobStatus.Pending], """
             status = 'cancelled', error = 'cancelled by the client', completed_at = @now
             """, null, cancellationToken);
 
     /// <summary>Moves a pending job's priority by a signed delta, clamped to ±1,000,000,000.</summary>
     public Task<Transition<JobRow>> ChangePriorityAsync(long accountId, long jobId, int delta, CancellationToken cancellationToken = default) =>
-        ClientTransitionAsync(accountId, jobId, JobStatus.Pending, """
+        ClientTransitionAsync(accountId, jobId, [JobStatus.Pending], """
             priority = LEAST(GREATEST(priority::bigint + @delta, -1000000000), 1000000000)::integer
             """, new { delta }, cancellationToken);
 
     /// <summary>Puts a failed job back to pending in place: same id, error and worker cleared.</summary>
     public Task<Transition<JobRow>> RetryAsync(long accountId, long jobId, CancellationToken cancellationToken = default) =>
-        ClientTransitionAsync(accountId, jobId, JobStatus.Failed, """
+        ClientTransitionAsync(accountId, jobId, [JobStatus.Failed], """
             status = 'pending', error = NULL, worker_id = NULL, attempts = 0, output = NULL, input_tokens = NULL,
             output_tokens = NULL, duration_ms = NULL, model_used = NULL, claimed_at = NULL, started_at = NULL, completed_at = NULL
             """, null, cancellationToken);
 
-    /// <summary>Cancels every pending job of the account; answers them.</summary>
-    public async Task<IReadOnlyList<QueuedJob>> CancelAllPendingAsync(long accountId, CancellationToken cancellationToken = default)
+    /// <summary>Cancels every pending job of the account; answers them, and which of them are watched.</summary>
+    public async Task<(IReadOnlyList<QueuedJob> Cancelled, IReadOnlyList<long> Watched)> CancelAllPendingAsync(long accountId, CancellationToken cancellationToken = default)
     {
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
-        return (await connection.QueryAsync<QueuedJob>(new CommandDefinition($"""
+        var rows = (await connection.QueryAsync<QueuedJob, WatchedFlag, (QueuedJob Job, bool Watched)>(new CommandDefinition($"""
             UPDATE jobs SET status = 'cancelled', error = 'cancelled by the client', completed_at = @now
             WHERE account_id = @accountId AND status = 'pending'
-            RETURNING {QueuedColumns}
-            """, new { accountId, now = time.GetUtcNow() }, cancellationToken: cancellationToken))).AsList();
+            RETURNING {QueuedColumns}, watched
+            """, new { accountId, now = time.GetUtcNow() }, cancellationToken: cancellationToken), (job, flag) => (job, flag.Watched), splitOn: "watched")).AsList();
+        return (rows.Select(r => r.Job).ToList(), rows.Where(r => r.Watched).Select(r => r.Job.Id).ToList());
+    }
+
+    private sealed class WatchedFlag
+    {
+        public bool Watched { get; init; }
     }
 
     /// <summary>The columns of a <see cref="QueuedJob"/>, in its constructor's order.</summary>
     internal const string QueuedColumns = "id, model, family, model_match AS modelmatch, priority, account_id AS accountid";
 
     private async Task<Transition<JobRow>> ClientTransitionAsync(
-        long accountId, long jobId, string expectedStatus, string set, object? extra, CancellationToken cancellationToken)
+        long accountId, long jobId, string[] expectedStatuses, string set, object? extra, CancellationToken cancellationToken)
     {
         var parameters = new DynamicParameters(extra);
-        parameters.AddDynamicParams(new { accountId, jobId, expectedStatus, now = time.GetUtcNow() });
+        parameters.AddDynamicParams(new { accountId, jobId, expectedStatuses, now = time.GetUtcNow() });
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
         var row = await connection.QuerySingleOrDefaultAsync<JobRow>(new CommandDefinition($"""
             UPDATE jobs SET {set}
-            WHERE id = @jobId AND account_id = @accountId AND status = @expectedStatus
+            WHERE id = @jobId AND account_id = @accountId AND status = ANY(@expectedStatuses)
             RETURNING {ClientColumns}
             """, parameters, cancellationToken: cancellationToken));
         if (row is not null) return Transition<JobRow>.Done(row);
@@ -307,32 +313,68 @@ public sealed partial class JobStore(NpgsqlDataSource dataSource, TimeProvider t
     /// running → completed with the worker's result. The same row update records the usage (tokens, completion time) and
     /// the worker's credits, so neither can exist without the other. Concurrent results share one statement.
     /// </summary>
-    /// <remarks>Done carries the job's account, whose token counter the result adds to.</remarks>
-    public async Task<Transition<long>> CompleteAsync(long workerId, long jobId, JobResult result, CancellationToken cancellationToken = default)
+    /// <remarks>Done carries the job's account, whose token counter the result adds to, and whether the job is watched.</remarks>
+    public async Task<Transition<Ended>> CompleteAsync(long workerId, long jobId, JobResult result, CancellationToken cancellationToken = default)
     {
-        if (await Results.RunAsync((workerId, jobId, result), cancellationToken) is { } accountId) return Transition<long>.Done(accountId);
+        if (await Results.RunAsync((workerId, jobId, result), cancellationToken) is { } ended) return Transition<Ended>.Done(ended);
         var why = await WhyNotAsync(workerId, jobId, cancellationToken);
-        return why.Outcome == TransitionOutcome.NotFound ? Transition<long>.NotFound() : Transition<long>.WrongState(why.CurrentStatus!);
+        return why.Outcome == TransitionOutcome.NotFound ? Transition<Ended>.NotFound() : Transition<Ended>.WrongState(why.CurrentStatus!);
     }
 
     /// <summary>claimed or running → failed, keeping the worker's message for the client.</summary>
-    public Task<Transition<string>> FailAsync(long workerId, long jobId, string error, CancellationToken cancellationToken = default) =>
-        WorkerTransitionAsync(workerId, jobId, [JobStatus.Claimed, JobStatus.Running],
-            "status = 'failed', error = @error, completed_at = @now", new { error }, cancellationToken);
-
-    private async Task<Transition<string>> WorkerTransitionAsync(
-        long workerId, long jobId, string[] expectedStatuses, string set, object? extra, CancellationToken cancellationToken)
+    /// <remarks>Done carries whether the job is watched, whose grain must hear that it ended.</remarks>
+    public async Task<Transition<Ended>> FailAsync(long workerId, long jobId, string error, CancellationToken cancellationToken = default)
     {
-        var parameters = new DynamicParameters(extra);
-        parameters.AddDynamicParams(new { workerId, jobId, expectedStatuses, now = time.GetUtcNow() });
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
-        var status = await connection.QuerySingleOrDefaultAsync<string>(new CommandDefinition($"""
-            UPDATE jobs SET {set}
+        var ended = (await connection.QueryAsync<(long AccountId, bool Watched)>(new CommandDefinition("""
+            UPDATE jobs SET status = 'failed', error = @error, completed_at = @now
             WHERE id = @jobId AND worker_id = @workerId AND status = ANY(@expectedStatuses)
-            RETURNING status
-            """, parameters, cancellationToken: cancellationToken));
-        return status is not null ? Transition<string>.Done(status) : await WhyNotAsync(connection, workerId, jobId, cancellationToken);
+            RETURNING account_id, watched
+            """, new { workerId, jobId, error, now = time.GetUtcNow(), expectedStatuses = new[] { JobStatus.Claimed, JobStatus.Running } },
+            cancellationToken: cancellationToken))).AsList();
+        if (ended is [var (accountId, watched)]) return Transition<Ended>.Done(new Ended(accountId, watched));
+        var why = await WhyNotAsync(connection, workerId, jobId, cancellationToken);
+        return why.Outcome == TransitionOutcome.NotFound ? Transition<Ended>.NotFound() : Transition<Ended>.WrongState(why.CurrentStatus!);
     }
+
+    /// <summary>
+    /// Marks a job of the account watched (someone follows its stream): from now on every statement that ends or restarts
+    /// it answers so, and its changer tells the job's grain. Answers the job as it is, or null if the account has no such job.
+    /// </summary>
+    public async Task<JobRow?> WatchAsync(long accountId, long jobId)
+    {
+        await using var connection = await dataSource.OpenConnectionAsync();
+        return await connection.QuerySingleOrDefaultAsync<JobRow>(
+            $"UPDATE jobs SET watched = true WHERE id = @jobId AND account_id = @accountId RETURNING {ClientColumns}", new { jobId, accountId });
+    }
+
+    /// <summary>
+    /// A worker starts streaming a job: marks it watched if this worker holds it running, and answers its account; null
+    /// when it does not.
+    /// </summary>
+    public async Task<long?> StreamByAsync(long workerId, long jobId)
+    {
+        await using var connection = await dataSource.OpenConnectionAsync();
+        return await connection.QuerySingleOrDefaultAsync<long?>("""
+            UPDATE jobs SET watched = true WHERE id = @jobId AND worker_id = @workerId AND status = @running RETURNING account_id
+            """, new { jobId, workerId, running = JobStatus.Running });
+    }
+
+    /// <summary>A job as it is, whoever's it is: for its own grain.</summary>
+    internal async Task<JobRow?> FindAsync(long jobId)
+    {
+        await using var connection = await dataSource.OpenConnectionAsync();
+        return await connection.QuerySingleOrDefaultAsync<JobRow>($"SELECT {ClientColumns} FROM jobs WHERE id = @jobId", new { jobId });
+    }
+
+    /// <summary>
+    /// Its client went away: a job not yet finished is cancelled (a pending one never runs; the worker of a running one hears
+    /// at its next chunk or result).
+    /// </summary>
+    public Task<Transition<JobRow>> AbandonAsync(long accountId, long jobId) =>
+        ClientTransitionAsync(accountId, jobId, [JobStatus.Pending, JobStatus.Claimed, JobStatus.Running], """
+            status = 'cancelled', error = 'cancelled: the client went away', completed_at = @now
+            """, null, CancellationToken.None);
 
     private async Task<Transition<string>> WhyNotAsync(long workerId, long jobId, CancellationToken cancellationToken)
     {

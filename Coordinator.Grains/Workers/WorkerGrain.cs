@@ -180,19 +180,29 @@ public sealed partial class WorkerGrain(WorkerStore workers, JobStore jobs, Quot
     {
         await SeenAsync();
         var completed = await jobs.CompleteAsync(WorkerId, jobId, result);
-        if (completed.Outcome != TransitionOutcome.Done)
-        {
-            return completed.Outcome == TransitionOutcome.NotFound ? Transition<string>.NotFound() : Transition<string>.WrongState(completed.CurrentStatus!);
-        }
-        await quotas.CountTokensAsync(completed.Value, (result.InputTokens ?? 0) + (long)result.OutputTokens);
+        if (completed.Outcome != TransitionOutcome.Done) return AsStatus(completed);
+        TellIfWatched(jobId, completed.Value);
+        await quotas.CountTokensAsync(completed.Value.AccountId, (result.InputTokens ?? 0) + (long)result.OutputTokens);
         return Transition<string>.Done(JobStatus.Completed);
     }
 
     public async Task<Transition<string>> FailAsync(long jobId, string error)
     {
         await SeenAsync();
-        return await jobs.FailAsync(WorkerId, jobId, error);
+        var failed = await jobs.FailAsync(WorkerId, jobId, error);
+        if (failed.Outcome != TransitionOutcome.Done) return AsStatus(failed);
+        TellIfWatched(jobId, failed.Value);
+        return Transition<string>.Done(JobStatus.Failed);
     }
+
+    // Someone follows the job's stream: its grain hears that it ended (a one-way call: the answer to the worker does not wait).
+    private void TellIfWatched(long jobId, Ended ended)
+    {
+        if (ended.Watched) _ = grains.GetGrain<IJobGrain>(jobId).EndedAsync();
+    }
+
+    private static Transition<string> AsStatus(Transition<Ended> refused) =>
+        refused.Outcome == TransitionOutcome.NotFound ? Transition<string>.NotFound() : Transition<string>.WrongState(refused.CurrentStatus!);
 
     public Task ModelsChangedAsync()
     {
