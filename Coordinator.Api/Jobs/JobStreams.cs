@@ -32,17 +32,20 @@ public static class JobStreams
 {
     /// <summary>
     /// The stream's slices from <paramref name="from"/> on, until the job has ended (the last slice carries it) or the
-    /// reader stops. A slice with no text and no end says only that nothing happened for a while. The first slice of a
-    /// job the account does not have says <see cref="StreamSlice.NotFound"/>, and nothing follows it.
+    /// reader stops. The first slice comes at once, with what there is (so that the reader's response can start); after
+    /// it, a slice with no text and no end says only that nothing happened for a while. The first slice of a job the
+    /// account does not have says <see cref="StreamSlice.NotFound"/>, and nothing follows it.
     /// </summary>
     public static async IAsyncEnumerable<StreamSlice> ReadAsync(IGrainFactory grains, long accountId, long jobId, StreamPosition from,
         [EnumeratorCancellation] CancellationToken cancellationToken)
     {
         var job = grains.GetGrain<IJobGrain>(jobId);
         var (generation, offset) = (from.Generation, from.Offset);
+        var wait = false;
         while (!cancellationToken.IsCancellationRequested)
         {
-            var slice = await job.ReadStreamAsync(accountId, generation, offset).WaitAsync(cancellationToken);
+            var slice = await job.ReadStreamAsync(accountId, generation, offset, wait).WaitAsync(cancellationToken);
+            wait = true;
             yield return slice;
             if (slice.NotFound || slice.Final is not null) yield break;
             (generation, offset) = (slice.Generation, slice.Offset);

@@ -117,7 +117,7 @@ public static class JobsApi
 
     /// <summary>
     /// The job's output as Server-Sent Events: what was produced so far, then chunks as the worker sends them
-    /// (<c>event: chunk</c>, data <c>{"text", "offset"}</c>), then <c>event: job</c> with the job as <c>GET /jobs/{id}</c>
+    /// (<c>event: chunk</c>, data <c>{"text", "offset"}</c>, the offset being where the text starts), then <c>event: job</c> with the job as <c>GET /jobs/{id}</c>
     /// shows it, and the stream ends. Each event's id is its place in the stream; a client that reconnects with
     /// <c>Last-Event-ID</c> resumes there. <c>event: restart</c> says the job went back to the queue after it had started:
     /// the text so far is void. <c>event: replace</c> (data <c>{"text"}</c>) says the worker's final result is not the
@@ -139,7 +139,7 @@ public static class JobsApi
                 if (slice.Restarted) await sse.EventAsync("restart", new StreamPosition(slice.Generation, 0).ToString(), "{}", ct);
                 if (slice.Text.Length > 0)
                 {
-                    await sse.EventAsync("chunk", new StreamPosition(slice.Generation, slice.Offset).ToString(), new ChunkEvent(slice.Text, slice.Offset), options, ct);
+                    await sse.EventAsync("chunk", new StreamPosition(slice.Generation, slice.Offset).ToString(), new ChunkEvent(slice.Text, slice.Offset - slice.Text.Length), options, ct);
                 }
                 if (slice.Final is { } job)
                 {

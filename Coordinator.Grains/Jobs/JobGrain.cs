@@ -76,11 +76,11 @@ public interface IJobGrain : IGrainWithIntegerKey
 
     /// <summary>
     /// The stream past <paramref name="offset"/> of <paramref name="generation"/>: answers as soon as there is text past
-    /// it or the job has ended, or after a while with nothing (the reader asks again). The first read marks the job
-    /// watched.
+    /// it or the job has ended, or after a while with nothing (the reader asks again); without <paramref name="wait"/>,
+    /// at once with what there is. The first read marks the job watched.
     /// </summary>
     [ResponseTimeout("00:01:00")]
-    Task<StreamSlice> ReadStreamAsync(long accountId, int generation, int offset);
+    Task<StreamSlice> ReadStreamAsync(long accountId, int generation, int offset, bool wait = true);
 
     /// <summary>A watched job ended (told by whoever ended it).</summary>
     [OneWay]
@@ -110,6 +110,7 @@ public sealed class JobGrain(JobStore jobs, Dispatchers dispatchers, TimeProvide
     private long? _accountId;
     private long? _worker;
     private int _nextIndex;
+    private long _bytes;
     private int _generation;
     private JobRow? _final;
 
@@ -184,11 +185,7 @@ public sealed class JobGrain(JobStore jobs, Dispatchers dispatchers, TimeProvide
             // and its restarts reach this grain.
             if (await jobs.StreamByAsync(workerId, JobId) is not { } accountId) return new ChunkAnswer(ChunkOutcome.NotHeld, _nextIndex);
             if (_state == StreamState.Ended) return new ChunkAnswer(ChunkOutcome.Ended, _nextIndex, _final!.Status);
-            if (_worker != workerId)
-            {
-                _text.Clear();
-                _nextIndex = 0;
-            }
+            if (_worker != workerId) ClearText();
             _worker = workerId;
             _accountId = accountId;
             _state = index == 0 || _nextIndex > 0 ? StreamState.Streaming : StreamState.Incomplete;
@@ -196,17 +193,16 @@ public sealed class JobGrain(JobStore jobs, Dispatchers dispatchers, TimeProvide
         }
         if (index < _nextIndex) return new ChunkAnswer(ChunkOutcome.Duplicate, _nextIndex);
         if (index > _nextIndex) return new ChunkAnswer(ChunkOutcome.OutOfOrder, _nextIndex);
-        if (Encoding.UTF8.GetByteCount(text) + (long)Encoding.UTF8.GetByteCount(_text.ToString()) > limits.Value.MaxOutputBytes)
-        {
-            return new ChunkAnswer(ChunkOutcome.TooLarge, _nextIndex);
-        }
+        var bytes = Encoding.UTF8.GetByteCount(text);
+        if (_bytes + bytes > limits.Value.MaxOutputBytes) return new ChunkAnswer(ChunkOutcome.TooLarge, _nextIndex);
         _text.Append(text);
+        _bytes += bytes;
         _nextIndex++;
         Changed();
         return new ChunkAnswer(ChunkOutcome.Accepted, _nextIndex);
     }
 
-    public async Task<StreamSlice> ReadStreamAsync(long accountId, int generation, int offset)
+    public async Task<StreamSlice> ReadStreamAsync(long accountId, int generation, int offset, bool wait = true)
     {
         if (_accountId is null || _state is StreamState.Unknown)
         {
@@ -224,6 +220,7 @@ public sealed class JobGrain(JobStore jobs, Dispatchers dispatchers, TimeProvide
             if (generation != _generation) return Slice(0, restarted: true);
             if (_state == StreamState.Ended) return FinalSlice(offset);
             if (_state == StreamState.Streaming && _text.Length > offset) return Slice(Math.Max(offset, 0), restarted: false);
+            if (!wait) return new StreamSlice("", offset, _generation, false, null, false, false);
             var changed = _changed.Task;
             var remaining = deadline - time.GetUtcNow();
             if (remaining <= TimeSpan.Zero || await Task.WhenAny(changed, Task.Delay(remaining, time)) != changed)
@@ -255,10 +252,16 @@ public sealed class JobGrain(JobStore jobs, Dispatchers dispatchers, TimeProvide
         Changed();
     }
 
-    private void Restart()
+    private void ClearText()
     {
         _text.Clear();
+        _bytes = 0;
         _nextIndex = 0;
+    }
+
+    private void Restart()
+    {
+        ClearText();
         _worker = null;
         _final = null;
         _generation++;
@@ -284,7 +287,9 @@ public sealed class JobGrain(JobStore jobs, Dispatchers dispatchers, TimeProvide
     /// </summary>
     private StreamSlice FinalSlice(int offset)
     {
-        var output = _final!.Output ?? "";
+        // A job that failed or was cancelled has no output to check the text against: what was streamed stands.
+        if (_final!.Status != JobStatus.Completed) return new StreamSlice("", Math.Max(offset, 0), _generation, false, _final, Replaced: false, false);
+        var output = _final.Output ?? "";
         var streamed = _text.ToString();
         var consistent = offset >= 0 && offset <= output.Length
             && (streamed.Length == 0 || (offset <= streamed.Length && string.CompareOrdinal(output, 0, streamed, 0, offset) == 0));

@@ -26,27 +26,23 @@ public sealed class MultiNodeTests : IAsyncLifetime
     }
 
     [Fact]
-    public async Task AWorkerParkedOnNodeB_GetsAJobSubmittedOnNodeA_Within100Ms()
+    public async Task AWorkerParkedOnNodeB_GetsEachJobSubmittedOnNodeA()
     {
+        // How fast is measured in bench/ (dispatch between silos), not asserted here.
         var clientOnA = await _nodeA.NewAccountAsync();
         var model = ApiClient.Unique();
         var (workerOnA, _) = await clientOnA.NewWorkerAsync("w", model);
         var workerOnB = _nodeB.WithKey(workerOnA.Key);
 
-        var latencies = new List<double>();
         for (var round = 0; round < 5; round++)
         {
             var poll = workerOnB.PollAsync($"models[]={model}");
             await Eventually.TrueAsync(() => _nodeB.PollsWaiting == 1, "the poll waits on node B");
             await _nodeA.ParkedAsync(model);
             var id = await clientOnA.SubmitAsync(new { model, prompt = $"round {round}" });
-            var submitted = Stopwatch.GetTimestamp();
             var assignment = await poll.WaitAsync(TimeSpan.FromSeconds(10));
-            latencies.Add(Stopwatch.GetElapsedTime(submitted).TotalMilliseconds);
             Assert.Equal(id, assignment!.Value.GetProperty("job_id").GetInt64());
         }
-        latencies.Sort();
-        Assert.True(latencies[2] < 100, $"median cross-node dispatch was {latencies[2]:0.0} ms ({string.Join(", ", latencies.Select(l => l.ToString("0.0")))})");
     }
 
     [Fact]
