@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using Coordinator.Grains.Jobs;
 using Dapper;
 using Microsoft.Extensions.Options;
@@ -21,9 +22,27 @@ public sealed class GridModelRow
     public int FamilyWorkerCount { get; init; }
 }
 
+/// <summary>Whether a job could be served now (<see cref="WorkerStore.AvailabilityAsync"/>).</summary>
+public enum ModelAvailability
+{
+    /// <summary>No worker ever advertised the model (for a family job, any model of the family); for a catch-all job, never used.</summary>
+    Unknown,
+    /// <summary>Known to the grid, but no online worker would take the job.</summary>
+    Offline,
+    /// <summary>An online worker would take the job.</summary>
+    Online,
+}
+
 /// <summary>Workers, their model lists, liveness, and the model registry.</summary>
 public sealed class WorkerStore(NpgsqlDataSource dataSource, TimeProvider time, IOptions<DispatchOptions> options)
 {
+    /// <summary>How long a silo keeps an answer of <see cref="AvailabilityAsync"/>.</summary>
+    public static readonly TimeSpan AvailabilityCacheDuration = TimeSpan.FromSeconds(5);
+
+    private const int MaxCachedAnswers = 10_000;
+
+    private readonly ConcurrentDictionary<(string ModelMatch, string? Model), (ModelAvailability Answer, DateTimeOffset Expires)> _availability = new();
+
     /// <summary>
     /// Registers the worker behind a key. A named worker that exists under the account is updated in place;
     /// otherwise the key's own worker is updated, or a new worker is created. The key is bound to it.
@@ -64,6 +83,7 @@ public sealed class WorkerStore(NpgsqlDataSource dataSource, TimeProvider time, 
 
         await ReplaceModelsAsync(connection, transaction, workerId, registration.Models, cancellationToken);
         await transaction.CommitAsync(cancellationToken);
+        _availability.Clear();
         return workerId;
     }
 
@@ -74,6 +94,7 @@ public sealed class WorkerStore(NpgsqlDataSource dataSource, TimeProvider time, 
         await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
         await ReplaceModelsAsync(connection, transaction, workerId, models, cancellationToken);
         await transaction.CommitAsync(cancellationToken);
+        _availability.Clear();
         return models.Count;
     }
 
@@ -156,5 +177,51 @@ public sealed class WorkerStore(NpgsqlDataSource dataSource, TimeProvider time, 
             ORDER BY pm.worker_count DESC, m.name
             """, new { cutoff = time.GetUtcNow() - options.Value.OfflineAfter }, cancellationToken: cancellationToken));
         return rows.AsList();
+    }
+
+    /// <summary>
+    /// Whether an online worker registered what a job of this match and model needs, by the dispatch rule: the model
+    /// itself (<c>exact</c>); the model, or a model of its family with <c>serves_family</c> (<c>family</c>);
+    /// <c>catch_all</c> (<c>any</c>). When none is online, whether the grid ever knew the model. A poll may declare other
+    /// models than its worker registered; the registration is what the table knows.
+    /// </summary>
+    /// <remarks>
+    /// Every submission asks, so a silo keeps an answer for <see cref="AvailabilityCacheDuration"/>: a worker that comes
+    /// online or goes offline through another silo is seen that much later (going offline takes the offline window of
+    /// silence anyway). A registration or a change of models through this silo forgets every answer at once.
+    /// </remarks>
+    public async Task<ModelAvailability> AvailabilityAsync(string modelMatch, string? model, CancellationToken cancellationToken = default)
+    {
+        var now = time.GetUtcNow();
+        var key = (modelMatch, model);
+        if (_availability.TryGetValue(key, out var cached) && cached.Expires > now) return cached.Answer;
+
+        // One statement per match, not one with flags: a generic plan could not drop the branches it does not need.
+        var sql = modelMatch switch
+        {
+            ModelMatch.Any => """
+                SELECT CASE WHEN EXISTS (SELECT 1 FROM workers WHERE catch_all AND online AND last_seen_at >= @cutoff) THEN 2
+                            WHEN EXISTS (SELECT 1 FROM workers WHERE catch_all) THEN 1 ELSE 0 END
+                """,
+            ModelMatch.Family => """
+                SELECT CASE WHEN EXISTS (SELECT 1 FROM worker_models wm JOIN workers w ON w.id = wm.worker_id
+                                         WHERE wm.model = @model AND w.online AND w.last_seen_at >= @cutoff)
+                              OR EXISTS (SELECT 1 FROM worker_models wm JOIN workers w ON w.id = wm.worker_id
+                                         WHERE wm.family = @family AND wm.serves_family AND w.online AND w.last_seen_at >= @cutoff) THEN 2
+                            WHEN EXISTS (SELECT 1 FROM models WHERE name = @model OR family = @family) THEN 1 ELSE 0 END
+                """,
+            _ => """
+                SELECT CASE WHEN EXISTS (SELECT 1 FROM worker_models wm JOIN workers w ON w.id = wm.worker_id
+                                         WHERE wm.model = @model AND w.online AND w.last_seen_at >= @cutoff) THEN 2
+                            WHEN EXISTS (SELECT 1 FROM models WHERE name = @model) THEN 1 ELSE 0 END
+                """,
+        };
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+        var answer = (ModelAvailability)await connection.ExecuteScalarAsync<int>(new CommandDefinition(sql,
+            new { model, family = model is null ? null : ModelNames.FamilyOf(model), cutoff = now - options.Value.OfflineAfter },
+            cancellationToken: cancellationToken));
+        if (_availability.Count > MaxCachedAnswers) _availability.Clear();
+        _availability[key] = (answer, now + AvailabilityCacheDuration);
+        return answer;
     }
 }
