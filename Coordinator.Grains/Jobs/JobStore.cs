@@ -350,13 +350,22 @@ public sealed partial class JobStore(NpgsqlDataSource dataSource, TimeProvider t
 
     /// <summary>
     /// A worker starts streaming a job: marks it watched if this worker holds it running, and answers its account; null
-    /// when it does not.
+    /// when it does not. A job already watched (its reader came first, the usual case) is only read: the first chunk
+    /// then waits for no write to reach the disk.
     /// </summary>
     public async Task<long?> StreamByAsync(long workerId, long jobId)
     {
         await using var connection = await dataSource.OpenConnectionAsync();
+        // The update checks the status again on the row it locks, so a job that ends meanwhile is not taken for held.
         return await connection.QuerySingleOrDefaultAsync<long?>("""
-            UPDATE jobs SET watched = true WHERE id = @jobId AND worker_id = @workerId AND status = @running RETURNING account_id
+            WITH held AS (
+                SELECT account_id, watched FROM jobs WHERE id = @jobId AND worker_id = @workerId AND status = @running
+            ), marked AS (
+                UPDATE jobs SET watched = true
+                WHERE id = @jobId AND worker_id = @workerId AND status = @running AND NOT (SELECT watched FROM held)
+                RETURNING account_id
+            )
+            SELECT COALESCE((SELECT account_id FROM marked), (SELECT account_id FROM held WHERE watched))
             """, new { jobId, workerId, running = JobStatus.Running });
     }
 

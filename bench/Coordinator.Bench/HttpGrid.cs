@@ -120,6 +120,37 @@ public sealed class HttpGrid(HttpClient http, Uri baseAddress)
         return assignment;
     }
 
+    /// <summary>Sends one chunk of a running job's output; answers the coordinator's next index.</summary>
+    public async Task ChunkAsync(string workerKey, long jobId, int index, string text)
+    {
+        using var response = await SendAsync(HttpMethod.Post, $"worker/jobs/{jobId}/chunks", workerKey, new { index, text });
+        using var json = await ReadAsync(response, HttpStatusCode.OK);
+        if (json.RootElement.GetProperty("status").GetString() != "accepted") throw new InvalidOperationException($"chunk {index} of job {jobId}: {json.RootElement}");
+    }
+
+    /// <summary>Reports a job's result with its whole output.</summary>
+    public async Task ResultAsync(string workerKey, long jobId, string output)
+    {
+        using var response = await SendAsync(HttpMethod.Post, $"worker/jobs/{jobId}/result", workerKey,
+            new { output, input_tokens = 3, output_tokens = 1, duration_ms = 0, model_used = "bench:1" });
+        using var _ = await ReadAsync(response, HttpStatusCode.OK);
+    }
+
+    /// <summary>Opens a job's event stream (<c>GET /jobs/{id}/stream</c>); the response's body is read as it comes.</summary>
+    public async Task<HttpResponseMessage> OpenStreamAsync(string key, long jobId)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Get, new Uri(baseAddress, $"jobs/{jobId}/stream"));
+        request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", key);
+        var response = await http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
+        if (response.StatusCode != HttpStatusCode.OK)
+        {
+            var text = await response.Content.ReadAsStringAsync();
+            response.Dispose();
+            throw new InvalidOperationException($"GET jobs/{jobId}/stream: {text}");
+        }
+        return response;
+    }
+
     public async Task<bool> HealthyAsync()
     {
         try

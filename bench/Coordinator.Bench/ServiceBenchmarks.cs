@@ -8,7 +8,7 @@ namespace Coordinator.Bench;
 /// The service end to end: coordinator nodes as separate processes, HTTP clients and simulated workers speaking
 /// the real protocol from this process.
 /// </summary>
-public sealed class ServiceBenchmarks(BenchOptions options, BenchDatabase database, HttpClient http, Report report)
+public sealed partial class ServiceBenchmarks(BenchOptions options, BenchDatabase database, HttpClient http, Report report)
 {
     private const string Model = "bench:1";
 
