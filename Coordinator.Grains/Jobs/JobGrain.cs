@@ -195,9 +195,11 @@ public sealed class JobGrain(JobStore jobs, Dispatchers dispatchers, TimeProvide
         if (index > _nextIndex) return new ChunkAnswer(ChunkOutcome.OutOfOrder, _nextIndex);
         var bytes = Encoding.UTF8.GetByteCount(text);
         if (_bytes + bytes > limits.Value.MaxOutputBytes) return new ChunkAnswer(ChunkOutcome.TooLarge, _nextIndex);
-        _text.Append(text);
         _bytes += bytes;
         _nextIndex++;
+        // Without its beginning the text is of no use to a reader: only its order and size are kept.
+        if (_state == StreamState.Incomplete) return new ChunkAnswer(ChunkOutcome.Accepted, _nextIndex);
+        _text.Append(text);
         Changed();
         return new ChunkAnswer(ChunkOutcome.Accepted, _nextIndex);
     }
