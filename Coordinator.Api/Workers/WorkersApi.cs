@@ -167,7 +167,8 @@ public static class WorkersApi
     /// A chunk of a running job's output, in order (<c>{"index": 0, "text": "…"}</c>, then 1, 2, …), for clients following
     /// the job's stream. A chunk sent again is answered <c>duplicate</c> and ignored. The result (<c>POST …/result</c>)
     /// still carries the whole output, which should be the chunks joined; a worker that does not stream just sends that.
-    /// A job that ended meanwhile (its client cancelled it, it timed out) answers 422: the worker stops.
+    /// A job that ended meanwhile (its client cancelled it, it timed out) answers 422 <c>invalid_state</c>: the worker stops.
+    /// A chunk out of order, or one past the output's size limit, is 422 <c>invalid_request</c>.
     /// </summary>
     public static async Task<Results<Ok<ChunkAcceptedDto>, NotFound<ApiError>, UnprocessableEntity<ApiError>>> ChunkAsync(
         long id, HttpContext context, IGrainFactory grains)
@@ -184,9 +185,10 @@ public static class WorkersApi
             ChunkOutcome.Accepted => TypedResults.Ok(new ChunkAcceptedDto("accepted", answer.NextIndex)),
             ChunkOutcome.Duplicate => TypedResults.Ok(new ChunkAcceptedDto("duplicate", answer.NextIndex)),
             ChunkOutcome.NotHeld => NotHeld(id),
-            ChunkOutcome.OutOfOrder => ApiErrors.InvalidState($"chunk {index} came before chunk {answer.NextIndex}: send the chunks in order"),
+            ChunkOutcome.OutOfOrder => ApiErrors.InvalidRequest($"chunk {index} came before chunk {answer.NextIndex}: send the chunks in order"),
+            // The only invalid_state: the job ended, and the worker should stop.
             ChunkOutcome.Ended => ApiErrors.InvalidState($"job {id} is {answer.Status}: stop working on it"),
-            _ => ApiErrors.InvalidState($"the output of job {id} would pass its size limit"),
+            _ => ApiErrors.InvalidRequest($"the output of job {id} would pass its size limit: its result would be refused too"),
         };
     }
 

@@ -39,6 +39,13 @@ public sealed class FuzzTests : IAsyncLifetime
         var model = ApiClient.Unique();
         var (worker, _) = await client.NewWorkerAsync("fuzz-worker", model);
         var jobId = await client.SubmitAsync(new { model, prompt = "p" });
+        // A job the worker runs, for its chunks (polls here time out after 50 ms, so a busy machine may need a few).
+        var streamed = ApiClient.Unique();
+        var running = await client.SubmitAsync(new { model = streamed, model_match = "exact", prompt = "streamed" });
+        JsonElement? assignment = null;
+        for (var attempt = 0; attempt < 100 && assignment is null; attempt++) assignment = await worker.PollAsync($"models[]={streamed}");
+        Assert.Equal(running, assignment!.Value.GetProperty("job_id").GetInt64());
+        await ApiClient.ExpectAsync(await worker.PatchAsync($"worker/jobs/{running}/start"), HttpStatusCode.OK);
 
         var targets = new (ApiClient Caller, HttpMethod Method, string Path, string[] Fields)[]
         {
@@ -51,6 +58,7 @@ public sealed class FuzzTests : IAsyncLifetime
             (worker, HttpMethod.Patch, "worker/models", ["models"]),
             (worker, HttpMethod.Post, $"worker/jobs/{jobId}/result", ["output", "output_tokens", "duration_ms", "input_tokens", "model_used"]),
             (worker, HttpMethod.Post, $"worker/jobs/{jobId}/fail", ["error"]),
+            (worker, HttpMethod.Post, $"worker/jobs/{running}/chunks", ["index", "text"]),
         };
         var failures = new List<string>();
         foreach (var (caller, method, path, fields) in targets)

@@ -69,7 +69,7 @@ public class StreamTests(HostFixture fixture) : IClassFixture<HostFixture>
 
         Assert.Equal(new JsonChunk("accepted", 1), await ChunkAsync(worker, id, 0, "a"));
         Assert.Equal(new JsonChunk("duplicate", 1), await ChunkAsync(worker, id, 0, "a"));
-        Assert.Equal("invalid_state", (await ChunkAsync(worker, id, 2, "c", HttpStatusCode.UnprocessableEntity)).Status);
+        Assert.Equal("invalid_request", (await ChunkAsync(worker, id, 2, "c", HttpStatusCode.UnprocessableEntity)).Status);
         Assert.Equal(new JsonChunk("accepted", 2), await ChunkAsync(worker, id, 1, "b"));
 
         // Another worker, of the same account or not, does not hold it.
@@ -214,6 +214,27 @@ public class StreamTests(HostFixture fixture) : IClassFixture<HostFixture>
             await ApiClient.ExpectAsync(await client.DeleteAsync("jobs/cancel_all"), HttpStatusCode.OK);
             Assert.Equal("cancelled", (await stream.ExpectAsync("job")).Json.GetProperty("status").GetString());
         }
+    }
+
+    [Fact]
+    public async Task AGrainThatLostTheBeginning_TakesTheNextChunksInOrder_AndGivesItsReaderTheOutputAtTheEnd()
+    {
+        var client = await Host.NewAccountAsync();
+        var (worker, id, _) = await client.SubmitAndClaimAsync(start: true);
+        await ChunkAsync(worker, id, 0, "a");
+        await ChunkAsync(worker, id, 1, "b");
+        // The job's grain is idle between chunks: collecting idle activations loses what it held, as a silo's death would.
+        await Host.Grains.GetGrain<Orleans.Runtime.IManagementGrain>(0).ForceActivationCollection(TimeSpan.Zero);
+
+        await using var stream = await EventStreamReader.OpenJobAsync(client, id, "0-2");
+        Assert.Equal(new JsonChunk("accepted", 3), await ChunkAsync(worker, id, 2, "c"));
+        Assert.Equal(new JsonChunk("duplicate", 3), await ChunkAsync(worker, id, 1, "b"));
+        Assert.Equal("invalid_request", (await ChunkAsync(worker, id, 4, "e", HttpStatusCode.UnprocessableEntity)).Status);
+        await ResultAsync(worker, id, "abc");
+
+        // Nothing was served without the beginning; the end brings the rest past the reader's place.
+        Assert.Equal("c", await ChunkTextAsync(stream, "0-3"));
+        Assert.Equal("abc", (await stream.ExpectAsync("job")).Json.GetProperty("output").GetString());
     }
 
     [Fact]
