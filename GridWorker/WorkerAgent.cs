@@ -331,7 +331,8 @@ public sealed class WorkerAgent : IDisposable
             try
             {
                 var attachments = await FetchAttachmentsAsync(job, jobToken.Token);
-                result = await _backend.GenerateAsync(new BackendRequest(model, job.Prompt, GenerationParams.From(job.Params), attachments), jobToken.Token);
+                var request = new BackendRequest(model, job.Prompt, GenerationParams.From(job.Params), attachments, ChatMessage.ListFrom(job.Params));
+                result = await _backend.GenerateAsync(request, jobToken.Token);
                 failure = string.IsNullOrWhiteSpace(result.Output) ? $"{_backend.DisplayName} returned an empty response for {model}" : null;
             }
             catch (OperationCanceledException) when (_abortJobs.IsCancellationRequested)

@@ -35,22 +35,23 @@ public sealed class OpenAiBackend(HttpClient http, Uri baseUrl, string? apiKey) 
 
     public override async Task<BackendResult> GenerateAsync(BackendRequest job, CancellationToken cancellationToken)
     {
-        object content = job.PromptWithDocuments();
+        var messages = job.Conversation().Select(m => new Dictionary<string, object> { ["role"] = m.Role, ["content"] = m.Content }).ToList();
         var images = job.Images.ToList();
         if (images.Count > 0)
         {
-            var parts = new List<object> { new { type = "text", text = (string)content } };
+            var withImages = messages[job.AttachmentsAt];
+            var parts = new List<object> { new { type = "text", text = (string)withImages["content"] } };
             parts.AddRange(images.Select(i => new
             {
                 type = "image_url",
                 image_url = new { url = $"data:{i.MediaType ?? "image/png"};base64,{Convert.ToBase64String(i.Content)}" },
             }));
-            content = parts;
+            withImages["content"] = parts;
         }
         var payload = new Dictionary<string, object>
         {
             ["model"] = job.Model,
-            ["messages"] = new[] { new { role = "user", content } },
+            ["messages"] = messages,
             ["stream"] = true,
             ["stream_options"] = new { include_usage = true },
         };

@@ -135,6 +135,77 @@ public sealed class BackendTests : IAsyncLifetime
         Assert.Contains("context length exceeded", broken.Message, StringComparison.Ordinal);
     }
 
+    private static readonly ChatMessage[] Conversation =
+    [
+        new("system", "You answer in one word."),
+        new("user", "Colour of the sky?"),
+        new("assistant", "Blue."),
+        new("user", "And of grass?"),
+    ];
+
+    private static void AssertMessages(IEnumerable<ChatMessage> expected, JsonElement request) =>
+        Assert.Equal(expected, request.GetProperty("messages").EnumerateArray()
+            .Select(m => new ChatMessage(m.GetProperty("role").GetString()!, m.GetProperty("content").GetString()!)));
+
+    [Fact]
+    public async Task Ollama_GetsTheJobsMessagesAsTheyAre_InsteadOfThePrompt()
+    {
+        var backend = new OllamaBackend(_http, _ollama.BaseUrl);
+        await backend.GenerateAsync(new BackendRequest("llama3:8b", "(the prompt is not used)", AllParams, [], Conversation), default);
+
+        var request = await _ollama.NextRequestAsync();
+        AssertMessages(Conversation, request);
+        Assert.Equal(64, request.GetProperty("options").GetProperty("num_predict").GetInt32());
+    }
+
+    [Fact]
+    public async Task OpenAi_GetsTheJobsMessagesAsTheyAre_InsteadOfThePrompt()
+    {
+        var backend = new OpenAiBackend(_http, _openAi.BaseUrl, null);
+        await backend.GenerateAsync(new BackendRequest("qwen2.5:14b", "(the prompt is not used)", AllParams, [], Conversation), default);
+
+        var request = await _openAi.NextRequestAsync();
+        AssertMessages(Conversation, request);
+        Assert.Equal(64, request.GetProperty("max_tokens").GetInt32());
+        Assert.Equal(42, request.GetProperty("seed").GetInt64());
+    }
+
+    [Fact]
+    public async Task Messages_TakeTheAttachmentsOnTheirLastUserMessage()
+    {
+        var document = new Attachment(8, "document", Encoding.UTF8.GetBytes("quarterly numbers"), "text/plain");
+        ChatMessage[] messages = [new("user", "Look at this."), new("assistant", "Yes?"), new("user", "What is it?"), new("assistant", "(unfinished)")];
+        var job = new BackendRequest("llama3:8b", "p", GenerationParams.None, [Png, document], messages);
+
+        await new OllamaBackend(_http, _ollama.BaseUrl).GenerateAsync(job, default);
+        var ollamaMessages = (await _ollama.NextRequestAsync()).GetProperty("messages");
+        Assert.Equal(4, ollamaMessages.GetArrayLength());
+        Assert.Equal("What is it?\n\n--- attachment 8 ---\nquarterly numbers", ollamaMessages[2].GetProperty("content").GetString());
+        Assert.Equal([Convert.ToBase64String(Png.Content)], ollamaMessages[2].GetProperty("images").EnumerateArray().Select(i => i.GetString()));
+        Assert.False(ollamaMessages[3].TryGetProperty("images", out _));
+        Assert.Equal("Look at this.", ollamaMessages[0].GetProperty("content").GetString());
+
+        await new OpenAiBackend(_http, _openAi.BaseUrl, null).GenerateAsync(job with { Model = "qwen2.5:14b" }, default);
+        var openAiMessages = (await _openAi.NextRequestAsync()).GetProperty("messages");
+        var parts = openAiMessages[2].GetProperty("content");
+        Assert.StartsWith("What is it?", parts[0].GetProperty("text").GetString(), StringComparison.Ordinal);
+        Assert.Equal("image_url", parts[1].GetProperty("type").GetString());
+        Assert.Equal("(unfinished)", openAiMessages[3].GetProperty("content").GetString());
+    }
+
+    [Fact]
+    public void Messages_AreReadFromTheAssignment()
+    {
+        using var chat = JsonDocument.Parse("""{"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}], "max_tokens": 5}""");
+        Assert.Equal([new ChatMessage("system", "Be brief."), new ChatMessage("user", "Hi")], ChatMessage.ListFrom(chat.RootElement));
+        using var plain = JsonDocument.Parse("""{"max_tokens": 5}""");
+        Assert.Null(ChatMessage.ListFrom(plain.RootElement));
+        Assert.Null(ChatMessage.ListFrom(null));
+        using var broken = JsonDocument.Parse("""{"messages": [{"role": "user", "content": "Hi"}, {"role": "user"}]}""");
+        Assert.Equal("params.messages[1] must have a string role and a string content",
+            Assert.Throws<BackendException>(() => ChatMessage.ListFrom(broken.RootElement)).Message);
+    }
+
     [Fact]
     public void Params_AreReadFromTheAssignment()
     {
