@@ -331,8 +331,8 @@ public sealed class WorkerAgent : IDisposable
             try
             {
                 var attachments = await FetchAttachmentsAsync(job, jobToken.Token);
-                var request = new BackendRequest(model, job.Prompt, GenerationParams.From(job.Params), attachments, ChatMessage.ListFrom(job.Params));
-                result = await _backend.GenerateAsync(request, jobToken.Token);
+                var backendRequest = new BackendRequest(model, job.Prompt, GenerationParams.From(job.Params), attachments, ChatMessage.ListFrom(job.Params));
+                result = await _backend.GenerateAsync(backendRequest, jobToken.Token);
                 failure = string.IsNullOrWhiteSpace(result.Output) ? $"{_backend.DisplayName} returned an empty response for {model}" : null;
             }
             catch (OperationCanceledException) when (_abortJobs.IsCancellationRequested)
