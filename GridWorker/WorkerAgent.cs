@@ -332,7 +332,7 @@ public sealed class WorkerAgent : IDisposable
             {
                 var attachments = await FetchAttachmentsAsync(job, jobToken.Token);
                 var backendRequest = new BackendRequest(model, job.Prompt, GenerationParams.From(job.Params), attachments, ChatMessage.ListFrom(job.Params));
-                result = await _backend.GenerateAsync(backendRequest, jobToken.Token);
+                result = await _backend.GenerateAsync(backendRequest, null, jobToken.Token);
                 failure = string.IsNullOrWhiteSpace(result.Output) ? $"{_backend.DisplayName} returned an empty response for {model}" : null;
             }
             catch (OperationCanceledException) when (_abortJobs.IsCancellationRequested)

@@ -123,7 +123,12 @@ public abstract class InferenceBackend(HttpClient http, Uri baseUrl)
 
     public abstract Task<IReadOnlyList<string>> ListModelsAsync(CancellationToken cancellationToken);
 
-    public abstract Task<BackendResult> GenerateAsync(BackendRequest request, CancellationToken cancellationToken);
+    /// <summary>
+    /// Runs the job. <paramref name="onText"/>, when given, is called with each piece of the output as the server streams
+    /// it, in order, before the next is read; the pieces joined are the result's output. A server that answers one JSON
+    /// body instead of a stream (it ignored <c>"stream": true</c>) gives no pieces, only the result.
+    /// </summary>
+    public abstract Task<BackendResult> GenerateAsync(BackendRequest request, Action<string>? onText, CancellationToken cancellationToken);
 
     public static InferenceBackend Create(WorkerSettings settings, HttpClient http) => settings.Backend switch
     {
@@ -162,6 +167,13 @@ public abstract class InferenceBackend(HttpClient http, Uri baseUrl)
         }
         return new BackendException($"{DisplayName} answered {(int)response.StatusCode} for {model}: {detail}".TrimEnd(' ', ':'));
     }
+
+    /// <summary>
+    /// Whether the answer is a stream (NDJSON, server-sent events) rather than one JSON body, as a server that does not
+    /// stream sends even when asked to.
+    /// </summary>
+    protected static bool IsStream(HttpResponseMessage response) =>
+        response.Content.Headers.ContentType?.MediaType is not "application/json";
 
     /// <summary>One message of a stream (an NDJSON line, an SSE data field); garbage is the backend's failure.</summary>
     protected JsonDocument ParseChunk(string text)
