@@ -28,6 +28,19 @@ public sealed record CreditEntry(long Id, double CreditsEarned, long? OutputToke
 
 public sealed record CreditBalance(double Balance, double TotalEarned, double CreditValueUsd, IReadOnlyList<CreditEntry>? History);
 
+/// <summary>What the coordinator made of a chunk.</summary>
+public enum ChunkOutcome
+{
+    /// <summary>Taken (or already held: a duplicate); the next chunk has index <see cref="ChunkAnswer.NextIndex"/>.</summary>
+    Accepted,
+
+    /// <summary>The job is no longer this worker's to run (cancelled, timed out, released, or not held): stop working on it.</summary>
+    JobEnded,
+}
+
+/// <summary>The coordinator's answer to one chunk; <see cref="Message"/> is its own words when the job ended.</summary>
+public sealed record ChunkAnswer(ChunkOutcome Outcome, int NextIndex, string? Message);
+
 /// <summary>The coordinator answered with an error, or could not be reached (<see cref="Status"/> null).</summary>
 public sealed class CoordinatorException(HttpStatusCode? status, string message) : Exception(message)
 {
@@ -91,6 +104,51 @@ public sealed class CoordinatorClient
     /// <summary>Marks the job running. False when the job is no longer this worker's to run (404/422: cancelled, timed out, requeued).</summary>
     public Task<bool> StartAsync(long jobId, CancellationToken cancellationToken) =>
         TransitionAsync(HttpMethod.Patch, $"worker/jobs/{jobId}/start", null, cancellationToken);
+
+    /// <summary>
+    /// Sends the piece of a running job's output that starts at chunk <paramref name="index"/>. A job that ended or is
+    /// not held answers <see cref="ChunkOutcome.JobEnded"/>; anything else that is not a 200 (a chunk out of order, an
+    /// output past its limit, a coordinator without the endpoint, or down) throws <see cref="CoordinatorException"/>.
+    /// </summary>
+    public async Task<ChunkAnswer> AppendChunkAsync(long jobId, int index, string text, CancellationToken cancellationToken)
+    {
+        using var response = await SendAsync(HttpMethod.Post, $"worker/jobs/{jobId}/chunks", new { index, text }, RequestTimeout, cancellationToken);
+        if (response.StatusCode is HttpStatusCode.NotFound or HttpStatusCode.UnprocessableEntity && await EndedMessageAsync(response, cancellationToken) is { } ended)
+        {
+            return new ChunkAnswer(ChunkOutcome.JobEnded, index, ended);
+        }
+        var body = await ReadAsync<JsonElement>(response, cancellationToken);
+        return new ChunkAnswer(ChunkOutcome.Accepted, (int?)body.LongOf("next_index") ?? index + 1, null);
+    }
+
+    /// <summary>
+    /// The coordinator's message when a chunk's answer says the job is over for this worker: 404 <c>not_found</c> (it does
+    /// not hold the job), or 422 <c>invalid_state</c> saying "stop working on it". Null for other refusals: 422
+    /// <c>invalid_state</c> is also the answer to a chunk out of order or past the output limit, after which the job
+    /// still runs and its result decides; and a 404 without the error body is a coordinator without the chunks endpoint.
+    /// </summary>
+    private static async Task<string?> EndedMessageAsync(HttpResponseMessage response, CancellationToken cancellationToken)
+    {
+        JsonElement body;
+        try
+        {
+            body = await response.Content.ReadFromJsonAsync<JsonElement>(Json.Options, cancellationToken);
+        }
+        catch (JsonException)
+        {
+            return null;
+        }
+        var message = body.StringOf("message");
+        return body.StringOf("error") switch
+        {
+            "not_found" when response.StatusCode == HttpStatusCode.NotFound => message ?? "the job is not held by this worker",
+            "invalid_state" when message is not null && message.EndsWith(EndedMarker, StringComparison.Ordinal) => message,
+            _ => null,
+        };
+    }
+
+    /// <summary>How the coordinator ends its 422 for a chunk of a job that ended: "job 7 is cancelled: stop working on it".</summary>
+    private const string EndedMarker = "stop working on it";
 
     public Task<bool> CompleteAsync(long jobId, JobResultRequest result, CancellationToken cancellationToken) =>
         TransitionAsync(HttpMethod.Post, $"worker/jobs/{jobId}/result", result, cancellationToken);

@@ -324,15 +324,22 @@ public sealed class WorkerAgent : IDisposable
         {
             var timeLimit = TimeSpan.FromSeconds(job.TimeoutSeconds is > 0 ? job.TimeoutSeconds.Value : 600);
             using var limit = new CancellationTokenSource(timeLimit, _time);
-            using var jobToken = CancellationTokenSource.CreateLinkedTokenSource(limit.Token, _abortJobs.Token);
+            using var ended = new CancellationTokenSource();
+            using var jobToken = CancellationTokenSource.CreateLinkedTokenSource(limit.Token, _abortJobs.Token, ended.Token);
+            var chunks = _settings.StreamOutput ? new ChunkStreamer(_coordinator, _reporter, job.JobId, ended, jobToken.Token) : null;
             var backendStarted = _time.GetTimestamp();
             BackendResult? result = null;
             string? failure;
             try
             {
                 var attachments = await FetchAttachmentsAsync(job, jobToken.Token);
-                result = await _backend.GenerateAsync(new BackendRequest(model, job.Prompt, GenerationParams.From(job.Params), attachments), jobToken.Token);
+                var backendRequest = new BackendRequest(model, job.Prompt, GenerationParams.From(job.Params), attachments, ChatMessage.ListFrom(job.Params));
+                result = await _backend.GenerateAsync(backendRequest, chunks is null ? null : chunks.Append, jobToken.Token);
                 failure = string.IsNullOrWhiteSpace(result.Output) ? $"{_backend.DisplayName} returned an empty response for {model}" : null;
+            }
+            catch (OperationCanceledException) when (ended.IsCancellationRequested)
+            {
+                failure = null; // said below, from the stream's state
             }
             catch (OperationCanceledException) when (_abortJobs.IsCancellationRequested)
             {
@@ -361,6 +368,13 @@ public sealed class WorkerAgent : IDisposable
                 failure = $"grid-worker failed to run the job: {ex.GetType().Name}: {ex.Message}";
             }
             var backendTime = _time.GetElapsedTime(backendStarted);
+            // The rest of the output goes as the last chunk before the result, so the chunks joined are the output.
+            if (chunks is not null && await chunks.FinishAsync(sendRest: failure is null && result is not null) == ChunkStreamState.JobEnded)
+            {
+                _reporter.Info("job_gone", $"job {job.JobId} is no longer ours ({chunks.EndedMessage}); generation stopped, no result sent",
+                    ("job_id", job.JobId));
+                return;
+            }
 
             if (failure is not null || result is null)
             {

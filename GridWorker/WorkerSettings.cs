@@ -52,6 +52,12 @@ public sealed record WorkerSettings
     /// <summary>Structured logs, one JSON object a line. Default: human-readable lines.</summary>
     public bool JsonOutput { get; init; }
 
+    /// <summary>
+    /// Send each job's output to the coordinator in chunks while it is generated, so its client reads it as it comes.
+    /// Default: true (<c>--no-stream</c> sends the output with the result only).
+    /// </summary>
+    public bool StreamOutput { get; init; } = true;
+
     /// <summary>How often a worker with a job in hand tells the coordinator it is alive. Default: 30 s (the offline window is 90 s).</summary>
     public TimeSpan HeartbeatInterval { get; init; } = TimeSpan.FromSeconds(30);
 
@@ -100,6 +106,7 @@ public sealed record WorkerSettings
         new("--serves-family", "GRID_WORKER_SERVES_FAMILY", "Models that also take jobs for their family (llama3:70b for 'llama3'): all, none, or a comma-separated list", "all"),
         new("--catch-all", "GRID_WORKER_CATCH_ALL", "Also take model_match=any jobs for models you do not have (run on one of yours)", "false", IsSwitch: true),
         new("--concurrency", "GRID_WORKER_CONCURRENCY", "How many jobs to run at once", "1"),
+        new("--no-stream", "GRID_WORKER_NO_STREAM", "Send each job's output with its result only, not in chunks while it is generated", "false", IsSwitch: true),
         new("--json", "GRID_WORKER_JSON", "Structured logs: one JSON object per line", "false", IsSwitch: true),
         new("--heartbeat-interval", "GRID_WORKER_HEARTBEAT_INTERVAL", "Seconds between heartbeats while a job runs (must stay under the coordinator's 90 s offline window)", "30"),
         new("--models-refresh", "GRID_WORKER_MODELS_REFRESH", "Seconds between checks of the backend's model list", "60"),
@@ -215,6 +222,7 @@ public sealed record WorkerSettings
             ServesFamily = servesFamily,
             CatchAll = Bool("catch-all", Value("catch-all")),
             Concurrency = Integer("concurrency", Value("concurrency") ?? "1", 1, 64),
+            StreamOutput = !Bool("no-stream", Value("no-stream")),
             JsonOutput = Bool("json", Value("json")),
             HeartbeatInterval = heartbeat,
             ModelsRefreshInterval = Seconds("models-refresh", Value("models-refresh") ?? "60"),

@@ -31,21 +31,69 @@ public sealed record GenerationParams(int? MaxTokens, double? Temperature, doubl
 /// <summary>An attachment fetched from its blob URL.</summary>
 public sealed record Attachment(long Id, string Type, byte[] Content, string? MediaType);
 
-public sealed record BackendRequest(string Model, string Prompt, GenerationParams Params, IReadOnlyList<Attachment> Attachments)
+/// <summary>One message of a conversation in chat form: <c>{"role": "system" | "user" | "assistant", "content": "…"}</c>.</summary>
+public sealed record ChatMessage(string Role, string Content)
+{
+    /// <summary>
+    /// The job's <c>params.messages</c> (jobs that came through the coordinator's OpenAI-compatible front door), or null
+    /// when it has none. Messages that are not objects with a string <c>role</c> and <c>content</c> fail the job.
+    /// </summary>
+    public static IReadOnlyList<ChatMessage>? ListFrom(JsonElement? parameters)
+    {
+        if (parameters is not { ValueKind: JsonValueKind.Object } p || !p.TryGetProperty("messages", out var messages) || messages.ValueKind == JsonValueKind.Null)
+        {
+            return null;
+        }
+        if (messages.ValueKind != JsonValueKind.Array || messages.GetArrayLength() == 0)
+        {
+            throw new BackendException("params.messages must be a non-empty list of {\"role\", \"content\"} messages");
+        }
+        return messages.EnumerateArray().Select((message, i) =>
+            message.StringOf("role") is { } role && message.StringOf("content") is { } content
+                ? new ChatMessage(role, content)
+                : throw new BackendException($"params.messages[{i}] must have a string role and a string content")).ToList();
+    }
+}
+
+/// <summary>
+/// A job as a backend runs it: the prompt, or in chat form the job's <see cref="Messages"/> (passed on as they are, and
+/// then the prompt is not used).
+/// </summary>
+public sealed record BackendRequest(string Model, string Prompt, GenerationParams Params, IReadOnlyList<Attachment> Attachments, IReadOnlyList<ChatMessage>? Messages = null)
 {
     public IEnumerable<Attachment> Images => Attachments.Where(a => a.Type == "image");
 
-    /// <summary>The prompt with any document attachments appended as text (neither backend takes files).</summary>
-    public string PromptWithDocuments()
+    /// <summary>
+    /// The messages to send: the job's own, or one user message holding the prompt. Document attachments are appended
+    /// as text to the last user message (neither backend takes files); <see cref="AttachmentsAt"/> is where images go.
+    /// </summary>
+    public IReadOnlyList<ChatMessage> Conversation()
     {
+        List<ChatMessage> messages = Messages is { Count: > 0 } ? [.. Messages] : [new ChatMessage("user", Prompt)];
         var documents = Attachments.Where(a => a.Type != "image").ToList();
-        if (documents.Count == 0) return Prompt;
-        var text = new System.Text.StringBuilder(Prompt);
+        if (documents.Count == 0) return messages;
+        var at = AttachmentsAt;
+        var text = new System.Text.StringBuilder(messages[at].Content);
         foreach (var document in documents)
         {
             text.Append(CultureInfo.InvariantCulture, $"\n\n--- attachment {document.Id} ---\n").Append(System.Text.Encoding.UTF8.GetString(document.Content));
         }
-        return text.ToString();
+        messages[at] = messages[at] with { Content = text.ToString() };
+        return messages;
+    }
+
+    /// <summary>The index in <see cref="Conversation"/> of the message that carries the attachments: the last user message.</summary>
+    public int AttachmentsAt
+    {
+        get
+        {
+            if (Messages is not { Count: > 0 } messages) return 0;
+            for (var i = messages.Count - 1; i >= 0; i--)
+            {
+                if (messages[i].Role == "user") return i;
+            }
+            return messages.Count - 1;
+        }
     }
 }
 
@@ -75,7 +123,12 @@ public abstract class InferenceBackend(HttpClient http, Uri baseUrl)
 
     public abstract Task<IReadOnlyList<string>> ListModelsAsync(CancellationToken cancellationToken);
 
-    public abstract Task<BackendResult> GenerateAsync(BackendRequest request, CancellationToken cancellationToken);
+    /// <summary>
+    /// Runs the job. <paramref name="onText"/>, when given, is called with each piece of the output as the server streams
+    /// it, in order, before the next is read; the pieces joined are the result's output. A server that answers one JSON
+    /// body instead of a stream (it ignored <c>"stream": true</c>) gives no pieces, only the result.
+    /// </summary>
+    public abstract Task<BackendResult> GenerateAsync(BackendRequest request, Action<string>? onText, CancellationToken cancellationToken);
 
     public static InferenceBackend Create(WorkerSettings settings, HttpClient http) => settings.Backend switch
     {
@@ -114,6 +167,13 @@ public abstract class InferenceBackend(HttpClient http, Uri baseUrl)
         }
         return new BackendException($"{DisplayName} answered {(int)response.StatusCode} for {model}: {detail}".TrimEnd(' ', ':'));
     }
+
+    /// <summary>
+    /// Whether the answer is a stream (NDJSON, server-sent events) rather than one JSON body, as a server that does not
+    /// stream sends even when asked to.
+    /// </summary>
+    protected static bool IsStream(HttpResponseMessage response) =>
+        response.Content.Headers.ContentType?.MediaType is not "application/json";
 
     /// <summary>One message of a stream (an NDJSON line, an SSE data field); garbage is the backend's failure.</summary>
     protected JsonDocument ParseChunk(string text)

@@ -8,7 +8,8 @@ namespace GridWorker.Backends;
 /// Ollama's native API. <c>GET /api/tags</c> lists the models; <c>POST /api/chat</c> with <c>"stream": true</c> answers
 /// newline-delimited JSON objects, each carrying a piece of <c>message.content</c>; the last has <c>"done": true</c> and
 /// the counts (<c>prompt_eval_count</c>, <c>eval_count</c>) and <c>total_duration</c> in nanoseconds. An error arrives
-/// as <c>{"error": "…"}</c>, as the body of a non-2xx answer or as a line of the stream.
+/// as <c>{"error": "…"}</c>, as the body of a non-2xx answer or as a line of the stream. A server that does not stream
+/// answers one <c>application/json</c> body shaped like the last message, with the whole <c>message.content</c>.
 /// </summary>
 public sealed class OllamaBackend(HttpClient http, Uri baseUrl) : InferenceBackend(http, baseUrl)
 {
@@ -33,7 +34,7 @@ public sealed class OllamaBackend(HttpClient http, Uri baseUrl) : InferenceBacke
         return models.EnumerateArray().Select(m => m.StringOf("name") ?? m.StringOf("model")).OfType<string>().Distinct().ToList();
     }
 
-    public override async Task<BackendResult> GenerateAsync(BackendRequest job, CancellationToken cancellationToken)
+    public override async Task<BackendResult> GenerateAsync(BackendRequest job, Action<string>? onText, CancellationToken cancellationToken)
     {
         var options = new Dictionary<string, object>();
         if (job.Params.Temperature is { } temperature) options["temperature"] = temperature;
@@ -42,15 +43,21 @@ public sealed class OllamaBackend(HttpClient http, Uri baseUrl) : InferenceBacke
         if (job.Params.Stop is { Count: > 0 } stop) options["stop"] = stop;
         if (job.Params.Seed is { } seed) options["seed"] = seed;
         var images = job.Images.Select(i => Convert.ToBase64String(i.Content)).ToList();
-        var message = new Dictionary<string, object> { ["role"] = "user", ["content"] = job.PromptWithDocuments() };
-        if (images.Count > 0) message["images"] = images;
-        var payload = new Dictionary<string, object> { ["model"] = job.Model, ["messages"] = new[] { message }, ["stream"] = true };
+        var messages = job.Conversation().Select(m => new Dictionary<string, object> { ["role"] = m.Role, ["content"] = m.Content }).ToList();
+        if (images.Count > 0) messages[job.AttachmentsAt]["images"] = images;
+        var payload = new Dictionary<string, object> { ["model"] = job.Model, ["messages"] = messages, ["stream"] = true };
         if (options.Count > 0) payload["options"] = options;
 
         using var request = new HttpRequestMessage(HttpMethod.Post, Endpoint("/api/chat")) { Content = JsonContent.Create(payload) };
         using var response = await SendAsync(request, cancellationToken);
         if (!response.IsSuccessStatusCode) throw await ErrorOfAsync(response, job.Model, cancellationToken);
 
+        if (!IsStream(response))
+        {
+            using var whole = ParseChunk(await response.Content.ReadAsStringAsync(cancellationToken));
+            if (ErrorText(whole.RootElement) is { } error) throw new BackendException($"Ollama failed while generating with {job.Model}: {error}");
+            return Finished(whole.RootElement, TextOf(whole.RootElement) ?? "", job.Model);
+        }
         var output = new StringBuilder();
         await using var stream = await response.Content.ReadAsStreamAsync(cancellationToken);
         using var reader = new StreamReader(stream, Encoding.UTF8);
@@ -60,18 +67,25 @@ public sealed class OllamaBackend(HttpClient http, Uri baseUrl) : InferenceBacke
             using var chunk = ParseChunk(line);
             var root = chunk.RootElement;
             if (ErrorText(root) is { } error) throw new BackendException($"Ollama failed while generating with {job.Model}: {error}");
-            if (root.TryGetProperty("message", out var piece)) output.Append(piece.StringOf("content"));
-            if (root.TryGetProperty("done", out var done) && done.ValueKind == JsonValueKind.True)
+            if (TextOf(root) is { Length: > 0 } piece)
             {
-                var totalNanoseconds = root.LongOf("total_duration");
-                return new BackendResult(
-                    output.ToString(),
-                    (int?)root.LongOf("prompt_eval_count"),
-                    (int)(root.LongOf("eval_count") ?? 0),
-                    root.StringOf("model") ?? job.Model,
-                    totalNanoseconds / 1_000_000);
+                output.Append(piece);
+                onText?.Invoke(piece);
             }
+            if (root.TryGetProperty("done", out var done) && done.ValueKind == JsonValueKind.True) return Finished(root, output.ToString(), job.Model);
         }
         throw new BackendException($"Ollama's stream for {job.Model} ended before the final \"done\" message (the server may have stopped)");
     }
+
+    /// <summary>A message's text: <c>message.content</c> from <c>/api/chat</c>, <c>response</c> from <c>/api/generate</c>.</summary>
+    private static string? TextOf(JsonElement message) =>
+        message.TryGetProperty("message", out var chat) ? chat.StringOf("content") : message.StringOf("response");
+
+    /// <summary>The result from the last message (<c>"done": true</c>), which carries the counts and the time in nanoseconds.</summary>
+    private static BackendResult Finished(JsonElement last, string output, string model) => new(
+        output,
+        (int?)last.LongOf("prompt_eval_count"),
+        (int)(last.LongOf("eval_count") ?? 0),
+        last.StringOf("model") ?? model,
+        last.LongOf("total_duration") / 1_000_000);
 }

@@ -9,6 +9,7 @@ namespace GridWorker.Backends;
 /// <c>"stream": true</c> answers server-sent events: <c>data: {chunk}</c> lines whose <c>choices[0].delta.content</c> carry
 /// the text, then (asked for with <c>stream_options.include_usage</c>) a chunk with empty <c>choices</c> and
 /// <c>usage</c>, then <c>data: [DONE]</c>. A server that sends no usage gets its output counted one token per content chunk.
+/// A server that does not stream answers one <c>application/json</c> <c>chat.completion</c> with <c>choices[0].message</c>.
 /// </summary>
 public sealed class OpenAiBackend(HttpClient http, Uri baseUrl, string? apiKey) : InferenceBackend(http, baseUrl)
 {
@@ -33,24 +34,25 @@ public sealed class OpenAiBackend(HttpClient http, Uri baseUrl, string? apiKey) 
         return data.EnumerateArray().Select(m => m.StringOf("id")).OfType<string>().Distinct().ToList();
     }
 
-    public override async Task<BackendResult> GenerateAsync(BackendRequest job, CancellationToken cancellationToken)
+    public override async Task<BackendResult> GenerateAsync(BackendRequest job, Action<string>? onText, CancellationToken cancellationToken)
     {
-        object content = job.PromptWithDocuments();
+        var messages = job.Conversation().Select(m => new Dictionary<string, object> { ["role"] = m.Role, ["content"] = m.Content }).ToList();
         var images = job.Images.ToList();
         if (images.Count > 0)
         {
-            var parts = new List<object> { new { type = "text", text = (string)content } };
+            var withImages = messages[job.AttachmentsAt];
+            var parts = new List<object> { new { type = "text", text = (string)withImages["content"] } };
             parts.AddRange(images.Select(i => new
             {
                 type = "image_url",
                 image_url = new { url = $"data:{i.MediaType ?? "image/png"};base64,{Convert.ToBase64String(i.Content)}" },
             }));
-            content = parts;
+            withImages["content"] = parts;
         }
         var payload = new Dictionary<string, object>
         {
             ["model"] = job.Model,
-            ["messages"] = new[] { new { role = "user", content } },
+            ["messages"] = messages,
             ["stream"] = true,
             ["stream_options"] = new { include_usage = true },
         };
@@ -64,6 +66,7 @@ public sealed class OpenAiBackend(HttpClient http, Uri baseUrl, string? apiKey) 
         using var response = await SendAsync(request, cancellationToken, apiKey);
         if (!response.IsSuccessStatusCode) throw await ErrorOfAsync(response, job.Model, cancellationToken);
 
+        if (!IsStream(response)) return await CompletionOfAsync(response, job.Model, cancellationToken);
         var output = new StringBuilder();
         var contentChunks = 0;
         int? promptTokens = null, completionTokens = null;
@@ -87,6 +90,7 @@ public sealed class OpenAiBackend(HttpClient http, Uri baseUrl, string? apiKey) 
                 choices[0].TryGetProperty("delta", out var delta) && delta.StringOf("content") is { Length: > 0 } piece)
             {
                 output.Append(piece);
+                onText?.Invoke(piece);
                 contentChunks++;
             }
             if (root.TryGetProperty("usage", out var usage) && usage.ValueKind == JsonValueKind.Object)
@@ -96,5 +100,19 @@ public sealed class OpenAiBackend(HttpClient http, Uri baseUrl, string? apiKey) 
             }
         }
         throw new BackendException($"The OpenAI-compatible server's stream for {job.Model} ended without data: [DONE] (the server may have stopped)");
+    }
+
+    /// <summary>A whole <c>chat.completion</c>: <c>choices[0].message.content</c> and <c>usage</c>.</summary>
+    private async Task<BackendResult> CompletionOfAsync(HttpResponseMessage response, string model, CancellationToken cancellationToken)
+    {
+        using var body = ParseChunk(await response.Content.ReadAsStringAsync(cancellationToken));
+        var root = body.RootElement;
+        if (ErrorText(root) is { } error) throw new BackendException($"The OpenAI-compatible server failed while generating with {model}: {error}");
+        var output = root.TryGetProperty("choices", out var choices) && choices.ValueKind == JsonValueKind.Array && choices.GetArrayLength() > 0 &&
+            choices[0].TryGetProperty("message", out var message) ? message.StringOf("content") ?? "" : "";
+        var usage = root.TryGetProperty("usage", out var u) && u.ValueKind == JsonValueKind.Object ? u : default;
+        // Without usage the whole answer counts as one chunk, as a stream's chunks count one token each.
+        var completionTokens = (int?)usage.LongOf("completion_tokens") ?? (output.Length > 0 ? 1 : 0);
+        return new BackendResult(output, (int?)usage.LongOf("prompt_tokens"), completionTokens, root.StringOf("model") ?? model, null);
     }
 }

@@ -116,6 +116,28 @@ public class AgentTests(HostFixture fixture) : IClassFixture<HostFixture>
     }
 
     [Fact]
+    public async Task Output_ReachesAClientReadingTheJobsStream_BeforeTheJobEnds()
+    {
+        var model = ApiClient.Unique("stream") + ":8b";
+        await using var ollama = await FakeOllama.StartAsync(model);
+        var finish = new TaskCompletionSource();
+        ollama.Reply = _ => new FakeReply { Pieces = ["Rows", " wait", " in order"], Hold = finish, OutputTokens = 3 };
+        var (account, run) = await StartAsync(ollama);
+        await using var stopAgent = run;
+
+        var id = await account.SubmitAsync(new { model, model_match = "exact", prompt = "Write about queues." });
+        await using var stream = await EventStreamReader.OpenJobAsync(account, id);
+        var text = "";
+        while (text != "Rows wait in order") text += (await stream.ExpectAsync("chunk")).Json.GetProperty("text").GetString();
+        finish.SetResult(); // every piece was read by the client while the backend still held its last message back
+
+        var job = (await stream.ExpectAsync("job")).Json;
+        Assert.Equal("completed", job.GetProperty("status").GetString());
+        Assert.Equal(text, job.GetProperty("output").GetString());
+        Assert.Null(await stream.NextAsync());
+    }
+
+    [Fact]
     public async Task JobParams_BecomeOllamaOptions()
     {
         var model = ApiClient.Unique("opt") + ":8b";

@@ -35,7 +35,7 @@ public sealed class BackendTests : IAsyncLifetime
         Assert.Equal(["llama3:8b", "mistral:7b"], await backend.ListModelsAsync(default));
 
         _ollama.Reply = _ => new FakeReply { Pieces = ["Hel", "lo", " world"], PromptTokens = 21, OutputTokens = 3, DurationMs = 2345 };
-        var result = await backend.GenerateAsync(new BackendRequest("llama3:8b", "Say hello", GenerationParams.None, []), default);
+        var result = await backend.GenerateAsync(new BackendRequest("llama3:8b", "Say hello", GenerationParams.None, []), null, default);
 
         Assert.Equal(new BackendResult("Hello world", 21, 3, "llama3:8b", 2345), result);
         var request = await _ollama.NextRequestAsync();
@@ -52,7 +52,7 @@ public sealed class BackendTests : IAsyncLifetime
     {
         var backend = new OllamaBackend(_http, _ollama.BaseUrl);
         var document = new Attachment(8, "document", Encoding.UTF8.GetBytes("quarterly numbers"), "text/plain");
-        await backend.GenerateAsync(new BackendRequest("llama3:8b", "Describe", AllParams, [Png, document]), default);
+        await backend.GenerateAsync(new BackendRequest("llama3:8b", "Describe", AllParams, [Png, document]), null, default);
 
         var request = await _ollama.NextRequestAsync();
         var options = request.GetProperty("options");
@@ -71,12 +71,59 @@ public sealed class BackendTests : IAsyncLifetime
     {
         var backend = new OllamaBackend(_http, _ollama.BaseUrl);
         _ollama.Reply = _ => new FakeReply { ErrorStatus = 404 };
-        var refused = await Assert.ThrowsAsync<BackendException>(() => backend.GenerateAsync(new BackendRequest("gone:1b", "p", GenerationParams.None, []), default));
+        var refused = await Assert.ThrowsAsync<BackendException>(() => backend.GenerateAsync(new BackendRequest("gone:1b", "p", GenerationParams.None, []), null, default));
         Assert.Equal("Ollama answered 404 for gone:1b: model \"gone:1b\" not found, try pulling it first", refused.Message);
 
         _ollama.Reply = _ => new FakeReply { StreamError = "CUDA error: out of memory" };
-        var broken = await Assert.ThrowsAsync<BackendException>(() => backend.GenerateAsync(new BackendRequest("llama3:8b", "p", GenerationParams.None, []), default));
+        var broken = await Assert.ThrowsAsync<BackendException>(() => backend.GenerateAsync(new BackendRequest("llama3:8b", "p", GenerationParams.None, []), null, default));
         Assert.Equal("Ollama failed while generating with llama3:8b: CUDA error: out of memory", broken.Message);
+    }
+
+    [Fact]
+    public async Task Ollama_HandsOnEachPieceAsItIsRead()
+    {
+        var backend = new OllamaBackend(_http, _ollama.BaseUrl);
+        var finish = new TaskCompletionSource();
+        _ollama.Reply = _ => new FakeReply { Pieces = ["Hel", "lo", " world"], Hold = finish };
+        var pieces = new List<string>();
+        var allRead = new TaskCompletionSource();
+        var generating = backend.GenerateAsync(new BackendRequest("llama3:8b", "p", GenerationParams.None, []), piece =>
+        {
+            pieces.Add(piece);
+            if (pieces.Count == 3) allRead.SetResult();
+        }, default);
+
+        await allRead.Task.WaitAsync(TimeSpan.FromSeconds(20)); // before the server's last ("done") message
+        Assert.False(generating.IsCompleted);
+        finish.SetResult();
+        Assert.Equal("Hello world", (await generating).Output);
+        Assert.Equal(["Hel", "lo", " world"], pieces);
+    }
+
+    [Fact]
+    public async Task OpenAi_HandsOnEachDeltaAsItIsRead_AndTheUsageComesAfter()
+    {
+        var backend = new OpenAiBackend(_http, _openAi.BaseUrl, null);
+        _openAi.Reply = _ => new FakeReply { Pieces = ["Two", " words"], PromptTokens = 9, OutputTokens = 2 };
+        var pieces = new List<string>();
+        var result = await backend.GenerateAsync(new BackendRequest("qwen2.5:14b", "p", GenerationParams.None, []), pieces.Add, default);
+        Assert.Equal(["Two", " words"], pieces); // the empty role delta that opens the stream is not a piece
+        Assert.Equal(new BackendResult("Two words", 9, 2, "qwen2.5:14b", null), result);
+    }
+
+    [Fact]
+    public async Task ServersThatAnswerOneJsonBody_GiveTheResultWithoutPieces()
+    {
+        _ollama.Reply = _ => new FakeReply { Pieces = ["Hel", "lo"], Streams = false, PromptTokens = 4, OutputTokens = 2, DurationMs = 300 };
+        _openAi.Reply = _ => new FakeReply { Pieces = ["Hel", "lo"], Streams = false, PromptTokens = 5, OutputTokens = 3 };
+        var pieces = new List<string>();
+
+        var ollama = await new OllamaBackend(_http, _ollama.BaseUrl).GenerateAsync(new BackendRequest("llama3:8b", "p", GenerationParams.None, []), pieces.Add, default);
+        var openAi = await new OpenAiBackend(_http, _openAi.BaseUrl, null).GenerateAsync(new BackendRequest("qwen2.5:14b", "p", GenerationParams.None, []), pieces.Add, default);
+
+        Assert.Equal(new BackendResult("Hello", 4, 2, "llama3:8b", 300), ollama);
+        Assert.Equal(new BackendResult("Hello", 5, 3, "qwen2.5:14b", null), openAi);
+        Assert.Empty(pieces);
     }
 
     [Fact]
@@ -95,7 +142,7 @@ public sealed class BackendTests : IAsyncLifetime
         Assert.Equal(["qwen2.5:14b"], await backend.ListModelsAsync(default));
 
         _openAi.Reply = _ => new FakeReply { Pieces = ["Two", " words"], PromptTokens = 9, OutputTokens = 2 };
-        var result = await backend.GenerateAsync(new BackendRequest("qwen2.5:14b", "Answer", AllParams, [Png]), default);
+        var result = await backend.GenerateAsync(new BackendRequest("qwen2.5:14b", "Answer", AllParams, [Png]), null, default);
 
         Assert.Equal(new BackendResult("Two words", 9, 2, "qwen2.5:14b", null), result);
         var request = await _openAi.NextRequestAsync();
@@ -116,7 +163,7 @@ public sealed class BackendTests : IAsyncLifetime
     {
         var backend = new OpenAiBackend(_http, _openAi.BaseUrl, null);
         _openAi.Reply = _ => new FakeReply { Pieces = ["a", "b", "c", "d"], SendUsage = false };
-        var result = await backend.GenerateAsync(new BackendRequest("qwen2.5:14b", "p", GenerationParams.None, []), default);
+        var result = await backend.GenerateAsync(new BackendRequest("qwen2.5:14b", "p", GenerationParams.None, []), null, default);
         Assert.Equal("abcd", result.Output);
         Assert.Equal(4, result.OutputTokens);
         Assert.Null(result.InputTokens);
@@ -127,12 +174,83 @@ public sealed class BackendTests : IAsyncLifetime
     {
         var backend = new OpenAiBackend(_http, _openAi.BaseUrl, null);
         _openAi.Reply = _ => new FakeReply { ErrorStatus = 404 };
-        var refused = await Assert.ThrowsAsync<BackendException>(() => backend.GenerateAsync(new BackendRequest("x:1b", "p", GenerationParams.None, []), default));
+        var refused = await Assert.ThrowsAsync<BackendException>(() => backend.GenerateAsync(new BackendRequest("x:1b", "p", GenerationParams.None, []), null, default));
         Assert.Equal("The OpenAI-compatible server answered 404 for x:1b: The model `x:1b` does not exist.", refused.Message);
 
         _openAi.Reply = _ => new FakeReply { StreamError = "context length exceeded" };
-        var broken = await Assert.ThrowsAsync<BackendException>(() => backend.GenerateAsync(new BackendRequest("x:1b", "p", GenerationParams.None, []), default));
+        var broken = await Assert.ThrowsAsync<BackendException>(() => backend.GenerateAsync(new BackendRequest("x:1b", "p", GenerationParams.None, []), null, default));
         Assert.Contains("context length exceeded", broken.Message, StringComparison.Ordinal);
+    }
+
+    private static readonly ChatMessage[] Conversation =
+    [
+        new("system", "You answer in one word."),
+        new("user", "Colour of the sky?"),
+        new("assistant", "Blue."),
+        new("user", "And of grass?"),
+    ];
+
+    private static void AssertMessages(IEnumerable<ChatMessage> expected, JsonElement request) =>
+        Assert.Equal(expected, request.GetProperty("messages").EnumerateArray()
+            .Select(m => new ChatMessage(m.GetProperty("role").GetString()!, m.GetProperty("content").GetString()!)));
+
+    [Fact]
+    public async Task Ollama_GetsTheJobsMessagesAsTheyAre_InsteadOfThePrompt()
+    {
+        var backend = new OllamaBackend(_http, _ollama.BaseUrl);
+        await backend.GenerateAsync(new BackendRequest("llama3:8b", "(the prompt is not used)", AllParams, [], Conversation), null, default);
+
+        var request = await _ollama.NextRequestAsync();
+        AssertMessages(Conversation, request);
+        Assert.Equal(64, request.GetProperty("options").GetProperty("num_predict").GetInt32());
+    }
+
+    [Fact]
+    public async Task OpenAi_GetsTheJobsMessagesAsTheyAre_InsteadOfThePrompt()
+    {
+        var backend = new OpenAiBackend(_http, _openAi.BaseUrl, null);
+        await backend.GenerateAsync(new BackendRequest("qwen2.5:14b", "(the prompt is not used)", AllParams, [], Conversation), null, default);
+
+        var request = await _openAi.NextRequestAsync();
+        AssertMessages(Conversation, request);
+        Assert.Equal(64, request.GetProperty("max_tokens").GetInt32());
+        Assert.Equal(42, request.GetProperty("seed").GetInt64());
+    }
+
+    [Fact]
+    public async Task Messages_TakeTheAttachmentsOnTheirLastUserMessage()
+    {
+        var document = new Attachment(8, "document", Encoding.UTF8.GetBytes("quarterly numbers"), "text/plain");
+        ChatMessage[] messages = [new("user", "Look at this."), new("assistant", "Yes?"), new("user", "What is it?"), new("assistant", "(unfinished)")];
+        var job = new BackendRequest("llama3:8b", "p", GenerationParams.None, [Png, document], messages);
+
+        await new OllamaBackend(_http, _ollama.BaseUrl).GenerateAsync(job, null, default);
+        var ollamaMessages = (await _ollama.NextRequestAsync()).GetProperty("messages");
+        Assert.Equal(4, ollamaMessages.GetArrayLength());
+        Assert.Equal("What is it?\n\n--- attachment 8 ---\nquarterly numbers", ollamaMessages[2].GetProperty("content").GetString());
+        Assert.Equal([Convert.ToBase64String(Png.Content)], ollamaMessages[2].GetProperty("images").EnumerateArray().Select(i => i.GetString()));
+        Assert.False(ollamaMessages[3].TryGetProperty("images", out _));
+        Assert.Equal("Look at this.", ollamaMessages[0].GetProperty("content").GetString());
+
+        await new OpenAiBackend(_http, _openAi.BaseUrl, null).GenerateAsync(job with { Model = "qwen2.5:14b" }, null, default);
+        var openAiMessages = (await _openAi.NextRequestAsync()).GetProperty("messages");
+        var parts = openAiMessages[2].GetProperty("content");
+        Assert.StartsWith("What is it?", parts[0].GetProperty("text").GetString(), StringComparison.Ordinal);
+        Assert.Equal("image_url", parts[1].GetProperty("type").GetString());
+        Assert.Equal("(unfinished)", openAiMessages[3].GetProperty("content").GetString());
+    }
+
+    [Fact]
+    public void Messages_AreReadFromTheAssignment()
+    {
+        using var chat = JsonDocument.Parse("""{"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}], "max_tokens": 5}""");
+        Assert.Equal([new ChatMessage("system", "Be brief."), new ChatMessage("user", "Hi")], ChatMessage.ListFrom(chat.RootElement));
+        using var plain = JsonDocument.Parse("""{"max_tokens": 5}""");
+        Assert.Null(ChatMessage.ListFrom(plain.RootElement));
+        Assert.Null(ChatMessage.ListFrom(null));
+        using var broken = JsonDocument.Parse("""{"messages": [{"role": "user", "content": "Hi"}, {"role": "user"}]}""");
+        Assert.Equal("params.messages[1] must have a string role and a string content",
+            Assert.Throws<BackendException>(() => ChatMessage.ListFrom(broken.RootElement)).Message);
     }
 
     [Fact]

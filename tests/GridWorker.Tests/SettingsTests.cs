@@ -27,6 +27,27 @@ public class SettingsTests
         Assert.False(settings.CatchAll);
         Assert.False(settings.JsonOutput);
         Assert.Equal(TimeSpan.FromSeconds(30), settings.HeartbeatInterval);
+        Assert.True(settings.StreamOutput);
+    }
+
+    [Fact]
+    public void NoStream_ComesFromTheFlagTheEnvironmentOrTheConfigFile()
+    {
+        string[] required = ["--coordinator", "http://h:3000", "--api-key", "vk_live_x"];
+        Assert.False(WorkerSettings.Parse([.. required, "--no-stream"], Env()).Settings!.StreamOutput);
+        Assert.False(WorkerSettings.Parse(required, Env(("GRID_WORKER_NO_STREAM", "true"))).Settings!.StreamOutput);
+        Assert.True(WorkerSettings.Parse([.. required, "--no-stream=false"], Env(("GRID_WORKER_NO_STREAM", "true"))).Settings!.StreamOutput);
+        var config = Path.GetTempFileName();
+        try
+        {
+            File.WriteAllText(config, """{"no-stream": true}""");
+            Assert.False(WorkerSettings.Parse([.. required, "--config", config], Env()).Settings!.StreamOutput);
+        }
+        finally
+        {
+            File.Delete(config);
+        }
+        Assert.Contains("--no-stream", WorkerSettings.HelpText, StringComparison.Ordinal);
     }
 
     [Fact]

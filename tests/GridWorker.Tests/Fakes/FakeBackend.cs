@@ -36,6 +36,9 @@ public sealed record FakeReply
 
     /// <summary>OpenAI servers that ignore <c>stream_options</c> send no usage chunk.</summary>
     public bool SendUsage { get; init; } = true;
+
+    /// <summary>False: ignore <c>"stream": true</c> and answer the whole reply as one <c>application/json</c> body.</summary>
+    public bool Streams { get; init; } = true;
 }
 
 /// <summary>An HTTP server on real Kestrel (a loopback port) whose routes a subclass maps.</summary>
@@ -82,6 +85,10 @@ public abstract class FakeBackend(IEnumerable<string> models) : FakeServer
     private readonly Lock _lock = new();
     private readonly List<string> _models = models.ToList();
     private readonly Channel<JsonElement> _requests = Channel.CreateUnbounded<JsonElement>();
+    private readonly TaskCompletionSource _clientWentAway = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    /// <summary>Completes when a client goes away while a reply is held (<see cref="FakeReply.Hold"/>): it cancelled its request.</summary>
+    public Task ClientWentAway => _clientWentAway.Task;
 
     /// <summary>Answers per requested model. Default: a short successful reply.</summary>
     public Func<string, FakeReply> Reply { get; set; } = _ => new FakeReply();
@@ -108,7 +115,7 @@ public abstract class FakeBackend(IEnumerable<string> models) : FakeServer
     }
 
     /// <summary>Waits for the reply's hold, if any; false when the client went away first.</summary>
-    protected static async Task<bool> HoldAsync(FakeReply reply, HttpContext context)
+    protected async Task<bool> HoldAsync(FakeReply reply, HttpContext context)
     {
         if (reply.Hold is null) return true;
         try
@@ -118,8 +125,15 @@ public abstract class FakeBackend(IEnumerable<string> models) : FakeServer
         }
         catch (OperationCanceledException)
         {
+            _clientWentAway.TrySetResult();
             return false;
         }
+    }
+
+    /// <summary>Writes the reply's pieces, each as the message <paramref name="format"/> makes of it, flushed one by one.</summary>
+    protected static async Task WritePiecesAsync(HttpContext context, FakeReply reply, Func<string, string> format)
+    {
+        foreach (var piece in reply.Pieces) await WriteLineAsync(context, format(piece));
     }
 }
 
@@ -164,24 +178,37 @@ public sealed class FakeOllama(params string[] models) : FakeBackend(models)
                 await context.Response.WriteAsJsonAsync(new { error = $"model \"{model}\" not found, try pulling it first" });
                 return;
             }
-            context.Response.ContentType = "application/x-ndjson";
-            foreach (var piece in reply.Pieces)
+            var total = reply.DurationMs * 1_000_000;
+            if (!reply.Streams)
             {
-                await WriteLineAsync(context, Serialize(new
+                // What Ollama answers with "stream": false: the last message of a stream, holding the whole content.
+                await Results.Json(new
                 {
                     model,
                     created_at = DateTimeOffset.UtcNow,
-                    message = new { role = "assistant", content = piece },
-                    done = false,
-                }) + "\n");
+                    message = new { role = "assistant", content = string.Concat(reply.Pieces) },
+                    done_reason = "stop",
+                    done = true,
+                    total_duration = total,
+                    prompt_eval_count = reply.PromptTokens,
+                    eval_count = reply.OutputTokens,
+                }).ExecuteAsync(context);
+                return;
             }
+            context.Response.ContentType = "application/x-ndjson";
+            await WritePiecesAsync(context, reply, piece => Serialize(new
+            {
+                model,
+                created_at = DateTimeOffset.UtcNow,
+                message = new { role = "assistant", content = piece },
+                done = false,
+            }) + "\n");
             if (reply.StreamError is { } error)
             {
                 await WriteLineAsync(context, Serialize(new { error }) + "\n");
                 return;
             }
             if (!await HoldAsync(reply, context)) return;
-            var total = reply.DurationMs * 1_000_000;
             await WriteLineAsync(context, Serialize(new
             {
                 model,
@@ -245,8 +272,22 @@ public sealed class FakeOpenAi(params string[] models) : FakeBackend(models)
                 return;
             }
             var includeUsage = request.TryGetProperty("stream_options", out var options) && options.TryGetProperty("include_usage", out var include) && include.GetBoolean();
-            context.Response.ContentType = "text/event-stream";
             var id = "chatcmpl-" + Guid.NewGuid().ToString("N")[..12];
+            if (!reply.Streams)
+            {
+                // A server that ignores "stream": true answers a whole chat.completion.
+                await Results.Json(new
+                {
+                    id,
+                    @object = "chat.completion",
+                    created = 1_715_000_000,
+                    model,
+                    choices = new[] { new { index = 0, message = new { role = "assistant", content = string.Concat(reply.Pieces) }, logprobs = (object?)null, finish_reason = "stop" } },
+                    usage = new { prompt_tokens = reply.PromptTokens, completion_tokens = reply.OutputTokens, total_tokens = reply.PromptTokens + reply.OutputTokens },
+                }).ExecuteAsync(context);
+                return;
+            }
+            context.Response.ContentType = "text/event-stream";
             object? nullUsage = null;
             async Task ChunkAsync(object delta, string? finishReason) => await WriteLineAsync(context, "data: " + Serialize(new
             {
@@ -259,7 +300,16 @@ public sealed class FakeOpenAi(params string[] models) : FakeBackend(models)
                 usage = nullUsage,
             }) + "\n\n");
             await ChunkAsync(new { role = "assistant", content = "" }, null);
-            foreach (var piece in reply.Pieces) await ChunkAsync(new { content = piece }, null);
+            await WritePiecesAsync(context, reply, piece => "data: " + Serialize(new
+            {
+                id,
+                @object = "chat.completion.chunk",
+                created = 1_715_000_000,
+                model,
+                system_fingerprint = "fp_fake",
+                choices = new[] { new { index = 0, delta = new { content = piece }, logprobs = (object?)null, finish_reason = (string?)null } },
+                usage = nullUsage,
+            }) + "\n\n");
             if (reply.StreamError is { } error)
             {
                 await WriteLineAsync(context, "data: " + Serialize(new { error = new { message = error, type = "server_error" } }) + "\n\n");

@@ -6,15 +6,52 @@ using Microsoft.AspNetCore.Http;
 
 namespace GridWorker.Tests.Fakes;
 
+/// <summary>One <c>POST /worker/jobs/{id}/chunks</c> as it arrived.</summary>
+public sealed record FakeChunk(long JobId, int Index, string Text);
+
 /// <summary>
 /// A stand-in coordinator for what the real one does not produce on demand: assignments whose <c>blobs</c> point at
-/// files it serves (with or without a key), and polls answered at once. It hands out the queued assignments, records
-/// results and failures, and serves blob files.
+/// files it serves (with or without a key), polls answered at once, and chunk answers on demand. It hands out the queued
+/// assignments, records results, failures and chunks, and serves blob files. Chunks are answered as the real node does
+/// (<c>Coordinator.Api/Workers/WorkersApi.cs</c>, <c>JobGrain.AppendChunkAsync</c>): in order from 0, a duplicate
+/// ignored, one out of order refused with 422 <c>invalid_state</c>; <see cref="AnswerChunk"/> can answer otherwise.
 /// </summary>
 public sealed class FakeCoordinator : FakeServer
 {
     private readonly Channel<object> _assignments = Channel.CreateUnbounded<object>();
     private readonly Channel<(string Kind, long JobId, JsonElement Body)> _reports = Channel.CreateUnbounded<(string, long, JsonElement)>();
+
+    private readonly Channel<FakeChunk> _chunks = Channel.CreateUnbounded<FakeChunk>();
+    private readonly ConcurrentDictionary<long, (int NextIndex, string Text)> _streams = new();
+    private int _chunksInFlight;
+    private int _maxChunksInFlight;
+
+    /// <summary>
+    /// Answers a chunk before the fake's own rule does (null: the rule answers). It may wait, holding the chunk's request
+    /// open, to see what the worker does meanwhile.
+    /// </summary>
+    public Func<FakeChunk, Task<IResult?>>? AnswerChunk { get; set; }
+
+    /// <summary>The most chunk requests that were open at once.</summary>
+    public int MaxChunksInFlight => Volatile.Read(ref _maxChunksInFlight);
+
+    /// <summary>The text the accepted chunks of a job make, joined in index order.</summary>
+    public string StreamedText(long jobId) => _streams.TryGetValue(jobId, out var stream) ? stream.Text : "";
+
+    /// <summary>The next chunk request, as it arrives (before it is answered).</summary>
+    public async Task<FakeChunk> NextChunkAsync()
+    {
+        using var timeout = new CancellationTokenSource(20_000);
+        return await _chunks.Reader.ReadAsync(timeout.Token);
+    }
+
+    /// <summary>Every chunk request that arrived and has not been taken with <see cref="NextChunkAsync"/>.</summary>
+    public IReadOnlyList<FakeChunk> ChunksSoFar()
+    {
+        var chunks = new List<FakeChunk>();
+        while (_chunks.Reader.TryRead(out var chunk)) chunks.Add(chunk);
+        return chunks;
+    }
 
     /// <summary>Files under <c>/files/{name}</c>.</summary>
     public ConcurrentDictionary<string, (byte[] Content, string MediaType)> Files { get; } = new();
@@ -69,6 +106,31 @@ public sealed class FakeCoordinator : FakeServer
             return Results.NoContent();
         });
         worker.MapPatch("/jobs/{id:long}/start", (long id) => Results.Json(new { status = "running" }));
+        worker.MapPost("/jobs/{id:long}/chunks", async (long id, HttpContext context) =>
+        {
+            var inFlight = Interlocked.Increment(ref _chunksInFlight);
+            try
+            {
+                var max = Volatile.Read(ref _maxChunksInFlight);
+                while (inFlight > max && Interlocked.CompareExchange(ref _maxChunksInFlight, inFlight, max) != max) max = Volatile.Read(ref _maxChunksInFlight);
+                using var body = await JsonDocument.ParseAsync(context.Request.Body);
+                var chunk = new FakeChunk(id, body.RootElement.GetProperty("index").GetInt32(), body.RootElement.GetProperty("text").GetString()!);
+                await _chunks.Writer.WriteAsync(chunk);
+                if (AnswerChunk is { } answer && await answer(chunk) is { } special) return special;
+                var stream = _streams.GetOrAdd(id, (0, ""));
+                if (chunk.Index < stream.NextIndex) return Results.Json(new { status = "duplicate", next_index = stream.NextIndex });
+                if (chunk.Index > stream.NextIndex)
+                {
+                    return Results.Json(new { error = "invalid_state", message = $"chunk {chunk.Index} came before chunk {stream.NextIndex}: send the chunks in order" }, statusCode: 422);
+                }
+                _streams[id] = (stream.NextIndex + 1, stream.Text + chunk.Text);
+                return Results.Json(new { status = "accepted", next_index = stream.NextIndex + 1 });
+            }
+            finally
+            {
+                Interlocked.Decrement(ref _chunksInFlight);
+            }
+        });
         worker.MapPost("/jobs/{id:long}/{kind}", async (long id, string kind, HttpContext context) =>
         {
             using var body = await JsonDocument.ParseAsync(context.Request.Body);
