@@ -78,10 +78,16 @@ public sealed class CoordinatorClient
         return body.LongOf("worker_id") ?? throw new CoordinatorException(response.StatusCode, "the coordinator's register answer has no worker_id");
     }
 
-    public async Task HeartbeatAsync(CancellationToken cancellationToken)
+    /// <summary>
+    /// Says the worker is alive; answers the jobs it held that the coordinator cancelled lately (<c>cancelled_jobs</c>: their
+    /// clients went away, or they timed out), which it should stop. A coordinator that does not say answers none.
+    /// </summary>
+    public async Task<IReadOnlyList<long>> HeartbeatAsync(CancellationToken cancellationToken)
     {
         using var response = await SendAsync(HttpMethod.Patch, "worker/heartbeat", null, RequestTimeout, cancellationToken);
-        await EnsureSuccessAsync(response, cancellationToken);
+        var body = await ReadAsync<JsonElement>(response, cancellationToken);
+        if (body.ValueKind != JsonValueKind.Object || !body.TryGetProperty("cancelled_jobs", out var cancelled) || cancelled.ValueKind != JsonValueKind.Array) return [];
+        return cancelled.EnumerateArray().Where(id => id.ValueKind == JsonValueKind.Number && id.TryGetInt64(out _)).Select(id => id.GetInt64()).ToList();
     }
 
     public async Task UpdateModelsAsync(IReadOnlyList<WorkerModelEntry> models, CancellationToken cancellationToken)
@@ -123,9 +129,9 @@ public sealed class CoordinatorClient
 
     /// <summary>
     /// The coordinator's message when a chunk's answer says the job is over for this worker: 404 <c>not_found</c> (it does
-    /// not hold the job), or 422 <c>invalid_state</c> saying "stop working on it". Null for other refusals: 422
-    /// <c>invalid_state</c> is also the answer to a chunk out of order or past the output limit, after which the job
-    /// still runs and its result decides; and a 404 without the error body is a coordinator without the chunks endpoint.
+    /// not hold the job), or 422 <c>invalid_state</c> ("job 7 is cancelled: stop working on it"). Null for other refusals:
+    /// 422 <c>invalid_request</c> (a chunk out of order or past the output limit), after which the job still runs and its
+    /// result decides; and a 404 without the error body is a coordinator without the chunks endpoint.
     /// </summary>
     private static async Task<string?> EndedMessageAsync(HttpResponseMessage response, CancellationToken cancellationToken)
     {
@@ -142,13 +148,10 @@ public sealed class CoordinatorClient
         return body.StringOf("error") switch
         {
             "not_found" when response.StatusCode == HttpStatusCode.NotFound => message ?? "the job is not held by this worker",
-            "invalid_state" when message is not null && message.EndsWith(EndedMarker, StringComparison.Ordinal) => message,
+            "invalid_state" => message ?? "the job ended",
             _ => null,
         };
     }
-
-    /// <summary>How the coordinator ends its 422 for a chunk of a job that ended: "job 7 is cancelled: stop working on it".</summary>
-    private const string EndedMarker = "stop working on it";
 
     public Task<bool> CompleteAsync(long jobId, JobResultRequest result, CancellationToken cancellationToken) =>
         TransitionAsync(HttpMethod.Post, $"worker/jobs/{jobId}/result", result, cancellationToken);

@@ -35,6 +35,9 @@ public sealed class WorkerAgent : IDisposable
     private IReadOnlyList<WorkerModelEntry> _advertised = [];
     private CancellationTokenSource _modelsChanged = new();
     private int _running;
+    // The running jobs' "ended" switches, for a heartbeat that says the coordinator cancelled one.
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<long, CancellationTokenSource> _endSwitches = new();
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<long, byte> _cancelledByCoordinator = new();
     private volatile bool _backendDown;
     private volatile bool _disposed;
 
@@ -326,6 +329,7 @@ public sealed class WorkerAgent : IDisposable
             using var limit = new CancellationTokenSource(timeLimit, _time);
             using var ended = new CancellationTokenSource();
             using var jobToken = CancellationTokenSource.CreateLinkedTokenSource(limit.Token, _abortJobs.Token, ended.Token);
+            _endSwitches[job.JobId] = ended;
             var chunks = _settings.StreamOutput ? new ChunkStreamer(_coordinator, _reporter, job.JobId, ended, jobToken.Token) : null;
             var backendStarted = _time.GetTimestamp();
             BackendResult? result = null;
@@ -369,6 +373,14 @@ public sealed class WorkerAgent : IDisposable
             }
             var backendTime = _time.GetElapsedTime(backendStarted);
             // The rest of the output goes as the last chunk before the result, so the chunks joined are the output.
+            _endSwitches.TryRemove(job.JobId, out _);
+            if (_cancelledByCoordinator.TryRemove(job.JobId, out _))
+            {
+                if (chunks is not null) await chunks.FinishAsync(sendRest: false);
+                _reporter.Info("job_gone", $"job {job.JobId} is no longer ours (the coordinator cancelled it); generation stopped, no result sent",
+                    ("job_id", job.JobId));
+                return;
+            }
             if (chunks is not null && await chunks.FinishAsync(sendRest: failure is null && result is not null) == ChunkStreamState.JobEnded)
             {
                 _reporter.Info("job_gone", $"job {job.JobId} is no longer ours ({chunks.EndedMessage}); generation stopped, no result sent",
@@ -394,6 +406,8 @@ public sealed class WorkerAgent : IDisposable
         }
         finally
         {
+            _endSwitches.TryRemove(job.JobId, out _);
+            _cancelledByCoordinator.TryRemove(job.JobId, out _);
             Interlocked.Decrement(ref _running);
         }
     }
@@ -495,8 +509,21 @@ public sealed class WorkerAgent : IDisposable
             if (RunningJobs == 0) continue; // polls count as heartbeats
             try
             {
-                await _coordinator.HeartbeatAsync(finished);
+                var cancelled = await _coordinator.HeartbeatAsync(finished);
                 _reporter.Info("heartbeat", $"heartbeat ({RunningJobs} job(s) running)", ("running_jobs", RunningJobs));
+                foreach (var jobId in cancelled)
+                {
+                    if (!_endSwitches.TryGetValue(jobId, out var ended)) continue;
+                    _cancelledByCoordinator[jobId] = 0;
+                    try
+                    {
+                        await ended.CancelAsync();
+                    }
+                    catch (ObjectDisposedException)
+                    {
+                        // The job finished meanwhile.
+                    }
+                }
             }
             catch (CoordinatorException ex)
             {

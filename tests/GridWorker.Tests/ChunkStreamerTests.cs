@@ -102,8 +102,8 @@ public sealed class ChunkStreamerTests : IAsyncLifetime
     {
         { 503, """{"error":"unavailable","message":"the node is stopping"}""" },
         { 404, "" }, // a coordinator without the chunks endpoint
-        { 422, """{"error":"invalid_state","message":"chunk 0 came before chunk 3: send the chunks in order"}""" },
-        { 422, """{"error":"invalid_state","message":"the output of job 7 would pass its size limit"}""" },
+        { 422, """{"error":"invalid_request","message":"chunk 0 came before chunk 3: send the chunks in order"}""" },
+        { 422, """{"error":"invalid_request","message":"the output of job 7 would pass its size limit: its result would be refused too"}""" },
     };
 
     [Theory]

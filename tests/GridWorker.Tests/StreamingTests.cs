@@ -1,4 +1,5 @@
 using System.Text.Json;
+using Coordinator.Tests.Infrastructure;
 using GridWorker.Tests.Fakes;
 using GridWorker.Tests.Infrastructure;
 using Microsoft.AspNetCore.Http;
@@ -121,6 +122,33 @@ public sealed class StreamingTests
         Assert.Equal(string.Concat(Pieces), report.Body.GetProperty("output").GetString());
         Assert.Single(coordinator.ChunksSoFar(), c => c.JobId == 44);
         Assert.Contains(run.Output.Lines, l => l.Contains("job 44 is no longer ours", StringComparison.Ordinal) && l.Contains("no result sent", StringComparison.Ordinal));
+    }
+
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task HeartbeatThatSaysTheJobWasCancelled_StopsItsGeneration_AndNoResultIsSent(bool stream)
+    {
+        await using var coordinator = await FakeCoordinator.StartAsync();
+        await using var backend = await FakeOllama.StartAsync("llama3:8b", "mistral:7b");
+        var never = new TaskCompletionSource();
+        backend.Reply = model => new FakeReply { Pieces = Pieces, Hold = model == "llama3:8b" ? never : null };
+        coordinator.CancelledJobs.Add(47);
+        coordinator.Enqueue(Assignment(47, "llama3:8b"));
+        coordinator.Enqueue(Assignment(48, "mistral:7b"));
+        var clock = new ManualTimeProvider();
+        var settings = AgentRun.SettingsFor(coordinator.BaseUrl, "vk_live_worker", backend.Info()) with { StreamOutput = stream };
+        await using var run = await AgentRun.StartRegisteredAsync(settings, clock);
+
+        // The heartbeat goes out while job 47 runs; its answer names the job.
+        await backend.NextRequestAsync();
+        clock.Advance(settings.HeartbeatInterval);
+        await backend.ClientWentAway.WaitAsync(TimeSpan.FromSeconds(20));
+
+        // One job at a time: a result or failure of 47 would come before 48's.
+        var report = await coordinator.NextReportAsync();
+        Assert.True(report is { Kind: "result", JobId: 48 }, $"{report.Kind} {report.JobId} {report.Body}\n{run.Output}");
+        Assert.Contains(run.Output.Lines, l => l.Contains("job 47 is no longer ours (the coordinator cancelled it)", StringComparison.Ordinal));
     }
 
     [Theory]

@@ -68,6 +68,9 @@ public sealed class FakeCoordinator : FakeServer
 
     public void Enqueue(object assignment) => _assignments.Writer.TryWrite(assignment);
 
+    /// <summary>What heartbeats answer as <c>cancelled_jobs</c>: jobs the coordinator cancelled while the worker held them.</summary>
+    public ConcurrentBag<long> CancelledJobs { get; } = [];
+
     /// <summary>Answer an empty poll with 204 at once, as a node that is shutting down does, instead of holding it.</summary>
     public bool AnswerEmptyPollsAtOnce { get; set; }
 
@@ -86,7 +89,7 @@ public sealed class FakeCoordinator : FakeServer
     {
         var worker = app.MapGroup("/api/v1/worker");
         worker.MapPost("/register", () => Results.Json(new { worker_token = "vk_live_fake", worker_id = 1 }, statusCode: 201));
-        worker.MapPatch("/heartbeat", () => Results.Json(new { status = "ok" }));
+        worker.MapPatch("/heartbeat", () => Results.Json(new { status = "ok", cancelled_jobs = CancelledJobs.ToArray() }));
         worker.MapPatch("/models", () => Results.Json(new { status = "updated", model_count = 1 }));
         worker.MapGet("/jobs/next", async (HttpContext context) =>
         {
