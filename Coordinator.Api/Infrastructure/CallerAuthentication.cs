@@ -74,7 +74,7 @@ public static class CallerAuthentication
         return null;
     }
 
-    private static IResult Refusal(AuthenticationFailure failure, int disabledStatus) => failure switch
+    private static Microsoft.AspNetCore.Http.HttpResults.JsonHttpResult<ApiError> Refusal(AuthenticationFailure failure, int disabledStatus) => failure switch
     {
         AuthenticationFailure.NoKey => ApiErrors.Unauthorized("send your API key as 'Authorization: Bearer vk_live_…'"),
         AuthenticationFailure.InvalidKey => ApiErrors.Unauthorized("this API key is not valid or has been revoked"),
