@@ -363,7 +363,7 @@ public class OpenAiTests(HostFixture fixture) : IClassFixture<HostFixture>
     }
 }
 
-/// <summary>Timeouts of <c>/v1</c> requests, driven by a fake clock.</summary>
+/// <summary>Timeouts of <c>/v1</c> requests, and streams whose job restarts, driven by a fake clock.</summary>
 public class OpenAiTimeoutTests(ClockHostFixture fixture) : IClassFixture<ClockHostFixture>
 {
     private GridHost Host => fixture.Host;
@@ -407,5 +407,54 @@ public class OpenAiTimeoutTests(ClockHostFixture fixture) : IClassFixture<ClockH
         await OpenAi.ErrorAsync(await answer, HttpStatusCode.GatewayTimeout, "timeout_error", "timeout");
         var job = (await ApiClient.ExpectAsync(await client.GetAsync("jobs"), HttpStatusCode.OK))[0];
         Assert.Equal("cancelled", job.GetProperty("status").GetString());
+    }
+
+    /// <summary>A job whose worker goes missing mid-stream goes back to the queue; the next worker streams it from the start.</summary>
+    private async Task<(EventStreamReader Stream, long JobId, ApiClient Next)> RequeueMidStreamAsync(ApiClient client, string model, string sentBefore)
+    {
+        var (dead, _) = await client.NewWorkerAsync("dead-" + model, model);
+        var stream = await OpenAi.StreamAsync(OpenAi.Client(Host, client.Key), "chat/completions", OpenAi.Chat(model, stream: true));
+        await stream.NextAsync();
+        var id = (await OpenAi.TakeAsync(dead, model)).GetProperty("job_id").GetInt64();
+        await OpenAi.ChunkAsync(dead, id, 0, sentBefore);
+        Assert.Equal(sentBefore, (await stream.NextAsync())!.Json.GetProperty("choices")[0].GetProperty("delta").GetProperty("content").GetString());
+
+        fixture.Clock.Advance(TimeSpan.FromSeconds(91));
+        await Host.Get<Coordinator.Grains.Duties.GridDuties>().RunOnceAsync();
+        var (next, _) = await client.NewWorkerAsync("next-" + model, model);
+        Assert.Equal(id, (await OpenAi.TakeAsync(next, model)).GetProperty("job_id").GetInt64());
+        return (stream, id, next);
+    }
+
+    [Fact]
+    public async Task AStreamWhoseJobRestarts_SendsOnlyWhatGoesBeyondTheTextSent_WhenTheNewRunAgrees()
+    {
+        var client = await Host.NewAccountAsync();
+        var model = ApiClient.Unique() + ":8b";
+        var (stream, id, next) = await RequeueMidStreamAsync(client, model, "Hello");
+        await using var _ = stream;
+
+        await OpenAi.ChunkAsync(next, id, 0, "Hel");      // already sent: held back
+        await OpenAi.ChunkAsync(next, id, 1, "lo wor");   // " wor" is new
+        Assert.Equal(" wor", (await stream.NextAsync())!.Json.GetProperty("choices")[0].GetProperty("delta").GetProperty("content").GetString());
+        await OpenAi.ResultAsync(next, id, "Hello world");
+        Assert.Equal("ld", (await stream.NextAsync())!.Json.GetProperty("choices")[0].GetProperty("delta").GetProperty("content").GetString());
+        Assert.Equal("stop", (await stream.NextAsync())!.Json.GetProperty("choices")[0].GetProperty("finish_reason").GetString());
+        Assert.Equal("[DONE]", (await stream.NextAsync())!.Data);
+    }
+
+    [Fact]
+    public async Task AStreamWhoseJobRestarts_EndsWithAnErrorEvent_WhenTheNewRunDiffers_AndTheJobIsCancelled()
+    {
+        var client = await Host.NewAccountAsync();
+        var model = ApiClient.Unique() + ":8b";
+        var (stream, id, next) = await RequeueMidStreamAsync(client, model, "Hello");
+        await using var _ = stream;
+
+        await OpenAi.ChunkAsync(next, id, 0, "Howdy");
+        var error = (await stream.NextAsync())!.Json.GetProperty("error");
+        Assert.Equal("stream_restarted", error.GetProperty("code").GetString());
+        Assert.Null(await stream.NextAsync());
+        Assert.Equal("cancelled", (await client.GetJobAsync(id)).GetProperty("status").GetString());
     }
 }
