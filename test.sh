@@ -5,7 +5,7 @@
 #   ./test.sh --filter "FullyQualifiedName~Jobs"   extra args go to dotnet test
 #
 # Steps: install PostgreSQL if missing; install the npm test tools pinned in
-# tests/tools/package-lock.json (Prism, s3rver); start a fresh private cluster in
+# tests/tools/package-lock.json (Prism, s3rver, the openai client); start a fresh private cluster in
 # .data/test-pg (port $COORDINATOR_TEST_PG_PORT, default 64339); run
 # `dotnet test` on Orleans.sln writing one TestResults/*.trx per test
 # project (default names, which the logger keeps unique; a fixed LogFileName
@@ -21,6 +21,7 @@
 #                        fixtures create their own databases)
 #   COORDINATOR_PRISM    path of the prism executable
 #   COORDINATOR_S3RVER   path of s3rver (an S3-compatible server the blob tests start)
+#   COORDINATOR_NODE     (optional) node for tests/tools/openai-client.mjs; default: node on the PATH
 #   COORDINATOR_SPEC     grid-api.openapi.yaml from ../shared/specs (may be
 #                        set beforehand to point elsewhere)
 set -euo pipefail
@@ -80,6 +81,8 @@ export COORDINATOR_PRISM="$TOOLS_DIR/node_modules/.bin/prism"
 [[ -x "$COORDINATOR_PRISM" ]] || die "prism not found at $COORDINATOR_PRISM after npm ci"
 export COORDINATOR_S3RVER="$TOOLS_DIR/node_modules/.bin/s3rver"
 [[ -x "$COORDINATOR_S3RVER" ]] || die "s3rver not found at $COORDINATOR_S3RVER after npm ci"
+# The OpenAI front door's tests run tests/tools/openai-client.mjs with node, which imports the openai package from here.
+[[ -f "$TOOLS_DIR/node_modules/openai/package.json" ]] || die "the openai npm package is not in $TOOLS_DIR/node_modules after npm ci"
 
 # 3. The OpenAPI spec lives in the shared folder beside the repository.
 if [[ -z "${COORDINATOR_SPEC:-}" ]]; then

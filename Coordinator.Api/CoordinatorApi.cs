@@ -7,13 +7,14 @@ using Coordinator.Api.Health;
 using Coordinator.Api.Infrastructure;
 using Coordinator.Api.Jobs;
 using Coordinator.Api.Models;
+using Coordinator.Api.OpenAi;
 using Coordinator.Api.Usage;
 using Coordinator.Api.Webhooks;
 using Coordinator.Api.Workers;
 
 namespace Coordinator.Api;
 
-/// <summary>The front end that each silo co-hosts: the Grid API under <c>/api/v1</c>, its OpenAPI document and docs, and the dashboard.</summary>
+/// <summary>The front end that each silo co-hosts: the Grid API under <c>/api/v1</c>, its OpenAPI document and docs, the OpenAI-compatible <c>/v1</c>, and the dashboard.</summary>
 public static class CoordinatorApi
 {
     /// <summary>Registers what the endpoint groups need: JSON settings, error mapping, the OpenAPI document and the dashboard.</summary>
@@ -27,6 +28,7 @@ public static class CoordinatorApi
         services.AddTransient<PriorityBoosts>();
         services.AddSingleton<Coordinator.Grains.Webhooks.IJobRenderer, JobJsonRenderer>();
         services.AddSingleton<Workers.PollsWaiting>();
+        services.AddTransient<OpenAiCompletions>();
         services.AddExceptionHandler<ErrorHandling>();
         services.AddProblemDetails();
         services.AddOpenApi("v1");
@@ -42,7 +44,11 @@ public static class CoordinatorApi
         {
             // Unknown routes and wrong methods answer in the spec's error shape too.
             var response = context.HttpContext.Response;
-            if (response.ContentLength is null && response.ContentType is null)
+            if (response.ContentLength is null && response.ContentType is null && OpenAiFrontDoor.Serves(context.HttpContext))
+            {
+                await response.WriteAsJsonAsync(OpenAiFrontDoor.StatusPage(response.StatusCode));
+            }
+            else if (response.ContentLength is null && response.ContentType is null)
             {
                 var error = response.StatusCode switch
                 {
@@ -64,6 +70,7 @@ public static class CoordinatorApi
         api.MapBilling();
         api.MapWebhooks();
         api.MapBlobs();
+        app.MapOpenAi();
         app.MapOpenApi("/api/v1/openapi/{documentName}.json");
         app.UseSwaggerUI(ui =>
         {

@@ -2,9 +2,24 @@ using Coordinator.Grains.Accounts;
 
 namespace Coordinator.Api.Infrastructure;
 
+/// <summary>Why a request's bearer key was refused.</summary>
+public enum AuthenticationFailure
+{
+    /// <summary>No <c>Authorization: Bearer …</c> header.</summary>
+    NoKey,
+    /// <summary>Not a key, or a revoked one.</summary>
+    InvalidKey,
+    /// <summary>The key's account is disabled.</summary>
+    AccountDisabled,
+    /// <summary>A worker endpoint was called with a key not bound to a worker.</summary>
+    NotAWorkerKey,
+}
+
 /// <summary>
 /// Bearer-key authentication as endpoint filters: <see cref="RequireApiKey"/> for client endpoints,
-/// <see cref="RequireWorkerKey"/> for <c>/worker/*</c> (the key must be bound to a worker).
+/// <see cref="RequireWorkerKey"/> for <c>/worker/*</c> (the key must be bound to a worker). Front doors that speak
+/// another API's error shape (the OpenAI-compatible <c>/v1</c>) call <see cref="AuthenticateAsync"/> and word the
+/// refusal themselves.
 /// </summary>
 public static class CallerAuthentication
 {
@@ -20,26 +35,26 @@ public static class CallerAuthentication
     public static TBuilder RequireApiKey<TBuilder>(this TBuilder builder, int disabledStatus = StatusCodes.Status401Unauthorized)
         where TBuilder : IEndpointConventionBuilder =>
         builder.AddEndpointFilter(async (invocation, next) =>
-        {
-            var (caller, failure) = await AuthenticateAsync(invocation.HttpContext, needWorker: false, disabledStatus);
-            return caller is null ? failure : await next(invocation);
-        });
+            await AuthenticateAsync(invocation.HttpContext, needWorker: false) is { } failure ? Refusal(failure, disabledStatus) : await next(invocation));
 
     /// <summary>A key bound to a worker by <c>POST /worker/register</c>.</summary>
     public static TBuilder RequireWorkerKey<TBuilder>(this TBuilder builder) where TBuilder : IEndpointConventionBuilder =>
         builder.AddEndpointFilter(async (invocation, next) =>
-        {
-            var (caller, failure) = await AuthenticateAsync(invocation.HttpContext, needWorker: true, StatusCodes.Status401Unauthorized);
-            return caller is null ? failure : await next(invocation);
-        });
+            await AuthenticateAsync(invocation.HttpContext, needWorker: true) is { } failure
+                ? Refusal(failure, StatusCodes.Status401Unauthorized)
+                : await next(invocation));
 
-    private static async Task<(Caller? Caller, IResult? Failure)> AuthenticateAsync(HttpContext context, bool needWorker, int disabledStatus)
+    /// <summary>
+    /// Checks the request's bearer key: null when it may go on (<see cref="GetCaller"/> then answers who calls), otherwise
+    /// why not. Sets <c>WWW-Authenticate</c> where a missing or bad key needs it.
+    /// </summary>
+    public static async Task<AuthenticationFailure?> AuthenticateAsync(HttpContext context, bool needWorker)
     {
         var header = context.Request.Headers.Authorization.ToString();
         if (!header.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase))
         {
             context.Response.Headers.WWWAuthenticate = "Bearer";
-            return (null, ApiErrors.Unauthorized("send your API key as 'Authorization: Bearer vk_live_…'"));
+            return AuthenticationFailure.NoKey;
         }
         var key = header["Bearer ".Length..].Trim();
         var accounts = context.RequestServices.GetRequiredService<AccountStore>();
@@ -50,20 +65,21 @@ public static class CallerAuthentication
         if (caller is null)
         {
             context.Response.Headers.WWWAuthenticate = "Bearer error=\"invalid_token\"";
-            return (null, ApiErrors.Unauthorized("this API key is not valid or has been revoked"));
+            return AuthenticationFailure.InvalidKey;
         }
-        if (caller.AccountDisabled)
-        {
-            return (null, disabledStatus == StatusCodes.Status403Forbidden
-                ? ApiErrors.Forbidden("account_disabled", "this account is disabled")
-                : ApiErrors.Unauthorized("this account is disabled"));
-        }
-        if (needWorker && caller.WorkerId is null)
-        {
-            return (null, ApiErrors.Unauthorized("this key is not bound to a worker: call POST /api/v1/worker/register with it first"));
-        }
+        if (caller.AccountDisabled) return AuthenticationFailure.AccountDisabled;
+        if (needWorker && caller.WorkerId is null) return AuthenticationFailure.NotAWorkerKey;
         context.Items[CallerItem] = caller;
         context.Items[KeyItem] = key;
-        return (caller, null);
+        return null;
     }
+
+    private static Microsoft.AspNetCore.Http.HttpResults.JsonHttpResult<ApiError> Refusal(AuthenticationFailure failure, int disabledStatus) => failure switch
+    {
+        AuthenticationFailure.NoKey => ApiErrors.Unauthorized("send your API key as 'Authorization: Bearer vk_live_…'"),
+        AuthenticationFailure.InvalidKey => ApiErrors.Unauthorized("this API key is not valid or has been revoked"),
+        AuthenticationFailure.AccountDisabled when disabledStatus == StatusCodes.Status403Forbidden => ApiErrors.Forbidden("account_disabled", "this account is disabled"),
+        AuthenticationFailure.AccountDisabled => ApiErrors.Unauthorized("this account is disabled"),
+        _ => ApiErrors.Unauthorized("this key is not bound to a worker: call POST /api/v1/worker/register with it first"),
+    };
 }

@@ -6,7 +6,8 @@ namespace Coordinator.Api.Infrastructure;
 
 /// <summary>
 /// Maps exceptions that escape an endpoint to the spec's error bodies: the database being down is a 503 that
-/// says so, an oversized or malformed request is a 4xx, anything else a 500 with no internals.
+/// says so, an oversized or malformed request is a 4xx, anything else a 500 with no internals. Under <c>/v1</c> the same
+/// statuses carry OpenAI's error object.
 /// </summary>
 public sealed partial class ErrorHandling(ILogger<ErrorHandling> logger) : IExceptionHandler
 {
@@ -30,6 +31,11 @@ public sealed partial class ErrorHandling(ILogger<ErrorHandling> logger) : IExce
         if (context.Response.HasStarted) return true;
         context.Response.StatusCode = status;
         if (status == StatusCodes.Status503ServiceUnavailable) context.Response.Headers.RetryAfter = "2";
+        if (OpenAi.OpenAiFrontDoor.Serves(context))
+        {
+            await context.Response.WriteAsJsonAsync(OpenAi.OpenAiFrontDoor.ErrorOf(status, body), cancellationToken);
+            return true;
+        }
         await context.Response.WriteAsJsonAsync(body, cancellationToken);
         return true;
     }

@@ -84,21 +84,34 @@ public static class JobRequestValidation
         {
             fields.Errors.Add($"params.{unknown} is not a known parameter (known: {string.Join(", ", ParamNames)})");
         }
-        var maxTokens = parameters.Int("max_tokens", min: 1, max: 32768);
+        return System.Text.Json.JsonSerializer.Serialize(ReadParams(parameters));
+    }
+
+    /// <summary>
+    /// The generation parameters in <paramref name="parameters"/> (a job's <c>params</c>, or the top level of an
+    /// OpenAI-compatible request), each checked against its range; answers the valid ones by their <see cref="ParamNames"/>
+    /// name, and adds an error to <paramref name="parameters"/> for each bad one. Fields it does not know are left alone.
+    /// </summary>
+    /// <param name="parameters">Where the fields are.</param>
+    /// <param name="maxTokensField">The field that holds <c>max_tokens</c> (OpenAI's newer name is <c>max_completion_tokens</c>).</param>
+    /// <param name="stopMayBeString">A single stop sequence may be sent as a string instead of an array of one (OpenAI's form).</param>
+    public static Dictionary<string, object> ReadParams(JsonFields parameters, string maxTokensField = "max_tokens", bool stopMayBeString = false)
+    {
+        var maxTokens = parameters.Int(maxTokensField, min: 1, max: MaxTokens);
         var temperature = parameters.Number("temperature", 0, 2);
         var topP = parameters.Number("top_p", 0, 1);
         var seed = parameters.Int("seed");
         List<string>? stop = null;
-        if (parameters.Array("stop", maxItems: MaxStopSequences) is { } items)
+        if (stopMayBeString && parameters.Root.TryGetProperty("stop", out var single) && single.ValueKind == System.Text.Json.JsonValueKind.String)
+        {
+            stop = StopSequence(single, parameters) is { } text ? [text] : null;
+        }
+        else if (parameters.Array("stop", maxItems: MaxStopSequences) is { } items)
         {
             stop = [];
             foreach (var item in items)
             {
-                if (item.ValueKind != System.Text.Json.JsonValueKind.String || item.GetString() is not { Length: > 0 and <= MaxStopLength } text || text.Contains('\0', StringComparison.Ordinal))
-                {
-                    fields.Errors.Add($"params.stop must be non-empty strings of at most {MaxStopLength} characters");
-                    break;
-                }
+                if (StopSequence(item, parameters) is not { } text) break;
                 stop.Add(text);
             }
         }
@@ -108,6 +121,19 @@ public static class JobRequestValidation
         if (topP is { } p) normalized["top_p"] = p;
         if (stop is not null) normalized["stop"] = stop;
         if (seed is { } s) normalized["seed"] = s;
-        return System.Text.Json.JsonSerializer.Serialize(normalized);
+        return normalized;
+    }
+
+    /// <summary>Most tokens a job may ask for (<c>max_tokens</c>).</summary>
+    public const int MaxTokens = 32768;
+
+    private static string? StopSequence(System.Text.Json.JsonElement item, JsonFields parameters)
+    {
+        if (item.ValueKind != System.Text.Json.JsonValueKind.String || item.GetString() is not { Length: > 0 and <= MaxStopLength } text || text.Contains('\0', StringComparison.Ordinal))
+        {
+            parameters.Errors.Add($"{parameters.Prefix}stop must be non-empty strings of at most {MaxStopLength} characters");
+            return null;
+        }
+        return text;
     }
 }

@@ -16,6 +16,9 @@ namespace Coordinator.Api.Workers;
 
 public sealed record WorkerRegisterResponse(string WorkerToken, long WorkerId);
 
+/// <summary>The heartbeat's answer: the spec's status, and the jobs of this worker cancelled lately.</summary>
+public sealed record HeartbeatDto(string Status, IReadOnlyList<long> CancelledJobs);
+
 public sealed record ModelsUpdatedDto(string Status, int ModelCount);
 
 /// <summary>A chunk's answer: <c>accepted</c> or <c>duplicate</c>, and the index the next chunk should have.</summary>
@@ -82,10 +85,14 @@ public static class WorkersApi
         return TypedResults.Created($"/api/v1/worker/{workerId}", new WorkerRegisterResponse(key, workerId));
     }
 
-    public static async Task<Ok<StatusDto>> HeartbeatAsync(HttpContext context, IGrainFactory grains)
+    /// <summary>
+    /// A sign of life; the answer's <c>cancelled_jobs</c> (an addition to the spec) names the jobs this worker held that
+    /// were cancelled in the last few minutes (their client went away, or they timed out): the worker should stop them.
+    /// </summary>
+    public static async Task<Ok<HeartbeatDto>> HeartbeatAsync(HttpContext context, IGrainFactory grains)
     {
-        await grains.GetGrain<IWorkerGrain>(context.GetCaller().WorkerId!.Value).HeartbeatAsync();
-        return TypedResults.Ok(new StatusDto("ok"));
+        var cancelled = await grains.GetGrain<IWorkerGrain>(context.GetCaller().WorkerId!.Value).HeartbeatAsync();
+        return TypedResults.Ok(new HeartbeatDto("ok", cancelled));
     }
 
     public static async Task<Results<Ok<ModelsUpdatedDto>, UnprocessableEntity<ApiError>>> UpdateModelsAsync(HttpContext context, WorkerStore workers, IGrainFactory grains)

@@ -1,6 +1,7 @@
 using Coordinator.Grains.Accounting;
 using Coordinator.Grains.Dispatch;
 using Coordinator.Grains.Jobs;
+using Coordinator.Grains.Workers;
 using Dapper;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
@@ -32,7 +33,7 @@ public sealed partial class GridDuties(
             error = format('timed out: still %s %s seconds after it was claimed (timeout_seconds = %s)', status, timeout_seconds, timeout_seconds)
         WHERE status IN ('claimed', 'running')
           AND claimed_at + make_interval(secs => timeout_seconds) <= @now
-        RETURNING id, watched
+        RETURNING id, watched, worker_id
         """;
 
     /// <summary>
@@ -61,7 +62,7 @@ public sealed partial class GridDuties(
         var released = await quotas.ReleaseAsync(connection, transaction, cancellationToken);
 
         // The spec: "Auto-cancelled if still claimed/running this long after being claimed."
-        var timedOutJobs = (await connection.QueryAsync<(long Id, bool Watched)>(new CommandDefinition(TimeOutSql, new { now }, transaction, cancellationToken: cancellationToken))).AsList();
+        var timedOutJobs = (await connection.QueryAsync<(long Id, bool Watched, long WorkerId)>(new CommandDefinition(TimeOutSql, new { now }, transaction, cancellationToken: cancellationToken))).AsList();
         var timedOut = timedOutJobs.Count;
 
         var wentOffline = await connection.ExecuteAsync(new CommandDefinition("""
@@ -94,7 +95,9 @@ public sealed partial class GridDuties(
         // Their dispatchers hear of them once the transaction has committed; so do the grains of watched jobs: those that
         // ended (their streams end) and those that went back to the queue after they had started (their streams start again).
         await dispatchers.AddAsync(backToPending.Concat(expired).Concat(released));
-        foreach (var (id, _) in timedOutJobs.Where(job => job.Watched)) _ = grains.GetGrain<IJobGrain>(id).EndedAsync();
+        foreach (var (id, _, _) in timedOutJobs.Where(job => job.Watched)) _ = grains.GetGrain<IJobGrain>(id).EndedAsync();
+        // Their workers hear it at their next heartbeat too.
+        foreach (var (id, _, workerId) in timedOutJobs) _ = grains.GetGrain<IWorkerGrain>(workerId).JobCancelledAsync(id);
         foreach (var job in requeued.Where(job => job.Watched))
         {
             var grain = grains.GetGrain<IJobGrain>(job.Id);

@@ -171,6 +171,8 @@ public sealed class JobGrain(JobStore jobs, Dispatchers dispatchers, TimeProvide
         if (abandoned.Value is { } job)
         {
             await dispatchers.RemoveAsync([QueuedJob.Of(job)]);
+            // A claimed or running job keeps its worker: that worker hears it at its next heartbeat.
+            if (job.WorkerId is { } workerId) _ = GrainFactory.GetGrain<Workers.IWorkerGrain>(workerId).JobCancelledAsync(JobId);
             End(job);
         }
         return abandoned;

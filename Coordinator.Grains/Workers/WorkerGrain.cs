@@ -30,8 +30,15 @@ public interface IWorkerGrain : IGrainWithIntegerKey
     /// </summary>
     Task CancelPollAsync(Guid pollId);
 
-    /// <summary>A sign of life: a heartbeat, or any call of the worker.</summary>
-    Task HeartbeatAsync();
+    /// <summary>
+    /// A heartbeat, a sign of life; answers the jobs this worker held that were cancelled in the last
+    /// <see cref="WorkerGrain.CancelledJobsKept"/> (their client went away, or they timed out), so that it stops running them.
+    /// </summary>
+    Task<IReadOnlyList<long>> HeartbeatAsync();
+
+    /// <summary>A job this worker held was cancelled: its next heartbeat is told (one-way: the canceller does not wait).</summary>
+    [OneWay]
+    Task JobCancelledAsync(long jobId);
 
     /// <summary>claimed → running, for a job this worker holds.</summary>
     Task<Transition<string>> StartAsync(long jobId);
@@ -84,8 +91,17 @@ public sealed partial class WorkerGrain(WorkerStore workers, JobStore jobs, Quot
     /// <summary>Cancellations kept for polls that have not arrived (two calls from one caller may be reordered), at most this many.</summary>
     private const int MaxCancelledEarly = 1000;
 
+    /// <summary>How long a heartbeat keeps telling the worker of a job of its that was cancelled.</summary>
+    public static readonly TimeSpan CancelledJobsKept = TimeSpan.FromMinutes(5);
+
+    /// <summary>At most this many cancelled jobs are kept (the oldest go first).</summary>
+    private const int MaxCancelledJobs = 1000;
+
     private readonly Dictionary<Guid, TaskCompletionSource<PollEnd>> _polls = [];
     private readonly HashSet<Guid> _cancelledEarly = [];
+    // In memory only: the chunk and result answers (422) are the record, a heartbeat only tells the worker sooner. A job
+    // cancelled while this activation did not exist (its silo died) is heard at the next chunk or result.
+    private readonly Dictionary<long, DateTimeOffset> _cancelledJobs = [];
     private Capabilities? _registered;
     private DateTimeOffset? _seenWritten;
     private Task? _writingSeen;
@@ -166,7 +182,21 @@ public sealed partial class WorkerGrain(WorkerStore workers, JobStore jobs, Quot
         return Task.CompletedTask;
     }
 
-    public Task HeartbeatAsync() => SeenAsync();
+    public async Task<IReadOnlyList<long>> HeartbeatAsync()
+    {
+        await SeenAsync();
+        if (_cancelledJobs.Count == 0) return [];
+        var since = time.GetUtcNow() - CancelledJobsKept;
+        foreach (var (jobId, at) in _cancelledJobs.Where(job => job.Value < since).ToList()) _cancelledJobs.Remove(jobId);
+        return [.. _cancelledJobs.Keys.Order()];
+    }
+
+    public Task JobCancelledAsync(long jobId)
+    {
+        if (_cancelledJobs.Count >= MaxCancelledJobs) _cancelledJobs.Remove(_cancelledJobs.MinBy(job => job.Value).Key);
+        _cancelledJobs[jobId] = time.GetUtcNow();
+        return Task.CompletedTask;
+    }
 
     // Each transition is the conditional update that decides (on the worker holding the job and on its state), so a job
     // that a sweep took away meanwhile is refused as the spec says. The worker's calls are signs of life too.

@@ -40,6 +40,14 @@ public sealed class EventStreamReader : IAsyncDisposable
         return (new EventStreamReader(response, await response.Content.ReadAsStreamAsync()), response);
     }
 
+    /// <summary>Sends a request whose answer may be an event stream (a POST, as OpenAI's streaming completions are).</summary>
+    public static async Task<(EventStreamReader? Stream, HttpResponseMessage Response)> SendAsync(HttpClient http, HttpRequestMessage request, CancellationToken cancellationToken = default)
+    {
+        var response = await http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, cancellationToken).WaitAsync(TimeSpan.FromSeconds(10), cancellationToken);
+        if (response.StatusCode != HttpStatusCode.OK || response.Content.Headers.ContentType?.MediaType != "text/event-stream") return (null, response);
+        return (new EventStreamReader(response, await response.Content.ReadAsStreamAsync(cancellationToken)), response);
+    }
+
     /// <summary>Opens a job's stream, which must be there.</summary>
     public static async Task<EventStreamReader> OpenJobAsync(ApiClient client, long jobId, string? lastEventId = null)
     {
