@@ -70,7 +70,7 @@ public sealed partial class GridDuties(
             """, new { cutoff = now - settings.OfflineAfter }, transaction, cancellationToken: cancellationToken));
 
         // Jobs held by offline workers go back to pending, or fail once they have used their attempts.
-        var requeued = (await connection.QueryAsync<(string Status, long Id, string? Model, string? Family, string ModelMatch, int Priority, long AccountId, bool Watched)>(new CommandDefinition("""
+        var requeued = (await connection.QueryAsync<(string Status, long Id, string? Model, string? Family, string ModelMatch, int Priority, long AccountId, bool Watched, int Attempts)>(new CommandDefinition("""
             UPDATE jobs j SET
                 status = CASE WHEN j.attempts >= @maxAttempts THEN 'failed' ELSE 'pending' END,
                 error = CASE WHEN j.attempts >= @maxAttempts
@@ -81,7 +81,7 @@ public sealed partial class GridDuties(
                 started_at = CASE WHEN j.attempts >= @maxAttempts THEN j.started_at END
             FROM workers w
             WHERE w.id = j.worker_id AND NOT w.online AND j.status IN ('claimed', 'running')
-            RETURNING j.status, j.id, j.model, j.family, j.model_match, j.priority, j.account_id, j.watched
+            RETURNING j.status, j.id, j.model, j.family, j.model_match, j.priority, j.account_id, j.watched, j.attempts
             """, new { now, maxAttempts = settings.MaxAttempts }, transaction, cancellationToken: cancellationToken))).AsList();
 
         // After the offline requeue, so that a claim held by a worker that went offline still counts as its attempt. A
@@ -101,7 +101,7 @@ public sealed partial class GridDuties(
         foreach (var job in requeued.Where(job => job.Watched))
         {
             var grain = grains.GetGrain<IJobGrain>(job.Id);
-            _ = job.Status == JobStatus.Pending ? grain.RestartedAsync() : grain.EndedAsync();
+            _ = job.Status == JobStatus.Pending ? grain.RestartedAsync(job.Attempts) : grain.EndedAsync();
         }
         var report = new DutyReport(timedOut, wentOffline, backToPending.Count, requeued.Count - backToPending.Count, released.Count, ClaimsExpired: expired.Count);
         if (timedOut + wentOffline + requeued.Count + released.Count + expired.Count > 0)

@@ -86,9 +86,13 @@ public interface IJobGrain : IGrainWithIntegerKey
     [OneWay]
     Task EndedAsync();
 
-    /// <summary>A watched job went back to the queue after it had started: its stream starts again.</summary>
+    /// <summary>
+    /// A watched job went back to the queue after it had started, ending its <paramref name="attempt"/>: its stream starts
+    /// again. A notice that comes after the next attempt's first chunk (it may: the two come from different callers) is
+    /// stale and changes nothing.
+    /// </summary>
     [OneWay]
-    Task RestartedAsync();
+    Task RestartedAsync(int attempt);
 }
 
 /// <summary>
@@ -112,6 +116,8 @@ public sealed class JobGrain(JobStore jobs, Dispatchers dispatchers, TimeProvide
     private int _nextIndex;
     private long _bytes;
     private int _generation;
+    // The attempt whose text this grain holds or expects next (0: not known yet).
+    private int _attempt;
     private JobRow? _final;
 
     /// <summary>What this grain knows of the job's stream.</summary>
@@ -185,9 +191,21 @@ public sealed class JobGrain(JobStore jobs, Dispatchers dispatchers, TimeProvide
         {
             // The first chunk of this worker here: it must hold the job running. That marks the job watched, so that its end
             // and its restarts reach this grain.
-            if (await jobs.StreamByAsync(workerId, JobId) is not { } accountId) return new ChunkAnswer(ChunkOutcome.NotHeld, _nextIndex);
+            if (await jobs.StreamByAsync(workerId, JobId) is not { } held) return new ChunkAnswer(ChunkOutcome.NotHeld, _nextIndex);
+            var (accountId, attempt) = held;
             if (_state == StreamState.Ended) return new ChunkAnswer(ChunkOutcome.Ended, _nextIndex, _final!.Status);
-            if (_worker != workerId) ClearText();
+            if (_attempt != 0 && attempt > _attempt)
+            {
+                // A later attempt than the text here, before the notice of the restart: readers start again now.
+                ClearText();
+                _generation++;
+                Changed();
+            }
+            else if (_worker != workerId)
+            {
+                ClearText();
+            }
+            _attempt = attempt;
             _worker = workerId;
             _accountId = accountId;
             _state = index == 0 || _nextIndex > 0 ? StreamState.Streaming : StreamState.Incomplete;
@@ -241,9 +259,12 @@ public sealed class JobGrain(JobStore jobs, Dispatchers dispatchers, TimeProvide
         if (await jobs.FindAsync(JobId) is { } row && IsTerminal(row.Status)) End(row);
     }
 
-    public Task RestartedAsync()
+    public Task RestartedAsync(int attempt)
     {
+        if (attempt < _attempt) return Task.CompletedTask;
         Restart();
+        // The next attempt's chunks belong to the generation just begun.
+        _attempt = attempt + 1;
         return Task.CompletedTask;
     }
 

@@ -349,24 +349,31 @@ public sealed partial class JobStore(NpgsqlDataSource dataSource, TimeProvider t
     }
 
     /// <summary>
-    /// A worker starts streaming a job: marks it watched if this worker holds it running, and answers its account; null
-    /// when it does not. A job already watched (its reader came first, the usual case) is only read: the first chunk
+    /// A worker starts streaming a job: marks it watched if this worker holds it running, and answers its account and the
+    /// attempt the worker runs; null when it does not. A job already watched (its reader came first, the usual case) is only read: the first chunk
     /// then waits for no write to reach the disk.
     /// </summary>
-    public async Task<long?> StreamByAsync(long workerId, long jobId)
+    public async Task<(long AccountId, int Attempt)?> StreamByAsync(long workerId, long jobId)
     {
         await using var connection = await dataSource.OpenConnectionAsync();
         // The update checks the status again on the row it locks, so a job that ends meanwhile is not taken for held.
-        return await connection.QuerySingleOrDefaultAsync<long?>("""
+        var held = await connection.QuerySingleOrDefaultAsync<HeldStream>("""
             WITH held AS (
-                SELECT account_id, watched FROM jobs WHERE id = @jobId AND worker_id = @workerId AND status = @running
+                SELECT account_id, attempts, watched FROM jobs WHERE id = @jobId AND worker_id = @workerId AND status = @running
             ), marked AS (
                 UPDATE jobs SET watched = true
                 WHERE id = @jobId AND worker_id = @workerId AND status = @running AND NOT (SELECT watched FROM held)
-                RETURNING account_id
+                RETURNING account_id, attempts
             )
-            SELECT COALESCE((SELECT account_id FROM marked), (SELECT account_id FROM held WHERE watched))
+            SELECT account_id, attempts FROM marked UNION ALL SELECT account_id, attempts FROM held WHERE watched
             """, new { jobId, workerId, running = JobStatus.Running });
+        return held is null ? null : (held.AccountId, held.Attempts);
+    }
+
+    private sealed class HeldStream
+    {
+        public long AccountId { get; init; }
+        public int Attempts { get; init; }
     }
 
     /// <summary>A job as it is, whoever's it is: for its own grain.</summary>

@@ -238,6 +238,38 @@ public class StreamTests(HostFixture fixture) : IClassFixture<HostFixture>
     }
 
     [Fact]
+    public async Task TheNextAttemptsFirstChunk_RestartsTheStream_EvenBeforeTheNoticeOfTheRestart_WhichThenChangesNothing()
+    {
+        var client = await Host.NewAccountAsync();
+        var (first, id, model) = await client.SubmitAndClaimAsync(start: true);
+        await ChunkAsync(first, id, 0, "stale");
+        await using var stream = await EventStreamReader.OpenJobAsync(client, id);
+        Assert.Equal("stale", await ChunkTextAsync(stream, "0-5"));
+
+        // The job goes back to the queue the way the duties do it, but their notice to the grain is held back.
+        await using var connection = await Host.OpenConnectionAsync();
+        var accountId = await connection.QuerySingleAsync<long>("""
+            UPDATE jobs SET status = 'pending', worker_id = NULL, claimed_at = NULL, started_at = NULL WHERE id = @id RETURNING account_id
+            """, new { id });
+        await Host.Get<Coordinator.Grains.Dispatch.Dispatchers>().AddAsync(
+            [new Coordinator.Grains.Dispatch.QueuedJob(id, model, Coordinator.Grains.ModelNames.FamilyOf(model), "exact", 0, accountId)]);
+        var (second, _) = await client.NewWorkerAsync("second", model);
+        Assert.Equal(id, (await second.PollAsync($"models[]={model}"))!.Value.GetProperty("job_id").GetInt64());
+        await ApiClient.ExpectAsync(await second.PatchAsync($"worker/jobs/{id}/start"), HttpStatusCode.OK);
+
+        Assert.Equal(new JsonChunk("accepted", 1), await ChunkAsync(second, id, 0, "fresh"));
+        Assert.Equal("1-0", (await stream.ExpectAsync("restart")).Id);
+        Assert.Equal("fresh", await ChunkTextAsync(stream, "1-5"));
+
+        // The late notice of the first attempt's end is stale: the second attempt's text stays.
+        await Host.Grains.GetGrain<Coordinator.Grains.Jobs.IJobGrain>(id).RestartedAsync(1);
+        Assert.Equal(new JsonChunk("accepted", 2), await ChunkAsync(second, id, 1, " text"));
+        Assert.Equal(" text", await ChunkTextAsync(stream, "1-10"));
+        await ResultAsync(second, id, "fresh text");
+        Assert.Equal("fresh text", (await stream.ExpectAsync("job")).Json.GetProperty("output").GetString());
+    }
+
+    [Fact]
     public async Task AJobWhoseClientWentAway_RefusesItsWorkersNextChunk()
     {
         var client = await Host.NewAccountAsync();

@@ -23,11 +23,18 @@ public class OpenAiNodeClientTests(HostFixture fixture) : IClassFixture<HostFixt
         using var stop = new CancellationTokenSource(TimeSpan.FromSeconds(90));
         var script = RunScriptAsync(new Uri(Host.BaseAddress, "/v1").ToString(), client.Key, model, stop.Token);
         // The worker: the sync request first, then the streamed one, in chunks.
-        var sync = await OpenAi.TakeAsync(worker, model);
+        // A script that fails (no openai package, say) says why at once, not after a poll's timeout.
+        async Task<JsonElement> TakeAsync()
+        {
+            var take = OpenAi.TakeAsync(worker, model);
+            if (await Task.WhenAny(take, script) == script) await script;
+            return await take;
+        }
+        var sync = await TakeAsync();
         Assert.Equal("system: Be brief.\nuser: sync", sync.GetProperty("prompt").GetString());
         Assert.Equal(2, sync.GetProperty("params").GetProperty("messages").GetArrayLength());
         await OpenAi.ResultAsync(worker, sync.GetProperty("job_id").GetInt64(), "Hello from the grid", inputTokens: 9, outputTokens: 4);
-        var streamed = await OpenAi.TakeAsync(worker, model);
+        var streamed = await TakeAsync();
         var id = streamed.GetProperty("job_id").GetInt64();
         await OpenAi.ChunkAsync(worker, id, 0, "Hel");
         await OpenAi.ChunkAsync(worker, id, 1, "lo");
