@@ -151,6 +151,17 @@ public sealed class HttpGrid(HttpClient http, Uri baseAddress)
         return response;
     }
 
+    /// <summary>A non-streaming <c>POST /v1/chat/completions</c> (the OpenAI-compatible front door); answers the reply's text.</summary>
+    public async Task<string> ChatCompletionAsync(string key, string model, string content)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Post, new Uri(baseAddress, "/v1/chat/completions"));
+        request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", key);
+        request.Content = JsonContent.Create(new { model, messages = new[] { new { role = "user", content } } });
+        using var response = await http.SendAsync(request);
+        using var json = await ReadAsync(response, HttpStatusCode.OK);
+        return json.RootElement.GetProperty("choices")[0].GetProperty("message").GetProperty("content").GetString()!;
+    }
+
     public async Task<bool> HealthyAsync()
     {
         try

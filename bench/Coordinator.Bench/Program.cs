@@ -14,7 +14,7 @@ var report = new Report();
 var clock = Stopwatch.StartNew();
 
 bool Wanted(string name) => options.Only.Count == 0 || options.Only.Contains(name);
-string[] sections = ["engine", "dispatch", "lifecycle", "backlog", "parked", "priority", "scale", "failover", "stream"];
+string[] sections = ["engine", "dispatch", "lifecycle", "backlog", "parked", "priority", "scale", "failover", "stream", "openai"];
 if (!sections.Any(Wanted)) return 0;  // e.g. --only worker: bench/run.sh measures the agent on its own
 // A run of some sections only does not replace the latest complete one.
 var resultName = options.Only.Count == 0 ? "latest" : "partial";
@@ -34,6 +34,7 @@ if (Wanted("backlog")) { await service.BacklogAsync(); await SaveAsync(); }
 if (Wanted("parked")) { await service.ParkedPollsAsync(); await SaveAsync(); }
 if (Wanted("priority")) { await service.PriorityAsync(); await SaveAsync(); }
 if (Wanted("stream")) { await service.StreamLatencyAsync(); await service.StreamThroughputAsync(); await SaveAsync(); }
+if (Wanted("openai")) { await service.OpenAiOverheadAsync(); await SaveAsync(); }
 if (options.LoadCpus is not null && OperatingSystem.IsLinux()) Process.GetCurrentProcess().ProcessorAffinity = (nint)((1L << Environment.ProcessorCount) - 1);
 if (Wanted("scale")) { await service.ScaleOutAsync(); await SaveAsync(); }
 if (Wanted("failover")) { await new FailoverBenchmark(options, database, http, report).RunAsync(); await SaveAsync(); }

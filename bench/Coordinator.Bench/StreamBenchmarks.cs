@@ -38,6 +38,14 @@ public sealed class StreamEvents(Stream body)
         return null;
     }
 
+    /// <summary>Reads the stream to its end; answers its last event.</summary>
+    public async Task<StreamEvent?> LastAsync()
+    {
+        var last = await NextAsync();
+        while (last is not null && await NextAsync() is { } next) last = next;
+        return last;
+    }
+
     /// <summary>Waits for the comment a stream opens with: the reader's grain call is then in place.</summary>
     public async Task OpenedAsync(CancellationToken cancellationToken = default)
     {
@@ -208,5 +216,70 @@ public sealed partial class ServiceBenchmarks
             ["streams × chunks", "chunks/s", "node CPU µs / chunk", "SQL statements / chunk", "streams not exactly the output", "target"],
             [[$"{streams} × {chunks}", Report.Num(rate), Report.Num(cpuPer), Report.Num(statementsPer, "F3"), wrong.ToString(CultureInfo.InvariantCulture), $"no loss: {Report.Verdict(wrong == 0)}"]],
             $"One node; {streams} workers each send their job's {chunks} chunks one after another (the next when the last was answered), all at once, while {streams} clients read the streams. CPU is the node's process (the chunk POSTs and the event streams both); statements are the database's during the chunks. Median of {options.Repeat} runs.");
+    }
+
+    /// <summary>
+    /// The OpenAI path's overhead: a non-streaming <c>POST /v1/chat/completions</c> against the native way to the same
+    /// answer, <c>POST /jobs</c> and then the job's stream read to its end (the native wait that returns first), with a
+    /// simulated worker parked for each request. Alternating, one request at a time, from send to the completed answer.
+    /// </summary>
+    public async Task OpenAiOverheadAsync()
+    {
+        var requests = options.Quick ? 200 : 1000;
+        var openAi = new List<LatencySummary>();
+        var native = new List<LatencySummary>();
+        for (var run = 0; run < options.Repeat; run++)
+        {
+            await using var setup = await SingleNodeAsync(options.Ours, $"svc_openai_{run}", requestLimit: null);
+            var grid = setup.Node.Grid;
+            var workers = await Task.WhenAll(Enumerable.Range(0, 4).Select(i => grid.NewWorkerAsync(setup.Key, $"answerer{i}", Model)));
+            using var stop = new CancellationTokenSource();
+            var loops = workers.Select(worker => grid.WorkAsync(worker, Model, async a =>
+            {
+                await grid.StartAsync(worker, a.JobId);
+                await grid.ResultAsync(worker, a.JobId, "pong");
+                return true;
+            }, stop.Token)).ToList();
+            await grid.WaitParkedAsync(workers.Length);
+
+            var (viaOpenAi, viaJobs) = (new Latencies(), new Latencies());
+            for (var i = 0; i < requests + 20; i++)
+            {
+                // Alternate which goes first, so that neither always runs right after the other.
+                foreach (var useOpenAi in i % 2 == 0 ? new[] { true, false } : [false, true])
+                {
+                    var start = Stopwatch.GetTimestamp();
+                    if (useOpenAi)
+                    {
+                        if (await grid.ChatCompletionAsync(setup.Key, Model, "ping") != "pong") throw new InvalidOperationException("the completion was not the worker's output");
+                    }
+                    else
+                    {
+                        var id = await grid.SubmitAsync(setup.Key, Model, prompt: "ping");
+                        using var response = await grid.OpenStreamAsync(setup.Key, id);
+                        var events = new StreamEvents(await response.Content.ReadAsStreamAsync());
+                        if (await events.LastAsync() is not { Name: "job" }) throw new InvalidOperationException($"job {id}'s stream ended without the job");
+                    }
+                    if (i >= 20) (useOpenAi ? viaOpenAi : viaJobs).AddSince(start);
+                }
+                await grid.WaitParkedAsync(workers.Length);  // every worker back in its poll, as at the start
+            }
+            await stop.CancelAsync();
+            await Task.WhenAll(loops);
+            openAi.Add(viaOpenAi.Summarise());
+            native.Add(viaJobs.Summarise());
+            Console.WriteLine($"openai overhead run {run}: /v1/chat/completions {viaOpenAi.Summarise()}; POST /jobs + stream {viaJobs.Summarise()}");
+        }
+        var (o, n) = (LatencySummary.MedianOf(openAi), LatencySummary.MedianOf(native));
+        var overhead = o.P50 / n.P50 - 1;
+        report.Set("service.openai_overhead", new { requests, runs = options.Repeat, openai = o, native = n, p50_overhead = overhead });
+        report.Table("OpenAI path overhead (non-streaming request → completed answer)",
+            ["path", "p50", "p95", "p99", "max", "target"],
+            [
+                ["POST /v1/chat/completions (stream: false)", Report.Ms(o.P50), Report.Ms(o.P95), Report.Ms(o.P99), Report.Ms(o.Max),
+                    $"p50 at most 10% over native: {overhead:P1} ({Report.Verdict(overhead <= 0.10)})"],
+                ["POST /jobs, then GET /jobs/{id}/stream to its end", Report.Ms(n.P50), Report.Ms(n.P95), Report.Ms(n.P99), Report.Ms(n.Max), ""],
+            ],
+            $"{requests} requests of each kind per run, alternating, one at a time, on one node with 4 simulated workers parked (each answers at once); median of {options.Repeat} runs.");
     }
 }
