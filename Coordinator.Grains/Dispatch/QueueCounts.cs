@@ -100,6 +100,31 @@ public sealed class QueueCounts(NpgsqlDataSource dataSource)
         JobsAheadAsync(ModelMatch.Exact, model, int.MinValue, 0, cancellationToken);
 
     /// <summary>
+    /// <see cref="DepthAsync"/> for several models: one bounded count each in one statement, and the estimate for those
+    /// over <see cref="ExactUpTo"/>.
+    /// </summary>
+    public async Task<IReadOnlyList<long>> DepthsAsync(IReadOnlyList<string> models, CancellationToken cancellationToken = default)
+    {
+        if (models.Count == 0) return [];
+        long[] depths;
+        await using (var connection = await dataSource.OpenConnectionAsync(cancellationToken))
+        {
+            var rows = await connection.QueryAsync<long>(new CommandDefinition($"""
+                SELECT (SELECT count(*) FROM (SELECT 1 FROM jobs j WHERE {ModelRange.Replace("@model", "m.model", StringComparison.Ordinal)}
+                                              ORDER BY j.priority DESC, j.id LIMIT {ExactUpTo + 1}) x)
+                FROM unnest(@models) WITH ORDINALITY AS m (model, n)
+                ORDER BY m.n
+                """, new { models = models.ToArray() }, cancellationToken: cancellationToken));
+            depths = rows.ToArray();
+        }
+        for (var i = 0; i < depths.Length; i++)
+        {
+            if (depths[i] > ExactUpTo) depths[i] = await DepthAsync(models[i], cancellationToken);
+        }
+        return depths;
+    }
+
+    /// <summary>
     /// The statement for a job whose sets are <paramref name="slices"/>: per slice, one row with the bounded count, or
     /// when that overflowed, one row per priority level with the windows read at its ends.
     /// </summary>
