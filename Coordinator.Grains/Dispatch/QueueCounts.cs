@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using Coordinator.Grains.Jobs;
 using Dapper;
 using Npgsql;
@@ -36,13 +37,25 @@ namespace Coordinator.Grains.Dispatch;
 /// changed while the backlog built up, the estimate is off by about the ratio of the windows' share to the mean one.
 /// </para>
 /// <para>
+/// <b>Estimates are kept a moment.</b> A client waiting on a job deep in the queue asks for it again and again; a silo
+/// keeps an estimate for <see cref="EstimateCacheDuration"/> (an exact count is read afresh every time), so a thousand
+/// such clients polling every second cost a statement each every two seconds, not every second.
+/// </para>
+/// <para>
 /// Every read is a range of a dispatch index that needs nothing but the index (or, for a window's look at its rows, a
 /// primary-key probe per row), so the generic plan cannot prefer the primary key: read in id order with a filter, which
 /// orders rows alike once the priority is fixed, it would have to visit every row of the table it passes.
 /// </para>
 /// </remarks>
-public sealed class QueueCounts(NpgsqlDataSource dataSource)
+public sealed class QueueCounts(NpgsqlDataSource dataSource, TimeProvider time)
 {
+    /// <summary>How long a silo keeps an estimate (a count above <see cref="ExactUpTo"/>) of the jobs ahead of a job.</summary>
+    public static readonly TimeSpan EstimateCacheDuration = TimeSpan.FromSeconds(2);
+
+    private const int MaxCachedEstimates = 10_000;
+
+    private readonly ConcurrentDictionary<(string ModelMatch, string? Model, int Priority, long Id), (long Count, DateTimeOffset Expires)> _estimates = new();
+
     /// <summary>Counts up to this are exact.</summary>
     public const int ExactUpTo = 1000;
 
@@ -82,6 +95,9 @@ public sealed class QueueCounts(NpgsqlDataSource dataSource)
     /// </summary>
     public async Task<long> JobsAheadAsync(string modelMatch, string? model, int priority, long id, CancellationToken cancellationToken = default)
     {
+        var now = time.GetUtcNow();
+        var key = (modelMatch, model, priority, id);
+        if (_estimates.TryGetValue(key, out var kept) && kept.Expires > now) return kept.Count;
         var sql = modelMatch switch
         {
             ModelMatch.Exact => ExactJobSql,
@@ -91,7 +107,13 @@ public sealed class QueueCounts(NpgsqlDataSource dataSource)
         var family = model is null ? null : ModelNames.FamilyOf(model);
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
         var rows = await connection.QueryAsync<RangeRead>(new CommandDefinition(sql, new { model, family, priority, id }, cancellationToken: cancellationToken));
-        return Total(rows.AsList());
+        var total = Total(rows.AsList());
+        if (total > ExactUpTo)
+        {
+            if (_estimates.Count > MaxCachedEstimates) _estimates.Clear();
+            _estimates[key] = (total, now + EstimateCacheDuration);
+        }
+        return total;
     }
 
     /// <summary>Dispatchable jobs that name this model (exact and family jobs of it): what its workers have queued.</summary>

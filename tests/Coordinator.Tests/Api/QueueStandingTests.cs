@@ -67,14 +67,7 @@ public class QueueStandingTests(ClockHostFixture fixture) : IClassFixture<ClockH
         var model = ApiClient.Unique() + ":8b";
         var ahead = await client.SubmitAsync(new { model, model_match = "exact", prompt = "p" });
         const int Backlog = 2_500;
-        // Written straight into the table (the dispatcher need not know them: the count reads the dispatch index).
-        await using (var connection = await Host.OpenConnectionAsync())
-        {
-            await connection.ExecuteAsync("""
-                INSERT INTO jobs (account_id, status, model, family, model_match, prompt, priority, timeout_seconds, created_at)
-                SELECT account_id, 'pending', model, family, 'exact', 'backlog', 0, 60, now() FROM jobs, generate_series(1, @count) WHERE id = @ahead
-                """, new { ahead, count = Backlog - 1 });
-        }
+        await InsertBacklogAsync(ahead, Backlog - 1, priority: 0);
         var job = await client.SubmitAsync(new { model, model_match = "exact", prompt = "p" });
 
         var position = PositionOf(await client.GetJobAsync(job));
@@ -82,6 +75,22 @@ public class QueueStandingTests(ClockHostFixture fixture) : IClassFixture<ClockH
         Assert.InRange(position, Backlog * 9 / 10, Backlog * 11 / 10);
         // A job ahead of the backlog still counts exactly.
         Assert.Equal(0, PositionOf(await client.GetJobAsync(ahead)));
+
+        // An estimate is kept a moment: jobs that jumped ahead show once it has passed.
+        await InsertBacklogAsync(ahead, 2_000, priority: 5);
+        Assert.Equal(position, PositionOf(await client.GetJobAsync(job)));
+        fixture.Clock.Advance(QueueCounts.EstimateCacheDuration + TimeSpan.FromSeconds(1));
+        Assert.InRange(PositionOf(await client.GetJobAsync(job)), (Backlog + 2_000) * 9 / 10, (Backlog + 2_000) * 11 / 10);
+    }
+
+    /// <summary>Jobs like <paramref name="like"/>'s, written straight into the table (the count reads the dispatch index, not the dispatcher).</summary>
+    private async Task InsertBacklogAsync(long like, int count, int priority)
+    {
+        await using var connection = await Host.OpenConnectionAsync();
+        await connection.ExecuteAsync("""
+            INSERT INTO jobs (account_id, status, model, family, model_match, prompt, priority, timeout_seconds, created_at)
+            SELECT account_id, 'pending', model, family, 'exact', 'backlog', @priority, 60, now() FROM jobs, generate_series(1, @count) WHERE id = @like
+            """, new { like, count, priority });
     }
 
     [Fact]
