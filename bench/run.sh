@@ -37,8 +37,8 @@ for arg in "$@"; do
 done
 wants() { [[ -z "$only" || ",$only," == *",$1,"* ]]; }
 
-# 1. Peers (pg-boss, graphile-worker), pinned in bench/peers/package-lock.json.
-if [[ ! -d bench/peers/node_modules ]] || [[ bench/peers/package-lock.json -nt bench/peers/node_modules ]]; then
+# 1. Peers (pg-boss, graphile-worker), pinned in bench/peers/package-lock.json; only the engine comparison runs them.
+if wants engine && { [[ ! -d bench/peers/node_modules ]] || [[ bench/peers/package-lock.json -nt bench/peers/node_modules ]]; }; then
   say "installing the peers (npm ci in bench/peers)"
   (cd bench/peers && npm ci --no-audit --no-fund --loglevel=error </dev/null)
   touch bench/peers/node_modules
