@@ -39,7 +39,11 @@ namespace Coordinator.Grains.Dispatch;
 /// <para>
 /// <b>Estimates are kept a moment.</b> A client waiting on a job deep in the queue asks for it again and again; a silo
 /// keeps an estimate for <see cref="EstimateCacheDuration"/> (an exact count is read afresh every time), so a thousand
-/// such clients polling every second cost a statement each every two seconds, not every second.
+/// such clients polling every second cost a statement each every two seconds, not every second. The levels above a
+/// priority are the same for every job of the sets at that priority, so their sum is kept as long, per match, model and
+/// priority, once it is well past the bound (over twice <see cref="ExactUpTo"/>, so that no job it is used for could
+/// have an exact count): another job there then costs only the windows of its own level
+/// (<c>@estimateOnly</c> skips the bounded read and the walk).
 /// </para>
 /// <para>
 /// Every read is a range of a dispatch index that needs nothing but the index (or, for a window's look at its rows, a
@@ -55,6 +59,9 @@ public sealed class QueueCounts(NpgsqlDataSource dataSource, TimeProvider time)
     private const int MaxCachedEstimates = 10_000;
 
     private readonly ConcurrentDictionary<(string ModelMatch, string? Model, int Priority, long Id), (long Count, DateTimeOffset Expires)> _estimates = new();
+
+    // The estimated jobs of the levels above a priority, summed over the job's sets, when every set overflowed.
+    private readonly ConcurrentDictionary<(string ModelMatch, string? Model, int Priority), (long Count, DateTimeOffset Expires)> _levelsAbove = new();
 
     /// <summary>Counts up to this are exact.</summary>
     public const int ExactUpTo = 1000;
@@ -105,15 +112,47 @@ public sealed class QueueCounts(NpgsqlDataSource dataSource, TimeProvider time)
             _ => AnyJobSql,
         };
         var family = model is null ? null : ModelNames.FamilyOf(model);
-        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
-        var rows = await connection.QueryAsync<RangeRead>(new CommandDefinition(sql, new { model, family, priority, id }, cancellationToken: cancellationToken));
-        var total = Total(rows.AsList());
+        var levelsKey = (modelMatch, model, priority);
+        var estimateOnly = _levelsAbove.TryGetValue(levelsKey, out var above) && above.Expires > now;
+        List<RangeRead> rows;
+        await using (var connection = await dataSource.OpenConnectionAsync(cancellationToken))
+        {
+            rows = (await connection.QueryAsync<RangeRead>(new CommandDefinition(sql, new { model, family, priority, id, estimateOnly },
+                cancellationToken: cancellationToken))).AsList();
+        }
+        long total;
+        if (estimateOnly)
+        {
+            // The rows are the job's own level in each set.
+            total = Math.Max(above.Count + rows.Where(row => row.Level is not null).Sum(EstimateLevel), ExactUpTo + 1);
+        }
+        else
+        {
+            total = Total(rows);
+            if (LevelsAbove(rows, priority) is { } levelsAbove && levelsAbove > 2 * ExactUpTo)
+            {
+                if (_levelsAbove.Count > MaxCachedEstimates) _levelsAbove.Clear();
+                _levelsAbove[levelsKey] = (levelsAbove, now + EstimateCacheDuration);
+            }
+        }
         if (total > ExactUpTo)
         {
             if (_estimates.Count > MaxCachedEstimates) _estimates.Clear();
             _estimates[key] = (total, now + EstimateCacheDuration);
         }
         return total;
+    }
+
+    /// <summary>The estimated jobs of the levels above <paramref name="priority"/> in all the job's sets, or null unless every set overflowed.</summary>
+    private static long? LevelsAbove(List<RangeRead> rows, int priority)
+    {
+        long sum = 0;
+        foreach (var slice in rows.GroupBy(row => row.Slice))
+        {
+            if (slice.First().Read <= ExactUpTo) return null;
+            sum += slice.Where(row => row.Level is { } level && level != priority).Sum(EstimateLevel);
+        }
+        return sum;
     }
 
     /// <summary>Dispatchable jobs that name this model (exact and family jobs of it): what its workers have queued.</summary>
@@ -161,17 +200,17 @@ public sealed class QueueCounts(NpgsqlDataSource dataSource, TimeProvider time)
             const string LevelBound = "CASE WHEN l.priority = @priority THEN @id ELSE 9223372036854775807 END";
             ctes.Add($"""
                 read_{i} AS (
-                    (SELECT j.id FROM jobs j WHERE {range} AND j.priority > @priority ORDER BY j.priority DESC, j.id LIMIT {ExactUpTo + 1})
+                    (SELECT j.id FROM jobs j WHERE NOT @estimateOnly AND {range} AND j.priority > @priority ORDER BY j.priority DESC, j.id LIMIT {ExactUpTo + 1})
                     UNION ALL
-                    (SELECT j.id FROM jobs j WHERE {range} AND j.priority = @priority AND j.id < @id ORDER BY j.priority DESC, j.id LIMIT {ExactUpTo + 1})
+                    (SELECT j.id FROM jobs j WHERE NOT @estimateOnly AND {range} AND j.priority = @priority AND j.id < @id ORDER BY j.priority DESC, j.id LIMIT {ExactUpTo + 1})
                     LIMIT {ExactUpTo + 1}
                 ),
                 exact_{i} AS (SELECT count(*) AS read, {exactCount} AS counted FROM read_{i}),
                 level_{i} (priority, depth) AS (
-                    SELECT @priority, 1 FROM exact_{i} WHERE read > {ExactUpTo}
+                    SELECT @priority, 1 FROM exact_{i} WHERE read > {ExactUpTo} OR @estimateOnly
                     UNION ALL
                     SELECT (SELECT j.priority FROM jobs j WHERE {range} AND j.priority > l.priority ORDER BY j.priority, j.id DESC LIMIT 1), l.depth + 1
-                    FROM level_{i} l WHERE l.priority IS NOT NULL AND l.depth < {MaxLevels}
+                    FROM level_{i} l WHERE l.priority IS NOT NULL AND l.depth < {MaxLevels} AND NOT @estimateOnly
                 )
                 """);
             selects.Add($"""

@@ -83,6 +83,25 @@ public class QueueStandingTests(ClockHostFixture fixture) : IClassFixture<ClockH
         Assert.InRange(PositionOf(await client.GetJobAsync(job)), (Backlog + 2_000) * 9 / 10, (Backlog + 2_000) * 11 / 10);
     }
 
+    [Fact]
+    public async Task Position_OfAnotherJobAtThatPriority_ReusesTheLevelsAboveIt_ForAMoment()
+    {
+        var client = await Host.NewAccountAsync();
+        var model = ApiClient.Unique() + ":8b";
+        var urgent = await client.SubmitAsync(new { model, model_match = "exact", prompt = "p", priority = 1 });
+        await InsertBacklogAsync(urgent, 2_500, priority: 1);
+        var first = await client.SubmitAsync(new { model, model_match = "exact", prompt = "p" });
+        await InsertBacklogAsync(first, 300, priority: 0);
+        var second = await client.SubmitAsync(new { model, model_match = "exact", prompt = "p" });
+
+        Assert.InRange(PositionOf(await client.GetJobAsync(first)), 2_501 * 9 / 10, 2_501 * 11 / 10);
+        // Jobs that jump ahead of both: the second job's estimate reuses the first's count of the level above.
+        await InsertBacklogAsync(urgent, 1_000, priority: 1);
+        Assert.InRange(PositionOf(await client.GetJobAsync(second)), 2_802 * 9 / 10, 2_802 * 11 / 10);
+        fixture.Clock.Advance(QueueCounts.EstimateCacheDuration + TimeSpan.FromSeconds(1));
+        Assert.InRange(PositionOf(await client.GetJobAsync(second)), 3_802 * 9 / 10, 3_802 * 11 / 10);
+    }
+
     /// <summary>Jobs like <paramref name="like"/>'s, written straight into the table (the count reads the dispatch index, not the dispatcher).</summary>
     private async Task InsertBacklogAsync(long like, int count, int priority)
     {
