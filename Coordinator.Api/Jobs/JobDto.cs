@@ -11,9 +11,10 @@ namespace Coordinator.Api.Jobs;
 /// The spec's Job. Beyond the spec it carries <c>error</c> (the failure or cancellation reason, where public
 /// clients of this API read it), <c>attempts</c>, <c>model_used</c>, <c>webhook_url</c>, the claim/start times and <c>held</c> (pending, but paused until the account's daily quota resets), and for a paid priority boost
 /// <c>boost_status</c> (charged or failed) with <c>boost_error</c> saying why a charge failed.
-/// A pending job in the answer of <c>POST /jobs</c> and <c>GET /jobs/{id}</c> also carries where it stands
-/// (<see cref="QueueStanding"/>): <c>queue_position</c>, <c>eta_seconds</c> (null when there is no rate to go on) and
-/// <c>warnings</c>; other jobs, and the entries of <c>GET /jobs</c>, carry none of the three.
+/// A pending job in the answer of <c>GET /jobs/{id}</c> also carries where it stands (<see cref="QueueStanding"/>):
+/// <c>queue_position</c>, <c>eta_seconds</c> (null when there is no rate to go on) and <c>warnings</c>; in the 201 of
+/// <c>POST /jobs</c> it carries <c>warnings</c> only (a submission reads nothing more); other jobs, and the entries of
+/// <c>GET /jobs</c>, carry none of the three.
 /// </summary>
 public sealed record JobDto(
     long JobId,
@@ -40,12 +41,12 @@ public sealed record JobDto(
     [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? BoostError,
     [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] JsonElement? Params,
     [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
-    [property: Description("Only on a pending job: dispatchable jobs that the workers able to take it would take first (priority, then age, in the sets it belongs to). Exact up to 1000; a value above 1000 is an estimate.")]
+    [property: Description("Only on a pending job in GET /jobs/{id}: dispatchable jobs that the workers able to take it would take first (priority, then age, in the sets it belongs to). Exact up to 1000; a value above 1000 is an estimate.")]
     long? QueuePosition = null,
     [property: Description("Seconds until a worker takes the job at its workers' recent rate; null when there is none to go on. Only on a pending job, beside queue_position.")]
     long? EtaSeconds = null,
     [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
-    [property: Description("Only on a pending job: what stands in its way, e.g. \"no online worker serves this model\". Empty when nothing does.")]
+    [property: Description("Only on a pending job (GET /jobs/{id} and the 201 of POST /jobs): what stands in its way, e.g. \"no online worker serves this model\". Empty when nothing does.")]
     IReadOnlyList<string>? Warnings = null)
 {
     /// <summary>

@@ -87,9 +87,9 @@ public static class JobsApi
             return ApiErrors.Validation([reused.Message]);
         }
 
-        // A replay answers as the first request did: 201 with the job (as it is now, and where it stands) and its location.
+        // A replay answers as the first request did: 201 with the job (as it is now, with its warnings) and its location.
         async Task<Created<JobDto>> CreatedAsync(JobRow row) =>
-            TypedResults.Created($"/api/v1/jobs/{row.Id}", JobDto.From(row, await standings.OfAsync(row, context.RequestAborted)));
+            TypedResults.Created($"/api/v1/jobs/{row.Id}", JobDto.From(row) with { Warnings = await standings.WarningsAsync(row, context.RequestAborted) });
     }
 
     public static async Task<Results<Ok<List<JobDto>>, UnprocessableEntity<ValidationErrors>>> ListAsync(

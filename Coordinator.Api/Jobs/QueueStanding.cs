@@ -11,11 +11,19 @@ namespace Coordinator.Api.Jobs;
 /// <param name="Warnings">What the client should know, e.g. <see cref="QueueStandings.NoOnlineWorker"/>.</param>
 public sealed record QueueStanding(long Position, long? EtaSeconds, IReadOnlyList<string> Warnings);
 
-/// <summary>Works out a pending job's <see cref="QueueStanding"/> for <c>POST /jobs</c> and <c>GET /jobs/{id}</c>.</summary>
+/// <summary>Works out a pending job's <see cref="QueueStanding"/> for <c>GET /jobs/{id}</c>, and its warnings for <c>POST /jobs</c>.</summary>
 public sealed class QueueStandings(QueueCounts counts, WorkerStore workers, Dispatchers dispatchers)
 {
     /// <summary>The warning a pending job carries while no online worker would take it.</summary>
     public const string NoOnlineWorker = "no online worker serves this model";
+
+    /// <summary>
+    /// The warnings alone, or null when the job is not pending: what <c>POST /jobs</c> answers, so that a submission
+    /// costs no statement beyond its own (the availability is cached per node).
+    /// </summary>
+    public async Task<IReadOnlyList<string>?> WarningsAsync(JobRow job, CancellationToken cancellationToken) =>
+        job.Status != JobStatus.Pending ? null
+        : await workers.AvailabilityAsync(job.ModelMatch, job.Model, cancellationToken) == ModelAvailability.Online ? [] : [NoOnlineWorker];
 
     /// <summary>The job's standing, or null when it is not pending (only a pending job has a place in the queue).</summary>
     public async Task<QueueStanding?> OfAsync(JobRow job, CancellationToken cancellationToken)

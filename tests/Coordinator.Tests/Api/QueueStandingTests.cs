@@ -8,7 +8,7 @@ namespace Coordinator.Tests.Api;
 
 /// <summary>
 /// Where a pending job stands (issue #16): <c>queue_position</c>, <c>eta_seconds</c> and <c>warnings</c> on
-/// <c>POST /jobs</c> and <c>GET /jobs/{id}</c>, and the queue depth and rate of <c>GET /models</c>. The fake clock
+/// <c>GET /jobs/{id}</c>, <c>warnings</c> on <c>POST /jobs</c>, and the queue depth and rate of <c>GET /models</c>. The fake clock
 /// makes the rates exact: nothing moves it but the tests.
 /// </summary>
 public class QueueStandingTests(ClockHostFixture fixture) : IClassFixture<ClockHostFixture>
@@ -145,6 +145,8 @@ public class QueueStandingTests(ClockHostFixture fixture) : IClassFixture<ClockH
         var model = ApiClient.Unique() + ":8b";
         var created = await ApiClient.ExpectAsync(await client.PostAsync("jobs", new { model, model_match = "exact", prompt = "p" }), HttpStatusCode.Created);
         Assert.Equal([NoOnlineWorker], created.GetProperty("warnings").EnumerateArray().Select(w => w.GetString()));
+        // A submission reads nothing more than it did: its place in the queue is GET /jobs/{id}'s.
+        Assert.False(created.TryGetProperty("queue_position", out _));
         var id = created.GetProperty("job_id").GetInt64();
         Assert.Equal([NoOnlineWorker], (await client.GetJobAsync(id)).GetProperty("warnings").EnumerateArray().Select(w => w.GetString()));
 
