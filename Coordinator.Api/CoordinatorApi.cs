@@ -1,4 +1,5 @@
 using System.Text.Json;
+using System.Text.Json.Serialization.Metadata;
 using Coordinator.Api.Accounts;
 using Coordinator.Api.Billing;
 using Coordinator.Api.Blobs;
@@ -24,7 +25,10 @@ public static class CoordinatorApi
         {
             json.SerializerOptions.PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower;
             json.SerializerOptions.DictionaryKeyPolicy = JsonNamingPolicy.SnakeCaseLower;
+            json.SerializerOptions.TypeInfoResolver = (json.SerializerOptions.TypeInfoResolver ?? new DefaultJsonTypeInfoResolver())
+                .WithAddedModifier(JobDto.WriteEtaWithPosition);
         });
+        services.AddSingleton<QueueStandings>();
         services.AddTransient<PriorityBoosts>();
         services.AddSingleton<Coordinator.Grains.Webhooks.IJobRenderer, JobJsonRenderer>();
         services.AddSingleton<Workers.PollsWaiting>();

@@ -53,6 +53,12 @@ public sealed class DispatchOptions : IValidatableObject
     /// </summary>
     public TimeSpan ClaimLease { get; set; } = TimeSpan.FromSeconds(15);
 
+    /// <summary>
+    /// How far back a dispatcher's count of the jobs it handed out reaches: the recent throughput that a pending job's
+    /// <c>eta_seconds</c> and <c>GET /models</c> report. Default: 5 minutes. From 30 s to a day.
+    /// </summary>
+    public TimeSpan ThroughputWindow { get; set; } = TimeSpan.FromMinutes(5);
+
     /// <summary>Settings that are wrong together; checked at start-up with the annotations.</summary>
     public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
     {
@@ -77,6 +83,10 @@ public sealed class DispatchOptions : IValidatableObject
         if (ClaimLease <= TimeSpan.Zero)
         {
             yield return new ValidationResult($"Dispatch:ClaimLease ({ClaimLease}) must be positive.", [nameof(ClaimLease)]);
+        }
+        if (ThroughputWindow < TimeSpan.FromSeconds(30) || ThroughputWindow > TimeSpan.FromDays(1))
+        {
+            yield return new ValidationResult($"Dispatch:ThroughputWindow ({ThroughputWindow}) must be from 30 seconds to a day.", [nameof(ThroughputWindow)]);
         }
     }
 }

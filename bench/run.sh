@@ -3,7 +3,7 @@
 #
 #   ./bench/run.sh                 the full run (22-30 minutes on 2 cores before pg-engine ran beside it; longer now)
 #   ./bench/run.sh --quick         smaller sizes, one run each (under 5 minutes)
-#   ./bench/run.sh --only engine,dispatch,lifecycle,backlog,parked,priority,scale,failover,stream,openai,worker
+#   ./bench/run.sh --only engine,dispatch,lifecycle,backlog,position,parked,priority,scale,failover,stream,openai,worker
 #   ./bench/run.sh --only engine --scenarios drain,latency,steady --peers pgboss,graphile|none
 #   ./bench/run.sh --repeat 5      runs per figure (the median is reported; default 3, quick 1)
 #   ./bench/run.sh --no-pin        do not pin the node and the load generator to separate CPUs
@@ -37,8 +37,8 @@ for arg in "$@"; do
 done
 wants() { [[ -z "$only" || ",$only," == *",$1,"* ]]; }
 
-# 1. Peers (pg-boss, graphile-worker), pinned in bench/peers/package-lock.json.
-if [[ ! -d bench/peers/node_modules ]] || [[ bench/peers/package-lock.json -nt bench/peers/node_modules ]]; then
+# 1. Peers (pg-boss, graphile-worker), pinned in bench/peers/package-lock.json; only the engine comparison runs them.
+if wants engine && { [[ ! -d bench/peers/node_modules ]] || [[ bench/peers/package-lock.json -nt bench/peers/node_modules ]]; }; then
   say "installing the peers (npm ci in bench/peers)"
   (cd bench/peers && npm ci --no-audit --no-fund --loglevel=error </dev/null)
   touch bench/peers/node_modules

@@ -1,5 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using System.Text.Json.Serialization.Metadata;
+using System.ComponentModel;
 using System.ComponentModel.DataAnnotations;
 using Coordinator.Grains.Jobs;
 
@@ -9,6 +11,10 @@ namespace Coordinator.Api.Jobs;
 /// The spec's Job. Beyond the spec it carries <c>error</c> (the failure or cancellation reason, where public
 /// clients of this API read it), <c>attempts</c>, <c>model_used</c>, <c>webhook_url</c>, the claim/start times and <c>held</c> (pending, but paused until the account's daily quota resets), and for a paid priority boost
 /// <c>boost_status</c> (charged or failed) with <c>boost_error</c> saying why a charge failed.
+/// A pending job in the answer of <c>GET /jobs/{id}</c> also carries where it stands (<see cref="QueueStanding"/>):
+/// <c>queue_position</c>, <c>eta_seconds</c> (null when there is no rate to go on) and <c>warnings</c>; in the 201 of
+/// <c>POST /jobs</c> it carries <c>warnings</c> only (a submission reads nothing more); other jobs, and the entries of
+/// <c>GET /jobs</c>, carry none of the three.
 /// </summary>
 public sealed record JobDto(
     long JobId,
@@ -33,8 +39,34 @@ public sealed record JobDto(
     bool Held,
     [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? BoostStatus,
     [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? BoostError,
-    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] JsonElement? Params)
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] JsonElement? Params,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    [property: Description("Only on a pending job in GET /jobs/{id}: dispatchable jobs that the workers able to take it would take first (priority, then age, in the sets it belongs to). Exact up to 1000; a value above 1000 is an estimate.")]
+    long? QueuePosition = null,
+    [property: Description("Seconds until a worker takes the job at its workers' recent rate; null when there is none to go on. Only on a pending job, beside queue_position.")]
+    long? EtaSeconds = null,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    [property: Description("Only on a pending job (GET /jobs/{id} and the 201 of POST /jobs): what stands in its way, e.g. \"no online worker serves this model\". Empty when nothing does.")]
+    IReadOnlyList<string>? Warnings = null)
 {
+    /// <summary>
+    /// Serialisation rule: <c>eta_seconds</c> is written whenever <c>queue_position</c> is (it may be null then), and
+    /// never on a job without one. A modifier of the API's JSON options.
+    /// </summary>
+    public static void WriteEtaWithPosition(JsonTypeInfo typeInfo)
+    {
+        if (typeInfo.Type != typeof(JobDto)) return;
+        foreach (var property in typeInfo.Properties)
+        {
+            if (property.Name == "eta_seconds") property.ShouldSerialize = (job, _) => ((JobDto)job).QueuePosition is not null;
+        }
+    }
+
+    /// <summary>The job with where it stands, when it is pending.</summary>
+    public static JobDto From(JobRow row, QueueStanding? standing) => standing is null
+        ? From(row)
+        : From(row) with { QueuePosition = standing.Position, EtaSeconds = standing.EtaSeconds, Warnings = standing.Warnings };
+
     public static JobDto From(JobRow row) => new(
         row.Id, row.Status, row.Model, row.ModelMatch, row.Output, row.InputTokens, row.OutputTokens, row.DurationMs,
         row.Priority, row.TimeoutSeconds, row.Tag, row.CreatedAt, row.CompletedAt, row.Error, row.Attempts, row.ModelUsed,

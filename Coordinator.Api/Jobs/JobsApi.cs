@@ -36,7 +36,7 @@ public static class JobsApi
     /// <summary>Submits a job; with an <c>Idempotency-Key</c>, a retry of the same request answers the job the key made.</summary>
     public static async Task<Results<Created<JobDto>, UnprocessableEntity<ValidationErrors>>> SubmitAsync(
         HttpContext context, JobStore jobs, Dispatchers dispatchers, PriorityBoosts boosts, NetworkGuard networkGuard, WebhookSender webhooks, BlobRegistry blobs,
-        IOptions<JobLimitsOptions> limits)
+        QueueStandings standings, IOptions<JobLimitsOptions> limits)
     {
         var (idempotencyKey, keyProblem) = IdempotencyKeys.Read(context.Request);
         if (keyProblem is not null) return ApiErrors.Validation([keyProblem]);
@@ -70,7 +70,7 @@ public static class JobsApi
                 // A retry must not pay again: the job its key made is the answer, found before charging.
                 if (job.Idempotency is { } key && await jobs.FindByIdempotencyKeyAsync(accountId, key, context.RequestAborted) is { } earlier)
                 {
-                    return Created(earlier);
+                    return await CreatedAsync(earlier);
                 }
                 // Charged before the job exists: without a saved payment method no job is created at all.
                 var (boost, refusal) = await boosts.ChargeAsync(accountId, context.RequestAborted);
@@ -80,15 +80,16 @@ public static class JobsApi
             // The job's dispatcher inserts it, and hands it straight to a worker waiting there if there is one.
             var submitted = await dispatchers.Of(job.DispatcherKey).SubmitAsync(accountId, job);
             if (submitted.KeyReused) throw new IdempotencyKeyReusedException();
-            return Created(submitted.Row!);
+            return await CreatedAsync(submitted.Row!);
         }
         catch (IdempotencyKeyReusedException reused)
         {
             return ApiErrors.Validation([reused.Message]);
         }
 
-        // A replay answers as the first request did: 201 with the job (as it is now) and its location.
-        static Created<JobDto> Created(JobRow row) => TypedResults.Created($"/api/v1/jobs/{row.Id}", JobDto.From(row));
+        // A replay answers as the first request did: 201 with the job (as it is now, with its warnings) and its location.
+        async Task<Created<JobDto>> CreatedAsync(JobRow row) =>
+            TypedResults.Created($"/api/v1/jobs/{row.Id}", JobDto.From(row) with { Warnings = await standings.WarningsAsync(row, context.RequestAborted) });
     }
 
     public static async Task<Results<Ok<List<JobDto>>, UnprocessableEntity<ValidationErrors>>> ListAsync(
@@ -109,10 +110,12 @@ public static class JobsApi
         return TypedResults.Ok(rows.Select(JobDto.From).ToList());
     }
 
-    public static async Task<Results<Ok<JobDto>, NotFound<ApiError>>> GetAsync(long id, HttpContext context, JobStore jobs)
+    /// <summary>The job; while it is pending, with where it stands (<see cref="QueueStanding"/>).</summary>
+    public static async Task<Results<Ok<JobDto>, NotFound<ApiError>>> GetAsync(long id, HttpContext context, JobStore jobs, QueueStandings standings)
     {
         var row = await jobs.GetAsync(context.GetCaller().AccountId, id, context.RequestAborted);
-        return row is null ? ApiErrors.NotFound($"no job {id} in this account") : TypedResults.Ok(JobDto.From(row));
+        if (row is null) return ApiErrors.NotFound($"no job {id} in this account");
+        return TypedResults.Ok(JobDto.From(row, await standings.OfAsync(row, context.RequestAborted)));
     }
 
     /// <summary>

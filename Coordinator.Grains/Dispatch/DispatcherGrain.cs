@@ -34,12 +34,14 @@ public sealed partial class DispatcherGrain(
     // Cancellations that arrived before their poll (two messages from one caller may be reordered).
     private readonly Dictionary<Guid, DateTimeOffset> _cancelledEarly = [];
     private DispatchQueue _queue = null!;
+    private Throughput _throughput = null!;
     private CancellationTokenRegistration _stopping;
     private bool _leaving;
 
     public override Task OnActivateAsync(CancellationToken cancellationToken)
     {
         _queue = new DispatchQueue(this.GetPrimaryKeyString(), options.Value.QueueHead);
+        _throughput = new Throughput(options.Value.ThroughputWindow, time.GetUtcNow());
         this.RegisterGrainTimer(PurgeAsync, new GrainTimerCreationOptions(PurgeInterval, PurgeInterval) { Interleave = true });
         var rescan = options.Value.RescanInterval;
         this.RegisterGrainTimer(RescanAsync, new GrainTimerCreationOptions(rescan, rescan) { Interleave = true });
@@ -166,6 +168,15 @@ public sealed partial class DispatcherGrain(
 
     public Task<DispatcherStats> StatsAsync() => Task.FromResult(new DispatcherStats(RuntimeIdentity, _queue.ParkedCount, _queue.KnownCount));
 
+    public Task<double> ThroughputAsync(string modelMatch, string? model) =>
+        Task.FromResult(_throughput.PerSecond(modelMatch, model, time.GetUtcNow()));
+
+    public Task<IReadOnlyList<double>> ModelThroughputAsync(IReadOnlyList<string> models)
+    {
+        var now = time.GetUtcNow();
+        return Task.FromResult<IReadOnlyList<double>>(models.Select(model => _throughput.ModelPerSecond(model, now)).ToList());
+    }
+
     /// <summary>
     /// Jobs that became dispatchable: each goes to the longest-parked poll that can take it, or into the queue. The
     /// claims start together, so the silo's group commit sends them as one statement.
@@ -270,7 +281,11 @@ public sealed partial class DispatcherGrain(
     private bool Finish(Poll poll, ClaimedJob? job)
     {
         var answered = poll.Answer(job);
-        if (answered && job is not null) metrics.Dispatched.Add(1);
+        if (answered && job is not null)
+        {
+            metrics.Dispatched.Add(1);
+            _throughput.Count(job.ModelMatch, job.Model, time.GetUtcNow());
+        }
         return answered;
     }
 

@@ -74,6 +74,16 @@ public interface IDispatcherGrain : IGrainWithStringKey
     Task<DispatcherStats> StatsAsync();
 
     /// <summary>
+    /// Jobs per second this activation handed to workers over the last <see cref="DispatchOptions.ThroughputWindow"/>
+    /// (or since it started, if later) out of the sets that serve a pending job of this match and model: how fast such a
+    /// job moves forward. 0 when none went out.
+    /// </summary>
+    Task<double> ThroughputAsync(string modelMatch, string? model);
+
+    /// <summary>For each model, jobs per second handed out that named it (exact and family jobs), over the same window.</summary>
+    Task<IReadOnlyList<double>> ModelThroughputAsync(IReadOnlyList<string> models);
+
+    /// <summary>
     /// Its silo is stopping: parked polls answer nothing (their worker grains park again elsewhere), and the activation
     /// deactivates.
     /// </summary>

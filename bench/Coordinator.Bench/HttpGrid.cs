@@ -76,6 +76,14 @@ public sealed class HttpGrid(HttpClient http, Uri baseAddress)
         return new Assignment(json.RootElement.GetProperty("job_id").GetInt64(), json.RootElement.GetProperty("prompt").GetString()!, received);
     }
 
+    /// <summary><c>GET /jobs/{id}</c>; answers the job's <c>queue_position</c>, or null when it carries none.</summary>
+    public async Task<long?> GetJobAsync(string key, long jobId)
+    {
+        using var response = await SendAsync(HttpMethod.Get, $"jobs/{jobId}", key, null);
+        using var json = await ReadAsync(response, HttpStatusCode.OK);
+        return json.RootElement.TryGetProperty("queue_position", out var position) ? position.GetInt64() : null;
+    }
+
     public async Task StartAsync(string workerKey, long jobId)
     {
         using var response = await SendAsync(HttpMethod.Patch, $"worker/jobs/{jobId}/start", workerKey, null);

@@ -340,6 +340,37 @@ public sealed partial class DashboardTests(BrowserFixture fixture) : IClassFixtu
     }
 
     [Fact]
+    public async Task JobPage_ShowsWhereAPendingJobStands_JobsAhead_ExpectedStart_AndTheNoWorkerWarning()
+    {
+        var page = await fixture.NewPageAsync();
+        var key = await SignUpAsync(page, "queue");
+        var client = Host.WithKey(key);
+        var model = ApiClient.Unique() + ":1b";
+        var first = await client.SubmitAsync(new { model, model_match = "exact", prompt = "first" });
+        var second = await client.SubmitAsync(new { model, model_match = "exact", prompt = "second" });
+
+        await page.GotoAsync($"/jobs/{second}");
+        await Assertions.Expect(page.Locator("#job-queue-position")).ToHaveTextAsync("1");
+        await Assertions.Expect(page.Locator("#job-warning")).ToContainTextAsync("No online worker serves this model");
+        await Assertions.Expect(page.Locator("#job-eta")).ToHaveTextAsync("unknown: no worker took a job of this model lately");
+
+        // A worker comes online and takes the first job: the second is at the head, with a rate to go on.
+        var (worker, _) = await client.NewWorkerAsync("w", model);
+        Assert.Equal(first, (await worker.PollAsync($"models[]={model}"))!.Value.GetProperty("job_id").GetInt64());
+        await page.GotoAsync($"/jobs/{second}");
+        await Assertions.Expect(page.Locator("#job-queue-position")).ToHaveTextAsync("0");
+        await Assertions.Expect(page.Locator("#job-warning")).ToHaveCountAsync(0);
+        await Assertions.Expect(page.Locator("#job-eta")).ToHaveTextAsync(new Regex(@"^in about \d+ (s|min)$"));
+        await BrowserFixture.ScreenshotAsync(page, "job-queue");
+
+        // A job that left the queue has no place in it.
+        await page.GotoAsync($"/jobs/{first}");
+        await Assertions.Expect(page.Locator("#job-status")).ToHaveTextAsync("claimed");
+        await Assertions.Expect(page.Locator("#job-queue-position")).ToHaveCountAsync(0);
+        await page.Context.CloseAsync();
+    }
+
+    [Fact]
     public async Task JobsTable_PagesAndFilters_AndSignInReturnsToThePageAsked()
     {
         var (_, key) = await Host.Anonymous().SignUpAsync("pager");
