@@ -49,8 +49,9 @@ public static class OpenAiApi
     public static async Task<IResult> ListModelsAsync(HttpContext context, WorkerStore workers)
     {
         var models = await workers.ListModelsAsync(context.RequestAborted);
-        // The registry does not say when a model first appeared to this listing; OpenAI's field is required, so 0.
-        return TypedResults.Json(new OpenAiModelList("list", models.Select(m => new OpenAiModel(m.Name, "model", 0, "grid")).ToList()));
+        // created: when a worker first advertised the model to this grid.
+        return TypedResults.Json(new OpenAiModelList("list", models.Select(m =>
+            new OpenAiModel(m.Name, "model", new DateTimeOffset(DateTime.SpecifyKind(m.CreatedAt, DateTimeKind.Utc)).ToUnixTimeSeconds(), "grid")).ToList()));
     }
 }
 

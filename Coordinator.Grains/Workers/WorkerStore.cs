@@ -20,6 +20,8 @@ public sealed class GridModelRow
     public string? Description { get; init; }
     public int WorkerCount { get; init; }
     public int FamilyWorkerCount { get; init; }
+    /// <summary>When a worker first advertised the model.</summary>
+    public DateTime CreatedAt { get; init; }
 }
 
 /// <summary>Whether a job could be served now (<see cref="WorkerStore.AvailabilityAsync"/>).</summary>
@@ -170,7 +172,7 @@ public sealed class WorkerStore(NpgsqlDataSource dataSource, TimeProvider time, 
             ), per_family AS (
                 SELECT family, count(DISTINCT worker_id)::int AS family_worker_count FROM live GROUP BY family
             )
-            SELECT m.name, m.family, m.display_name, m.description, pm.worker_count, pf.family_worker_count
+            SELECT m.name, m.family, m.display_name, m.description, pm.worker_count, pf.family_worker_count, m.created_at
             FROM per_model pm
             JOIN models m ON m.name = pm.model
             JOIN per_family pf ON pf.family = m.family

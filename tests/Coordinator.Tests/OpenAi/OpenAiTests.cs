@@ -214,7 +214,10 @@ public class OpenAiTests(HostFixture fixture) : IClassFixture<HostFixture>
         Assert.Equal("list", list.GetProperty("object").GetString());
         var entry = list.GetProperty("data").EnumerateArray().Single(m => m.GetProperty("id").GetString() == model);
         Assert.Equal("model", entry.GetProperty("object").GetString());
-        Assert.True(entry.TryGetProperty("created", out _) && entry.TryGetProperty("owned_by", out _));
+        Assert.Equal("grid", entry.GetProperty("owned_by").GetString());
+        // When the worker first advertised it: just now.
+        var created = DateTimeOffset.FromUnixTimeSeconds(entry.GetProperty("created").GetInt64());
+        Assert.InRange(created, DateTimeOffset.UtcNow.AddMinutes(-5), DateTimeOffset.UtcNow.AddMinutes(1));
     }
 
     [Fact]
