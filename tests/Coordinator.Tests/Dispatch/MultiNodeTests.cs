@@ -14,9 +14,7 @@ public sealed class MultiNodeTests : IAsyncLifetime
 
     public async Task InitializeAsync()
     {
-        _nodeA = await GridHost.StartAsync();
-        _nodeB = await GridHost.StartAsync(_nodeA.ConnectionString);
-        await Eventually.TrueAsync(() => _nodeA.IsActive && _nodeB.IsActive, "both silos are active");
+        (_nodeA, _nodeB) = await TwoNodes.StartAsync();
     }
 
     public async Task DisposeAsync()
