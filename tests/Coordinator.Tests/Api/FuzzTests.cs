@@ -59,6 +59,10 @@ public sealed class FuzzTests : IAsyncLifetime
             (worker, HttpMethod.Post, $"worker/jobs/{jobId}/result", ["output", "output_tokens", "duration_ms", "input_tokens", "model_used"]),
             (worker, HttpMethod.Post, $"worker/jobs/{jobId}/fail", ["error"]),
             (worker, HttpMethod.Post, $"worker/jobs/{running}/chunks", ["index", "text"]),
+            // The OpenAI-compatible front door (its error shape is OpenAI's {"error": {…}}); no random model is served,
+            // so no request waits for a job.
+            (client, HttpMethod.Post, "/v1/chat/completions", ["model", "messages", "stream", "max_tokens", "temperature", "top_p", "stop", "seed", "n", "stream_options"]),
+            (client, HttpMethod.Post, "/v1/completions", ["model", "prompt", "stream", "max_tokens", "temperature", "stop", "echo"]),
         };
         var failures = new List<string>();
         foreach (var (caller, method, path, fields) in targets)
