@@ -44,7 +44,7 @@ public static class JobStreams
         var wait = false;
         while (!cancellationToken.IsCancellationRequested)
         {
-            var slice = await job.ReadStreamAsync(accountId, generation, offset, wait).WaitAsync(cancellationToken);
+            var slice = await job.ReadStreamAsync(accountId, generation, offset, wait, cancellationToken).WaitAsync(cancellationToken);
             wait = true;
             yield return slice;
             if (slice.NotFound || slice.Final is not null) yield break;

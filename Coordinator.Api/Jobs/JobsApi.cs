@@ -127,18 +127,21 @@ public static class JobsApi
     /// text streamed: the result is the output.
     /// </summary>
     public static async Task<Results<EmptyHttpResult, NotFound<ApiError>>> StreamAsync(
-        long id, HttpContext context, IGrainFactory grains, Microsoft.Extensions.Options.IOptions<Microsoft.AspNetCore.Http.Json.JsonOptions> json)
+        long id, HttpContext context, IGrainFactory grains, IHostApplicationLifetime lifetime,
+        Microsoft.Extensions.Options.IOptions<Microsoft.AspNetCore.Http.Json.JsonOptions> json)
     {
         var options = json.Value.SerializerOptions;
         var from = StreamPosition.Parse(context.Request.Headers["Last-Event-ID"]);
+        // A stopping node ends its streams at once: their clients reconnect, with Last-Event-ID, to a node that stays.
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted, lifetime.ApplicationStopping);
+        var ct = stop.Token;
         SseWriter? sse = null;
         try
         {
-            await foreach (var slice in JobStreams.ReadAsync(grains, context.GetCaller().AccountId, id, from, context.RequestAborted))
+            await foreach (var slice in JobStreams.ReadAsync(grains, context.GetCaller().AccountId, id, from, ct))
             {
                 if (slice.NotFound) return ApiErrors.NotFound($"no job {id} in this account");
                 sse ??= SseWriter.Start(context);
-                var ct = context.RequestAborted;
                 if (slice.Restarted) await sse.EventAsync("restart", new StreamPosition(slice.Generation, 0).ToString(), "{}", ct);
                 if (slice.Text.Length > 0)
                 {
@@ -155,9 +158,9 @@ public static class JobsApi
                 }
             }
         }
-        catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
+        catch (OperationCanceledException) when (ct.IsCancellationRequested)
         {
-            // The client went away; the job goes on.
+            // The client went away, or this node stops; the job goes on.
         }
         return TypedResults.Empty;
     }

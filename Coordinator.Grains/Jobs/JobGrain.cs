@@ -80,7 +80,7 @@ public interface IJobGrain : IGrainWithIntegerKey
     /// at once with what there is. The first read marks the job watched.
     /// </summary>
     [ResponseTimeout("00:01:00")]
-    Task<StreamSlice> ReadStreamAsync(long accountId, int generation, int offset, bool wait = true);
+    Task<StreamSlice> ReadStreamAsync(long accountId, int generation, int offset, bool wait = true, CancellationToken cancellationToken = default);
 
     /// <summary>A watched job ended (told by whoever ended it).</summary>
     [OneWay]
@@ -224,7 +224,7 @@ public sealed class JobGrain(JobStore jobs, Dispatchers dispatchers, TimeProvide
         return new ChunkAnswer(ChunkOutcome.Accepted, _nextIndex);
     }
 
-    public async Task<StreamSlice> ReadStreamAsync(long accountId, int generation, int offset, bool wait = true)
+    public async Task<StreamSlice> ReadStreamAsync(long accountId, int generation, int offset, bool wait = true, CancellationToken cancellationToken = default)
     {
         if (_accountId is null || _state is StreamState.Unknown)
         {
@@ -245,8 +245,12 @@ public sealed class JobGrain(JobStore jobs, Dispatchers dispatchers, TimeProvide
             if (!wait) return new StreamSlice("", offset, _generation, false, null, false, false);
             var changed = _changed.Task;
             var remaining = deadline - time.GetUtcNow();
-            if (remaining <= TimeSpan.Zero || await Task.WhenAny(changed, Task.Delay(remaining, time)) != changed)
+            // A reader that went away cancels its call: the activation must not stay busy with it (a stopping silo would
+            // wait for it).
+            if (cancellationToken.IsCancellationRequested) return new StreamSlice("", offset, _generation, false, null, false, false);
+            if (remaining <= TimeSpan.Zero || await Task.WhenAny(changed, Task.Delay(remaining, time, cancellationToken)) != changed)
             {
+                if (cancellationToken.IsCancellationRequested) return new StreamSlice("", offset, _generation, false, null, false, false);
                 // Nothing for a while: the row is the record, in case the notice of an end was lost.
                 if (_state != StreamState.Ended && await jobs.FindAsync(JobId) is { } row && IsTerminal(row.Status)) End(row);
                 return _state == StreamState.Ended ? FinalSlice(offset) : new StreamSlice("", offset, _generation, false, null, false, false);

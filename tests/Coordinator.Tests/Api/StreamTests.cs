@@ -295,6 +295,28 @@ public class StreamDutiesTests(ClockHostFixture fixture) : IClassFixture<ClockHo
     private Task<Coordinator.Grains.Duties.DutyReport> RunDutiesAsync() => Host.Get<Coordinator.Grains.Duties.GridDuties>().RunOnceAsync();
 
     [Fact]
+    public async Task AReaderThatGoesAway_CancelsItsWaitingRead_SoTheJobsGrainIsIdleAgain()
+    {
+        var client = await Host.NewAccountAsync();
+        var (worker, id, _) = await client.SubmitAndClaimAsync(start: true);
+        await ApiClient.ExpectAsync(await worker.PostAsync($"worker/jobs/{id}/chunks", new { index = 0, text = "a" }), HttpStatusCode.OK);
+        var stream = await EventStreamReader.OpenJobAsync(client, id);
+        await stream.ExpectAsync("chunk");
+        // The reader's next read now waits in the grain; the fake clock never ends that wait by itself.
+        await stream.DisposeAsync();
+
+        var management = Host.Grains.GetGrain<Orleans.Runtime.IManagementGrain>(0);
+        var grainId = Host.Grains.GetGrain<Coordinator.Grains.Jobs.IJobGrain>(id).GetGrainId();
+        Assert.Contains(await management.GetDetailedGrainStatistics(), a => a.GrainId == grainId);
+        await Eventually.TrueAsync(async () =>
+        {
+            // Only an idle activation can be collected: one still busy with the abandoned read stays.
+            await management.ForceActivationCollection(TimeSpan.Zero);
+            return !(await management.GetDetailedGrainStatistics()).Any(a => a.GrainId == grainId);
+        }, "the job's grain was collected");
+    }
+
+    [Fact]
     public async Task AJobThatTimesOut_EndsItsStream_AndItsWorkerHearsAtItsNextChunk()
     {
         var client = await Host.NewAccountAsync();
