@@ -32,7 +32,7 @@ public static class JobStreams
 {
     /// <summary>
     /// The stream's slices from <paramref name="from"/> on, until the job has ended (the last slice carries it) or the
-    /// reader stops. The first slice comes at once, with what there is (so that the reader's response can start); after
+    /// reader stops, or the grain's silo stops (the last slice says <see cref="StreamSlice.Leaving"/>). The first slice comes at once, with what there is (so that the reader's response can start); after
     /// it, a slice with no text and no end says only that nothing happened for a while. The first slice of a job the
     /// account does not have says <see cref="StreamSlice.NotFound"/>, and nothing follows it.
     /// </summary>
@@ -44,10 +44,19 @@ public static class JobStreams
         var wait = false;
         while (!cancellationToken.IsCancellationRequested)
         {
-            var slice = await job.ReadStreamAsync(accountId, generation, offset, wait, cancellationToken).WaitAsync(cancellationToken);
+            StreamSlice slice;
+            try
+            {
+                slice = await job.ReadStreamAsync(accountId, generation, offset, wait).WaitAsync(cancellationToken);
+            }
+            catch (TimeoutException)
+            {
+                // A read that took longer than its call may (a busy silo): ask again from the same place.
+                continue;
+            }
             wait = true;
             yield return slice;
-            if (slice.NotFound || slice.Final is not null) yield break;
+            if (slice.NotFound || slice.Final is not null || slice.Leaving) yield break;
             (generation, offset) = (slice.Generation, slice.Offset);
         }
     }

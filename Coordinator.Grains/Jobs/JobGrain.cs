@@ -37,6 +37,7 @@ public sealed record ChunkAnswer([property: Id(0)] ChunkOutcome Outcome, [proper
 /// <param name="Final">The job, once it has ended: the stream ends after <paramref name="Text"/>.</param>
 /// <param name="Replaced">The job's output is not the text that was streamed: a reader replaces what it assembled with it.</param>
 /// <param name="NotFound">No such job of this account.</param>
+/// <param name="Leaving">The grain's silo is stopping: the reader should end its stream (its client reconnects elsewhere).</param>
 [GenerateSerializer, Immutable]
 public sealed record StreamSlice(
     [property: Id(0)] string Text,
@@ -45,7 +46,8 @@ public sealed record StreamSlice(
     [property: Id(3)] bool Restarted,
     [property: Id(4)] JobRow? Final,
     [property: Id(5)] bool Replaced,
-    [property: Id(6)] bool NotFound);
+    [property: Id(6)] bool NotFound,
+    [property: Id(7)] bool Leaving = false);
 
 /// <summary>
 /// One job after its submission (key: the job id): the client's transitions (cancel, priority change, retry, abandon),
@@ -80,7 +82,11 @@ public interface IJobGrain : IGrainWithIntegerKey
     /// at once with what there is. The first read marks the job watched.
     /// </summary>
     [ResponseTimeout("00:01:00")]
-    Task<StreamSlice> ReadStreamAsync(long accountId, int generation, int offset, bool wait = true, CancellationToken cancellationToken = default);
+    Task<StreamSlice> ReadStreamAsync(long accountId, int generation, int offset, bool wait = true);
+
+    /// <summary>Its silo is stopping: reads waiting here answer at once, saying so, and new ones do not wait.</summary>
+    [OneWay]
+    Task LetGoAsync();
 
     /// <summary>A watched job ended (told by whoever ended it).</summary>
     [OneWay]
@@ -103,7 +109,9 @@ public interface IJobGrain : IGrainWithIntegerKey
 /// backstop for a notice that was lost.
 /// </summary>
 [Reentrant, PreferLocalPlacement, CollectionAgeLimit(Minutes = 2)]
-public sealed class JobGrain(JobStore jobs, Dispatchers dispatchers, TimeProvider time, IOptions<JobLimitsOptions> limits) : Grain, IJobGrain
+public sealed class JobGrain(
+    JobStore jobs, Dispatchers dispatchers, TimeProvider time, IOptions<JobLimitsOptions> limits, Microsoft.Extensions.Hosting.IHostApplicationLifetime lifetime)
+    : Grain, IJobGrain
 {
     /// <summary>How long a read waits for text before it answers nothing (the reader asks again; SSE sends a keep-alive).</summary>
     private static readonly TimeSpan ReadWait = TimeSpan.FromSeconds(15);
@@ -136,6 +144,26 @@ public sealed class JobGrain(JobStore jobs, Dispatchers dispatchers, TimeProvide
     }
 
     private long JobId => this.GetPrimaryKeyLong();
+
+    private CancellationTokenRegistration _stopping;
+    private bool _leaving;
+
+    public override Task OnActivateAsync(CancellationToken cancellationToken)
+    {
+        // A read waits here up to ReadWait; a stopping silo would wait for it to deactivate this grain.
+        var self = this.AsReference<IJobGrain>();
+        _stopping = lifetime.ApplicationStopping.Register(() => _ = self.LetGoAsync());
+        return Task.CompletedTask;
+    }
+
+    public override async Task OnDeactivateAsync(DeactivationReason reason, CancellationToken cancellationToken) => await _stopping.DisposeAsync();
+
+    public Task LetGoAsync()
+    {
+        _leaving = true;
+        Changed();
+        return Task.CompletedTask;
+    }
 
     public async Task<Transition<JobRow>> CancelAsync(long accountId)
     {
@@ -224,7 +252,7 @@ public sealed class JobGrain(JobStore jobs, Dispatchers dispatchers, TimeProvide
         return new ChunkAnswer(ChunkOutcome.Accepted, _nextIndex);
     }
 
-    public async Task<StreamSlice> ReadStreamAsync(long accountId, int generation, int offset, bool wait = true, CancellationToken cancellationToken = default)
+    public async Task<StreamSlice> ReadStreamAsync(long accountId, int generation, int offset, bool wait = true)
     {
         if (_accountId is null || _state is StreamState.Unknown)
         {
@@ -243,17 +271,15 @@ public sealed class JobGrain(JobStore jobs, Dispatchers dispatchers, TimeProvide
             if (_state == StreamState.Ended) return FinalSlice(offset);
             if (_state == StreamState.Streaming && _text.Length > offset) return Slice(Math.Max(offset, 0), restarted: false);
             if (!wait) return new StreamSlice("", offset, _generation, false, null, false, false);
+            if (_leaving) return new StreamSlice("", offset, generation, false, null, false, false, Leaving: true);
             var changed = _changed.Task;
             var remaining = deadline - time.GetUtcNow();
-            // A reader that went away cancels its call: the activation must not stay busy with it (a stopping silo would
-            // wait for it).
-            if (cancellationToken.IsCancellationRequested) return new StreamSlice("", offset, _generation, false, null, false, false);
-            if (remaining <= TimeSpan.Zero || await Task.WhenAny(changed, Task.Delay(remaining, time, cancellationToken)) != changed)
+            if (remaining <= TimeSpan.Zero || await Task.WhenAny(changed, Task.Delay(remaining, time)) != changed)
             {
-                if (cancellationToken.IsCancellationRequested) return new StreamSlice("", offset, _generation, false, null, false, false);
                 // Nothing for a while: the row is the record, in case the notice of an end was lost.
                 if (_state != StreamState.Ended && await jobs.FindAsync(JobId) is { } row && IsTerminal(row.Status)) End(row);
-                return _state == StreamState.Ended ? FinalSlice(offset) : new StreamSlice("", offset, _generation, false, null, false, false);
+                // The reader's own generation: a restart while it waited must still reach it as one (at its next read).
+                return _state == StreamState.Ended ? FinalSlice(offset) : new StreamSlice("", offset, generation, false, null, false, false);
             }
         }
     }

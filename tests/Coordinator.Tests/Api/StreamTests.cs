@@ -295,28 +295,6 @@ public class StreamDutiesTests(ClockHostFixture fixture) : IClassFixture<ClockHo
     private Task<Coordinator.Grains.Duties.DutyReport> RunDutiesAsync() => Host.Get<Coordinator.Grains.Duties.GridDuties>().RunOnceAsync();
 
     [Fact]
-    public async Task AReaderThatGoesAway_CancelsItsWaitingRead_SoTheJobsGrainIsIdleAgain()
-    {
-        var client = await Host.NewAccountAsync();
-        var (worker, id, _) = await client.SubmitAndClaimAsync(start: true);
-        await ApiClient.ExpectAsync(await worker.PostAsync($"worker/jobs/{id}/chunks", new { index = 0, text = "a" }), HttpStatusCode.OK);
-        var stream = await EventStreamReader.OpenJobAsync(client, id);
-        await stream.ExpectAsync("chunk");
-        // The reader's next read now waits in the grain; the fake clock never ends that wait by itself.
-        await stream.DisposeAsync();
-
-        var management = Host.Grains.GetGrain<Orleans.Runtime.IManagementGrain>(0);
-        var grainId = Host.Grains.GetGrain<Coordinator.Grains.Jobs.IJobGrain>(id).GetGrainId();
-        Assert.Contains(await management.GetDetailedGrainStatistics(), a => a.GrainId == grainId);
-        await Eventually.TrueAsync(async () =>
-        {
-            // Only an idle activation can be collected: one still busy with the abandoned read stays.
-            await management.ForceActivationCollection(TimeSpan.Zero);
-            return !(await management.GetDetailedGrainStatistics()).Any(a => a.GrainId == grainId);
-        }, "the job's grain was collected");
-    }
-
-    [Fact]
     public async Task AJobThatTimesOut_EndsItsStream_AndItsWorkerHearsAtItsNextChunk()
     {
         var client = await Host.NewAccountAsync();
@@ -406,5 +384,36 @@ public sealed class CrossSiloStreamTests : IAsyncLifetime
         await ApiClient.ExpectAsync(await workerOnB.PostAsync($"worker/jobs/{id}/result", new { output = string.Concat(texts), output_tokens = 20, duration_ms = 1 }), HttpStatusCode.OK);
         Assert.Equal("completed", (await stream.ExpectAsync("job")).Json.GetProperty("status").GetString());
         Assert.Equal("completed", (await onB.ExpectAsync("job")).Json.GetProperty("status").GetString());
+    }
+}
+
+/// <summary>A node that stops ends the streams it serves, rather than holding its shutdown for them.</summary>
+public sealed class StoppingNodeStreamTests
+{
+    [Fact]
+    public async Task AStoppingNode_EndsItsStreams_SoTheirClientsCanReconnectElsewhere()
+    {
+        var host = await GridHost.StartAsync();
+        try
+        {
+            var client = await host.NewAccountAsync();
+            var (worker, id, _) = await client.SubmitAndClaimAsync(start: true);
+            await ApiClient.ExpectAsync(await worker.PostAsync($"worker/jobs/{id}/chunks", new { index = 0, text = "so far" }), HttpStatusCode.OK);
+            // A client of its own: the host's goes with it.
+            using var http = new HttpClient { BaseAddress = host.BaseAddress };
+            var (opened, response) = await EventStreamReader.OpenAsync(http, client.Key, $"jobs/{id}/stream");
+            Assert.True(opened is not null, $"no event stream: {(int)response.StatusCode}");
+            await using var stream = opened!;
+            Assert.Equal("0-6", (await stream.ExpectAsync("chunk")).Id);
+
+            // The reader's next read waits in the job's grain; the node stops meanwhile.
+            var stopping = host.DisposeAsync().AsTask();
+            Assert.Null(await stream.NextAsync(TimeSpan.FromSeconds(30)));
+            await stopping;
+        }
+        finally
+        {
+            await host.DisposeAsync();
+        }
     }
 }
