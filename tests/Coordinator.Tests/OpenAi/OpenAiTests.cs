@@ -151,6 +151,52 @@ public class OpenAiTests(HostFixture fixture) : IClassFixture<HostFixture>
     }
 
     [Fact]
+    public async Task AStreamWhoseJobFails_OrWhoseOutputDiffersFromTheTextSent_EndsWithAnErrorEvent_AndNoDone()
+    {
+        var client = await Host.NewAccountAsync();
+        var model = ApiClient.Unique() + ":8b";
+        var (worker, _) = await client.NewWorkerAsync("w", model);
+        var v1 = OpenAi.Client(Host, client.Key);
+
+        // The worker fails the job after its first chunk.
+        await using (var stream = await OpenAi.StreamAsync(v1, "chat/completions", OpenAi.Chat(model, stream: true)))
+        {
+            await stream.NextAsync(); // the role
+            var id = (await OpenAi.TakeAsync(worker, model)).GetProperty("job_id").GetInt64();
+            await OpenAi.ChunkAsync(worker, id, 0, "Partial");
+            Assert.Equal("Partial", (await stream.NextAsync())!.Json.GetProperty("choices")[0].GetProperty("delta").GetProperty("content").GetString());
+            await ApiClient.ExpectAsync(await worker.PostAsync($"worker/jobs/{id}/fail", new { error = "backend crashed", retryable = false }), HttpStatusCode.OK);
+            var error = (await stream.NextAsync())!.Json.GetProperty("error");
+            Assert.Equal(("server_error", "job_failed"), (error.GetProperty("type").GetString(), error.GetProperty("code").GetString()));
+            Assert.Contains("backend crashed", error.GetProperty("message").GetString());
+            Assert.Null(await stream.NextAsync());
+        }
+
+        // The worker's result does not begin with what it streamed.
+        await using (var stream = await OpenAi.StreamAsync(v1, "chat/completions", OpenAi.Chat(model, stream: true)))
+        {
+            await stream.NextAsync();
+            var id = (await OpenAi.TakeAsync(worker, model)).GetProperty("job_id").GetInt64();
+            await OpenAi.ChunkAsync(worker, id, 0, "Draft");
+            await stream.NextAsync();
+            await OpenAi.ResultAsync(worker, id, "Final answer");
+            var error = (await stream.NextAsync())!.Json.GetProperty("error");
+            Assert.Equal("output_mismatch", error.GetProperty("code").GetString());
+            Assert.Null(await stream.NextAsync());
+            // The job stands, with the worker's output.
+            var job = await client.GetJobAsync(id);
+            Assert.Equal(("completed", "Final answer"), (job.GetProperty("status").GetString(), job.GetProperty("output").GetString()));
+        }
+
+        // Not streamed: a failed job is a 502 with the worker's reason.
+        var answer = v1.PostAsync("chat/completions", OpenAi.Chat(model));
+        var failed = (await OpenAi.TakeAsync(worker, model)).GetProperty("job_id").GetInt64();
+        await ApiClient.ExpectAsync(await worker.PostAsync($"worker/jobs/{failed}/fail", new { error = "out of memory", retryable = false }), HttpStatusCode.OK);
+        var body = await OpenAi.ErrorAsync(await answer, HttpStatusCode.BadGateway, "server_error", "job_failed");
+        Assert.Contains("out of memory", body.GetProperty("message").GetString());
+    }
+
+    [Fact]
     public async Task TheLegacyCompletion_TakesAPrompt_AndAnswersTextCompletions_WholeOrStreamed()
     {
         var client = await Host.NewAccountAsync();
