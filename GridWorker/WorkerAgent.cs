@@ -336,8 +336,10 @@ public sealed class WorkerAgent : IDisposable
             string? failure;
             try
             {
+                // Malformed messages fail the job before any attachment is downloaded for it.
+                var messages = ChatMessage.ListFrom(job.Params);
                 var attachments = await FetchAttachmentsAsync(job, jobToken.Token);
-                var backendRequest = new BackendRequest(model, job.Prompt, GenerationParams.From(job.Params), attachments, ChatMessage.ListFrom(job.Params));
+                var backendRequest = new BackendRequest(model, job.Prompt, GenerationParams.From(job.Params), attachments, messages);
                 result = await _backend.GenerateAsync(backendRequest, chunks is null ? null : chunks.Append, jobToken.Token);
                 failure = string.IsNullOrWhiteSpace(result.Output) ? $"{_backend.DisplayName} returned an empty response for {model}" : null;
             }

@@ -1,4 +1,3 @@
-using Coordinator.Grains;
 using Coordinator.Grains.Dispatch;
 using Coordinator.Grains.Jobs;
 using Coordinator.Grains.Workers;
@@ -22,24 +21,24 @@ public sealed class QueueStandings(QueueCounts counts, WorkerStore workers, Disp
     /// costs no statement beyond its own (the availability is cached per node).
     /// </summary>
     public async Task<IReadOnlyList<string>?> WarningsAsync(JobRow job, CancellationToken cancellationToken) =>
-        job.Status != JobStatus.Pending ? null
-        : await workers.AvailabilityAsync(job.ModelMatch, job.Model, cancellationToken) == ModelAvailability.Online ? [] : [NoOnlineWorker];
+        job.Status != JobStatus.Pending ? null : WarningsFor(await workers.AvailabilityAsync(job.ModelMatch, job.Model, cancellationToken));
 
     /// <summary>The job's standing, or null when it is not pending (only a pending job has a place in the queue).</summary>
     public async Task<QueueStanding?> OfAsync(JobRow job, CancellationToken cancellationToken)
     {
         if (job.Status != JobStatus.Pending) return null;
-        // Three independent reads: the index ranges ahead of the job, the cached availability, the dispatcher's rate.
+        // Three independent reads: the index ranges ahead of the job, the cached availability, the dispatcher's rate. A held
+        // job waits for its account's quota to reset, not for the queue: no rate says when that is, so none is asked.
         var ahead = counts.JobsAheadAsync(job.ModelMatch, job.Model, job.Priority, job.Id, cancellationToken);
         var availability = workers.AvailabilityAsync(job.ModelMatch, job.Model, cancellationToken);
-        var dispatcher = DispatchKeys.Of(job.ModelMatch, job.Model is null ? null : ModelNames.FamilyOf(job.Model));
-        var rate = dispatchers.Of(dispatcher).ThroughputAsync(job.ModelMatch, job.Model);
+        var rate = job.Held ? Task.FromResult(0d) : dispatchers.Of(DispatchKeys.Of(job.ModelMatch, job.Family)).ThroughputAsync(job.ModelMatch, job.Model);
 
         var position = await ahead;
         var perSecond = await rate;
-        // A held job waits for its account's quota to reset, not for the queue: no rate says when that is.
-        long? eta = job.Held || perSecond <= 0 ? null : (long)Math.Ceiling((position + 1) / perSecond);
-        IReadOnlyList<string> warnings = await availability == ModelAvailability.Online ? [] : [NoOnlineWorker];
-        return new QueueStanding(position, eta, warnings);
+        long? eta = perSecond <= 0 ? null : (long)Math.Ceiling((position + 1) / perSecond);
+        return new QueueStanding(position, eta, WarningsFor(await availability));
     }
+
+    private static IReadOnlyList<string> WarningsFor(ModelAvailability availability) =>
+        availability == ModelAvailability.Online ? [] : [NoOnlineWorker];
 }

@@ -32,16 +32,14 @@ public static class ModelsApi
     public static async Task<Ok<List<GridModelDto>>> ListAsync(HttpContext context, WorkerStore workers, QueueCounts counts, Dispatchers dispatchers)
     {
         var models = await workers.ListModelsAsync(context.RequestAborted);
-        var names = models.Select(m => m.Name).ToList();
-        var depths = counts.DepthsAsync(names, context.RequestAborted);
+        var depths = counts.DepthsAsync(models.Select(m => m.Name).ToList(), context.RequestAborted);
         // Each family's dispatcher counts the jobs it handed out.
-        var families = names.GroupBy(ModelNames.FamilyOf, StringComparer.Ordinal).ToList();
-        var rates = await Task.WhenAll(families.Select(group => dispatchers.Of(group.Key).ModelThroughputAsync(group.ToList())));
-        var perSecond = new Dictionary<string, double>(StringComparer.Ordinal);
-        for (var i = 0; i < families.Count; i++)
+        var perFamily = await Task.WhenAll(models.GroupBy(m => m.Family, StringComparer.Ordinal).Select(async family =>
         {
-            foreach (var (name, rate) in families[i].Zip(rates[i])) perSecond[name] = rate;
-        }
+            var names = family.Select(m => m.Name).ToList();
+            return names.Zip(await dispatchers.Of(family.Key).ModelThroughputAsync(names));
+        }));
+        var perSecond = perFamily.SelectMany(rates => rates).ToDictionary(rate => rate.First, rate => rate.Second, StringComparer.Ordinal);
         var depth = await depths;
         return TypedResults.Ok(models.Select((m, i) => new GridModelDto(m.Name, m.Family, m.DisplayName, m.Description, m.WorkerCount, m.FamilyWorkerCount,
             depth[i], Math.Round(perSecond[m.Name] * 60, 2))).ToList());

@@ -92,9 +92,9 @@ public sealed class QueueCounts(NpgsqlDataSource dataSource, TimeProvider time)
     private static readonly Slice FamilySlice = new("j.status = 'pending' AND NOT j.held AND j.model_match = 'family' AND j.family = @family", "count(*)", "true");
     private static readonly Slice AnySlice = new("j.status = 'pending' AND NOT j.held AND j.model_match = 'any'", "count(*)", "true");
 
-    internal static readonly string ExactJobSql = Statement([ModelSlice]);
-    internal static readonly string FamilyJobSql = Statement([ModelExactJobsSlice, FamilySlice]);
-    internal static readonly string AnyJobSql = Statement([AnySlice]);
+    private static readonly string ExactJobSql = Statement([ModelSlice]);
+    private static readonly string FamilyJobSql = Statement([ModelExactJobsSlice, FamilySlice]);
+    private static readonly string AnyJobSql = Statement([AnySlice]);
 
     /// <summary>
     /// Dispatchable jobs that rank before a job of this match, model, priority and id for the workers that can take it

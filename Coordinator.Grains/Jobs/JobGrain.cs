@@ -173,6 +173,7 @@ public sealed class JobGrain(
             await dispatchers.RemoveAsync([QueuedJob.Of(job)]);
             End(job);
         }
+        DeactivateUnlessStreaming();
         return cancelled;
     }
 
@@ -180,6 +181,7 @@ public sealed class JobGrain(
     {
         var changed = await jobs.ChangePriorityAsync(accountId, JobId, delta);
         if (changed.Value is { Held: false } job) await dispatchers.AddAsync([QueuedJob.Of(job)]);
+        DeactivateUnlessStreaming();
         return changed;
     }
 
@@ -191,12 +193,14 @@ public sealed class JobGrain(
             if (!job.Held) await dispatchers.AddAsync([QueuedJob.Of(job)]);
             Restart();
         }
+        DeactivateUnlessStreaming();
         return retried;
     }
 
     public async Task ReleaseClaimAsync(long workerId)
     {
         if (await jobs.ReleaseClaimAsync(workerId, JobId) is { } released) await dispatchers.AddAsync([released]);
+        DeactivateUnlessStreaming();
     }
 
     public async Task<Transition<JobRow>> AbandonAsync(long accountId)
@@ -270,8 +274,8 @@ public sealed class JobGrain(
             if (generation != _generation) return Slice(0, restarted: true);
             if (_state == StreamState.Ended) return FinalSlice(offset);
             if (_state == StreamState.Streaming && _text.Length > offset) return Slice(Math.Max(offset, 0), restarted: false);
-            if (!wait) return new StreamSlice("", offset, _generation, false, null, false, false);
-            if (_leaving) return new StreamSlice("", offset, generation, false, null, false, false, Leaving: true);
+            if (!wait) return Nothing(offset, generation);
+            if (_leaving) return Nothing(offset, generation, leaving: true);
             var changed = _changed.Task;
             var remaining = deadline - time.GetUtcNow();
             if (remaining <= TimeSpan.Zero || await Task.WhenAny(changed, Task.Delay(remaining, time)) != changed)
@@ -279,7 +283,7 @@ public sealed class JobGrain(
                 // Nothing for a while: the row is the record, in case the notice of an end was lost.
                 if (_state != StreamState.Ended && await jobs.FindAsync(JobId) is { } row && IsTerminal(row.Status)) End(row);
                 // The reader's own generation: a restart while it waited must still reach it as one (at its next read).
-                return _state == StreamState.Ended ? FinalSlice(offset) : new StreamSlice("", offset, generation, false, null, false, false);
+                return _state == StreamState.Ended ? FinalSlice(offset) : Nothing(offset, generation);
             }
         }
     }
@@ -296,6 +300,15 @@ public sealed class JobGrain(
         // The next attempt's chunks belong to the generation just begun.
         _attempt = attempt + 1;
         return Task.CompletedTask;
+    }
+
+    /// <summary>
+    /// A client transition leaves nothing here worth keeping unless the job is being streamed: the grain goes once idle (a
+    /// reader waiting here keeps it until it has its answer), so a job at rest costs no memory.
+    /// </summary>
+    private void DeactivateUnlessStreaming()
+    {
+        if (_state is not (StreamState.Streaming or StreamState.Incomplete)) DeactivateOnIdle();
     }
 
     private static bool IsTerminal(string status) => status is JobStatus.Completed or JobStatus.Failed or JobStatus.Cancelled;
@@ -358,4 +371,8 @@ public sealed class JobGrain(
     }
 
     private StreamSlice NotFound() => new("", 0, _generation, false, null, false, NotFound: true);
+
+    /// <summary>No text yet for a reader at <paramref name="offset"/> of its <paramref name="generation"/>.</summary>
+    private static StreamSlice Nothing(int offset, int generation, bool leaving = false) =>
+        new("", offset, generation, false, null, false, false, leaving);
 }

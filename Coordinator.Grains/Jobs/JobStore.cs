@@ -344,8 +344,19 @@ public sealed partial class JobStore(NpgsqlDataSource dataSource, TimeProvider t
     public async Task<JobRow?> WatchAsync(long accountId, long jobId)
     {
         await using var connection = await dataSource.OpenConnectionAsync();
-        return await connection.QuerySingleOrDefaultAsync<JobRow>(
-            $"UPDATE jobs SET watched = true WHERE id = @jobId AND account_id = @accountId RETURNING {ClientColumns}", new { jobId, accountId });
+        // A job already watched (submitted so by /v1, or read before) is only read: no row version, no write to wait for.
+        // Both branches go by what the statement's snapshot saw, so a reader racing another's first read still gets the row.
+        return await connection.QuerySingleOrDefaultAsync<JobRow>($"""
+            WITH found AS (
+                SELECT watched FROM jobs WHERE id = @jobId AND account_id = @accountId
+            ), marked AS (
+                UPDATE jobs SET watched = true WHERE id = @jobId AND account_id = @accountId AND NOT (SELECT watched FROM found)
+                RETURNING {ClientColumns}
+            )
+            SELECT * FROM marked
+            UNION ALL
+            SELECT {ClientColumns} FROM jobs WHERE id = @jobId AND account_id = @accountId AND (SELECT watched FROM found)
+            """, new { jobId, accountId });
     }
 
     /// <summary>

@@ -82,6 +82,13 @@ public sealed record BackendRequest(string Model, string Prompt, GenerationParam
         return messages;
     }
 
+    /// <summary>
+    /// <see cref="Conversation"/> as both backends' chat APIs take it: <c>{"role", "content"}</c> objects, open to the
+    /// fields a backend adds (Ollama's <c>images</c>, OpenAI's content parts).
+    /// </summary>
+    public List<Dictionary<string, object>> ChatMessages() =>
+        Conversation().Select(m => new Dictionary<string, object> { ["role"] = m.Role, ["content"] = m.Content }).ToList();
+
     /// <summary>The index in <see cref="Conversation"/> of the message that carries the attachments: the last user message.</summary>
     public int AttachmentsAt
     {

@@ -43,7 +43,7 @@ public sealed class OllamaBackend(HttpClient http, Uri baseUrl) : InferenceBacke
         if (job.Params.Stop is { Count: > 0 } stop) options["stop"] = stop;
         if (job.Params.Seed is { } seed) options["seed"] = seed;
         var images = job.Images.Select(i => Convert.ToBase64String(i.Content)).ToList();
-        var messages = job.Conversation().Select(m => new Dictionary<string, object> { ["role"] = m.Role, ["content"] = m.Content }).ToList();
+        var messages = job.ChatMessages();
         if (images.Count > 0) messages[job.AttachmentsAt]["images"] = images;
         var payload = new Dictionary<string, object> { ["model"] = job.Model, ["messages"] = messages, ["stream"] = true };
         if (options.Count > 0) payload["options"] = options;

@@ -36,7 +36,7 @@ public sealed class OpenAiBackend(HttpClient http, Uri baseUrl, string? apiKey) 
 
     public override async Task<BackendResult> GenerateAsync(BackendRequest job, Action<string>? onText, CancellationToken cancellationToken)
     {
-        var messages = job.Conversation().Select(m => new Dictionary<string, object> { ["role"] = m.Role, ["content"] = m.Content }).ToList();
+        var messages = job.ChatMessages();
         var images = job.Images.ToList();
         if (images.Count > 0)
         {

@@ -300,16 +300,7 @@ public sealed class FakeOpenAi(params string[] models) : FakeBackend(models)
                 usage = nullUsage,
             }) + "\n\n");
             await ChunkAsync(new { role = "assistant", content = "" }, null);
-            await WritePiecesAsync(context, reply, piece => "data: " + Serialize(new
-            {
-                id,
-                @object = "chat.completion.chunk",
-                created = 1_715_000_000,
-                model,
-                system_fingerprint = "fp_fake",
-                choices = new[] { new { index = 0, delta = new { content = piece }, logprobs = (object?)null, finish_reason = (string?)null } },
-                usage = nullUsage,
-            }) + "\n\n");
+            foreach (var piece in reply.Pieces) await ChunkAsync(new { content = piece }, null);
             if (reply.StreamError is { } error)
             {
                 await WriteLineAsync(context, "data: " + Serialize(new { error = new { message = error, type = "server_error" } }) + "\n\n");

@@ -14,7 +14,7 @@ public sealed record FakeChunk(long JobId, int Index, string Text);
 /// files it serves (with or without a key), polls answered at once, and chunk answers on demand. It hands out the queued
 /// assignments, records results, failures and chunks, and serves blob files. Chunks are answered as the real node does
 /// (<c>Coordinator.Api/Workers/WorkersApi.cs</c>, <c>JobGrain.AppendChunkAsync</c>): in order from 0, a duplicate
-/// ignored, one out of order refused with 422 <c>invalid_state</c>; <see cref="AnswerChunk"/> can answer otherwise.
+/// ignored, one out of order refused with 422 <c>invalid_request</c>; <see cref="AnswerChunk"/> can answer otherwise.
 /// </summary>
 public sealed class FakeCoordinator : FakeServer
 {
@@ -124,7 +124,7 @@ public sealed class FakeCoordinator : FakeServer
                 if (chunk.Index < stream.NextIndex) return Results.Json(new { status = "duplicate", next_index = stream.NextIndex });
                 if (chunk.Index > stream.NextIndex)
                 {
-                    return Results.Json(new { error = "invalid_state", message = $"chunk {chunk.Index} came before chunk {stream.NextIndex}: send the chunks in order" }, statusCode: 422);
+                    return Results.Json(new { error = "invalid_request", message = $"chunk {chunk.Index} came before chunk {stream.NextIndex}: send the chunks in order" }, statusCode: 422);
                 }
                 _streams[id] = (stream.NextIndex + 1, stream.Text + chunk.Text);
                 return Results.Json(new { status = "accepted", next_index = stream.NextIndex + 1 });
