@@ -127,9 +127,17 @@ public sealed class OpenAiCompletions(
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
         {
             await AbandonAsync(run);
+            return TypedResults.Empty;
         }
-        return TypedResults.Empty;
+        // The stream ended without the job: the client went away, or this node stops. The job is given up either way, and
+        // a client still there sends the request again.
+        await AbandonAsync(run);
+        if (cancellationToken.IsCancellationRequested) return TypedResults.Empty;
+        return OpenAiErrors.Error(context, StatusCodes.Status503ServiceUnavailable, NodeStopping.Message, NodeStopping.Type, code: NodeStopping.Code, retry: true);
     }
+
+    /// <summary>A request cut short because its node stops: it may be sent again, to any node.</summary>
+    private static readonly OpenAiError NodeStopping = new("this node is stopping; send the request again", "server_error", null, "node_stopping");
 
     private IResult Answer(HttpContext context, Run run, JobRow job)
     {
@@ -208,7 +216,11 @@ public sealed class OpenAiCompletions(
         {
             // The client went away.
             await AbandonAsync(run);
+            return TypedResults.Empty;
         }
+        // The stream ended without the job: the client went away, or this node stops.
+        if (!cancellationToken.IsCancellationRequested) await ErrorEventAsync(sse, NodeStopping, cancellationToken);
+        await AbandonAsync(run);
         return TypedResults.Empty;
     }
 

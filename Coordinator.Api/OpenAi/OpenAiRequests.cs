@@ -52,7 +52,16 @@ public static class OpenAiRequests
         if (fields.Root.TryGetProperty("prompt", out var value) && value.ValueKind == JsonValueKind.Array)
         {
             // OpenAI also takes a batch of prompts, or token ids: one prompt is one job, so only a batch of one string.
-            if (value.GetArrayLength() == 1 && value[0].ValueKind == JsonValueKind.String) prompt = value[0].GetString();
+            if (value.GetArrayLength() == 1 && value[0].ValueKind == JsonValueKind.String)
+            {
+                // The same bounds as a prompt sent as a string.
+                prompt = value[0].GetString();
+                if (string.IsNullOrEmpty(prompt) || System.Text.Encoding.UTF8.GetByteCount(prompt) > limits.MaxPromptBytes)
+                {
+                    fields.Errors.Add($"prompt must be 1 to {limits.MaxPromptBytes} bytes of UTF-8");
+                    prompt = null;
+                }
+            }
             else fields.Errors.Add("prompt must be a string (a batch of prompts, or token ids, is not supported: send one request per prompt)");
         }
         else

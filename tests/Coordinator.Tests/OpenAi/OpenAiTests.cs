@@ -311,6 +311,11 @@ public class OpenAiTests(HostFixture fixture) : IClassFixture<HostFixture>
         // Over the prompt limit (1 MiB): 400; over the server's body limit (8 MiB): 413, still in OpenAI's shape.
         var tooLong = await OpenAi.ErrorAsync(await v1.PostAsync("chat/completions", OpenAi.Chat(model, new string('x', 2 * 1024 * 1024))), HttpStatusCode.BadRequest, "invalid_request_error");
         Assert.Equal("messages", tooLong.GetProperty("param").GetString());
+        // A legacy prompt sent as a batch of one has the bounds of a prompt sent as a string.
+        foreach (var prompt in new[] { "", new string('x', 2 * 1024 * 1024) })
+        {
+            await OpenAi.ErrorAsync(await v1.PostAsync("completions", new { model, prompt = new[] { prompt } }), HttpStatusCode.BadRequest, "invalid_request_error");
+        }
         using var hugeRequest = new HttpRequestMessage(HttpMethod.Post, "chat/completions")
         {
             Content = new StringContent(JsonSerializer.Serialize(OpenAi.Chat(model, new string('x', 9 * 1024 * 1024))), Encoding.UTF8, "application/json"),
@@ -505,5 +510,40 @@ public class OpenAiTimeoutTests(ClockHostFixture fixture) : IClassFixture<ClockH
         Assert.Equal("stream_restarted", error.GetProperty("code").GetString());
         Assert.Null(await stream.NextAsync());
         Assert.Equal("cancelled", (await client.GetJobAsync(id)).GetProperty("status").GetString());
+    }
+}
+
+/// <summary>A node that stops while a /v1 request waits answers it, rather than leaving an empty 200.</summary>
+public sealed class OpenAiStoppingNodeTests
+{
+    [Fact]
+    public async Task ARequestWaitingOnAStoppingNode_Gets503ToSendAgain_AndItsJobIsGivenUp()
+    {
+        var host = await GridHost.StartAsync();
+        try
+        {
+            var client = await host.NewAccountAsync();
+            var model = ApiClient.Unique() + ":8b";
+            var (worker, _) = await client.NewWorkerAsync("w", model);
+            // A client of its own: the host's goes with it.
+            using var http = new HttpClient { BaseAddress = new Uri(host.BaseAddress, "/v1/") };
+            var answer = http.SendAsync(new HttpRequestMessage(HttpMethod.Post, "chat/completions")
+            {
+                Content = new StringContent(JsonSerializer.Serialize(OpenAi.Chat(model)), Encoding.UTF8, "application/json"),
+                Headers = { Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", client.Key) },
+            });
+            var id = (await OpenAi.TakeAsync(worker, model)).GetProperty("job_id").GetInt64();
+            await using var connection = await host.OpenConnectionAsync();
+
+            await host.DisposeAsync();
+            var response = await answer;
+            await OpenAi.ErrorAsync(response, HttpStatusCode.ServiceUnavailable, "server_error", "node_stopping");
+            Assert.Equal("true", response.Headers.GetValues("x-should-retry").Single());
+            Assert.Equal("cancelled", await Dapper.SqlMapper.QuerySingleAsync<string>(connection, "SELECT status FROM jobs WHERE id = @id", new { id }));
+        }
+        finally
+        {
+            await host.DisposeAsync();
+        }
     }
 }
