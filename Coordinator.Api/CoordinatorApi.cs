@@ -1,6 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Serialization.Metadata;
 using Coordinator.Api.Accounts;
+using Coordinator.Api.Aitbc;
 using Coordinator.Api.Billing;
 using Coordinator.Api.Blobs;
 using Coordinator.Api.Dashboard;
@@ -33,6 +34,7 @@ public static class CoordinatorApi
         services.AddSingleton<Coordinator.Grains.Webhooks.IJobRenderer, JobJsonRenderer>();
         services.AddSingleton<Workers.PollsWaiting>();
         services.AddTransient<OpenAiCompletions>();
+        services.AddOptions<AitbcOptions>().BindConfiguration(AitbcOptions.Section);
         services.AddExceptionHandler<ErrorHandling>();
         services.AddProblemDetails();
         services.AddOpenApi("v1");
@@ -48,7 +50,11 @@ public static class CoordinatorApi
         {
             // Unknown routes and wrong methods answer in the spec's error shape too.
             var response = context.HttpContext.Response;
-            if (response.ContentLength is null && response.ContentType is null && OpenAiFrontDoor.Serves(context.HttpContext))
+            if (response.ContentLength is null && response.ContentType is null && AitbcFrontDoor.Serves(context.HttpContext))
+            {
+                await response.WriteAsJsonAsync(AitbcFrontDoor.StatusPage(response.StatusCode));
+            }
+            else if (response.ContentLength is null && response.ContentType is null && OpenAiFrontDoor.Serves(context.HttpContext))
             {
                 await response.WriteAsJsonAsync(OpenAiFrontDoor.StatusPage(response.StatusCode));
             }
@@ -64,6 +70,9 @@ public static class CoordinatorApi
             }
         });
 
+        app.UseRouting();
+        app.UseAitbcPort();
+
         var api = app.MapGroup("/api/v1");
         api.MapHealth();
         api.MapAccounts();
@@ -75,6 +84,7 @@ public static class CoordinatorApi
         api.MapWebhooks();
         api.MapBlobs();
         app.MapOpenAi();
+        app.MapAitbc();
         app.MapOpenApi("/api/v1/openapi/{documentName}.json");
         app.UseSwaggerUI(ui =>
         {

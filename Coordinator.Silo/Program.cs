@@ -1,4 +1,5 @@
 using Coordinator.Api;
+using Coordinator.Api.Aitbc;
 using Coordinator.Grains;
 using Coordinator.Silo;
 using Coordinator.Silo.Operator;
@@ -15,11 +16,13 @@ if (string.IsNullOrWhiteSpace(connectionString))
     return 2;
 }
 
-// The spec's local server is http://localhost:3000/api/v1; PORT moves it.
-if (string.IsNullOrEmpty(builder.Configuration["urls"]) && string.IsNullOrEmpty(builder.Configuration["ASPNETCORE_URLS"]))
-{
-    builder.WebHost.UseUrls($"http://0.0.0.0:{builder.Configuration["PORT"] ?? "3000"}");
-}
+// The spec's local server is http://localhost:3000/api/v1; PORT moves it. The AITBC API has a port of its own
+// (Aitbc:Port, default 8001, its spec's local server; 0 turns it off), added to whatever the main address is.
+var urls = builder.Configuration["urls"] ?? builder.Configuration["ASPNETCORE_URLS"];
+if (string.IsNullOrEmpty(urls)) urls = $"http://0.0.0.0:{builder.Configuration["PORT"] ?? "3000"}";
+var aitbcPort = builder.Configuration.GetValue<int?>($"{AitbcOptions.Section}:{nameof(AitbcOptions.Port)}") ?? new AitbcOptions().Port;
+if (aitbcPort > 0) urls += $";http://0.0.0.0:{aitbcPort}";
+builder.WebHost.UseUrls(urls.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
 builder.WebHost.ConfigureKestrel(kestrel =>
     kestrel.Limits.MaxRequestBodySize = builder.Configuration.GetValue<long?>("Http:MaxRequestBodyBytes") ?? 8 * 1024 * 1024);
 

@@ -31,6 +31,11 @@ public sealed partial class ErrorHandling(ILogger<ErrorHandling> logger) : IExce
         if (context.Response.HasStarted) return true;
         context.Response.StatusCode = status;
         if (status == StatusCodes.Status503ServiceUnavailable) context.Response.Headers.RetryAfter = "2";
+        if (Aitbc.AitbcFrontDoor.Serves(context))
+        {
+            await context.Response.WriteAsJsonAsync(Aitbc.AitbcFrontDoor.ErrorOf(status, body), cancellationToken);
+            return true;
+        }
         if (OpenAi.OpenAiFrontDoor.Serves(context))
         {
             await context.Response.WriteAsJsonAsync(OpenAi.OpenAiFrontDoor.ErrorOf(status, body), cancellationToken);

@@ -48,6 +48,7 @@ public sealed class NodeProcess : IAsyncDisposable
         start.Environment["DOTNET_gcServer"] = "0";
         // Each node is a silo of the bench database's cluster, on a port of its own, with no gateway.
         start.Environment["Cluster__SiloPort"] = FreePort().ToString(System.Globalization.CultureInfo.InvariantCulture);
+        start.Environment["Aitbc__Port"] = FreePort().ToString(System.Globalization.CultureInfo.InvariantCulture);
         start.Environment["Cluster__GatewayPort"] = "0";
         foreach (var (key, value) in settings ?? new Dictionary<string, string>()) start.Environment[key] = value;
 

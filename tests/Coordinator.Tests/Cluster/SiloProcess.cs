@@ -49,6 +49,7 @@ public sealed class SiloProcess : IAsyncDisposable
         start.ArgumentList.Add($"http://127.0.0.1:{port}");
         start.Environment["ConnectionStrings__Postgres"] = connectionString;
         start.Environment["Cluster__SiloPort"] = FreePort().ToString(CultureInfo.InvariantCulture);
+        start.Environment["Aitbc__Port"] = FreePort().ToString(CultureInfo.InvariantCulture);
         start.Environment["Cluster__GatewayPort"] = "0";
         start.Environment["Cluster__ProbeTimeout"] = "00:00:01";
         start.Environment["Cluster__MissedProbesLimit"] = "2";

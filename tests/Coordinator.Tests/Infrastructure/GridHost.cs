@@ -13,11 +13,15 @@ public sealed class GridHost : IAsyncDisposable
 {
     private readonly Factory _factory;
 
-    private GridHost(Factory factory, HttpClient http)
+    private GridHost(Factory factory, HttpClient http, HttpClient aitbc)
     {
         _factory = factory;
         Http = http;
+        Aitbc = aitbc;
     }
+
+    /// <summary>A client of this node's AITBC port, whose base address is <c>http://127.0.0.1:aitbc-port/</c> (the spec's paths are relative to it).</summary>
+    public HttpClient Aitbc { get; }
 
     public string ConnectionString => _factory.ConnectionString;
 
@@ -103,18 +107,33 @@ public sealed class GridHost : IAsyncDisposable
     public static async Task<GridHost> StartAsync(string? connectionString = null, TimeProvider? time = null, IDictionary<string, string?>? settings = null)
     {
         connectionString ??= await TestDatabase.CreateAsync();
+        var aitbcPort = settings is not null && settings.TryGetValue("Aitbc:Port", out var configured) && configured is not null
+            ? int.Parse(configured, System.Globalization.CultureInfo.InvariantCulture)
+            : FreeTcpPort();
+        settings = new Dictionary<string, string?>(settings ?? new Dictionary<string, string?>()) { ["Aitbc:Port"] = aitbcPort.ToString(System.Globalization.CultureInfo.InvariantCulture) };
         var factory = new Factory(connectionString, time, settings);
-        factory.UseKestrel(0);
+        // The main port first (the factory's client uses the first address), then the AITBC API's own.
+        factory.UseKestrel(kestrel =>
+        {
+            kestrel.Listen(System.Net.IPAddress.Loopback, 0);
+            kestrel.Listen(System.Net.IPAddress.Loopback, aitbcPort);
+        });
         factory.StartServer();
         var http = factory.CreateClient();
-        http.BaseAddress = new Uri(http.BaseAddress!, "/api/v1/");
+        // The factory's client takes one of the server's addresses: make it the main port's, not the AITBC port's.
+        var addresses = factory.Services.GetRequiredService<Microsoft.AspNetCore.Hosting.Server.IServer>()
+            .Features.Get<Microsoft.AspNetCore.Hosting.Server.Features.IServerAddressesFeature>()!.Addresses;
+        var main = addresses.Select(a => new Uri(a)).First(a => a.Port != aitbcPort);
+        http.BaseAddress = new Uri(main, "/api/v1/");
         http.Timeout = TimeSpan.FromSeconds(100);
-        return await Task.FromResult(new GridHost(factory, http));
+        var aitbc = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{aitbcPort}/"), Timeout = TimeSpan.FromSeconds(100) };
+        return await Task.FromResult(new GridHost(factory, http, aitbc));
     }
 
     public async ValueTask DisposeAsync()
     {
         Http.Dispose();
+        Aitbc.Dispose();
         await _factory.DisposeAsync();
     }
 

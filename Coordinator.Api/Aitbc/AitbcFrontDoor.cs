@@ -1,0 +1,95 @@
+using System.Text.Json.Serialization;
+using Coordinator.Api.Infrastructure;
+using Coordinator.Grains.Accounts;
+using Microsoft.Extensions.Options;
+
+namespace Coordinator.Api.Aitbc;
+
+/// <summary>Where the AITBC API listens, bound from the <c>Aitbc</c> configuration section.</summary>
+public sealed class AitbcOptions
+{
+    public const string Section = "Aitbc";
+
+    /// <summary>The port the AITBC API is served on, with exactly the spec's paths (<c>/health</c>, <c>/v1/jobs</c>, …). Default: 8001, the spec's local server; 0 turns it off.</summary>
+    public int Port { get; set; } = 8001;
+
+    /// <summary>What <c>/health</c> answers as <c>version</c>.</summary>
+    public string Version { get; set; } = "1.0.0";
+}
+
+/// <summary>The AITBC spec's error body: <c>{"detail": "…", "error_code": "…"}</c>.</summary>
+public sealed record AitbcError(string Detail, [property: JsonPropertyName("error_code")] string ErrorCode);
+
+/// <summary>
+/// The AITBC front door: a second port onto the same grid, serving the AITBC Coordinator API's paths as they are
+/// (<c>../shared/specs/aitbc-api.openapi.yaml</c>). A request reaching that port is served only by the AITBC endpoints,
+/// and the Grid API's endpoints are not reachable there (nor the AITBC ones on the main port): the two front doors have
+/// overlapping paths (<c>/v1/…</c>).
+/// </summary>
+public static class AitbcFrontDoor
+{
+    /// <summary>The header AITBC clients send their API key in.</summary>
+    public const string ApiKeyHeader = "X-Api-Key";
+
+    private const string CallerItem = "coordinator.aitbc.caller";
+
+    /// <summary>Whether this request arrived on the AITBC port.</summary>
+    public static bool Serves(HttpContext context)
+    {
+        var port = context.RequestServices.GetRequiredService<IOptions<AitbcOptions>>().Value.Port;
+        return port > 0 && context.Connection.LocalPort == port;
+    }
+
+    public static IResult Error(int status, string errorCode, string detail) =>
+        TypedResults.Json(new AitbcError(detail, errorCode), statusCode: status);
+
+    public static IResult BadRequest(string detail) => Error(StatusCodes.Status400BadRequest, "invalid_request", detail);
+
+    public static IResult NotFound(string detail) => Error(StatusCodes.Status404NotFound, "not_found", detail);
+
+    public static IResult Conflict(string errorCode, string detail) => Error(StatusCodes.Status409Conflict, errorCode, detail);
+
+    /// <summary>The AITBC error body for a status the framework produced (unknown route, wrong method) or an exception mapped by <see cref="ErrorHandling"/>.</summary>
+    public static AitbcError ErrorOf(int status, ApiError error) => new(error.Message ?? StatusPageText(status), error.Error);
+
+    public static AitbcError StatusPage(int status) => status switch
+    {
+        404 => new AitbcError("no such endpoint", "not_found"),
+        405 => new AitbcError("this endpoint does not accept that method", "method_not_allowed"),
+        _ => new AitbcError(StatusPageText(status), "error"),
+    };
+
+    private static string StatusPageText(int status) => $"the request failed with status {status}";
+
+    /// <summary>The caller of an endpoint behind <see cref="RequireAitbcKey"/>.</summary>
+    public static Caller GetAitbcCaller(this HttpContext context) => (Caller)context.Items[CallerItem]!;
+
+    /// <summary>
+    /// <c>X-Api-Key</c> with one of the grid's API keys (the same accounts and hashing as the Grid API's bearer keys).
+    /// Without a valid key, or with a disabled account's, the answer is 401 in the AITBC error shape.
+    /// </summary>
+    public static TBuilder RequireAitbcKey<TBuilder>(this TBuilder builder) where TBuilder : IEndpointConventionBuilder =>
+        builder.AddEndpointFilter(async (invocation, next) =>
+        {
+            var context = invocation.HttpContext;
+            var key = context.Request.Headers[ApiKeyHeader].ToString().Trim();
+            if (key.Length == 0) return Error(StatusCodes.Status401Unauthorized, "unauthorized", $"send your API key in the {ApiKeyHeader} header");
+            var caller = await AuthenticateAsync(context, key, needWorker: false);
+            if (caller is null) return Error(StatusCodes.Status401Unauthorized, "unauthorized", "this API key is not valid or has been revoked");
+            if (caller.AccountDisabled) return Error(StatusCodes.Status401Unauthorized, "account_disabled", "this account is disabled");
+            context.Items[CallerItem] = caller;
+            return await next(invocation);
+        });
+
+    /// <summary>The key's caller, read again when <paramref name="needWorker"/> and the cached one is not bound to a worker (it may have been bound on another node moments ago).</summary>
+    public static async Task<Caller?> AuthenticateAsync(HttpContext context, string key, bool needWorker)
+    {
+        var accounts = context.RequestServices.GetRequiredService<AccountStore>();
+        var caller = await accounts.AuthenticateAsync(key, refresh: false, context.RequestAborted);
+        if (needWorker && caller is { WorkerId: null }) caller = await accounts.AuthenticateAsync(key, refresh: true, context.RequestAborted);
+        return caller;
+    }
+
+    /// <summary>The bearer key this request sent in <c>X-Api-Key</c>.</summary>
+    public static string GetAitbcKey(this HttpContext context) => context.Request.Headers[ApiKeyHeader].ToString().Trim();
+}
