@@ -19,3 +19,10 @@ public interface IReceiptSigner
 
 /// <summary>A signed receipt: its JSON text, exactly as stored and served, and the key id that signed it.</summary>
 public sealed record SignedReceipt(string Json, string KeyId);
+
+/// <summary>Checks a receipt's signature against the coordinator's keys, the retired ones included.</summary>
+public interface IReceiptVerifier
+{
+    /// <summary>Null when <paramref name="receiptJson"/> carries a valid signature by one of the coordinator's keys; otherwise why not.</summary>
+    ValueTask<string?> VerifyAsync(string receiptJson, CancellationToken cancellationToken = default);
+}
