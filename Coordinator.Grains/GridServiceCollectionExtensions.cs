@@ -39,6 +39,7 @@ public static class GridServiceCollectionExtensions
         services.AddSingleton<AccountStore>();
         services.AddSingleton<JobStore>();
         services.AddSingleton<WorkerStore>();
+        services.AddSingleton<Aitbc.AitbcStore>();
         services.AddSingleton<QueueCounts>();
         services.AddSingleton<Quotas>();
         services.AddSingleton<QuotaCounting>();

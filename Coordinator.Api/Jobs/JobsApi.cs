@@ -226,7 +226,7 @@ public static class JobsApi
         return null;
     }
 
-    private static int ParseInt(string name, string? value, int fallback, int min, int max, List<string> errors)
+    internal static int ParseInt(string name, string? value, int fallback, int min, int max, List<string> errors)
     {
         if (value is null) return fallback;
         if (int.TryParse(value, NumberStyles.Integer, CultureInfo.InvariantCulture, out var number) && number >= min && number <= max) return number;

@@ -126,6 +126,29 @@ public sealed partial class DispatcherGrain(
         return DispatchQueue.Best(sets);
     }
 
+    public async Task<ClaimedJob?> ClaimJobAsync(long workerId, QueuedJob job)
+    {
+        if (_queue.IsClaiming(job.Id)) return null; // a poll's claim of it is in flight, and decides
+        _queue.Take(job);
+        ClaimedJob? claimed;
+        try
+        {
+            claimed = await jobs.ClaimAsync(job.Id, workerId);
+        }
+        catch
+        {
+            // The database failed, not the row: the job stays queued.
+            _queue.Settled(job.Id);
+            _queue.Add(job);
+            throw;
+        }
+        _queue.Settled(job.Id);
+        if (claimed is null) return null;
+        await quotas.CountRequestAsync(claimed.AccountId);
+        CountDispatched(claimed);
+        return claimed;
+    }
+
     public Task CancelWaitAsync(Guid pollId)
     {
         if (_polls.TryGetValue(pollId, out var poll))
@@ -281,12 +304,14 @@ public sealed partial class DispatcherGrain(
     private bool Finish(Poll poll, ClaimedJob? job)
     {
         var answered = poll.Answer(job);
-        if (answered && job is not null)
-        {
-            metrics.Dispatched.Add(1);
-            _throughput.Count(job.ModelMatch, job.Model, time.GetUtcNow());
-        }
+        if (answered && job is not null) CountDispatched(job);
         return answered;
+    }
+
+    private void CountDispatched(ClaimedJob job)
+    {
+        metrics.Dispatched.Add(1);
+        _throughput.Count(job.ModelMatch, job.Model, time.GetUtcNow());
     }
 
     /// <summary>Reads a set from its dispatch index; concurrent callers share one read.</summary>

@@ -53,6 +53,12 @@ public interface IDispatcherGrain : IGrainWithStringKey
     /// <summary>The best job this poll could take here now, without taking it (for a worker comparing its families).</summary>
     Task<QueuedJob?> PeekAsync(Capabilities capabilities);
 
+    /// <summary>
+    /// Claims this job for a worker that asked for it by id (an AITBC miner's claim), if it is still pending and not
+    /// held: null when it was not. The claim counts a request against the job's account, as a poll's does.
+    /// </summary>
+    Task<ClaimedJob?> ClaimJobAsync(long workerId, QueuedJob job);
+
     /// <summary>Ends a poll: its <see cref="WaitAsync"/> answers null, or the job it was just given.</summary>
     Task CancelWaitAsync(Guid pollId);
 

@@ -73,6 +73,9 @@ public interface IJobGrain : IGrainWithIntegerKey
     /// <summary>Its client went away: the job is cancelled unless it has ended (a running job's worker hears at its next chunk or result).</summary>
     Task<Transition<JobRow>> AbandonAsync(long accountId);
 
+    /// <summary>Its client cancels it, running or not (AITBC's cancel): as <see cref="AbandonAsync"/>, with the client's reason.</summary>
+    Task<Transition<JobRow>> CancelUnfinishedAsync(long accountId);
+
     /// <summary>The <paramref name="index"/>-th chunk of the output, from the worker that holds the job running.</summary>
     Task<ChunkAnswer> AppendChunkAsync(long workerId, int index, string text);
 
@@ -203,9 +206,13 @@ public sealed class JobGrain(
         DeactivateUnlessStreaming();
     }
 
-    public async Task<Transition<JobRow>> AbandonAsync(long accountId)
+    public Task<Transition<JobRow>> AbandonAsync(long accountId) => EndUnfinishedAsync(accountId, "cancelled: the client went away");
+
+    public Task<Transition<JobRow>> CancelUnfinishedAsync(long accountId) => EndUnfinishedAsync(accountId, "cancelled by the client");
+
+    private async Task<Transition<JobRow>> EndUnfinishedAsync(long accountId, string reason)
     {
-        var abandoned = await jobs.AbandonAsync(accountId, JobId);
+        var abandoned = await jobs.AbandonAsync(accountId, JobId, reason);
         if (abandoned.Value is { } job)
         {
             await dispatchers.RemoveAsync([QueuedJob.Of(job)]);

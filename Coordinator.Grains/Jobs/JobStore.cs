@@ -261,6 +261,35 @@ public sealed partial class JobStore(NpgsqlDataSource dataSource, TimeProvider t
     public Task<ClaimedJob?> ClaimAsync(long jobId, long workerId) => Claims.RunAsync((jobId, workerId));
 
     /// <summary>
+    /// A job as a claim by id sees it: the job as its dispatcher queues it when it is pending and not held (else null),
+    /// its status (null when there is no such job) and the worker that holds it.
+    /// </summary>
+    public async Task<(QueuedJob? Job, string? Status, long? WorkerId)> DispatchStateAsync(long jobId)
+    {
+        await using var connection = await dataSource.OpenConnectionAsync();
+        var row = await connection.QuerySingleOrDefaultAsync<DispatchStateRow>(
+            $"SELECT {QueuedColumns}, status, held, worker_id AS workerid FROM jobs WHERE id = @jobId", new { jobId });
+        if (row is null) return (null, null, null);
+        var job = row.Status == JobStatus.Pending && !row.Held
+            ? new QueuedJob(row.Id, row.Model, row.Family, row.ModelMatch, row.Priority, row.AccountId)
+            : null;
+        return (job, row.Status, row.WorkerId);
+    }
+
+    private sealed class DispatchStateRow
+    {
+        public long Id { get; init; }
+        public string? Model { get; init; }
+        public string? Family { get; init; }
+        public string ModelMatch { get; init; } = "";
+        public int Priority { get; init; }
+        public long AccountId { get; init; }
+        public string Status { get; init; } = "";
+        public bool Held { get; init; }
+        public long? WorkerId { get; init; }
+    }
+
+    /// <summary>
     /// Gives back a claim whose poll was abandoned (the worker disconnected or took another job): the job is pending
     /// again and not counted as an attempt. Answers it as its dispatcher queues it, or null if this worker did not hold it.
     /// </summary>
@@ -395,13 +424,13 @@ public sealed partial class JobStore(NpgsqlDataSource dataSource, TimeProvider t
     }
 
     /// <summary>
-    /// Its client went away: a job not yet finished is cancelled (a pending one never runs; the worker of a running one hears
+    /// Its client went away, or cancels it whatever its state (AITBC's cancel): a job not yet finished is cancelled (a pending one never runs; the worker of a running one hears
     /// at its next chunk or result).
     /// </summary>
-    public Task<Transition<JobRow>> AbandonAsync(long accountId, long jobId) =>
+    public Task<Transition<JobRow>> AbandonAsync(long accountId, long jobId, string reason) =>
         ClientTransitionAsync(accountId, jobId, [JobStatus.Pending, JobStatus.Claimed, JobStatus.Running], """
-            status = 'cancelled', error = 'cancelled: the client went away', completed_at = @now
-            """, null, CancellationToken.None);
+            status = 'cancelled', error = @reason, completed_at = @now
+            """, new { reason }, CancellationToken.None);
 
     private async Task<Transition<string>> WhyNotAsync(long workerId, long jobId, CancellationToken cancellationToken)
     {

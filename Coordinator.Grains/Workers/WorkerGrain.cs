@@ -49,6 +49,16 @@ public interface IWorkerGrain : IGrainWithIntegerKey
     /// <summary>claimed or running → failed, with this worker's message.</summary>
     Task<Transition<string>> FailAsync(long jobId, string error);
 
+    /// <summary>The best job this worker's registered models could take now, without taking it (an AITBC miner asking for available work).</summary>
+    Task<QueuedJob?> PeekAsync();
+
+    /// <summary>
+    /// Claims a job this worker asked for by id (an AITBC miner's claim) and starts it: pending → claimed → running. A job
+    /// already running for this worker is answered again; one another worker holds, one that ended, one held by its
+    /// account's quota or one this worker's registered models cannot serve is refused with its status.
+    /// </summary>
+    Task<Transition<string>> ClaimJobAsync(long jobId);
+
     /// <summary>The worker changed its models: read them again when a poll needs them.</summary>
     Task ModelsChangedAsync();
 
@@ -197,6 +207,45 @@ public sealed partial class WorkerGrain(WorkerStore workers, JobStore jobs, Quot
         _cancelledJobs[jobId] = time.GetUtcNow();
         return Task.CompletedTask;
     }
+
+    public async Task<QueuedJob?> PeekAsync()
+    {
+        await SeenAsync();
+        var capabilities = _registered ??= await workers.RegisteredCapabilitiesAsync(WorkerId);
+        var peeks = await Task.WhenAll(DispatchKeys.For(capabilities).Select(family => PeekAsync(family, capabilities)));
+        return peeks.Where(job => job is not null).OrderBy(job => job!, QueuedJob.Rank).FirstOrDefault();
+    }
+
+    public async Task<Transition<string>> ClaimJobAsync(long jobId)
+    {
+        await SeenAsync();
+        var capabilities = _registered ??= await workers.RegisteredCapabilitiesAsync(WorkerId);
+        var (job, status, holder) = await jobs.DispatchStateAsync(jobId);
+        if (status is null) return Transition<string>.NotFound();
+        if (holder == WorkerId && status is JobStatus.Claimed or JobStatus.Running) return await StartHeldAsync(jobId, status);
+        if (job is null) return Transition<string>.WrongState(status == JobStatus.Pending ? "held" : status);
+        if (!CanServe(capabilities, job)) return Transition<string>.WrongState("not_served");
+        if (await grains.GetGrain<IDispatcherGrain>(job.DispatcherKey).ClaimJobAsync(WorkerId, job) is null)
+        {
+            var (_, now, by) = await jobs.DispatchStateAsync(jobId);
+            return by == WorkerId && now is JobStatus.Claimed or JobStatus.Running
+                ? await StartHeldAsync(jobId, now)
+                : Transition<string>.WrongState(now ?? JobStatus.Cancelled);
+        }
+        return await StartHeldAsync(jobId, JobStatus.Claimed);
+    }
+
+    // Claimed by this worker: running from now, which is when its receipt's work starts.
+    private async Task<Transition<string>> StartHeldAsync(long jobId, string status) =>
+        status == JobStatus.Running ? Transition<string>.Done(JobStatus.Running) : await jobs.StartAsync(WorkerId, jobId);
+
+    /// <summary>The dispatch rule: an exact job needs its model, a family job its model or its family, a catch-all job a catch-all worker.</summary>
+    private static bool CanServe(Capabilities capabilities, QueuedJob job) => job.ModelMatch switch
+    {
+        ModelMatch.Exact => capabilities.Models.Contains(job.Model!, StringComparer.Ordinal),
+        ModelMatch.Family => capabilities.Models.Contains(job.Model!, StringComparer.Ordinal) || capabilities.Families.Contains(job.Family!, StringComparer.Ordinal),
+        _ => capabilities.CatchAll,
+    };
 
     // Each transition is the conditional update that decides (on the worker holding the job and on its state), so a job
     // that a sweep took away meanwhile is refused as the spec says. The worker's calls are signs of life too.

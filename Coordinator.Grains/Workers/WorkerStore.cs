@@ -89,6 +89,50 @@ public sealed class WorkerStore(NpgsqlDataSource dataSource, TimeProvider time, 
         return workerId;
     }
 
+    /// <summary>
+    /// Registers an AITBC miner: the worker that has this <paramref name="minerId"/>, or the account's worker of that name,
+    /// or a new one, takes the miner id and these models, and the key is bound to it. Null when another account's worker
+    /// has the miner id (miner ids are unique in the grid: a receipt's provider names one worker).
+    /// </summary>
+    public async Task<long?> RegisterMinerAsync(long accountId, long keyId, string minerId, IReadOnlyList<WorkerModel> models, string? platform,
+        CancellationToken cancellationToken = default)
+    {
+        var now = time.GetUtcNow();
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+        await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
+        await connection.ExecuteAsync(new CommandDefinition("SELECT 1 FROM api_keys WHERE id = @keyId FOR UPDATE", new { keyId }, transaction, cancellationToken: cancellationToken));
+        var owner = await connection.QuerySingleOrDefaultAsync<(long Id, long AccountId)?>(new CommandDefinition(
+            "SELECT id, account_id FROM workers WHERE miner_id = @minerId FOR UPDATE", new { minerId }, transaction, cancellationToken: cancellationToken));
+        if (owner is { } taken && taken.AccountId != accountId) return null;
+
+        long workerId;
+        try
+        {
+            workerId = owner is { } mine
+                ? await connection.ExecuteScalarAsync<long>(new CommandDefinition("""
+                    UPDATE workers SET platform = COALESCE(@platform, platform), last_seen_at = @now, online = true WHERE id = @id RETURNING id
+                    """, new { mine.Id, platform, now }, transaction, cancellationToken: cancellationToken))
+                : await connection.ExecuteScalarAsync<long>(new CommandDefinition("""
+                    INSERT INTO workers (account_id, name, platform, miner_id, last_seen_at, online, created_at)
+                    VALUES (@accountId, @minerId, @platform, @minerId, @now, true, @now)
+                    ON CONFLICT (account_id, name) DO UPDATE SET
+                        platform = COALESCE(EXCLUDED.platform, workers.platform), miner_id = EXCLUDED.miner_id,
+                        last_seen_at = EXCLUDED.last_seen_at, online = true
+                    RETURNING id
+                    """, new { accountId, minerId, platform, now }, transaction, cancellationToken: cancellationToken));
+        }
+        catch (PostgresException exception) when (exception.SqlState == PostgresErrorCodes.UniqueViolation)
+        {
+            return null; // another account registered the miner id in the same moment
+        }
+        await connection.ExecuteAsync(new CommandDefinition(
+            "UPDATE api_keys SET worker_id = @workerId WHERE id = @keyId", new { workerId, keyId }, transaction, cancellationToken: cancellationToken));
+        await ReplaceModelsAsync(connection, transaction, workerId, models, cancellationToken);
+        await transaction.CommitAsync(cancellationToken);
+        _availability.Clear();
+        return workerId;
+    }
+
     /// <summary>Replaces the worker's model list and adds any new model to the registry. Answers the number of models.</summary>
     public async Task<int> UpdateModelsAsync(long workerId, IReadOnlyList<WorkerModel> models, CancellationToken cancellationToken = default)
     {

@@ -73,6 +73,9 @@ public sealed class GridHost : IAsyncDisposable
 
     public ApiClient WithKey(string key) => new(Http, key);
 
+    /// <summary>The AITBC API with this key (<c>X-Api-Key</c>), on this node's AITBC port.</summary>
+    public AitbcClient AitbcWithKey(string? key) => new(Aitbc, key);
+
     /// <summary>Signs up a fresh account (every test makes its own) and answers a client holding its key.</summary>
     public async Task<ApiClient> NewAccountAsync(string name = "test")
     {
