@@ -12,43 +12,20 @@ namespace Coordinator.Tests.Contract;
 /// One full scenario through Stoplight Prism's validating proxy (<c>prism proxy grid-api.openapi.yaml … --errors</c>):
 /// any response that does not match the spec comes back as a 500 with an <c>sl-violations</c> header.
 /// </summary>
-[System.Diagnostics.CodeAnalysis.SuppressMessage("Design", "CA1001:Types that own disposable fields should be disposable", Justification = "xunit disposes it through IAsyncLifetime.DisposeAsync")]
 public sealed class PrismContractTests : IAsyncLifetime
 {
     private GridHost _host = null!;
-    private Process _prism = null!;
-    private readonly StringBuilder _prismOutput = new();
-    private HttpClient _proxy = null!;
-    private readonly List<string> _violations = [];
+    private PrismProxy _prism = null!;
 
     public async Task InitializeAsync()
     {
-        var prism = Environment.GetEnvironmentVariable("COORDINATOR_PRISM")
-            ?? throw new InvalidOperationException("COORDINATOR_PRISM is not set: run the tests with ./test.sh, which installs Prism from tests/tools.");
-        var spec = Environment.GetEnvironmentVariable("COORDINATOR_SPEC")
-            ?? throw new InvalidOperationException("COORDINATOR_SPEC is not set: run the tests with ./test.sh (it points at ../shared/specs/grid-api.openapi.yaml).");
         _host = await GridHost.StartAsync();
-        var port = FreePort();
-        var upstream = new Uri(_host.BaseAddress, "/api/v1").ToString();
-        _prism = Process.Start(new ProcessStartInfo(prism, ["proxy", spec, upstream, "--errors", "--port", port.ToString(), "--host", "127.0.0.1"])
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-        })!;
-        _prism.OutputDataReceived += (_, e) => { lock (_prismOutput) _prismOutput.AppendLine(e.Data); };
-        _prism.ErrorDataReceived += (_, e) => { lock (_prismOutput) _prismOutput.AppendLine(e.Data); };
-        _prism.BeginOutputReadLine();
-        _prism.BeginErrorReadLine();
-        _proxy = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}/"), Timeout = TimeSpan.FromSeconds(60) };
-        await WaitForPortAsync(port);
+        _prism = await PrismProxy.StartAsync(PrismProxy.Spec("grid-api.openapi.yaml"), new Uri(_host.BaseAddress, "/api/v1"));
     }
 
     public async Task DisposeAsync()
     {
-        _proxy.Dispose();
-        if (!_prism.HasExited) _prism.Kill(entireProcessTree: true);
-        await _prism.WaitForExitAsync();
-        _prism.Dispose();
+        await _prism.DisposeAsync();
         await _host.DisposeAsync();
     }
 
@@ -124,55 +101,9 @@ public sealed class PrismContractTests : IAsyncLifetime
         await CallAsync(HttpMethod.Post, $"jobs/{anyId}/retry", key, null, HttpStatusCode.OK);
         await CallAsync(HttpMethod.Delete, "jobs/cancel_all", key, null, HttpStatusCode.OK);
 
-        Assert.True(_violations.Count == 0, "Prism reported contract violations:\n" + string.Join("\n", _violations));
+        _prism.AssertNoViolations();
     }
 
-    private async Task<JsonElement> CallAsync(HttpMethod method, string path, string key, object? body, HttpStatusCode expected)
-    {
-        using var request = new HttpRequestMessage(method, path);
-        request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", key);
-        if (body is not null) request.Content = new StringContent(JsonSerializer.Serialize(body), Encoding.UTF8, "application/json");
-        using var response = await _proxy.SendAsync(request);
-        var text = await response.Content.ReadAsStringAsync();
-        if (response.Headers.TryGetValues("sl-violations", out var violations))
-        {
-            _violations.Add($"{method} {path} → {(int)response.StatusCode}: {string.Join(" ", violations)}");
-        }
-        Assert.True(response.StatusCode == expected || response.Headers.Contains("sl-violations"),
-            $"{method} {path}: expected {(int)expected}, got {(int)response.StatusCode}: {text}\nPrism said:\n{PrismOutput()}");
-        return text.Length == 0 ? default : JsonDocument.Parse(text).RootElement.Clone();
-    }
-
-    private string PrismOutput()
-    {
-        lock (_prismOutput) return _prismOutput.ToString()[^Math.Min(_prismOutput.Length, 4000)..];
-    }
-
-    private async Task WaitForPortAsync(int port)
-    {
-        var deadline = Environment.TickCount64 + 60_000;
-        while (true)
-        {
-            Assert.False(_prism.HasExited, "prism exited early:\n" + PrismOutput());
-            try
-            {
-                using var probe = new TcpClient();
-                await probe.ConnectAsync(IPAddress.Loopback, port);
-                return;
-            }
-            catch (SocketException) when (Environment.TickCount64 < deadline)
-            {
-                await Task.Delay(100);
-            }
-        }
-    }
-
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        var port = ((IPEndPoint)listener.LocalEndpoint).Port;
-        listener.Stop();
-        return port;
-    }
+    private Task<JsonElement> CallAsync(HttpMethod method, string path, string key, object? body, HttpStatusCode expected) =>
+        _prism.CallAsync(method, path, request => request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", key), body, expected);
 }
