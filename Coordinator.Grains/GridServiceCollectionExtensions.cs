@@ -6,6 +6,7 @@ using Coordinator.Grains.Database;
 using Coordinator.Grains.Dispatch;
 using Coordinator.Grains.Duties;
 using Coordinator.Grains.Jobs;
+using Coordinator.Grains.Receipts;
 using Coordinator.Grains.Webhooks;
 using Coordinator.Grains.Workers;
 using Microsoft.AspNetCore.DataProtection;
@@ -39,6 +40,7 @@ public static class GridServiceCollectionExtensions
         services.AddSingleton<AccountStore>();
         services.AddSingleton<JobStore>();
         services.AddSingleton<WorkerStore>();
+        services.AddSingleton<ReceiptStore>();
         services.AddSingleton<QueueCounts>();
         services.AddSingleton<Quotas>();
         services.AddSingleton<QuotaCounting>();
