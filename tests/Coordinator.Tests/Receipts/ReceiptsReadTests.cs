@@ -44,6 +44,7 @@ public sealed class ReceiptsReadTests(HostFixture fixture) : IClassFixture<HostF
 
         await ExpectErrorAsync(await GetAsync($"v1/receipts/{receipt.ReceiptId}", stranger.Key), HttpStatusCode.NotFound, "not_found");
         await ExpectErrorAsync(await GetAsync("v1/receipts/rcpt_unknown", stranger.Key), HttpStatusCode.NotFound, "not_found");
+        await ExpectErrorAsync(await GetAsync("v1/receipts/rcpt%ED%A0%80", stranger.Key), HttpStatusCode.NotFound, "not_found");
         await ExpectErrorAsync(await GetAsync($"v1/jobs/{receipt.JobId}/receipt", stranger.Key), HttpStatusCode.NotFound, "not_found");
         await ExpectErrorAsync(await GetAsync($"v1/jobs/{receipt.JobId}/receipts", stranger.Key), HttpStatusCode.NotFound, "not_found");
         Assert.Equal("[]", await ArrayTextAsync(await GetAsync("v1/receipts", stranger.Key)));
@@ -128,6 +129,7 @@ public sealed class ReceiptsReadTests(HostFixture fixture) : IClassFixture<HostF
     [InlineData("?limit=")]
     [InlineData("?client=")]
     [InlineData("?provider=%00")]
+    [InlineData("?client=%ED%A0%80&limit=0")]
     public async Task List_RefusesBadParameters_WithTheSpecsErrorShape(string query)
     {
         var caller = await Host.NewAccountAsync("caller");
