@@ -34,7 +34,7 @@ public static class CoordinatorApi
         services.AddSingleton<Coordinator.Grains.Webhooks.IJobRenderer, JobJsonRenderer>();
         services.AddSingleton<Workers.PollsWaiting>();
         services.AddTransient<OpenAiCompletions>();
-        services.AddOptions<AitbcOptions>().BindConfiguration(AitbcOptions.Section);
+        services.AddOptions<AitbcOptions>().BindConfiguration(AitbcOptions.Section).ValidateDataAnnotations().ValidateOnStart();
         services.AddExceptionHandler<ErrorHandling>();
         services.AddProblemDetails();
         services.AddOpenApi("v1");

@@ -6,6 +6,7 @@ using Coordinator.Grains.Database;
 using Coordinator.Grains.Dispatch;
 using Coordinator.Grains.Duties;
 using Coordinator.Grains.Jobs;
+using Coordinator.Grains.Receipts;
 using Coordinator.Grains.Webhooks;
 using Coordinator.Grains.Workers;
 using Microsoft.AspNetCore.DataProtection;
@@ -40,6 +41,7 @@ public static class GridServiceCollectionExtensions
         services.AddSingleton<JobStore>();
         services.AddSingleton<WorkerStore>();
         services.AddSingleton<Aitbc.AitbcStore>();
+        services.AddSingleton<ReceiptStore>();
         services.AddSingleton<QueueCounts>();
         services.AddSingleton<Quotas>();
         services.AddSingleton<QuotaCounting>();

@@ -16,6 +16,7 @@ public static class AitbcApi
             TypedResults.Ok(new AitbcHealth("ok", options.Value.Version)));
         aitbc.MapAitbcJobs();
         aitbc.MapAitbcMiners();
+        aitbc.MapAitbcReceipts();
         return routes;
     }
 

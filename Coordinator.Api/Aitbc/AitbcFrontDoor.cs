@@ -1,3 +1,4 @@
+using System.ComponentModel.DataAnnotations;
 using System.Text.Json.Serialization;
 using Coordinator.Api.Infrastructure;
 using Coordinator.Grains.Accounts;
@@ -6,7 +7,7 @@ using Microsoft.Extensions.Options;
 namespace Coordinator.Api.Aitbc;
 
 /// <summary>Where the AITBC API listens, bound from the <c>Aitbc</c> configuration section.</summary>
-public sealed class AitbcOptions
+public sealed class AitbcOptions : IValidatableObject
 {
     public const string Section = "Aitbc";
 
@@ -15,6 +16,22 @@ public sealed class AitbcOptions
 
     /// <summary>What <c>/health</c> answers as <c>version</c>.</summary>
     public string Version { get; set; } = "1.0.0";
+
+    /// <summary>
+    /// The address AITBC clients reach this API at (e.g. <c>https://aitbc.example.com</c>, or with the production
+    /// spec's base <c>https://example.com/api</c>), used in the Grid API's links to receipts (<c>receipt_url</c>).
+    /// Default: unset, the host the request came to with <see cref="Port"/> over http; a webhook, which has no request,
+    /// then carries <c>receipt_id</c> without <c>receipt_url</c>.
+    /// </summary>
+    public Uri? PublicBaseUrl { get; set; }
+
+    public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
+    {
+        if (PublicBaseUrl is { } baseUrl && (!baseUrl.IsAbsoluteUri || baseUrl.Scheme is not ("http" or "https") || baseUrl.Query.Length > 0 || baseUrl.Fragment.Length > 0))
+        {
+            yield return new ValidationResult("Aitbc:PublicBaseUrl must be an absolute http(s) URL without query, such as https://aitbc.example.com.");
+        }
+    }
 }
 
 /// <summary>The AITBC spec's error body: <c>{"detail": "…", "error_code": "…"}</c>.</summary>

@@ -3,6 +3,7 @@ using System.Text.Json.Serialization;
 using System.Text.Json.Serialization.Metadata;
 using System.ComponentModel;
 using System.ComponentModel.DataAnnotations;
+using Coordinator.Api.Aitbc;
 using Coordinator.Grains.Jobs;
 
 namespace Coordinator.Api.Jobs;
@@ -15,6 +16,9 @@ namespace Coordinator.Api.Jobs;
 /// <c>queue_position</c>, <c>eta_seconds</c> (null when there is no rate to go on) and <c>warnings</c>; in the 201 of
 /// <c>POST /jobs</c> it carries <c>warnings</c> only (a submission reads nothing more); other jobs, and the entries of
 /// <c>GET /jobs</c>, carry none of the three.
+/// A job with a signed receipt (issue #17: every completed job has one) carries <c>receipt_id</c> and <c>receipt_url</c>,
+/// the receipt's address on the AITBC front door (<see cref="ReceiptsApi.UrlOf"/>), in <c>GET /jobs/{id}</c>,
+/// <c>GET /jobs</c> and webhook bodies.
 /// </summary>
 public sealed record JobDto(
     long JobId,
@@ -47,7 +51,13 @@ public sealed record JobDto(
     long? EtaSeconds = null,
     [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
     [property: Description("Only on a pending job (GET /jobs/{id} and the 201 of POST /jobs): what stands in its way, e.g. \"no online worker serves this model\". Empty when nothing does.")]
-    IReadOnlyList<string>? Warnings = null)
+    IReadOnlyList<string>? Warnings = null,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    [property: Description("The id of the job's signed receipt (AITBC), once it has one.")]
+    string? ReceiptId = null,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    [property: Description("Where to read the signed receipt: GET with the X-Api-Key header on the AITBC API. Absent from a webhook body unless Aitbc:PublicBaseUrl is configured.")]
+    string? ReceiptUrl = null)
 {
     /// <summary>
     /// Serialisation rule: <c>eta_seconds</c> is written whenever <c>queue_position</c> is (it may be null then), and
@@ -70,7 +80,12 @@ public sealed record JobDto(
     public static JobDto From(JobRow row) => new(
         row.Id, row.Status, row.Model, row.ModelMatch, row.Output, row.InputTokens, row.OutputTokens, row.DurationMs,
         row.Priority, row.TimeoutSeconds, row.Tag, row.CreatedAt, row.CompletedAt, row.Error, row.Attempts, row.ModelUsed,
-        row.WebhookUrl, row.ClaimedAt, row.StartedAt, row.Held, row.BoostStatus, row.BoostError, ParseParams(row.Params));
+        row.WebhookUrl, row.ClaimedAt, row.StartedAt, row.Held, row.BoostStatus, row.BoostError, ParseParams(row.Params),
+        ReceiptId: row.ReceiptId);
+
+    /// <summary>The job with its receipt's address, when it has a receipt (see <see cref="ReceiptsApi.UrlOf"/>).</summary>
+    public JobDto LinkReceipt(AitbcOptions aitbc, HttpRequest? request) =>
+        ReceiptId is null ? this : this with { ReceiptUrl = ReceiptsApi.UrlOf(ReceiptId, aitbc, request) };
 
     public static JsonElement? ParseParams(string? json) => json is null ? null : JsonDocument.Parse(json).RootElement.Clone();
 }

@@ -1,4 +1,5 @@
 using System.Globalization;
+using Coordinator.Api.Aitbc;
 using Coordinator.Api.Billing;
 using Coordinator.Api.Infrastructure;
 using Coordinator.Grains;
@@ -93,7 +94,7 @@ public static class JobsApi
     }
 
     public static async Task<Results<Ok<List<JobDto>>, UnprocessableEntity<ValidationErrors>>> ListAsync(
-        HttpContext context, JobStore jobs,
+        HttpContext context, JobStore jobs, IOptions<AitbcOptions> aitbc,
         string? status, string? model, string? tag, string? from, string? to, string? offset, string? limit)
     {
         var errors = new List<string>();
@@ -107,15 +108,15 @@ public static class JobsApi
 
         var rows = await jobs.ListAsync(context.GetCaller().AccountId,
             new JobQuery(status, model, tag, fromTime, toTime, offsetValue, limitValue), context.RequestAborted);
-        return TypedResults.Ok(rows.Select(JobDto.From).ToList());
+        return TypedResults.Ok(rows.Select(row => JobDto.From(row).LinkReceipt(aitbc.Value, context.Request)).ToList());
     }
 
-    /// <summary>The job; while it is pending, with where it stands (<see cref="QueueStanding"/>).</summary>
-    public static async Task<Results<Ok<JobDto>, NotFound<ApiError>>> GetAsync(long id, HttpContext context, JobStore jobs, QueueStandings standings)
+    /// <summary>The job; while it is pending, with where it stands (<see cref="QueueStanding"/>); once it has a signed receipt, with a link to it.</summary>
+    public static async Task<Results<Ok<JobDto>, NotFound<ApiError>>> GetAsync(long id, HttpContext context, JobStore jobs, QueueStandings standings, IOptions<AitbcOptions> aitbc)
     {
         var row = await jobs.GetAsync(context.GetCaller().AccountId, id, context.RequestAborted);
         if (row is null) return ApiErrors.NotFound($"no job {id} in this account");
-        return TypedResults.Ok(JobDto.From(row, await standings.OfAsync(row, context.RequestAborted)));
+        return TypedResults.Ok(JobDto.From(row, await standings.OfAsync(row, context.RequestAborted)).LinkReceipt(aitbc.Value, context.Request));
     }
 
     /// <summary>

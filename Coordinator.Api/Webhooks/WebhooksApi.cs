@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text.Json;
+using Coordinator.Api.Aitbc;
 using Coordinator.Api.Infrastructure;
 using Coordinator.Api.Jobs;
 using Coordinator.Grains.Jobs;
@@ -39,8 +40,11 @@ public static class WebhooksApi
     }
 }
 
-/// <summary>Webhook bodies are the job exactly as <c>GET /jobs/{id}</c> shows it, with the API's JSON settings.</summary>
-public sealed class JobJsonRenderer(IOptions<JsonOptions> json) : IJobRenderer
+/// <summary>
+/// Webhook bodies are the job exactly as <c>GET /jobs/{id}</c> shows it, with the API's JSON settings; its
+/// <c>receipt_url</c> needs <see cref="AitbcOptions.PublicBaseUrl"/>, as there is no request to take the host from.
+/// </summary>
+public sealed class JobJsonRenderer(IOptions<JsonOptions> json, IOptions<AitbcOptions> aitbc) : IJobRenderer
 {
-    public string Render(JobRow job) => JsonSerializer.Serialize(JobDto.From(job), json.Value.SerializerOptions);
+    public string Render(JobRow job) => JsonSerializer.Serialize(JobDto.From(job).LinkReceipt(aitbc.Value, request: null), json.Value.SerializerOptions);
 }

@@ -58,6 +58,8 @@ public sealed class JobRow
     [Id(26)] public DateTime? CompletedAt { get; init; }
     /// <summary>Someone follows the job's stream: its state changes are told to its grain.</summary>
     [Id(27)] public bool Watched { get; init; }
+    /// <summary>The id of the job's latest signed receipt; read only by <see cref="JobStore.GetAsync"/> and <see cref="JobStore.ListAsync"/>, null elsewhere.</summary>
+    [Id(28)] public string? ReceiptId { get; init; }
 }
 
 /// <summary>A validated job to insert.</summary>

@@ -168,19 +168,25 @@ public sealed partial class JobStore(NpgsqlDataSource dataSource, TimeProvider t
         public bool HasBlobs { get; init; }
     }
 
+    // The job's latest receipt (issued with its completion), for the reads that show a job to its client: one probe of
+    // receipts_job per job within the same statement, and none on the paths that write jobs.
+    private const string ReceiptColumn = "(SELECT r.receipt_id FROM receipts r WHERE r.job_id = jobs.id ORDER BY r.seq DESC LIMIT 1) AS receipt_id";
+
+    /// <summary>The account's job with its latest receipt id (<see cref="JobRow.ReceiptId"/>), as <c>GET /jobs/{id}</c>, the dashboard and webhooks show it.</summary>
     public async Task<JobRow?> GetAsync(long accountId, long jobId, CancellationToken cancellationToken = default)
     {
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
         return await connection.QuerySingleOrDefaultAsync<JobRow>(new CommandDefinition(
-            $"SELECT {ClientColumns} FROM jobs WHERE id = @jobId AND account_id = @accountId",
+            $"SELECT {ClientColumns}, {ReceiptColumn} FROM jobs WHERE id = @jobId AND account_id = @accountId",
             new { jobId, accountId }, cancellationToken: cancellationToken));
     }
 
+    /// <summary>The account's jobs, newest first, each with its latest receipt id.</summary>
     public async Task<IReadOnlyList<JobRow>> ListAsync(long accountId, JobQuery query, CancellationToken cancellationToken = default)
     {
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
         var rows = await connection.QueryAsync<JobRow>(new CommandDefinition($"""
-            SELECT {ClientColumns} FROM jobs
+            SELECT {ClientColumns}, {ReceiptColumn} FROM jobs
             WHERE account_id = @accountId
               AND (@status::text IS NULL OR status = @status)
               AND (@model::text IS NULL OR model = @model)

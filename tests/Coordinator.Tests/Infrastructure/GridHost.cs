@@ -107,14 +107,19 @@ public sealed class GridHost : IAsyncDisposable
         return WithKey(key);
     }
 
-    public static async Task<GridHost> StartAsync(string? connectionString = null, TimeProvider? time = null, IDictionary<string, string?>? settings = null)
+    /// <summary>
+    /// Starts a node; <paramref name="services"/> may add or replace services after the product's own (a test double
+    /// of an interface, such as a receipt verifier).
+    /// </summary>
+    public static async Task<GridHost> StartAsync(
+        string? connectionString = null, TimeProvider? time = null, IDictionary<string, string?>? settings = null, Action<IServiceCollection>? services = null)
     {
         connectionString ??= await TestDatabase.CreateAsync();
         var aitbcPort = settings is not null && settings.TryGetValue("Aitbc:Port", out var configured) && configured is not null
             ? int.Parse(configured, System.Globalization.CultureInfo.InvariantCulture)
             : FreeTcpPort();
         settings = new Dictionary<string, string?>(settings ?? new Dictionary<string, string?>()) { ["Aitbc:Port"] = aitbcPort.ToString(System.Globalization.CultureInfo.InvariantCulture) };
-        var factory = new Factory(connectionString, time, settings);
+        var factory = new Factory(connectionString, time, settings, services);
         // The main port first (the factory's client uses the first address), then the AITBC API's own.
         factory.UseKestrel(kestrel =>
         {
@@ -147,7 +152,8 @@ public sealed class GridHost : IAsyncDisposable
         return ((System.Net.IPEndPoint)listener.LocalEndpoint).Port;
     }
 
-    private sealed class Factory(string connectionString, TimeProvider? time, IDictionary<string, string?>? settings) : WebApplicationFactory<Program>
+    private sealed class Factory(string connectionString, TimeProvider? time, IDictionary<string, string?>? settings, Action<IServiceCollection>? configureServices)
+        : WebApplicationFactory<Program>
     {
         public string ConnectionString { get; } = connectionString;
 
@@ -176,6 +182,7 @@ public sealed class GridHost : IAsyncDisposable
                     // maintenance loops stay on real time, so that moving the clock does not fake a silo's death.
                     Orleans.TestingHost.TimeProviderTestingExtensions.UseTimeProviderForBackgroundAreas(services, TimeProvider.System);
                 }
+                configureServices?.Invoke(services);
             });
         }
     }
