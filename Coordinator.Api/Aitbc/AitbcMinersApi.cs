@@ -111,8 +111,8 @@ public static partial class AitbcMinersApi
     /// is accepted but the coordinator's clock decides the receipt's times; <c>tokens</c> (an addition: the output tokens,
     /// e.g. Ollama's <c>eval_count</c>) counts toward the miner's credits.
     /// </summary>
-    public static async Task<IResult> CompleteAsync([Microsoft.AspNetCore.Mvc.FromRoute(Name = "job_id")] string jobId, HttpContext context, AitbcStore store, IGrainFactory grains, TimeProvider time,
-        IOptions<JobLimitsOptions> limits)
+    public static async Task<IResult> CompleteAsync([Microsoft.AspNetCore.Mvc.FromRoute(Name = "job_id")] string jobId, HttpContext context, AitbcStore store,
+        Coordinator.Grains.Receipts.ReceiptStore receipts, IGrainFactory grains, TimeProvider time, IOptions<JobLimitsOptions> limits)
     {
         var (fields, error) = await JsonFields.ReadAsync(context.Request);
         if (fields is null) return AitbcFrontDoor.BadRequest(error!);
@@ -142,8 +142,9 @@ public static partial class AitbcMinersApi
         }
         return done.Outcome switch
         {
-            TransitionOutcome.Done => await store.LatestReceiptAsync(id, context.RequestAborted) is { } receipt
-                ? TypedResults.Text(receipt, "application/json", System.Text.Encoding.UTF8)
+            // The miner's account owns the provider: it may read the receipt, served as stored.
+            TransitionOutcome.Done => await receipts.LatestOfJobAsync(context.GetAitbcCaller().AccountId, id, context.RequestAborted) is { } receipt
+                ? TypedResults.Text(receipt.Body, "application/json", System.Text.Encoding.UTF8)
                 : TypedResults.Ok(AitbcJobDto.From((await store.GetForMinerAsync(id, context.RequestAborted))!)),
             TransitionOutcome.NotFound => AitbcFrontDoor.NotFound($"job {id} is not held by miner '{minerId}'"),
             _ when done.CurrentStatus == JobStatus.Completed => AitbcFrontDoor.Conflict("already_completed", $"job {id} is already completed: a result is accepted once"),

@@ -68,14 +68,6 @@ public sealed class AitbcStore(NpgsqlDataSource dataSource)
             """, new { accountId, statuses = statuses?.ToArray(), offset, limit }, cancellationToken: cancellationToken))).AsList();
     }
 
-    /// <summary>The signed receipt of the job's latest completion, as stored; null when it has none.</summary>
-    public async Task<string?> LatestReceiptAsync(long jobId, CancellationToken cancellationToken = default)
-    {
-        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
-        return await connection.QuerySingleOrDefaultAsync<string>(new CommandDefinition(
-            "SELECT body FROM receipts WHERE job_id = @jobId ORDER BY seq DESC LIMIT 1", new { jobId }, cancellationToken: cancellationToken));
-    }
-
     /// <summary>The worker with this miner id, or null.</summary>
     public async Task<Miner?> FindMinerAsync(string minerId, CancellationToken cancellationToken = default)
     {
