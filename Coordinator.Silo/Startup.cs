@@ -58,6 +58,12 @@ public static partial class Startup
         }
 
         var port = app.Configuration["PORT"] ?? "3000";
+        var aitbcPort = app.Services.GetRequiredService<Microsoft.Extensions.Options.IOptions<Coordinator.Api.Aitbc.AitbcOptions>>().Value.Port;
+        var aitbc = aitbcPort == 0 ? "" : $"""
+            AITBC API: http://localhost:{aitbcPort} (the same key, as X-Api-Key), e.g.
+              curl -s -X POST http://localhost:{aitbcPort}/v1/jobs -H 'X-Api-Key: {key}' -H 'Content-Type: application/json' -d '{"{"}"prompt":"Explain Merkle trees."{"}"}'
+
+            """;
         Console.WriteLine($"""
 
             Coordinator is starting on http://localhost:{port}/api/v1
@@ -67,6 +73,7 @@ public static partial class Startup
             Submit a job:
               curl -s -X POST http://localhost:{port}/api/v1/jobs -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' -d '{"{"}"model":"llama3:8b","prompt":"Write a haiku about queues."{"}"}'
 
+            {aitbc}
             Dashboard: http://localhost:{port}/ (sign in with the key above)
             API docs: http://localhost:{port}/api/docs
 
