@@ -6,6 +6,7 @@ using Coordinator.Grains.Database;
 using Coordinator.Grains.Dispatch;
 using Coordinator.Grains.Duties;
 using Coordinator.Grains.Jobs;
+using Coordinator.Grains.Receipts;
 using Coordinator.Grains.Webhooks;
 using Coordinator.Grains.Workers;
 using Microsoft.AspNetCore.DataProtection;
@@ -70,6 +71,7 @@ public static class GridServiceCollectionExtensions
         services.AddSingleton<GridDuties>();
         services.AddHostedService<DutiesKeeper>();
         services.AddBlobs(configuration);
+        services.AddReceipts(configuration);
         return services;
     }
 
