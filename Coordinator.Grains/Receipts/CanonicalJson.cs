@@ -16,8 +16,8 @@ namespace Coordinator.Grains.Receipts;
 /// U+FFFF would sort before U+E000–U+FFFF). A key that appears twice keeps its last value, as <c>json.loads</c> does.</item>
 /// <item>No whitespace.</item>
 /// <item>Strings as <c>ensure_ascii</c> writes them: <c>\"</c>, <c>\\</c>, <c>\n</c>, <c>\r</c>, <c>\t</c>, <c>\b</c>,
-/// <c>\f</c>; other control characters and every character above U+007F as <c>\uxxxx</c> (lowercase hex; beyond U+FFFF as
-/// its surrogate pair); U+007F and <c>/</c> as they are.</item>
+/// <c>\f</c>; every other character outside U+0020–U+007E (controls, DEL and all non-ASCII) as <c>\uxxxx</c> (lowercase
+/// hex; beyond U+FFFF as its surrogate pair); <c>/</c> as it is.</item>
 /// <item>A number written without <c>.</c>, <c>e</c> or <c>E</c> is an integer of any size (<c>-0</c> is <c>0</c>); any
 /// other number is a double, written as Python's <c>repr</c> of a float: the shortest digits that read back to the same
 /// double, in positional form with at least one decimal (<c>2.0</c>, <c>0.0001</c>) unless its decimal exponent is below
@@ -224,7 +224,7 @@ public static class CanonicalJson
                 case '\b': output.Append("\\b"); break;
                 case '\f': output.Append("\\f"); break;
                 // A character beyond U+FFFF is two UTF-16 units here, each escaped: Python's surrogate pair.
-                case < ' ' or > '\u007f': output.Append("\\u").Append(((int)c).ToString("x4", CultureInfo.InvariantCulture)); break;
+                case < ' ' or > '~': output.Append("\\u").Append(((int)c).ToString("x4", CultureInfo.InvariantCulture)); break;
                 default: output.Append(c); break;
             }
         }

@@ -1,5 +1,6 @@
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Mvc.Testing;
+using Microsoft.AspNetCore.TestHost;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 
@@ -104,14 +105,20 @@ public sealed class GridHost : IAsyncDisposable
         return WithKey(key);
     }
 
-    public static async Task<GridHost> StartAsync(string? connectionString = null, TimeProvider? time = null, IDictionary<string, string?>? settings = null)
+    /// <summary>Starts a node on a fresh database, or on <paramref name="connectionString"/>'s to join its grid.</summary>
+    /// <param name="connectionString">The database of the grid to join; null for a fresh one.</param>
+    /// <param name="time">The node's clock; null for the system's.</param>
+    /// <param name="settings">Configuration settings over the test defaults.</param>
+    /// <param name="services">Replaces services after the node's own registrations (a test seam, e.g. a failing signer).</param>
+    public static async Task<GridHost> StartAsync(string? connectionString = null, TimeProvider? time = null, IDictionary<string, string?>? settings = null,
+        Action<IServiceCollection>? services = null)
     {
         connectionString ??= await TestDatabase.CreateAsync();
         var aitbcPort = settings is not null && settings.TryGetValue("Aitbc:Port", out var configured) && configured is not null
             ? int.Parse(configured, System.Globalization.CultureInfo.InvariantCulture)
             : FreeTcpPort();
         settings = new Dictionary<string, string?>(settings ?? new Dictionary<string, string?>()) { ["Aitbc:Port"] = aitbcPort.ToString(System.Globalization.CultureInfo.InvariantCulture) };
-        var factory = new Factory(connectionString, time, settings);
+        var factory = new Factory(connectionString, time, settings, services);
         // The main port first (the factory's client uses the first address), then the AITBC API's own.
         factory.UseKestrel(kestrel =>
         {
@@ -144,7 +151,8 @@ public sealed class GridHost : IAsyncDisposable
         return ((System.Net.IPEndPoint)listener.LocalEndpoint).Port;
     }
 
-    private sealed class Factory(string connectionString, TimeProvider? time, IDictionary<string, string?>? settings) : WebApplicationFactory<Program>
+    private sealed class Factory(string connectionString, TimeProvider? time, IDictionary<string, string?>? settings, Action<IServiceCollection>? replacements)
+        : WebApplicationFactory<Program>
     {
         public string ConnectionString { get; } = connectionString;
 
@@ -174,6 +182,7 @@ public sealed class GridHost : IAsyncDisposable
                     Orleans.TestingHost.TimeProviderTestingExtensions.UseTimeProviderForBackgroundAreas(services, TimeProvider.System);
                 }
             });
+            if (replacements is not null) builder.ConfigureTestServices(replacements);
         }
     }
 }
