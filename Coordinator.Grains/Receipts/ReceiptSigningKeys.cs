@@ -21,7 +21,7 @@ public sealed record ReceiptKeyInfo(string KeyId, byte[] PublicKey, DateTime Cre
 public sealed class ReceiptSigningKeys(NpgsqlDataSource dataSource, IDataProtectionProvider protection, TimeProvider time)
 {
     /// <summary>The Data Protection purpose of the private keys: changing it makes every stored key unreadable.</summary>
-    private const string ProtectorPurpose = "Coordinator.Receipts.SigningKey.v1";
+    internal const string ProtectorPurpose = "Coordinator.Receipts.SigningKey.v1";
 
     private readonly IDataProtector _protector = protection.CreateProtector(ProtectorPurpose);
 
