@@ -78,12 +78,12 @@ public sealed class ReceiptSigningKeys(NpgsqlDataSource dataSource, IDataProtect
             "SELECT public_key FROM receipt_signing_keys WHERE key_id = @keyId", new { keyId }, cancellationToken: cancellationToken));
     }
 
-    /// <summary>Every key, active and retired, oldest first: what is published for verifying receipts.</summary>
+    /// <summary>Every key, what is published for verifying receipts: the retired ones oldest first, then the active one.</summary>
     public async Task<IReadOnlyList<ReceiptKeyInfo>> ListAsync(CancellationToken cancellationToken = default)
     {
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
         return (await connection.QueryAsync<ReceiptKeyInfo>(new CommandDefinition(
-            "SELECT key_id, public_key, created_at, retired_at FROM receipt_signing_keys ORDER BY created_at, key_id",
+            "SELECT key_id, public_key, created_at, retired_at FROM receipt_signing_keys ORDER BY retired_at IS NULL, created_at, key_id",
             cancellationToken: cancellationToken))).AsList();
     }
 
