@@ -73,6 +73,7 @@ public static class GridServiceCollectionExtensions
         services.AddSingleton<GridDuties>();
         services.AddHostedService<DutiesKeeper>();
         services.AddBlobs(configuration);
+        services.AddReceipts(configuration);
         return services;
     }
 

@@ -41,6 +41,10 @@ if (args is ["payouts", .. var payoutArgs])
 {
     return await PayoutCommands.RunAsync(app.Services, payoutArgs, Console.Out);
 }
+if (args is ["receipt-keys", .. var receiptKeyArgs])
+{
+    return await ReceiptKeyCommands.RunAsync(app.Services, receiptKeyArgs, Console.Out);
+}
 await app.RunAsync();
 return 0;
 

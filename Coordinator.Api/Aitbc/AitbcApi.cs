@@ -17,6 +17,7 @@ public static class AitbcApi
         aitbc.MapAitbcJobs();
         aitbc.MapAitbcMiners();
         aitbc.MapAitbcReceipts();
+        aitbc.MapSigningKeys();
         return routes;
     }
 

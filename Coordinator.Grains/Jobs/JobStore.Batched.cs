@@ -1,4 +1,5 @@
 using Dapper;
+using Coordinator.Grains.Receipts;
 using Npgsql;
 
 namespace Coordinator.Grains.Jobs;
@@ -131,35 +132,56 @@ public sealed partial class JobStore
 
     /// <summary>
     /// running → completed for a batch of results; where it applied, the job's account and whether it is watched. The job
-    /// row carries its usage and the worker's credits, so each result is one row update.
+    /// row carries its usage and the worker's credits, so each result is one row update. With receipts on, the same
+    /// transaction inserts a signed receipt for each job completed (one statement for the batch): a completion and its
+    /// receipt commit together or not at all.
     /// </summary>
     internal async Task<IReadOnlyList<Ended?>> CompleteBatchAsync(IReadOnlyList<(long WorkerId, long JobId, JobResult Result)> items)
     {
         var order = InJobOrder(items, i => i.JobId);
         var sorted = order.Select(o => items[o - 1]).ToList();
-        var done = await RetryOnDeadlockAsync(async () =>
+        var now = time.GetUtcNow();
+        var parameters = new
+        {
+            ords = order, jobIds = sorted.Select(i => i.JobId).ToArray(), workerIds = sorted.Select(i => i.WorkerId).ToArray(),
+            outputs = sorted.Select(i => i.Result.Output).ToArray(),
+            inputTokens = sorted.Select(i => i.Result.InputTokens).ToArray(), outputTokens = sorted.Select(i => i.Result.OutputTokens).ToArray(),
+            durations = sorted.Select(i => i.Result.DurationMs).ToArray(), modelsUsed = sorted.Select(i => i.Result.ModelUsed).ToArray(),
+            now, rate = accounting.Value.CreditsPerThousandOutputTokens,
+            expected = Enumerable.Repeat(JobStatus.Running, sorted.Count).ToArray(),
+        };
+        const string complete = """
+            UPDATE jobs j SET status = 'completed', output = u.output, input_tokens = u.input_tokens, output_tokens = u.output_tokens,
+                duration_ms = u.duration_ms, model_used = u.model_used, completed_at = @now,
+                credits = round(u.output_tokens / 1000.0 * @rate, 4)
+            FROM unnest(@ords::integer[], @jobIds::bigint[], @workerIds::bigint[], @outputs::text[], @inputTokens::integer[],
+                        @outputTokens::integer[], @durations::integer[], @modelsUsed::text[], @expected::text[])
+                 AS u(ord, job_id, worker_id, output, input_tokens, output_tokens, duration_ms, model_used, expected)
+            WHERE j.id = u.job_id AND j.worker_id = u.worker_id AND j.status = u.expected
+            """;
+        var (done, issued) = await RetryOnDeadlockAsync(async () =>
         {
             await using var connection = await dataSource.OpenConnectionAsync();
-            return (await connection.QueryAsync<(int Ord, long AccountId, bool Watched)>(new CommandDefinition("""
-                UPDATE jobs j SET status = 'completed', output = u.output, input_tokens = u.input_tokens, output_tokens = u.output_tokens,
-                    duration_ms = u.duration_ms, model_used = u.model_used, completed_at = @now,
-                    credits = round(u.output_tokens / 1000.0 * @rate, 4)
-                FROM unnest(@ords::integer[], @jobIds::bigint[], @workerIds::bigint[], @outputs::text[], @inputTokens::integer[],
-                            @outputTokens::integer[], @durations::integer[], @modelsUsed::text[], @expected::text[])
-                     AS u(ord, job_id, worker_id, output, input_tokens, output_tokens, duration_ms, model_used, expected)
-                WHERE j.id = u.job_id AND j.worker_id = u.worker_id AND j.status = u.expected
-                RETURNING u.ord, j.account_id, j.watched
-                """,
-                new
-                {
-                    ords = order, jobIds = sorted.Select(i => i.JobId).ToArray(), workerIds = sorted.Select(i => i.WorkerId).ToArray(),
-                    outputs = sorted.Select(i => i.Result.Output).ToArray(),
-                    inputTokens = sorted.Select(i => i.Result.InputTokens).ToArray(), outputTokens = sorted.Select(i => i.Result.OutputTokens).ToArray(),
-                    durations = sorted.Select(i => i.Result.DurationMs).ToArray(), modelsUsed = sorted.Select(i => i.Result.ModelUsed).ToArray(),
-                    now = time.GetUtcNow(), rate = accounting.Value.CreditsPerThousandOutputTokens,
-                    expected = Enumerable.Repeat(JobStatus.Running, sorted.Count).ToArray(),
-                }))).AsList();
+            if (!receipts.Enabled)
+            {
+                return ((await connection.QueryAsync<(int Ord, long AccountId, bool Watched)>(new CommandDefinition(
+                    $"{complete} RETURNING u.ord, j.account_id, j.watched", parameters))).AsList(), (IReadOnlyList<IssuedReceipt>)[]);
+            }
+            await using var transaction = await connection.BeginTransactionAsync();
+            var completed = (await connection.QueryAsync<CompletedForReceipt>(new CommandDefinition($"""
+                WITH done AS (
+                    {complete}
+                    RETURNING u.ord, j.account_id, j.watched, j.id AS job_id, j.worker_id,
+                              coalesce(j.started_at, j.claimed_at) AS started_at, coalesce(j.model_used, j.model) AS model
+                )
+                SELECT d.*, coalesce(w.miner_id, 'worker-' || w.id) AS provider FROM done d JOIN workers w ON w.id = d.worker_id
+                """, parameters, transaction))).AsList();
+            var issuedNow = await receipts.IssueAsync(connection, transaction,
+                completed.Select(c => new CompletedJob(c.JobId, c.AccountId, c.WorkerId, c.StartedAt, c.Model, c.Provider)).ToList(), now);
+            await transaction.CommitAsync();
+            return (completed.Select(c => (c.Ord, c.AccountId, c.Watched)).ToList(), issuedNow);
         });
+        receipts.Announce(issued);
         var ended = new Ended?[items.Count];
         foreach (var (ord, accountId, watched) in done) ended[ord - 1] = new Ended(accountId, watched);
         return ended;
@@ -202,5 +224,18 @@ public sealed partial class JobStore
     private sealed class BatchOrdinal
     {
         public long Ord { get; init; }
+    }
+
+    /// <summary>A row the completion statement updated, with what its receipt needs.</summary>
+    private sealed class CompletedForReceipt
+    {
+        public int Ord { get; init; }
+        public long AccountId { get; init; }
+        public bool Watched { get; init; }
+        public long JobId { get; init; }
+        public long WorkerId { get; init; }
+        public DateTime? StartedAt { get; init; }
+        public string? Model { get; init; }
+        public string Provider { get; init; } = "";
     }
 }

@@ -1,4 +1,5 @@
 using Coordinator.Grains.Dispatch;
+using Coordinator.Grains.Receipts;
 using Dapper;
 using Microsoft.Extensions.Options;
 using Npgsql;
@@ -9,7 +10,7 @@ namespace Coordinator.Grains.Jobs;
 /// The jobs table: inserts, client operations and worker transitions. Every transition is one conditional
 /// UPDATE on the expected state; zero rows means the caller lost a race or is not entitled to the job.
 /// </summary>
-public sealed partial class JobStore(NpgsqlDataSource dataSource, TimeProvider time, IOptions<AccountingOptions> accounting)
+public sealed partial class JobStore(NpgsqlDataSource dataSource, TimeProvider time, IOptions<AccountingOptions> accounting, ReceiptIssuer receipts)
 {
     // What clients see of a job: everything but the prompt, which can be large and which they sent themselves.
     private const string ClientColumns = """
@@ -346,7 +347,8 @@ public sealed partial class JobStore(NpgsqlDataSource dataSource, TimeProvider t
 
     /// <summary>
     /// running → completed with the worker's result. The same row update records the usage (tokens, completion time) and
-    /// the worker's credits, so neither can exist without the other. Concurrent results share one statement.
+    /// the worker's credits, so neither can exist without the other, and the same transaction issues the job's signed
+    /// receipt (unless <see cref="ReceiptOptions.Enabled"/> is off). Concurrent results share one statement.
     /// </summary>
     /// <remarks>Done carries the job's account, whose token counter the result adds to, and whether the job is watched.</remarks>
     public async Task<Transition<Ended>> CompleteAsync(long workerId, long jobId, JobResult result, CancellationToken cancellationToken = default)

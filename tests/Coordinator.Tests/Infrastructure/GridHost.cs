@@ -1,5 +1,6 @@
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Mvc.Testing;
+using Microsoft.AspNetCore.TestHost;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 
@@ -107,12 +108,13 @@ public sealed class GridHost : IAsyncDisposable
         return WithKey(key);
     }
 
-    /// <summary>
-    /// Starts a node; <paramref name="services"/> may add or replace services after the product's own (a test double
-    /// of an interface, such as a receipt verifier).
-    /// </summary>
-    public static async Task<GridHost> StartAsync(
-        string? connectionString = null, TimeProvider? time = null, IDictionary<string, string?>? settings = null, Action<IServiceCollection>? services = null)
+    /// <summary>Starts a node on a fresh database, or on <paramref name="connectionString"/>'s to join its grid.</summary>
+    /// <param name="connectionString">The database of the grid to join; null for a fresh one.</param>
+    /// <param name="time">The node's clock; null for the system's.</param>
+    /// <param name="settings">Configuration settings over the test defaults.</param>
+    /// <param name="services">Replaces services after the node's own registrations (a test seam, e.g. a failing signer).</param>
+    public static async Task<GridHost> StartAsync(string? connectionString = null, TimeProvider? time = null, IDictionary<string, string?>? settings = null,
+        Action<IServiceCollection>? services = null)
     {
         connectionString ??= await TestDatabase.CreateAsync();
         var aitbcPort = settings is not null && settings.TryGetValue("Aitbc:Port", out var configured) && configured is not null
@@ -152,7 +154,7 @@ public sealed class GridHost : IAsyncDisposable
         return ((System.Net.IPEndPoint)listener.LocalEndpoint).Port;
     }
 
-    private sealed class Factory(string connectionString, TimeProvider? time, IDictionary<string, string?>? settings, Action<IServiceCollection>? configureServices)
+    private sealed class Factory(string connectionString, TimeProvider? time, IDictionary<string, string?>? settings, Action<IServiceCollection>? replacements)
         : WebApplicationFactory<Program>
     {
         public string ConnectionString { get; } = connectionString;
@@ -182,8 +184,8 @@ public sealed class GridHost : IAsyncDisposable
                     // maintenance loops stay on real time, so that moving the clock does not fake a silo's death.
                     Orleans.TestingHost.TimeProviderTestingExtensions.UseTimeProviderForBackgroundAreas(services, TimeProvider.System);
                 }
-                configureServices?.Invoke(services);
             });
+            if (replacements is not null) builder.ConfigureTestServices(replacements);
         }
     }
 }

@@ -1,0 +1,23 @@
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+
+namespace Coordinator.Grains.Receipts;
+
+public static class ReceiptServiceCollectionExtensions
+{
+    /// <summary>
+    /// Adds signed receipts: the <c>Receipts</c> settings, the signing keys, the signer and verifier, and the issuer that
+    /// completions call. A listener of issued receipts registered before this one is kept; otherwise nothing listens.
+    /// </summary>
+    public static IServiceCollection AddReceipts(this IServiceCollection services, IConfiguration configuration)
+    {
+        services.AddOptions<ReceiptOptions>().Bind(configuration.GetSection(ReceiptOptions.Section)).ValidateDataAnnotations().ValidateOnStart();
+        services.AddSingleton<ReceiptSigningKeys>();
+        services.TryAddSingleton<IReceiptSigner, ReceiptSigner>();
+        services.AddSingleton<ReceiptVerifier>();
+        services.TryAddSingleton<IReceiptsIssuedListener, NoReceiptsIssuedListener>();
+        services.AddSingleton<ReceiptIssuer>();
+        return services;
+    }
+}
