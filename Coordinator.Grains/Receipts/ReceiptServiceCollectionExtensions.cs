@@ -16,6 +16,7 @@ public static class ReceiptServiceCollectionExtensions
         services.AddSingleton<ReceiptSigningKeys>();
         services.TryAddSingleton<IReceiptSigner, ReceiptSigner>();
         services.AddSingleton<ReceiptVerifier>();
+        services.AddSingleton<IReceiptVerifier>(provider => provider.GetRequiredService<ReceiptVerifier>());
         services.TryAddSingleton<IReceiptsIssuedListener, NoReceiptsIssuedListener>();
         services.AddSingleton<ReceiptIssuer>();
         return services;

@@ -7,7 +7,7 @@ namespace Coordinator.Grains.Receipts;
 /// Verifies receipts against every key the grid has had, active or retired (<see cref="ReceiptSigningKeys"/>). Public
 /// keys never change once made, so each is read from the table once, the first time a receipt names it, and kept.
 /// </summary>
-public sealed class ReceiptVerifier(ReceiptSigningKeys keys)
+public sealed class ReceiptVerifier(ReceiptSigningKeys keys) : IReceiptVerifier
 {
     private readonly ConcurrentDictionary<string, PublicKey> _known = new(StringComparer.Ordinal);
 

@@ -15,22 +15,12 @@ public sealed record IssuedReceipt(string ReceiptId, long JobId, long ClientAcco
 
 /// <summary>
 /// Receipts for the read tests, for jobs that really ran: a client account submits through the Grid API and a worker
-/// of another account claims, starts and completes the job. The receipt row itself is written here with SQL, as the
-/// completion transaction is to write it (issue #17), until that lands: then <see cref="CompleteWithReceiptAsync"/>
-/// reads the receipt the completion issued instead of calling <see cref="IssueAsync"/>, and the tests stay as they are.
+/// of another account claims, starts and completes the job, and the completion issues the receipt.
+/// <see cref="IssueAsync"/> adds a further receipt for a job, signed by the node's own signer, for the history a job
+/// completed once cannot have.
 /// </summary>
-/// <remarks>
-/// The signature is a stand-in, not Ed25519: <c>sig</c> is the base64url SHA-256 of the canonical JSON (the receipt
-/// without <c>signature</c>, nulls dropped, keys sorted), which <see cref="TestReceiptVerifier"/> checks. It still
-/// covers every field, so a tampered body fails.
-/// </remarks>
 public static class TestReceipts
 {
-    /// <summary>The stand-in signing key: 32 bytes in base64url without padding, as a real key id is.</summary>
-    public const string KeyId = "dGVzdC1yZWNlaXB0LWtleS0wMDAwMDAwMDAwMDAwMDA";
-
-    public const string Algorithm = "Ed25519";
-
     /// <summary>Price per GPU second, the AITBC default.</summary>
     private const decimal UnitPrice = 0.02m;
 
@@ -52,13 +42,25 @@ public static class TestReceipts
         {
             output = "one, two, three", input_tokens = 4, output_tokens = 5, duration_ms = 1500, model_used = model,
         }), HttpStatusCode.OK);
-        return await IssueAsync(host, jobId);
+        return await IssuedAsync(host, jobId);
+    }
+
+    /// <summary>The receipt the job's completion issued.</summary>
+    public static async Task<IssuedReceipt> IssuedAsync(GridHost host, long jobId)
+    {
+        await using var connection = await host.OpenConnectionAsync();
+        await using var read = new Npgsql.NpgsqlCommand(
+            "SELECT receipt_id, account_id, worker_id, client, provider, body FROM receipts WHERE job_id = @jobId ORDER BY seq DESC LIMIT 1", connection);
+        read.Parameters.AddWithValue("jobId", jobId);
+        await using var row = await read.ExecuteReaderAsync();
+        Assert.True(await row.ReadAsync(), $"job {jobId} has no receipt");
+        return new IssuedReceipt(row.GetString(0), jobId, row.GetInt64(1), row.GetInt64(2), row.GetString(3), row.GetString(4), row.GetString(5));
     }
 
     /// <summary>
-    /// Writes a receipt for the completed job, as the completion does: client <c>account-&lt;id&gt;</c>, provider the
-    /// worker's miner id or <c>worker-&lt;id&gt;</c>, <c>gpu_seconds</c> from the job's duration, times in Unix seconds.
-    /// Strings are written as Python's <c>json.dumps</c> writes them (non-ASCII as <c>\uXXXX</c>).
+    /// Writes a further receipt for the completed job with the fields a completion gives it (client
+    /// <c>account-&lt;id&gt;</c>, provider the worker's miner id or <c>worker-&lt;id&gt;</c>, <c>gpu_seconds</c> from the
+    /// worker's reported duration, times in Unix seconds), signed by the node's signer.
     /// </summary>
     public static async Task<IssuedReceipt> IssueAsync(GridHost host, long jobId)
     {
@@ -98,18 +100,14 @@ public static class TestReceipts
             ["started_at"] = startedAt,
             ["completed_at"] = completedAt,
         };
-        receipt["signature"] = new JsonObject { ["alg"] = Algorithm, ["key_id"] = KeyId, ["sig"] = Sign(receipt) };
-        var body = PythonStyle(receipt);
+        var signed = await host.Get<IReceiptSigner>().SignAsync(receipt);
+        var body = signed.Json;
 
         await using var insert = new Npgsql.NpgsqlCommand("""
-            INSERT INTO receipt_signing_keys (key_id, public_key, private_key, created_at)
-            VALUES (@keyId, @publicKey, 'not a key: the read tests sign nothing', now())
-            ON CONFLICT DO NOTHING;
             INSERT INTO receipts (receipt_id, job_id, account_id, worker_id, client, provider, price, key_id, body, hash, issued_at)
             VALUES (@receiptId, @jobId, @accountId, @workerId, @client, @provider, @price, @keyId, @body, sha256(convert_to(@body, 'UTF8')), now());
             """, connection);
-        insert.Parameters.AddWithValue("keyId", KeyId);
-        insert.Parameters.AddWithValue("publicKey", Base64Url(KeyId));
+        insert.Parameters.AddWithValue("keyId", signed.KeyId);
         insert.Parameters.AddWithValue("receiptId", receiptId);
         insert.Parameters.AddWithValue("jobId", jobId);
         insert.Parameters.AddWithValue("accountId", accountId);
@@ -127,54 +125,11 @@ public static class TestReceipts
         ExecuteAsync(host, "UPDATE receipts SET body = replace(body, @from, @to) WHERE receipt_id = @receiptId AND strpos(body, @from) > 0",
             ("receiptId", receiptId), ("from", from), ("to", to));
 
-    /// <summary>The stand-in signature: base64url SHA-256 of the receipt's canonical JSON without its signature.</summary>
-    public static string Sign(JsonObject receipt)
-    {
-        var canonical = new JsonObject();
-        foreach (var (name, value) in receipt.Where(p => p.Key != "signature" && p.Value is not null).OrderBy(p => p.Key, StringComparer.Ordinal))
-        {
-            canonical[name] = value!.DeepClone();
-        }
-        return Base64Url(SHA256.HashData(Encoding.UTF8.GetBytes(canonical.ToJsonString())));
-    }
-
-    private static string Base64Url(byte[] bytes) => Convert.ToBase64String(bytes).TrimEnd('=').Replace('+', '-').Replace('/', '_');
-
-    private static byte[] Base64Url(string text) =>
-        Convert.FromBase64String(text.Replace('-', '+').Replace('_', '/') + new string('=', (4 - text.Length % 4) % 4));
-
-    // Compact, in insertion order, non-ASCII escaped as \uXXXX (lowercase hex), as Python's json.dumps writes it.
-    private static string PythonStyle(JsonObject receipt)
-    {
-        var relaxed = receipt.ToJsonString(new JsonSerializerOptions { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping });
-        var json = new StringBuilder(relaxed.Length);
-        foreach (var c in relaxed)
-        {
-            if (c < 0x80) json.Append(c);
-            else json.Append(CultureInfo.InvariantCulture, $"\\u{(int)c:x4}");
-        }
-        return json.ToString();
-    }
-
     private static async Task ExecuteAsync(GridHost host, string sql, params (string Name, object Value)[] parameters)
     {
         await using var connection = await host.OpenConnectionAsync();
         await using var command = new Npgsql.NpgsqlCommand(sql, connection);
         foreach (var (name, value) in parameters) command.Parameters.AddWithValue(name, value);
         Assert.Equal(1, await command.ExecuteNonQueryAsync());
-    }
-}
-
-/// <summary>
-/// A test double of <see cref="IReceiptVerifier"/> for the stand-in signatures of <see cref="TestReceipts"/>, registered
-/// by the dashboard's receipt tests until the real Ed25519 verifier is on this branch.
-/// </summary>
-public sealed class TestReceiptVerifier : IReceiptVerifier
-{
-    public ValueTask<string?> VerifyAsync(string receiptJson, CancellationToken cancellationToken = default)
-    {
-        if (JsonNode.Parse(receiptJson) is not JsonObject receipt || receipt["signature"] is not JsonObject signature) return ValueTask.FromResult<string?>("the receipt has no signature");
-        if ((string?)signature["key_id"] != TestReceipts.KeyId) return ValueTask.FromResult<string?>("the key is not one of the coordinator's");
-        return ValueTask.FromResult((string?)signature["sig"] == TestReceipts.Sign(receipt) ? null : "the signature does not match the receipt");
     }
 }
