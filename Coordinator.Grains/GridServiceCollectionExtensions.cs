@@ -6,6 +6,7 @@ using Coordinator.Grains.Database;
 using Coordinator.Grains.Dispatch;
 using Coordinator.Grains.Duties;
 using Coordinator.Grains.Jobs;
+using Coordinator.Grains.Ledger;
 using Coordinator.Grains.Webhooks;
 using Coordinator.Grains.Workers;
 using Microsoft.AspNetCore.DataProtection;
@@ -69,6 +70,10 @@ public static class GridServiceCollectionExtensions
         services.AddSingleton<Dispatchers>();
         services.AddSingleton<GridDuties>();
         services.AddHostedService<DutiesKeeper>();
+        services.AddOptions<LedgerOptions>().Bind(configuration.GetSection(LedgerOptions.Section)).ValidateDataAnnotations().ValidateOnStart();
+        services.AddSingleton<LedgerSealer>();
+        services.AddSingleton<LedgerStore>();
+        services.AddHostedService<LedgerKeeper>();
         services.AddBlobs(configuration);
         return services;
     }

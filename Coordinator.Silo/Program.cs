@@ -41,6 +41,10 @@ if (args is ["payouts", .. var payoutArgs])
 {
     return await PayoutCommands.RunAsync(app.Services, payoutArgs, Console.Out);
 }
+if (args is ["ledger", .. var ledgerArgs])
+{
+    return await LedgerCommands.RunAsync(app.Services, ledgerArgs, Console.Out, checkReceipt: null);
+}
 await app.RunAsync();
 return 0;
 

@@ -14,6 +14,7 @@ public static class AitbcApi
         var aitbc = routes.MapGroup("").WithMetadata(AitbcEndpoint.Instance).ExcludeFromDescription();
         aitbc.MapGet("/health", (Microsoft.Extensions.Options.IOptions<AitbcOptions> options) =>
             TypedResults.Ok(new AitbcHealth("ok", options.Value.Version)));
+        aitbc.MapExplorer();
         return routes;
     }
 
