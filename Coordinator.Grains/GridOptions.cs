@@ -148,3 +148,27 @@ public sealed class AccountingOptions
     /// </summary>
     public TimeSpan CounterWriteInterval { get; set; } = TimeSpan.FromSeconds(1);
 }
+
+/// <summary>How the ledger seals receipts into blocks, bound from the <c>Ledger</c> configuration section.</summary>
+public sealed class LedgerOptions : IValidatableObject
+{
+    public const string Section = "Ledger";
+
+    /// <summary>How often the ledger grain seals the receipts committed since its last block. Default: 10 s.</summary>
+    public TimeSpan SealInterval { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>
+    /// The most receipts one block holds; once this many have been reported since the last block, the grain seals at once
+    /// instead of waiting for the interval. Default: 500.
+    /// </summary>
+    [Range(1, 100_000)]
+    public int MaxReceiptsPerBlock { get; set; } = 500;
+
+    public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
+    {
+        if (SealInterval <= TimeSpan.Zero)
+        {
+            yield return new ValidationResult($"Ledger:SealInterval ({SealInterval}) must be positive.", [nameof(SealInterval)]);
+        }
+    }
+}

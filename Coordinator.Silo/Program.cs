@@ -45,6 +45,10 @@ if (args is ["receipt-keys", .. var receiptKeyArgs])
 {
     return await ReceiptKeyCommands.RunAsync(app.Services, receiptKeyArgs, Console.Out);
 }
+if (args is ["ledger", .. var ledgerArgs])
+{
+    return await LedgerCommands.RunAsync(app.Services, ledgerArgs, Console.Out);
+}
 await app.RunAsync();
 return 0;
 

@@ -18,6 +18,7 @@ public static class AitbcApi
         aitbc.MapAitbcMiners();
         aitbc.MapAitbcReceipts();
         aitbc.MapSigningKeys();
+        aitbc.MapExplorer();
         return routes;
     }
 

@@ -8,7 +8,7 @@ public static class ReceiptServiceCollectionExtensions
 {
     /// <summary>
     /// Adds signed receipts: the <c>Receipts</c> settings, the signing keys, the signer and verifier, and the issuer that
-    /// completions call. A listener of issued receipts registered before this one is kept; otherwise nothing listens.
+    /// completions call, which tells the registered <see cref="IReceiptsIssuedListener"/> (the ledger) of what it issued.
     /// </summary>
     public static IServiceCollection AddReceipts(this IServiceCollection services, IConfiguration configuration)
     {
@@ -17,7 +17,6 @@ public static class ReceiptServiceCollectionExtensions
         services.TryAddSingleton<IReceiptSigner, ReceiptSigner>();
         services.AddSingleton<ReceiptVerifier>();
         services.AddSingleton<IReceiptVerifier>(provider => provider.GetRequiredService<ReceiptVerifier>());
-        services.TryAddSingleton<IReceiptsIssuedListener, NoReceiptsIssuedListener>();
         services.AddSingleton<ReceiptIssuer>();
         return services;
     }
