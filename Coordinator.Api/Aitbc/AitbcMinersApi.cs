@@ -169,8 +169,9 @@ public static partial class AitbcMinersApi
     private static async Task<(long WorkerId, IResult? Refusal)> MinerOfCallerAsync(HttpContext context, AitbcStore store, string? minerId)
     {
         if (string.IsNullOrEmpty(minerId)) return (0, AitbcFrontDoor.BadRequest("miner_id is required"));
+        // A name no miner can have (PostgreSQL would refuse a NUL in it) is looked up nowhere.
         var caller = context.GetAitbcCaller();
-        var miner = minerId.Length <= MaxMinerIdLength ? await store.FindMinerAsync(minerId, context.RequestAborted) : null;
+        var miner = minerId.Length <= MaxMinerIdLength && MinerIdPattern().IsMatch(minerId) ? await store.FindMinerAsync(minerId, context.RequestAborted) : null;
         if (miner is null || miner.AccountId != caller.AccountId)
         {
             return (0, AitbcFrontDoor.NotFound($"no miner '{AitbcJobsApi.Truncate(minerId)}' is registered in this account: POST /v1/miners/register first"));

@@ -83,6 +83,26 @@ public sealed class AitbcApiTests(HostFixture fixture) : IClassFixture<HostFixtu
     }
 
     [Fact]
+    public async Task OversizedInput_IsRefusedInTheSpecShape_AndInsertsNothing()
+    {
+        var (grid, aitbc) = await NewAccountAsync();
+        // A prompt past Jobs:MaxPromptBytes (1 MiB), in a body the server still reads.
+        var longPrompt = new string('a', 1024 * 1024 + 1);
+        Assert.Equal("invalid_request", await AitbcClient.ErrorCodeAsync(await aitbc.PostAsync("v1/jobs", new { prompt = longPrompt }), HttpStatusCode.BadRequest));
+        // A body past Http:MaxRequestBodyBytes (8 MiB).
+        var huge = new string('a', 9 * 1024 * 1024);
+        try
+        {
+            Assert.Equal("payload_too_large", await AitbcClient.ErrorCodeAsync(await aitbc.PostAsync("v1/jobs", new { prompt = huge }), HttpStatusCode.RequestEntityTooLarge));
+        }
+        catch (HttpRequestException)
+        {
+            // The server may answer and close the connection before the client has finished sending.
+        }
+        Assert.Empty((await ApiClient.ExpectAsync(await grid.GetAsync("jobs"), HttpStatusCode.OK)).EnumerateArray());
+    }
+
+    [Fact]
     public async Task WithoutAValidKey_EveryOperationIs401()
     {
         var anonymous = Host.AitbcWithKey(null);
@@ -154,7 +174,17 @@ public sealed class AitbcApiTests(HostFixture fixture) : IClassFixture<HostFixtu
         Assert.Equal("running", running.GetProperty("status").GetString());
         Assert.True(running.TryGetProperty("started_at", out _));
 
-        await ApiClient.ExpectAsync(await miner.PostAsync($"v1/jobs/{id}/complete", new { miner_id = minerId, result = "one, two, three", tokens = 6 }), HttpStatusCode.OK);
+        // The answer is the job's signed receipt: the miner is its provider, the client's account its client.
+        var receipt = await ApiClient.ExpectAsync(await miner.PostAsync($"v1/jobs/{id}/complete", new { miner_id = minerId, result = "one, two, three", tokens = 6 }), HttpStatusCode.OK);
+        Assert.Equal(id, receipt.GetProperty("job_id").GetString());
+        Assert.Equal(minerId, receipt.GetProperty("provider").GetString());
+        Assert.StartsWith("account-", receipt.GetProperty("client").GetString(), StringComparison.Ordinal);
+        Assert.Equal("gpu_seconds", receipt.GetProperty("unit_type").GetString());
+        Assert.Equal(model, receipt.GetProperty("model").GetString());
+        Assert.Equal("Ed25519", receipt.GetProperty("signature").GetProperty("alg").GetString());
+        Assert.Null(await Host.Get<Coordinator.Grains.Receipts.IReceiptVerifier>().VerifyAsync(receipt.GetRawText()));
+        var stored = await ApiClient.ExpectAsync(await client.GetAsync($"v1/jobs/{id}/receipt"), HttpStatusCode.OK);
+        Assert.Equal(receipt.GetProperty("receipt_id").GetString(), stored.GetProperty("receipt_id").GetString());
         var done = await ApiClient.ExpectAsync(await client.GetAsync($"v1/jobs/{id}"), HttpStatusCode.OK);
         Assert.Equal("completed", done.GetProperty("status").GetString());
         Assert.Equal("one, two, three", done.GetProperty("result").GetString());
@@ -203,6 +233,7 @@ public sealed class AitbcApiTests(HostFixture fixture) : IClassFixture<HostFixtu
         Assert.Equal("miner_mismatch", await AitbcClient.ErrorCodeAsync(await sameAccount.GetAsync($"v1/jobs/available?miner_id={minerId}"), HttpStatusCode.Forbidden));
         // An unknown miner, a missing miner id.
         Assert.Equal("not_found", await AitbcClient.ErrorCodeAsync(await miner.GetAsync("v1/jobs/available?miner_id=nobody-here"), HttpStatusCode.NotFound));
+        Assert.Equal("not_found", await AitbcClient.ErrorCodeAsync(await miner.GetAsync("v1/jobs/available?miner_id=a%00b"), HttpStatusCode.NotFound));
         Assert.Equal("invalid_request", await AitbcClient.ErrorCodeAsync(await miner.GetAsync("v1/jobs/available"), HttpStatusCode.BadRequest));
         Assert.Equal("invalid_request", await AitbcClient.ErrorCodeAsync(await miner.PostAsync("v1/jobs/1/claim", new { }), HttpStatusCode.BadRequest));
         // Another account cannot take the miner id.

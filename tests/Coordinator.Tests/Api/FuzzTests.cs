@@ -125,6 +125,15 @@ public sealed class FuzzTests : IAsyncLifetime
             // Kestrel itself refuses a path with a NUL in it (an empty 400, before any endpoint): not fuzzed here.
             var id = Uri.EscapeDataString(RandomString(random, random.Next(1, 30)).Replace('\0', '0'));
             await CheckAsync(await aitbc.GetAsync("v1/jobs/" + id), $"AITBC GET v1/jobs/{id}", failures, "error_code");
+            await CheckAsync(await aitbc.GetAsync("v1/receipts/" + id), $"AITBC GET v1/receipts/{id}", failures, "error_code");
+            await CheckAsync(await aitbc.GetAsync($"v1/jobs/{id}/receipts"), $"AITBC GET v1/jobs/{id}/receipts", failures, "error_code");
+            query = RandomQuery(random, ["client", "provider", "limit"]);
+            await CheckAsync(await aitbc.GetAsync("v1/receipts?" + query), $"AITBC GET v1/receipts?{query}", failures, "error_code");
+            query = RandomQuery(random, ["limit"]);
+            foreach (var list in new[] { "blocks", "transactions", "receipts" })
+            {
+                await CheckAsync(await aitbc.GetAsync($"explorer/{list}?{query}"), $"AITBC GET explorer/{list}?{query}", failures, "error_code");
+            }
         }
     }
 

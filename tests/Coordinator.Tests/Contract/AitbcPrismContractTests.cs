@@ -60,7 +60,21 @@ public sealed class AitbcPrismContractTests : IAsyncLifetime
         var receipt = await CallAsync(HttpMethod.Post, $"v1/jobs/{id}/complete", minerAccount,
             new { miner_id = minerId, result = "Receipts are signed.", completed_at = DateTimeOffset.UtcNow }, HttpStatusCode.OK);
         Assert.Equal(id, receipt.GetProperty("job_id").GetString());
+        var receiptId = receipt.GetProperty("receipt_id").GetString();
         await CallAsync(HttpMethod.Get, $"v1/jobs/{id}", client, null, HttpStatusCode.OK);
+
+        await CallAsync(HttpMethod.Get, "v1/receipts", client, null, HttpStatusCode.OK);
+        await CallAsync(HttpMethod.Get, $"v1/receipts?provider={minerId}&limit=5", minerAccount, null, HttpStatusCode.OK);
+        await CallAsync(HttpMethod.Get, $"v1/receipts/{receiptId}", client, null, HttpStatusCode.OK);
+        await CallAsync(HttpMethod.Get, "v1/receipts/rcpt_none", client, null, HttpStatusCode.NotFound);
+
+        await _host.Grains.GetGrain<Coordinator.Grains.Ledger.ILedgerGrain>(Coordinator.Grains.Ledger.ILedgerGrain.Key).SealNowAsync();
+        var blocks = await CallAsync(HttpMethod.Get, "explorer/blocks?limit=5", null, null, HttpStatusCode.OK);
+        Assert.NotEmpty(blocks.EnumerateArray());
+        await CallAsync(HttpMethod.Get, "explorer/transactions", null, null, HttpStatusCode.OK);
+        await CallAsync(HttpMethod.Get, "explorer/receipts", null, null, HttpStatusCode.OK);
+        var stats = await CallAsync(HttpMethod.Get, "explorer/stats", null, null, HttpStatusCode.OK);
+        Assert.True(stats.GetProperty("block_height").GetInt64() >= 1);
 
         var cancelMe = (await CallAsync(HttpMethod.Post, "v1/jobs", client, new { prompt = "Never mind.", model }, HttpStatusCode.Created)).GetProperty("job_id").GetString();
         await CallAsync(HttpMethod.Post, $"v1/jobs/{cancelMe}/cancel", client, null, HttpStatusCode.OK);
