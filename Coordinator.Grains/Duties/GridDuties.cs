@@ -65,8 +65,12 @@ public sealed partial class GridDuties(
         var timedOutJobs = (await connection.QueryAsync<(long Id, bool Watched, long WorkerId)>(new CommandDefinition(TimeOutSql, new { now }, transaction, cancellationToken: cancellationToken))).AsList();
         var timedOut = timedOutJobs.Count;
 
+        // An AITBC miner has no heartbeat in its protocol: while it runs a job it claimed, it stays online and the job's
+        // timeout bounds it (the claimed_at-based cancellation above).
         var wentOffline = await connection.ExecuteAsync(new CommandDefinition("""
-            UPDATE workers SET online = false WHERE online AND last_seen_at < @cutoff
+            UPDATE workers w SET online = false
+            WHERE online AND last_seen_at < @cutoff
+              AND NOT (w.miner_id IS NOT NULL AND EXISTS (SELECT 1 FROM jobs j WHERE j.worker_id = w.id AND j.status = 'running'))
             """, new { cutoff = now - settings.OfflineAfter }, transaction, cancellationToken: cancellationToken));
 
         // Jobs held by offline workers go back to pending, or fail once they have used their attempts.
