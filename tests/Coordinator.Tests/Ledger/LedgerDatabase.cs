@@ -4,6 +4,7 @@ using Coordinator.Grains.Database;
 using Coordinator.Grains.Ledger;
 using Coordinator.Grains.Receipts;
 using Coordinator.Tests.Infrastructure;
+using Coordinator.Tests.Receipts;
 using Microsoft.Extensions.Logging.Abstractions;
 using Npgsql;
 using NSec.Cryptography;
@@ -93,20 +94,7 @@ public sealed class LedgerDatabase : IAsyncDisposable
             ["receipt_id"] = receiptId, ["job_id"] = jobId.ToString(CultureInfo.InvariantCulture), ["provider"] = provider, ["client"] = client,
             ["units"] = (double)units, ["unit_type"] = "gpu_seconds", ["price"] = (double)price,
         }, TestKey).Json;
-        await using var command = new NpgsqlCommand("""
-            INSERT INTO receipts (receipt_id, job_id, account_id, worker_id, client, provider, price, key_id, body, hash, issued_at)
-            VALUES (@receiptId, @jobId, @accountId, @workerId, @client, @provider, @price, @keyId, @body, sha256(convert_to(@body, 'UTF8')), now())
-            """, connection, transaction);
-        command.Parameters.AddWithValue("receiptId", receiptId);
-        command.Parameters.AddWithValue("jobId", jobId);
-        command.Parameters.AddWithValue("accountId", accountId);
-        command.Parameters.AddWithValue("workerId", workerId);
-        command.Parameters.AddWithValue("client", client);
-        command.Parameters.AddWithValue("provider", provider);
-        command.Parameters.AddWithValue("price", price);
-        command.Parameters.AddWithValue("keyId", TestKeyId);
-        command.Parameters.AddWithValue("body", body);
-        await command.ExecuteNonQueryAsync();
+        await TestReceipts.InsertRowAsync(connection, transaction, new Coordinator.Tests.Receipts.IssuedReceipt(receiptId, jobId, accountId, workerId, client, provider, body), price, TestKeyId);
         return receiptId;
     }
 

@@ -103,21 +103,30 @@ public static class TestReceipts
         var signed = await host.Get<IReceiptSigner>().SignAsync(receipt);
         var body = signed.Json;
 
+        await InsertRowAsync(connection, null, new IssuedReceipt(receiptId, jobId, accountId, workerId, client, provider, body), price, signed.KeyId);
+        return new IssuedReceipt(receiptId, jobId, accountId, workerId, client, provider, body);
+    }
+
+    /// <summary>
+    /// Writes a signed receipt's row as the issuer does (the hash computed by PostgreSQL as SHA-256 of the body), in
+    /// <paramref name="transaction"/> when given.
+    /// </summary>
+    public static async Task InsertRowAsync(Npgsql.NpgsqlConnection connection, Npgsql.NpgsqlTransaction? transaction, IssuedReceipt receipt, decimal price, string keyId)
+    {
         await using var insert = new Npgsql.NpgsqlCommand("""
             INSERT INTO receipts (receipt_id, job_id, account_id, worker_id, client, provider, price, key_id, body, hash, issued_at)
             VALUES (@receiptId, @jobId, @accountId, @workerId, @client, @provider, @price, @keyId, @body, sha256(convert_to(@body, 'UTF8')), now());
-            """, connection);
-        insert.Parameters.AddWithValue("keyId", signed.KeyId);
-        insert.Parameters.AddWithValue("receiptId", receiptId);
-        insert.Parameters.AddWithValue("jobId", jobId);
-        insert.Parameters.AddWithValue("accountId", accountId);
-        insert.Parameters.AddWithValue("workerId", workerId);
-        insert.Parameters.AddWithValue("client", client);
-        insert.Parameters.AddWithValue("provider", provider);
+            """, connection, transaction);
+        insert.Parameters.AddWithValue("keyId", keyId);
+        insert.Parameters.AddWithValue("receiptId", receipt.ReceiptId);
+        insert.Parameters.AddWithValue("jobId", receipt.JobId);
+        insert.Parameters.AddWithValue("accountId", receipt.ClientAccountId);
+        insert.Parameters.AddWithValue("workerId", receipt.WorkerId);
+        insert.Parameters.AddWithValue("client", receipt.Client);
+        insert.Parameters.AddWithValue("provider", receipt.Provider);
         insert.Parameters.AddWithValue("price", price);
-        insert.Parameters.AddWithValue("body", body);
+        insert.Parameters.AddWithValue("body", receipt.Body);
         await insert.ExecuteNonQueryAsync();
-        return new IssuedReceipt(receiptId, jobId, accountId, workerId, client, provider, body);
     }
 
     /// <summary>Changes a stored receipt's body in place, as someone with write access to the table could.</summary>
