@@ -85,13 +85,13 @@ public sealed class BenchDatabase(string adminConnectionString)
         return new DatabaseCost(after.Statements - before.Statements, after.WalLsn - before.WalLsn, after.CpuSeconds - before.CpuSeconds);
     }
 
-    /// <summary>The statements run most often in a database since the counters were last reset, per job.</summary>
-    public async Task<List<string>> TopStatementsAsync(string database, long jobs, int count = 12)
+    /// <summary>The statements run most often in a database since the counters were last reset: calls per job, mean execution time, WAL bytes per job.</summary>
+    public async Task<List<string>> TopStatementsAsync(string database, long jobs, int count = 16)
     {
         await using var connection = new NpgsqlConnection(adminConnectionString);
         await connection.OpenAsync();
         await using var command = new NpgsqlCommand($"""
-            SELECT s.calls, s.total_exec_time, left(regexp_replace(s.query, '\s+', ' ', 'g'), 110)
+            SELECT s.calls, s.total_exec_time, s.wal_bytes, left(regexp_replace(s.query, '\s+', ' ', 'g'), 110)
             FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid
             WHERE d.datname = @db ORDER BY s.calls DESC LIMIT {count}
             """, connection);
@@ -100,7 +100,7 @@ public sealed class BenchDatabase(string adminConnectionString)
         await using var reader = await command.ExecuteReaderAsync();
         while (await reader.ReadAsync())
         {
-            lines.Add($"{reader.GetInt64(0) / (double)jobs,6:F2}/job {reader.GetDouble(1) / reader.GetInt64(0),7:F3} ms  {reader.GetString(2)}");
+            lines.Add($"{reader.GetInt64(0) / (double)jobs,6:F2}/job {reader.GetDouble(1) / reader.GetInt64(0),7:F3} ms {reader.GetDecimal(2) / jobs,7:F0} WAL B/job  {reader.GetString(3)}");
         }
         return lines;
     }

@@ -540,11 +540,12 @@ public sealed partial class ServiceBenchmarks(BenchOptions options, BenchDatabas
         return (busy, open);
     }
 
-    private async Task<SingleNode> SingleNodeAsync(CoordinatorBuild build, string name, int? requestLimit)
+    /// <summary>A fresh database and one node on it (pinned to <see cref="BenchOptions.NodeCpus"/>), with <paramref name="settings"/> in its environment.</summary>
+    private async Task<SingleNode> SingleNodeAsync(CoordinatorBuild build, string name, int? requestLimit, IDictionary<string, string>? settings = null)
     {
         var db = await database.CreateAsync(name + build.DatabaseSuffix);
 #pragma warning disable CA2000 // the SingleNode returned owns the node; the catch disposes it otherwise
-        var node = await NodeProcess.StartAsync(build.Dll, db, http, options.NodeCpus);
+        var node = await NodeProcess.StartAsync(build.Dll, db, http, options.NodeCpus, settings);
 #pragma warning restore CA2000
         try
         {
