@@ -139,47 +139,35 @@ public sealed partial class JobStore
     internal async Task<IReadOnlyList<Ended?>> CompleteBatchAsync(IReadOnlyList<(long WorkerId, long JobId, JobResult Result)> items)
     {
         var order = InJobOrder(items, i => i.JobId);
-        var sorted = order.Select(o => items[o - 1]).ToList();
         var now = time.GetUtcNow();
-        var parameters = new
-        {
-            ords = order, jobIds = sorted.Select(i => i.JobId).ToArray(), workerIds = sorted.Select(i => i.WorkerId).ToArray(),
-            outputs = sorted.Select(i => i.Result.Output).ToArray(),
-            inputTokens = sorted.Select(i => i.Result.InputTokens).ToArray(), outputTokens = sorted.Select(i => i.Result.OutputTokens).ToArray(),
-            durations = sorted.Select(i => i.Result.DurationMs).ToArray(), modelsUsed = sorted.Select(i => i.Result.ModelUsed).ToArray(),
-            now, rate = accounting.Value.CreditsPerThousandOutputTokens,
-            expected = Enumerable.Repeat(JobStatus.Running, sorted.Count).ToArray(),
-        };
-        const string complete = """
-            UPDATE jobs j SET status = 'completed', output = u.output, input_tokens = u.input_tokens, output_tokens = u.output_tokens,
-                duration_ms = u.duration_ms, model_used = u.model_used, completed_at = @now,
-                credits = round(u.output_tokens / 1000.0 * @rate, 4)
-            FROM unnest(@ords::integer[], @jobIds::bigint[], @workerIds::bigint[], @outputs::text[], @inputTokens::integer[],
-                        @outputTokens::integer[], @durations::integer[], @modelsUsed::text[], @expected::text[])
-                 AS u(ord, job_id, worker_id, output, input_tokens, output_tokens, duration_ms, model_used, expected)
-            WHERE j.id = u.job_id AND j.worker_id = u.worker_id AND j.status = u.expected
-            """;
         var (done, issued) = await RetryOnDeadlockAsync(async () =>
         {
             await using var connection = await dataSource.OpenConnectionAsync();
-            if (!receipts.Enabled)
-            {
-                return ((await connection.QueryAsync<(int Ord, long AccountId, bool Watched)>(new CommandDefinition(
-                    $"{complete} RETURNING u.ord, j.account_id, j.watched", parameters))).AsList(), (IReadOnlyList<IssuedReceipt>)[]);
-            }
-            await using var transaction = await connection.BeginTransactionAsync();
-            var completed = (await connection.QueryAsync<CompletedForReceipt>(new CommandDefinition($"""
-                WITH done AS (
-                    {complete}
-                    RETURNING u.ord, j.account_id, j.watched, j.id AS job_id, j.worker_id,
-                              coalesce(j.started_at, j.claimed_at) AS started_at, coalesce(j.model_used, j.model) AS model
-                )
-                SELECT d.*, coalesce(w.miner_id, 'worker-' || w.id) AS provider FROM done d JOIN workers w ON w.id = d.worker_id
-                """, parameters, transaction))).AsList();
-            var issuedNow = await receipts.IssueAsync(connection, transaction,
-                completed.Select(c => new CompletedJob(c.JobId, c.AccountId, c.WorkerId, c.StartedAt, c.Model, c.Provider)).ToList(), now);
-            await transaction.CommitAsync();
-            return (completed.Select(c => (c.Ord, c.AccountId, c.Watched)).ToList(), issuedNow);
+            if (!receipts.Enabled) return (await CompleteAsync(connection, items, order, now, null), (IReadOnlyList<IssuedReceipt>)[]);
+
+            // What the receipts say is read first and signed; then one statement completes the jobs that were read, only
+            // if they are still as read, and inserts their receipts: a completion commits with its receipt or not at all.
+            // An item not read (not running for its worker, or a job's second item in the batch) is not completed here; the
+            // caller says why.
+            var running = (await connection.QueryAsync<RunningForReceipt>(new CommandDefinition("""
+                SELECT DISTINCT ON (j.id) u.ord, j.id AS job_id, j.account_id, j.worker_id, coalesce(j.started_at, j.claimed_at) AS started_at,
+                       coalesce(u.model_used, j.model) AS model, coalesce(w.miner_id, 'worker-' || w.id) AS provider
+                FROM unnest(@ords::integer[], @jobIds::bigint[], @workerIds::bigint[], @modelsUsed::text[], @expected::text[])
+                     AS u(ord, job_id, worker_id, model_used, expected)
+                JOIN jobs j ON j.id = u.job_id AND j.worker_id = u.worker_id AND j.status = u.expected
+                JOIN workers w ON w.id = j.worker_id
+                ORDER BY j.id, u.ord
+                """, new
+                {
+                    ords = order, jobIds = order.Select(o => items[o - 1].JobId).ToArray(), workerIds = order.Select(o => items[o - 1].WorkerId).ToArray(),
+                    modelsUsed = order.Select(o => items[o - 1].Result.ModelUsed).ToArray(), expected = Enumerable.Repeat(JobStatus.Running, order.Length).ToArray(),
+                }))).AsList();
+            if (running.Count == 0) return ([], []);
+            var signed = await receipts.SignAsync(running.Select(r => new CompletedJob(r.JobId, r.AccountId, r.WorkerId, r.StartedAt, r.Model, r.Provider)).ToList(), now);
+            var readOrder = running.Select(r => r.Ord).ToArray();
+            var issuedNow = new List<IssuedReceipt>();
+            var completed = await CompleteAsync(connection, items, readOrder, now, (signed, running.Select(r => r.StartedAt).ToArray(), issuedNow));
+            return (completed, issuedNow);
         });
         receipts.Announce(issued);
         var ended = new Ended?[items.Count];
@@ -226,16 +214,68 @@ public sealed partial class JobStore
         public long Ord { get; init; }
     }
 
-    /// <summary>A row the completion statement updated, with what its receipt needs.</summary>
-    private sealed class CompletedForReceipt
+    /// <summary>A running job of the batch, with what its receipt says.</summary>
+    private sealed class RunningForReceipt
     {
         public int Ord { get; init; }
-        public long AccountId { get; init; }
-        public bool Watched { get; init; }
         public long JobId { get; init; }
+        public long AccountId { get; init; }
         public long WorkerId { get; init; }
         public DateTime? StartedAt { get; init; }
         public string? Model { get; init; }
         public string Provider { get; init; } = "";
+    }
+
+    /// <summary>
+    /// running → completed for the items at <paramref name="order"/> (1-based, in job order), in one statement; with
+    /// <paramref name="withReceipts"/>, only where the job still started when it was read, and the same statement inserts
+    /// the completed jobs' signed receipts (collected into its list). Answers (ord, account, watched) of each completed job.
+    /// </summary>
+    private async Task<List<(int Ord, long AccountId, bool Watched)>> CompleteAsync(NpgsqlConnection connection,
+        IReadOnlyList<(long WorkerId, long JobId, JobResult Result)> items, int[] order, DateTimeOffset now,
+        (ReceiptRows Rows, DateTime?[] StartedAt, List<IssuedReceipt> Issued)? withReceipts)
+    {
+        var sorted = order.Select(o => items[o - 1]).ToList();
+        var parameters = new DynamicParameters(new
+        {
+            ords = order, jobIds = sorted.Select(i => i.JobId).ToArray(), workerIds = sorted.Select(i => i.WorkerId).ToArray(),
+            outputs = sorted.Select(i => i.Result.Output).ToArray(),
+            inputTokens = sorted.Select(i => i.Result.InputTokens).ToArray(), outputTokens = sorted.Select(i => i.Result.OutputTokens).ToArray(),
+            durations = sorted.Select(i => i.Result.DurationMs).ToArray(), modelsUsed = sorted.Select(i => i.Result.ModelUsed).ToArray(),
+            now, rate = accounting.Value.CreditsPerThousandOutputTokens,
+            expected = Enumerable.Repeat(JobStatus.Running, sorted.Count).ToArray(),
+            startedAts = withReceipts?.StartedAt ?? new DateTime?[sorted.Count],
+        });
+        var update = $"""
+            UPDATE jobs j SET status = 'completed', output = u.output, input_tokens = u.input_tokens, output_tokens = u.output_tokens,
+                duration_ms = u.duration_ms, model_used = u.model_used, completed_at = @now,
+                credits = round(u.output_tokens / 1000.0 * @rate, 4)
+            FROM unnest(@ords::integer[], @jobIds::bigint[], @workerIds::bigint[], @outputs::text[], @inputTokens::integer[],
+                        @outputTokens::integer[], @durations::integer[], @modelsUsed::text[], @expected::text[], @startedAts::timestamptz[])
+                 AS u(ord, job_id, worker_id, output, input_tokens, output_tokens, duration_ms, model_used, expected, started_at)
+            WHERE j.id = u.job_id AND j.worker_id = u.worker_id AND j.status = u.expected
+              {(withReceipts is null ? "" : "AND coalesce(j.started_at, j.claimed_at) IS NOT DISTINCT FROM u.started_at")}
+            RETURNING u.ord, j.id AS job_id, j.account_id, j.watched
+            """;
+        if (withReceipts is not { } receiptsToWrite)
+        {
+            return (await connection.QueryAsync<(int, long, long, bool)>(new CommandDefinition(update, parameters)))
+                .Select(r => (r.Item1, r.Item3, r.Item4)).ToList();
+        }
+        receiptsToWrite.Rows.AddParameters(parameters);
+        using var results = await connection.QueryMultipleAsync(new CommandDefinition($"""
+            WITH done AS ({update}), issued AS ({ReceiptRows.InsertSql("done")})
+            SELECT 0 AS kind, d.ord, d.account_id, d.watched, NULL::text AS receipt_id, d.job_id FROM done d
+            UNION ALL
+            SELECT 1, 0, 0, false, i.receipt_id, i.job_id FROM issued i
+            """, parameters));
+        var rows = (await results.ReadAsync<(int Kind, int Ord, long AccountId, bool Watched, string? ReceiptId, long JobId)>()).AsList();
+        var completed = rows.Where(r => r.Kind == 0).Select(r => (r.Ord, r.AccountId, r.Watched)).ToList();
+        receiptsToWrite.Issued.AddRange(rows.Where(r => r.Kind == 1).Select(r => new IssuedReceipt(r.ReceiptId!, r.JobId)));
+        if (receiptsToWrite.Issued.Count != completed.Count)
+        {
+            throw new InvalidOperationException($"{completed.Count} jobs completed but {receiptsToWrite.Issued.Count} receipts issued");
+        }
+        return completed;
     }
 }

@@ -1,10 +1,8 @@
 using System.Globalization;
 using System.Security.Cryptography;
 using System.Text.Json.Nodes;
-using Dapper;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
-using Npgsql;
 
 namespace Coordinator.Grains.Receipts;
 
@@ -18,8 +16,8 @@ namespace Coordinator.Grains.Receipts;
 public sealed record CompletedJob(long JobId, long AccountId, long WorkerId, DateTime? StartedAt, string? Model, string Provider);
 
 /// <summary>
-/// Issues the signed receipts of jobs completed in a transaction, inside that transaction: one INSERT for the batch, so a
-/// completion commits with its receipt or not at all. After the commit, <see cref="Announce"/> tells the
+/// Signs the receipts of jobs about to complete; the completion statement writes them with the completions (one statement,
+/// so a completion commits with its receipt or not at all). After the commit, <see cref="Announce"/> tells the
 /// <see cref="IReceiptsIssuedListener"/>.
 /// </summary>
 public sealed partial class ReceiptIssuer(IReceiptSigner signer, IReceiptsIssuedListener listener, IOptions<ReceiptOptions> options, ILogger<ReceiptIssuer> logger)
@@ -30,15 +28,13 @@ public sealed partial class ReceiptIssuer(IReceiptSigner signer, IReceiptsIssued
     public bool Enabled => options.Value.Enabled;
 
     /// <summary>
-    /// Signs a receipt for each job and inserts them all, in <paramref name="transaction"/>, as completed at
-    /// <paramref name="completedAt"/>. Throws if signing or the insert fails: the caller's transaction must then roll back.
+    /// Signs a receipt for each job as completed at <paramref name="completedAt"/>; the caller writes them in the same
+    /// statement as the completions (<see cref="ReceiptRows"/>), so that a completion commits with its receipt or not at all.
     /// </summary>
-    public async Task<IReadOnlyList<IssuedReceipt>> IssueAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, IReadOnlyList<CompletedJob> jobs,
-        DateTimeOffset completedAt, CancellationToken cancellationToken = default)
+    public async Task<ReceiptRows> SignAsync(IReadOnlyList<CompletedJob> jobs, DateTimeOffset completedAt, CancellationToken cancellationToken = default)
     {
-        if (jobs.Count == 0) return [];
         var settings = options.Value;
-        var rows = new List<(string ReceiptId, CompletedJob Job, string Client, decimal Price, SignedReceipt Signed)>(jobs.Count);
+        var rows = new ReceiptRows(jobs.Count);
         foreach (var job in jobs)
         {
             var receiptId = "rcpt_" + new string(RandomNumberGenerator.GetItems<char>(ReceiptIdAlphabet, 26));
@@ -59,27 +55,9 @@ public sealed partial class ReceiptIssuer(IReceiptSigner signer, IReceiptsIssued
                 ["completed_at"] = completedAt.ToUnixTimeSeconds(),
             };
             if (job.Model is not null) receipt["model"] = job.Model;
-            rows.Add((receiptId, job, client, price, await signer.SignAsync(receipt, cancellationToken)));
+            rows.Add(receiptId, job, client, price, await signer.SignAsync(receipt, cancellationToken));
         }
-        // The body is canonical JSON, ASCII only: its UTF-8 bytes are its characters.
-        var inserted = await connection.ExecuteAsync(new CommandDefinition("""
-            INSERT INTO receipts (receipt_id, job_id, account_id, worker_id, client, provider, price, key_id, body, hash, issued_at)
-            SELECT r.receipt_id, r.job_id, r.account_id, r.worker_id, r.client, r.provider, r.price, r.key_id, r.body,
-                   sha256(convert_to(r.body, 'UTF8')), @completedAt
-            FROM unnest(@receiptIds::text[], @jobIds::bigint[], @accountIds::bigint[], @workerIds::bigint[], @clients::text[],
-                        @providers::text[], @prices::numeric[], @keyIds::text[], @bodies::text[])
-                 AS r(receipt_id, job_id, account_id, worker_id, client, provider, price, key_id, body)
-            """,
-            new
-            {
-                receiptIds = rows.Select(r => r.ReceiptId).ToArray(), jobIds = rows.Select(r => r.Job.JobId).ToArray(),
-                accountIds = rows.Select(r => r.Job.AccountId).ToArray(), workerIds = rows.Select(r => r.Job.WorkerId).ToArray(),
-                clients = rows.Select(r => r.Client).ToArray(), providers = rows.Select(r => r.Job.Provider).ToArray(),
-                prices = rows.Select(r => r.Price).ToArray(), keyIds = rows.Select(r => r.Signed.KeyId).ToArray(),
-                bodies = rows.Select(r => r.Signed.Json).ToArray(), completedAt,
-            }, transaction, cancellationToken: cancellationToken));
-        if (inserted != rows.Count) throw new InvalidOperationException($"{rows.Count} receipts to issue, {inserted} inserted");
-        return rows.Select(r => new IssuedReceipt(r.ReceiptId, r.Job.JobId)).ToList();
+        return rows;
     }
 
     /// <summary>Tells the listener of receipts whose transaction committed. Its failure is logged, never thrown: the completions stand.</summary>
@@ -98,4 +76,56 @@ public sealed partial class ReceiptIssuer(IReceiptSigner signer, IReceiptsIssued
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "The listener of issued receipts failed on {Count} receipt(s); they are issued and stay so")]
     private partial void LogListenerFailed(Exception exception, int count);
+}
+
+/// <summary>Signed receipts as the columns of their rows, for one <c>INSERT … SELECT FROM unnest</c>.</summary>
+public sealed class ReceiptRows(int capacity)
+{
+    private readonly List<string> _receiptIds = new(capacity);
+    private readonly List<long> _jobIds = new(capacity);
+    private readonly List<long> _accountIds = new(capacity);
+    private readonly List<long> _workerIds = new(capacity);
+    private readonly List<string> _clients = new(capacity);
+    private readonly List<string> _providers = new(capacity);
+    private readonly List<decimal> _prices = new(capacity);
+    private readonly List<string> _keyIds = new(capacity);
+    private readonly List<string> _bodies = new(capacity);
+
+    public int Count => _receiptIds.Count;
+
+    internal void Add(string receiptId, CompletedJob job, string client, decimal price, SignedReceipt signed)
+    {
+        _receiptIds.Add(receiptId);
+        _jobIds.Add(job.JobId);
+        _accountIds.Add(job.AccountId);
+        _workerIds.Add(job.WorkerId);
+        _clients.Add(client);
+        _providers.Add(job.Provider);
+        _prices.Add(price);
+        _keyIds.Add(signed.KeyId);
+        _bodies.Add(signed.Json);
+    }
+
+    /// <summary>
+    /// The SQL that inserts those of these receipts whose job is in <paramref name="completed"/> (a relation with a
+    /// <c>job_id</c> column), with <see cref="AddParameters"/>'s parameters. The body is canonical JSON, ASCII only: its
+    /// UTF-8 bytes are its characters, and its SHA-256 is the ledger's leaf.
+    /// </summary>
+    public static string InsertSql(string completed) => $"""
+        INSERT INTO receipts (receipt_id, job_id, account_id, worker_id, client, provider, price, key_id, body, hash, issued_at)
+        SELECT r.receipt_id, r.job_id, r.account_id, r.worker_id, r.client, r.provider, r.price, r.key_id, r.body,
+               sha256(convert_to(r.body, 'UTF8')), @now
+        FROM unnest(@receiptIds::text[], @receiptJobIds::bigint[], @accountIds::bigint[], @receiptWorkerIds::bigint[], @clients::text[],
+                    @providers::text[], @prices::numeric[], @keyIds::text[], @bodies::text[])
+             AS r(receipt_id, job_id, account_id, worker_id, client, provider, price, key_id, body)
+        JOIN {completed} c ON c.job_id = r.job_id
+        RETURNING receipt_id, job_id
+        """;
+
+    public void AddParameters(Dapper.DynamicParameters parameters) => parameters.AddDynamicParams(new
+    {
+        receiptIds = _receiptIds.ToArray(), receiptJobIds = _jobIds.ToArray(), accountIds = _accountIds.ToArray(),
+        receiptWorkerIds = _workerIds.ToArray(), clients = _clients.ToArray(), providers = _providers.ToArray(),
+        prices = _prices.ToArray(), keyIds = _keyIds.ToArray(), bodies = _bodies.ToArray(),
+    });
 }
