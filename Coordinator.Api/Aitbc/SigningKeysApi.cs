@@ -16,9 +16,13 @@ public static class SigningKeysApi
         return aitbc;
     }
 
-    public static async Task<Ok<List<SigningKeyDto>>> ListAsync(ReceiptSigningKeys keys, CancellationToken cancellationToken) =>
-        TypedResults.Ok((await keys.ListAsync(cancellationToken)).Select(key => new SigningKeyDto(
+    /// <summary>The keys; the grid's first key is made here if no receipt has been signed yet, so the list is never empty.</summary>
+    public static async Task<Ok<List<SigningKeyDto>>> ListAsync(ReceiptSigningKeys keys, CancellationToken cancellationToken)
+    {
+        await keys.GetOrCreateActiveAsync(cancellationToken);
+        return TypedResults.Ok((await keys.ListAsync(cancellationToken)).Select(key => new SigningKeyDto(
             key.KeyId, ReceiptSignatures.Algorithm, Base64Url.EncodeToString(key.PublicKey), key.CreatedAt, key.RetiredAt, key.Active)).ToList());
+    }
 }
 
 /// <summary>A published receipt signing key; <c>public_key</c> is base64url without padding (equal to <c>key_id</c>).</summary>

@@ -36,4 +36,15 @@ public sealed class AitbcPortTests(HostFixture fixture) : IClassFixture<HostFixt
         using var aitbcJobsOnMain = await fixture.Host.Http.PostAsync(new Uri(fixture.Host.BaseAddress, "/v1/jobs"), empty);
         Assert.Equal(HttpStatusCode.NotFound, aitbcJobsOnMain.StatusCode);
     }
+
+    [Fact]
+    public async Task SigningKeys_OnAGridThatSignedNothingYet_ListItsKey()
+    {
+        // This class's grid completes no job: the list made the grid's key rather than answer an empty list.
+        using var response = await fixture.Host.Aitbc.GetAsync("v1/signing-keys");
+        using var keys = JsonDocument.Parse(await response.Content.ReadAsStringAsync());
+        var key = Assert.Single(keys.RootElement.EnumerateArray());
+        Assert.True(key.GetProperty("active").GetBoolean());
+        Assert.Equal(43, key.GetProperty("key_id").GetString()!.Length);
+    }
 }
