@@ -44,11 +44,19 @@ public sealed class PrismProxy : IAsyncDisposable
             RedirectStandardError = true,
         })!;
         var proxy = new PrismProxy(process, new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}/"), Timeout = TimeSpan.FromSeconds(60) });
-        process.OutputDataReceived += (_, e) => { lock (proxy._output) proxy._output.AppendLine(e.Data); };
+        // Prism says when it listens: "Prism is listening on http://127.0.0.1:PORT".
+        var listening = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        process.OutputDataReceived += (_, e) =>
+        {
+            lock (proxy._output) proxy._output.AppendLine(e.Data);
+            if (e.Data?.Contains("Prism is listening", StringComparison.Ordinal) == true) listening.TrySetResult();
+        };
         process.ErrorDataReceived += (_, e) => { lock (proxy._output) proxy._output.AppendLine(e.Data); };
+        process.EnableRaisingEvents = true;
+        process.Exited += (_, _) => listening.TrySetException(new InvalidOperationException("prism exited early:\n" + proxy.Output()));
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
-        await proxy.WaitForPortAsync(port);
+        await listening.Task.WaitAsync(TimeSpan.FromSeconds(60));
         return proxy;
     }
 
@@ -79,25 +87,6 @@ public sealed class PrismProxy : IAsyncDisposable
     private string Output()
     {
         lock (_output) return _output.ToString()[^Math.Min(_output.Length, 4000)..];
-    }
-
-    private async Task WaitForPortAsync(int port)
-    {
-        var deadline = Environment.TickCount64 + 60_000;
-        while (true)
-        {
-            Assert.False(_prism.HasExited, "prism exited early:\n" + Output());
-            try
-            {
-                using var probe = new TcpClient();
-                await probe.ConnectAsync(IPAddress.Loopback, port);
-                return;
-            }
-            catch (SocketException) when (Environment.TickCount64 < deadline)
-            {
-                await Task.Delay(100);
-            }
-        }
     }
 
     private static int FreePort()

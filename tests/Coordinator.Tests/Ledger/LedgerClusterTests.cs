@@ -66,17 +66,15 @@ public sealed class LedgerClusterTests
     /// <summary>Once both silos see each other, both reach the same activation.</summary>
     private static async Task<LedgerStatus> SettledStatusAsync(params GridHost[] hosts)
     {
-        var deadline = Environment.TickCount64 + 20_000;
-        while (true)
+        LedgerStatus? settled = null;
+        await Eventually.TrueAsync(async () =>
         {
             var active = await Task.WhenAll(hosts.Select(h => h.Grains.GetGrain<IManagementGrain>(0).GetHosts(onlyActive: true)));
-            if (active.All(view => view.Count == hosts.Length))
-            {
-                var statuses = await Task.WhenAll(hosts.Select(StatusAsync));
-                if (statuses.All(s => s.Silo == statuses[0].Silo)) return statuses[0];
-            }
-            Assert.True(Environment.TickCount64 < deadline, "the silos did not settle on one ledger activation");
-            await Task.Delay(20);
-        }
+            if (!active.All(view => view.Count == hosts.Length)) return false;
+            var statuses = await Task.WhenAll(hosts.Select(StatusAsync));
+            settled = statuses[0];
+            return statuses.All(s => s.Silo == statuses[0].Silo);
+        }, "the silos settle on one ledger activation", timeoutMs: 20_000);
+        return settled!;
     }
 }
