@@ -1,7 +1,6 @@
 using System.ComponentModel.DataAnnotations;
 using System.Text.Json.Serialization;
 using Coordinator.Api.Infrastructure;
-using Coordinator.Grains.Accounts;
 using Microsoft.Extensions.Options;
 
 namespace Coordinator.Api.Aitbc;
@@ -48,8 +47,6 @@ public static class AitbcFrontDoor
     /// <summary>The header AITBC clients send their API key in.</summary>
     public const string ApiKeyHeader = "X-Api-Key";
 
-    private const string CallerItem = "coordinator.aitbc.caller";
-
     /// <summary>Whether this request arrived on the AITBC port.</summary>
     public static bool Serves(HttpContext context)
     {
@@ -78,12 +75,10 @@ public static class AitbcFrontDoor
 
     private static string StatusPageText(int status) => $"the request failed with status {status}";
 
-    /// <summary>The caller of an endpoint behind <see cref="RequireAitbcKey"/>.</summary>
-    public static Caller GetAitbcCaller(this HttpContext context) => (Caller)context.Items[CallerItem]!;
-
     /// <summary>
-    /// <c>X-Api-Key</c> with one of the grid's API keys (the same accounts and hashing as the Grid API's bearer keys).
-    /// Without a valid key, or with a disabled account's, the answer is 401 in the AITBC error shape.
+    /// <c>X-Api-Key</c> with one of the grid's API keys (the same accounts and hashing as the Grid API's bearer keys; the
+    /// caller is then <see cref="CallerAuthentication.GetCaller"/>'s). Without a valid key, or with a disabled account's,
+    /// the answer is 401 in the AITBC error shape.
     /// </summary>
     public static TBuilder RequireAitbcKey<TBuilder>(this TBuilder builder) where TBuilder : IEndpointConventionBuilder =>
         builder.AddEndpointFilter(async (invocation, next) =>
@@ -91,22 +86,11 @@ public static class AitbcFrontDoor
             var context = invocation.HttpContext;
             var key = context.Request.Headers[ApiKeyHeader].ToString().Trim();
             if (key.Length == 0) return Error(StatusCodes.Status401Unauthorized, "unauthorized", $"send your API key in the {ApiKeyHeader} header");
-            var caller = await AuthenticateAsync(context, key, needWorker: false);
-            if (caller is null) return Error(StatusCodes.Status401Unauthorized, "unauthorized", "this API key is not valid or has been revoked");
-            if (caller.AccountDisabled) return Error(StatusCodes.Status401Unauthorized, "account_disabled", "this account is disabled");
-            context.Items[CallerItem] = caller;
-            return await next(invocation);
+            return await CallerAuthentication.AuthenticateKeyAsync(context, key, needWorker: false) switch
+            {
+                null => await next(invocation),
+                AuthenticationFailure.AccountDisabled => Error(StatusCodes.Status401Unauthorized, "account_disabled", "this account is disabled"),
+                _ => Error(StatusCodes.Status401Unauthorized, "unauthorized", "this API key is not valid or has been revoked"),
+            };
         });
-
-    /// <summary>The key's caller, read again when <paramref name="needWorker"/> and the cached one is not bound to a worker (it may have been bound on another node moments ago).</summary>
-    public static async Task<Caller?> AuthenticateAsync(HttpContext context, string key, bool needWorker)
-    {
-        var accounts = context.RequestServices.GetRequiredService<AccountStore>();
-        var caller = await accounts.AuthenticateAsync(key, refresh: false, context.RequestAborted);
-        if (needWorker && caller is { WorkerId: null }) caller = await accounts.AuthenticateAsync(key, refresh: true, context.RequestAborted);
-        return caller;
-    }
-
-    /// <summary>The bearer key this request sent in <c>X-Api-Key</c>.</summary>
-    public static string GetAitbcKey(this HttpContext context) => context.Request.Headers[ApiKeyHeader].ToString().Trim();
 }

@@ -76,7 +76,7 @@ public static class AitbcJobsApi
         var parameters = ReadParams(fields);
         if (!fields.IsValid) return AitbcFrontDoor.BadRequest(string.Join("; ", fields.Errors));
 
-        var caller = context.GetAitbcCaller();
+        var caller = context.GetCaller();
         var match = model.Contains(':', StringComparison.Ordinal) ? ModelMatch.Exact : ModelMatch.Family;
         var job = new NewJob(model, match, prompt!, null, limits.Value.DefaultTimeoutSeconds, null, null)
         {
@@ -84,7 +84,7 @@ public static class AitbcJobsApi
             SubmittedByKeyId = caller.KeyId,
         };
         var row = (await dispatchers.Of(job.DispatcherKey).SubmitAsync(caller.AccountId, job)).Row!;
-        var submitted = await store.GetAsync(caller.AccountId, row.Id, context.RequestAborted);
+        var submitted = await store.GetAsync(row.Id, caller.AccountId, context.RequestAborted);
         return TypedResults.Created($"/v1/jobs/{row.Id}", AitbcJobDto.From(submitted!));
     }
 
@@ -111,13 +111,13 @@ public static class AitbcJobsApi
         var limitValue = JobsApi.ParseInt("limit", limit, DefaultLimit, 1, MaxLimit, errors);
         var offsetValue = JobsApi.ParseInt("offset", offset, 0, 0, int.MaxValue, errors);
         if (errors.Count > 0) return AitbcFrontDoor.BadRequest(string.Join("; ", errors));
-        var rows = await store.ListAsync(context.GetAitbcCaller().AccountId, status is null ? null : AitbcStore.OurStatuses(status), offsetValue, limitValue, context.RequestAborted);
+        var rows = await store.ListAsync(context.GetCaller().AccountId, status is null ? null : AitbcStore.OurStatuses(status), offsetValue, limitValue, context.RequestAborted);
         return TypedResults.Ok(rows.Select(AitbcJobDto.From).ToList());
     }
 
     public static async Task<IResult> GetAsync([Microsoft.AspNetCore.Mvc.FromRoute(Name = "job_id")] string jobId, HttpContext context, AitbcStore store)
     {
-        var row = AitbcJobDto.ParseId(jobId) is { } id ? await store.GetAsync(context.GetAitbcCaller().AccountId, id, context.RequestAborted) : null;
+        var row = AitbcJobDto.ParseId(jobId) is { } id ? await store.GetAsync(id, context.GetCaller().AccountId, context.RequestAborted) : null;
         return row is null ? NoSuchJob(jobId) : TypedResults.Ok(AitbcJobDto.From(row));
     }
 
@@ -125,11 +125,11 @@ public static class AitbcJobsApi
     public static async Task<IResult> CancelAsync([Microsoft.AspNetCore.Mvc.FromRoute(Name = "job_id")] string jobId, HttpContext context, IGrainFactory grains, AitbcStore store)
     {
         if (AitbcJobDto.ParseId(jobId) is not { } id) return NoSuchJob(jobId);
-        var accountId = context.GetAitbcCaller().AccountId;
+        var accountId = context.GetCaller().AccountId;
         var result = await grains.GetGrain<IJobGrain>(id).CancelUnfinishedAsync(accountId);
         return result.Outcome switch
         {
-            TransitionOutcome.Done => TypedResults.Ok(AitbcJobDto.From((await store.GetAsync(accountId, id, context.RequestAborted))!)),
+            TransitionOutcome.Done => TypedResults.Ok(AitbcJobDto.From((await store.GetAsync(id, accountId, context.RequestAborted))!)),
             TransitionOutcome.NotFound => NoSuchJob(jobId),
             _ => AitbcFrontDoor.Conflict("job_not_cancellable", $"job {id} is {result.CurrentStatus}: only a job that has not ended can be cancelled"),
         };
@@ -137,5 +137,6 @@ public static class AitbcJobsApi
 
     public static IResult NoSuchJob(string jobId) => AitbcFrontDoor.NotFound($"no job '{Truncate(jobId)}' in this account");
 
-    internal static string Truncate(string text) => text.Length <= 80 ? text : text[..80] + "…";
+    /// <summary>A name the caller sent, short enough to quote in an error.</summary>
+    internal static string Truncate(string text) => text.Length <= 80 ? text : JsonText.Truncate(text, 80) + "…";
 }

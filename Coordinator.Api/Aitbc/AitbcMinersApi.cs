@@ -59,13 +59,13 @@ public static partial class AitbcMinersApi
         var gpuMemory = gpu?.String("memory", maxLength: 100);
         if (!fields.IsValid) return AitbcFrontDoor.BadRequest(string.Join("; ", fields.Errors));
 
-        var caller = context.GetAitbcCaller();
+        var caller = context.GetCaller();
         var platform = gpuName is null && gpuMemory is null ? null : string.Join(", ", new[] { gpuName, gpuMemory }.Where(part => !string.IsNullOrWhiteSpace(part)));
         var models = capabilities.Distinct(StringComparer.Ordinal).Select(name => new WorkerModel(name, ServesFamily: true)).ToList();
         var workerId = await workers.RegisterMinerAsync(caller.AccountId, caller.KeyId, minerId!, models, platform, context.RequestAborted);
         if (workerId is null) return AitbcFrontDoor.Conflict("miner_id_taken", $"the miner id '{minerId}' is registered by another account: choose another");
         await grains.GetGrain<IWorkerGrain>(workerId.Value).RegisteredAsync();
-        accounts.Forget(context.GetAitbcKey());
+        accounts.Forget(context.GetBearerKey());
         return TypedResults.Created($"/v1/miners/{minerId}", new MinerRegisteredDto(minerId!, workerId.Value, "registered", models.Select(m => m.Name).ToList()));
     }
 
@@ -75,7 +75,7 @@ public static partial class AitbcMinersApi
         var (workerId, refusal) = await MinerOfCallerAsync(context, store, minerId);
         if (refusal is not null) return refusal;
         var best = await grains.GetGrain<IWorkerGrain>(workerId).PeekAsync();
-        var row = best is null ? null : await store.GetForMinerAsync(best.Id, context.RequestAborted);
+        var row = best is null ? null : await store.GetAsync(best.Id, accountId: null, context.RequestAborted);
         // No job is the JSON literal null, as the spec has it ("Available job or null").
         return row is null ? TypedResults.Text("null", "application/json") : TypedResults.Ok(AitbcJobDto.From(row));
     }
@@ -94,7 +94,7 @@ public static partial class AitbcMinersApi
         var claimed = await grains.GetGrain<IWorkerGrain>(workerId).ClaimJobAsync(id);
         return claimed.Outcome switch
         {
-            TransitionOutcome.Done => TypedResults.Ok(AitbcJobDto.From((await store.GetForMinerAsync(id, context.RequestAborted))!)),
+            TransitionOutcome.Done => TypedResults.Ok(AitbcJobDto.From((await store.GetAsync(id, accountId: null, context.RequestAborted))!)),
             TransitionOutcome.NotFound => NoSuchJob(jobId),
             _ => claimed.CurrentStatus switch
             {
@@ -129,7 +129,7 @@ public static partial class AitbcMinersApi
         if (refusal is not null) return refusal;
         if (AitbcJobDto.ParseId(jobId) is not { } id) return NoSuchJob(jobId);
 
-        var held = await store.GetForMinerAsync(id, context.RequestAborted);
+        var held = await store.GetAsync(id, accountId: null, context.RequestAborted);
         var started = held?.StartedAt is { } at ? new DateTimeOffset(at, TimeSpan.Zero) : time.GetUtcNow();
         var durationMs = (int)Math.Clamp((time.GetUtcNow() - started).TotalMilliseconds, 0, int.MaxValue);
         var worker = grains.GetGrain<IWorkerGrain>(workerId);
@@ -143,9 +143,9 @@ public static partial class AitbcMinersApi
         return done.Outcome switch
         {
             // The miner's account owns the provider: it may read the receipt, served as stored.
-            TransitionOutcome.Done => await receipts.LatestOfJobAsync(context.GetAitbcCaller().AccountId, id, context.RequestAborted) is { } receipt
+            TransitionOutcome.Done => await receipts.LatestOfJobAsync(context.GetCaller().AccountId, id, context.RequestAborted) is { } receipt
                 ? TypedResults.Text(receipt.Body, "application/json", System.Text.Encoding.UTF8)
-                : TypedResults.Ok(AitbcJobDto.From((await store.GetForMinerAsync(id, context.RequestAborted))!)),
+                : TypedResults.Ok(AitbcJobDto.From((await store.GetAsync(id, accountId: null, context.RequestAborted))!)),
             TransitionOutcome.NotFound => AitbcFrontDoor.NotFound($"job {id} is not held by miner '{minerId}'"),
             _ when done.CurrentStatus == JobStatus.Completed => AitbcFrontDoor.Conflict("already_completed", $"job {id} is already completed: a result is accepted once"),
             _ => AitbcFrontDoor.Conflict("job_not_running", $"job {id} is {done.CurrentStatus}: a result is accepted only for a job the miner is running"),
@@ -170,7 +170,7 @@ public static partial class AitbcMinersApi
     {
         if (string.IsNullOrEmpty(minerId)) return (0, AitbcFrontDoor.BadRequest("miner_id is required"));
         // A name no miner can have (PostgreSQL would refuse a NUL in it) is looked up nowhere.
-        var caller = context.GetAitbcCaller();
+        var caller = context.GetCaller();
         var miner = minerId.Length <= MaxMinerIdLength && MinerIdPattern().IsMatch(minerId) ? await store.FindMinerAsync(minerId, context.RequestAborted) : null;
         if (miner is null || miner.AccountId != caller.AccountId)
         {
@@ -179,8 +179,10 @@ public static partial class AitbcMinersApi
         if (caller.WorkerId != miner.WorkerId)
         {
             // Bound moments ago, maybe on another node: read the key again before refusing.
-            var fresh = await AitbcFrontDoor.AuthenticateAsync(context, context.GetAitbcKey(), needWorker: true);
-            if (fresh?.WorkerId != miner.WorkerId)
+            var bound = await CallerAuthentication.AuthenticateKeyAsync(context, context.GetBearerKey(), needWorker: true) is null
+                ? context.GetCaller().WorkerId
+                : null;
+            if (bound != miner.WorkerId)
             {
                 return (0, AitbcFrontDoor.Error(StatusCodes.Status403Forbidden, "miner_mismatch",
                     $"this API key is not the key of miner '{minerId}': register the miner with this key, or use its key"));

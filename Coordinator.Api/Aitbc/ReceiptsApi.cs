@@ -1,5 +1,5 @@
-using System.Globalization;
 using System.Text;
+using Coordinator.Api.Infrastructure;
 using Coordinator.Grains.Receipts;
 using Microsoft.AspNetCore.Http.HttpResults;
 
@@ -33,19 +33,17 @@ public static class ReceiptsApi
     public static async Task<IResult> ListAsync(HttpContext context, ReceiptStore receipts, string? client, string? provider, string? limit)
     {
         if ((FilterProblem("client", client) ?? FilterProblem("provider", provider)) is { } problem) return AitbcFrontDoor.BadRequest(problem);
-        var count = DefaultLimit;
-        if (limit is not null && !(int.TryParse(limit, NumberStyles.None, CultureInfo.InvariantCulture, out count) && count is >= 1 and <= MaxLimit))
-        {
-            return AitbcFrontDoor.BadRequest($"limit must be an integer from 1 to {MaxLimit}");
-        }
-        var rows = await receipts.ListAsync(context.GetAitbcCaller().AccountId, client, provider, count, context.RequestAborted);
+        var errors = new List<string>();
+        var count = Jobs.JobsApi.ParseInt("limit", limit, DefaultLimit, 1, MaxLimit, errors);
+        if (errors.Count > 0) return AitbcFrontDoor.BadRequest(errors[0]);
+        var rows = await receipts.ListAsync(context.GetCaller().AccountId, client, provider, count, context.RequestAborted);
         return Array(rows);
     }
 
     [System.Diagnostics.CodeAnalysis.SuppressMessage("Naming", "CA1707:Identifiers should not contain underscores", Justification = "binds the spec's receipt_id path parameter by name")]
     public static async Task<IResult> GetAsync(HttpContext context, ReceiptStore receipts, string receipt_id)
     {
-        var row = await receipts.GetAsync(context.GetAitbcCaller().AccountId, receipt_id, context.RequestAborted);
+        var row = await receipts.GetAsync(context.GetCaller().AccountId, receipt_id, context.RequestAborted);
         return row is null ? AitbcFrontDoor.NotFound($"no receipt {receipt_id}") : Verbatim(row.Body);
     }
 
@@ -53,7 +51,7 @@ public static class ReceiptsApi
     [System.Diagnostics.CodeAnalysis.SuppressMessage("Naming", "CA1707:Identifiers should not contain underscores", Justification = "binds the spec's job_id path parameter by name")]
     public static async Task<IResult> LatestOfJobAsync(HttpContext context, ReceiptStore receipts, string job_id)
     {
-        var row = ParseJobId(job_id) is { } jobId ? await receipts.LatestOfJobAsync(context.GetAitbcCaller().AccountId, jobId, context.RequestAborted) : null;
+        var row = AitbcJobDto.ParseId(job_id) is { } jobId ? await receipts.LatestOfJobAsync(context.GetCaller().AccountId, jobId, context.RequestAborted) : null;
         return row is null ? AitbcFrontDoor.NotFound($"no receipt of job {job_id}") : Verbatim(row.Body);
     }
 
@@ -64,7 +62,7 @@ public static class ReceiptsApi
     [System.Diagnostics.CodeAnalysis.SuppressMessage("Naming", "CA1707:Identifiers should not contain underscores", Justification = "binds the spec's job_id path parameter by name")]
     public static async Task<IResult> OfJobAsync(HttpContext context, ReceiptStore receipts, string job_id)
     {
-        var rows = ParseJobId(job_id) is { } jobId ? await receipts.OfJobAsync(context.GetAitbcCaller().AccountId, jobId, context.RequestAborted) : null;
+        var rows = AitbcJobDto.ParseId(job_id) is { } jobId ? await receipts.OfJobAsync(context.GetCaller().AccountId, jobId, context.RequestAborted) : null;
         return rows is null ? AitbcFrontDoor.NotFound($"no job {job_id}") : Array(rows);
     }
 
@@ -80,9 +78,6 @@ public static class ReceiptsApi
         if (request is null || options.Port <= 0) return null;
         return new UriBuilder(Uri.UriSchemeHttp, request.Host.Host, options.Port, path).Uri.AbsoluteUri;
     }
-
-    private static long? ParseJobId(string jobId) =>
-        long.TryParse(jobId, NumberStyles.None, CultureInfo.InvariantCulture, out var id) ? id : null;
 
     private static string? FilterProblem(string name, string? value) => value switch
     {

@@ -28,7 +28,7 @@ public static class CallerAuthentication
 
     public static Caller GetCaller(this HttpContext context) => (Caller)context.Items[CallerItem]!;
 
-    /// <summary>The bearer key of this request, as sent (needed to echo it as <c>worker_token</c>).</summary>
+    /// <summary>The API key this request authenticated with, as sent (needed to echo it as <c>worker_token</c>).</summary>
     public static string GetBearerKey(this HttpContext context) => (string)context.Items[KeyItem]!;
 
     /// <summary>Any active key of an enabled account; <paramref name="disabledStatus"/> is what a disabled account gets.</summary>
@@ -56,17 +56,23 @@ public static class CallerAuthentication
             context.Response.Headers.WWWAuthenticate = "Bearer";
             return AuthenticationFailure.NoKey;
         }
-        var key = header["Bearer ".Length..].Trim();
+        var failure = await AuthenticateKeyAsync(context, header["Bearer ".Length..].Trim(), needWorker);
+        if (failure == AuthenticationFailure.InvalidKey) context.Response.Headers.WWWAuthenticate = "Bearer error=\"invalid_token\"";
+        return failure;
+    }
+
+    /// <summary>
+    /// Checks an API key however the request sent it (a bearer token, AITBC's <c>X-Api-Key</c>): null when it may go on
+    /// (<see cref="GetCaller"/> and <see cref="GetBearerKey"/> then answer who calls, with which key), otherwise why not.
+    /// </summary>
+    public static async Task<AuthenticationFailure?> AuthenticateKeyAsync(HttpContext context, string key, bool needWorker)
+    {
         var accounts = context.RequestServices.GetRequiredService<AccountStore>();
         var caller = await accounts.AuthenticateAsync(key, refresh: false, context.RequestAborted);
         // A key bound to a worker on another node moments ago may still be cached here unbound: look again.
         if (needWorker && caller is { WorkerId: null }) caller = await accounts.AuthenticateAsync(key, refresh: true, context.RequestAborted);
 
-        if (caller is null)
-        {
-            context.Response.Headers.WWWAuthenticate = "Bearer error=\"invalid_token\"";
-            return AuthenticationFailure.InvalidKey;
-        }
+        if (caller is null) return AuthenticationFailure.InvalidKey;
         if (caller.AccountDisabled) return AuthenticationFailure.AccountDisabled;
         if (needWorker && caller.WorkerId is null) return AuthenticationFailure.NotAWorkerKey;
         context.Items[CallerItem] = caller;

@@ -13,6 +13,10 @@ namespace Coordinator.Api.Infrastructure;
 /// </summary>
 public static class JsonText
 {
+    /// <summary>At most <paramref name="length"/> characters, never half a surrogate pair: PostgreSQL refuses a lone surrogate.</summary>
+    public static string Truncate(string text, int length) =>
+        text.Length <= length ? text : text[..(char.IsHighSurrogate(text[length - 1]) ? length - 1 : length)];
+
     /// <summary>Enough problems to fix a request without echoing a large body back.</summary>
     public const int MaxProblems = 5;
 

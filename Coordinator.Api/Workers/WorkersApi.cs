@@ -124,7 +124,7 @@ public static class WorkersApi
             return ApiErrors.InvalidRequest($"declare at most {MaxModelsPerWorker} models and {MaxModelsPerWorker} families");
         }
         var invalid = models.Concat(families).FirstOrDefault(n => !ModelNames.IsValid(n));
-        if (invalid is not null) return ApiErrors.InvalidRequest($"'{Truncate(invalid, 80)}' is not a valid model or family name");
+        if (invalid is not null) return ApiErrors.InvalidRequest($"'{JsonText.Truncate(invalid, 80)}' is not a valid model or family name");
 
         var workerId = context.GetCaller().WorkerId!.Value;
         var worker = grains.GetGrain<IWorkerGrain>(workerId);
@@ -232,7 +232,7 @@ public static class WorkersApi
         var message = fields.String("error", required: true);
         if (!fields.IsValid) return ApiErrors.InvalidRequest(string.Join("; ", fields.Errors));
 
-        var result = await grains.GetGrain<IWorkerGrain>(context.GetCaller().WorkerId!.Value).FailAsync(id, Truncate(message!, MaxErrorLength));
+        var result = await grains.GetGrain<IWorkerGrain>(context.GetCaller().WorkerId!.Value).FailAsync(id, JsonText.Truncate(message!, MaxErrorLength));
         return result.Outcome switch
         {
             TransitionOutcome.Done => TypedResults.Ok(new StatusDto(JobStatus.Failed)),
@@ -276,8 +276,4 @@ public static class WorkersApi
         }
         return models;
     }
-
-    /// <summary>At most <paramref name="length"/> characters, never half a surrogate pair: PostgreSQL refuses a lone surrogate.</summary>
-    private static string Truncate(string text, int length) =>
-        text.Length <= length ? text : text[..(char.IsHighSurrogate(text[length - 1]) ? length - 1 : length)];
 }

@@ -39,22 +39,16 @@ public sealed class AitbcStore(NpgsqlDataSource dataSource)
         j.created_at, COALESCE(j.started_at, j.claimed_at) AS startedat, j.completed_at
         """;
 
-    /// <summary>The account's job, or null (another account's job is not found).</summary>
-    public async Task<AitbcJobRow?> GetAsync(long accountId, long jobId, CancellationToken cancellationToken = default)
+    /// <summary>
+    /// The job: of <paramref name="accountId"/> (another account's job is not found), or, without one, of any account, as
+    /// a miner sees the jobs it is offered and holds (miners serve the whole grid). Null when there is none.
+    /// </summary>
+    public async Task<AitbcJobRow?> GetAsync(long jobId, long? accountId, CancellationToken cancellationToken = default)
     {
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
         return await connection.QuerySingleOrDefaultAsync<AitbcJobRow>(new CommandDefinition(
-            $"SELECT {Columns} FROM jobs j LEFT JOIN workers w ON w.id = j.worker_id WHERE j.id = @jobId AND j.account_id = @accountId",
+            $"SELECT {Columns} FROM jobs j LEFT JOIN workers w ON w.id = j.worker_id WHERE j.id = @jobId AND (@accountId::bigint IS NULL OR j.account_id = @accountId)",
             new { jobId, accountId }, cancellationToken: cancellationToken));
-    }
-
-    /// <summary>A job offered to or held by a miner: any account's, since miners serve the whole grid.</summary>
-    public async Task<AitbcJobRow?> GetForMinerAsync(long jobId, CancellationToken cancellationToken = default)
-    {
-        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
-        return await connection.QuerySingleOrDefaultAsync<AitbcJobRow>(new CommandDefinition(
-            $"SELECT {Columns} FROM jobs j LEFT JOIN workers w ON w.id = j.worker_id WHERE j.id = @jobId",
-            new { jobId }, cancellationToken: cancellationToken));
     }
 
     /// <summary>The account's jobs, newest first, optionally in some of our statuses.</summary>
