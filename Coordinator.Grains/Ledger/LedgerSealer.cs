@@ -17,8 +17,9 @@ public sealed record LedgerBlock(
     [property: Id(6)] long TotalReceipts);
 
 /// <summary>
-/// Seals unsealed receipts into the next block, in one transaction: read the tip, take up to a block's worth of unsealed
-/// receipts in <c>seq</c> order, insert block tip+1 chained to the tip's hash, and mark the receipts sealed. The primary
+/// Seals unsealed receipts into the next block, in one transaction: read the tip, take up to a block's worth of receipts
+/// out of <c>unsealed_receipts</c> in <c>seq</c> order, and insert block tip+1, chained to the tip's hash and listing
+/// their seqs. Receipts themselves are never rewritten. The primary
 /// key on <c>height</c> makes two sealers racing on one tip (two activations of the ledger grain during membership churn)
 /// fork nothing: the second insert of a height fails, its transaction rolls back, and it starts again from the new tip.
 /// Stateless: concurrent calls are safe (and are what the primary key is for).
@@ -27,7 +28,7 @@ public sealed partial class LedgerSealer(NpgsqlDataSource dataSource, TimeProvid
 {
     /// <summary>
     /// Seals the oldest unsealed receipts (at most <paramref name="maxReceipts"/>) into a new block and answers it; null
-    /// when no receipt is unsealed. Receipts are chosen by <c>block_height IS NULL</c>, never by a <c>seq</c> watermark:
+    /// when no receipt is unsealed. Receipts are chosen from the queue, never by a <c>seq</c> watermark:
     /// identity values are handed out at insert and committed in another order, so a receipt with a lower <c>seq</c> than
     /// one already sealed may commit later, and it goes into a later block.
     /// </summary>
@@ -40,8 +41,7 @@ public sealed partial class LedgerSealer(NpgsqlDataSource dataSource, TimeProvid
         {
             try
             {
-                var (lost, block) = await TrySealAsync(maxReceipts, cancellationToken);
-                if (!lost) return block;
+                return await TrySealAsync(maxReceipts, cancellationToken);
             }
             catch (PostgresException exception) when (exception.SqlState == PostgresErrorCodes.UniqueViolation && exception.TableName == "ledger_blocks")
             {
@@ -51,8 +51,8 @@ public sealed partial class LedgerSealer(NpgsqlDataSource dataSource, TimeProvid
         }
     }
 
-    /// <summary>Seals one block; <c>Lost</c> when another sealer took some of its receipts first (it rolled back).</summary>
-    private async Task<(bool Lost, LedgerBlock? Block)> TrySealAsync(int maxReceipts, CancellationToken cancellationToken)
+    /// <summary>Seals one block, or answers null when no receipt waits.</summary>
+    private async Task<LedgerBlock?> TrySealAsync(int maxReceipts, CancellationToken cancellationToken)
     {
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
         await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
@@ -75,21 +75,24 @@ public sealed partial class LedgerSealer(NpgsqlDataSource dataSource, TimeProvid
             }
         }
 
-        var seqs = new List<long>(Math.Min(maxReceipts, 1024));
-        var tree = new MerkleTree();
-        await using (var select = new NpgsqlCommand("""
-            SELECT seq, hash FROM receipts WHERE block_height IS NULL ORDER BY seq LIMIT @max
+        // Taken out of the queue in seq order; a racing sealer waits on these rows and then skips them (they are gone),
+        // and its block's height collides with this one's.
+        var taken = new List<(long Seq, byte[] Hash)>(Math.Min(maxReceipts, 1024));
+        await using (var take = new NpgsqlCommand("""
+            DELETE FROM unsealed_receipts
+            WHERE seq IN (SELECT seq FROM unsealed_receipts ORDER BY seq LIMIT @max FOR UPDATE)
+            RETURNING seq, hash
             """, connection, transaction))
         {
-            select.Parameters.AddWithValue("max", maxReceipts);
-            await using var reader = await select.ExecuteReaderAsync(cancellationToken);
-            while (await reader.ReadAsync(cancellationToken))
-            {
-                seqs.Add(reader.GetInt64(0));
-                tree.Add(reader.GetFieldValue<byte[]>(1));
-            }
+            take.Parameters.AddWithValue("max", maxReceipts);
+            await using var reader = await take.ExecuteReaderAsync(cancellationToken);
+            while (await reader.ReadAsync(cancellationToken)) taken.Add((reader.GetInt64(0), reader.GetFieldValue<byte[]>(1)));
         }
-        if (seqs.Count == 0) return (false, null);
+        taken.Sort((x, y) => x.Seq.CompareTo(y.Seq));
+        var seqs = taken.ConvertAll(t => t.Seq);
+        var tree = new MerkleTree();
+        foreach (var (_, leaf) in taken) tree.Add(leaf);
+        if (seqs.Count == 0) return null;
 
         // Milliseconds, as the header hashes it; never before the tip, so timestamps do not go back along the chain
         // when the silos' clocks disagree.
@@ -101,8 +104,8 @@ public sealed partial class LedgerSealer(NpgsqlDataSource dataSource, TimeProvid
         var block = new LedgerBlock(height, sealedAt, tipHash, root, hash, seqs.Count, tipTotal + seqs.Count);
 
         await using (var insert = new NpgsqlCommand("""
-            INSERT INTO ledger_blocks (height, sealed_at, prev_hash, merkle_root, hash, receipt_count, total_receipts)
-            VALUES (@height, @sealedAt, @prevHash, @merkleRoot, @hash, @count, @total)
+            INSERT INTO ledger_blocks (height, sealed_at, prev_hash, merkle_root, hash, receipt_count, total_receipts, seqs)
+            VALUES (@height, @sealedAt, @prevHash, @merkleRoot, @hash, @count, @total, @seqs)
             """, connection, transaction))
         {
             insert.Parameters.AddWithValue("height", height);
@@ -112,25 +115,12 @@ public sealed partial class LedgerSealer(NpgsqlDataSource dataSource, TimeProvid
             insert.Parameters.AddWithValue("hash", hash);
             insert.Parameters.AddWithValue("count", seqs.Count);
             insert.Parameters.AddWithValue("total", block.TotalReceipts);
+            insert.Parameters.AddWithValue("seqs", seqs.ToArray());
             await insert.ExecuteNonQueryAsync(cancellationToken);
-        }
-        await using (var seal = new NpgsqlCommand("""
-            UPDATE receipts SET block_height = @height WHERE seq = ANY(@seqs) AND block_height IS NULL
-            """, connection, transaction))
-        {
-            seal.Parameters.AddWithValue("height", height);
-            seal.Parameters.AddWithValue("seqs", seqs.ToArray());
-            // A racing sealer that took some of these receipts into its block had to insert this height first, so this
-            // cannot happen while the primary key holds; if it did, the block would claim receipts it does not have.
-            if (await seal.ExecuteNonQueryAsync(cancellationToken) != seqs.Count)
-            {
-                await transaction.RollbackAsync(cancellationToken);
-                return (true, null);
-            }
         }
         await transaction.CommitAsync(cancellationToken);
         LogSealed(logger, height, seqs.Count);
-        return (false, block);
+        return block;
     }
 
     [LoggerMessage(Level = LogLevel.Debug, Message = "Sealed block {Height} with {Count} receipts")]

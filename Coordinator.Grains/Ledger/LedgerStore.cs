@@ -40,21 +40,56 @@ public sealed class LedgerStore(NpgsqlDataSource dataSource)
         }
     }
 
-    /// <summary>Every sealed receipt in (block height, seq) order, along <c>receipts_block</c>, streamed.</summary>
+    /// <summary>
+    /// Every receipt the blocks list, in (block height, seq) order: each block's <c>seqs</c> joined to <c>receipts</c>
+    /// along its primary key, streamed. A listed seq with no receipt comes as a <see cref="ChainReceipt"/> whose
+    /// <see cref="ChainReceipt.ReceiptId"/> is null.
+    /// </summary>
     public async IAsyncEnumerable<ChainReceipt> ChainReceiptsAsync([EnumeratorCancellation] CancellationToken cancellationToken = default)
     {
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
         await using var command = new NpgsqlCommand("""
-            SELECT block_height, seq, receipt_id, client, provider, price, body, hash
-            FROM receipts WHERE block_height IS NOT NULL ORDER BY block_height, seq
+            SELECT b.height, s.seq, r.receipt_id, r.client, r.provider, r.price, r.body, r.hash
+            FROM ledger_blocks b CROSS JOIN LATERAL unnest(b.seqs) AS s(seq) LEFT JOIN receipts r ON r.seq = s.seq
+            ORDER BY b.height, s.seq
             """, connection) { CommandTimeout = 0 };
         await using var reader = await command.ExecuteReaderAsync(cancellationToken);
         while (await reader.ReadAsync(cancellationToken))
         {
-            yield return new ChainReceipt(reader.GetInt64(0), reader.GetInt64(1), reader.GetString(2), reader.GetString(3), reader.GetString(4),
-                reader.GetDecimal(5), reader.GetString(6), reader.GetFieldValue<byte[]>(7));
+            yield return reader.IsDBNull(2)
+                ? new ChainReceipt(reader.GetInt64(0), reader.GetInt64(1), null, "", "", 0, "", [])
+                : new ChainReceipt(reader.GetInt64(0), reader.GetInt64(1), reader.GetString(2), reader.GetString(3), reader.GetString(4),
+                    reader.GetDecimal(5), reader.GetString(6), reader.GetFieldValue<byte[]>(7));
         }
     }
+
+    /// <summary>
+    /// How many receipts there are, and the first (by seq) that is neither listed by a block nor waiting to be sealed,
+    /// if any: a receipt the ledger lost. The search reads every receipt, so it runs only when the counts disagree.
+    /// </summary>
+    public async Task<(long Total, string? Stray)> ReceiptCensusAsync(long listed, long unsealed, CancellationToken cancellationToken = default)
+    {
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+        await using var count = new NpgsqlCommand("SELECT count(*) FROM receipts", connection) { CommandTimeout = 0 };
+        var total = (long)(await count.ExecuteScalarAsync(cancellationToken))!;
+        if (total == listed + unsealed) return (total, null);
+        await using var stray = new NpgsqlCommand("""
+            SELECT r.receipt_id FROM receipts r
+            WHERE NOT EXISTS (SELECT 1 FROM unsealed_receipts u WHERE u.seq = r.seq)
+              AND NOT EXISTS (SELECT 1 FROM ledger_blocks b, unnest(b.seqs) AS s(seq) WHERE s.seq = r.seq)
+            ORDER BY r.seq LIMIT 1
+            """, connection) { CommandTimeout = 0 };
+        return (total, await stray.ExecuteScalarAsync(cancellationToken) as string);
+    }
+
+    /// <summary>
+    /// SQL for the height of the block that sealed the receipt whose seq is <paramref name="seq"/>, or null while it waits:
+    /// the blocks whose seq range covers it, along <c>ledger_blocks_last_seq</c>, checked for listing it.
+    /// </summary>
+    public static string BlockOfReceiptSql(string seq) => $"""
+        (SELECT b.height FROM ledger_blocks b
+         WHERE b.last_seq >= {seq} AND b.first_seq <= {seq} AND {seq} = ANY (b.seqs) ORDER BY b.last_seq LIMIT 1)
+        """;
 
     /// <summary>Every public key the grid has signed receipts with, the retired ones included, by key id.</summary>
     public async Task<IReadOnlyDictionary<string, byte[]>> SigningKeysAsync(CancellationToken cancellationToken = default)
@@ -66,10 +101,10 @@ public sealed class LedgerStore(NpgsqlDataSource dataSource)
         return keys;
     }
 
-    /// <summary>Receipts not sealed yet (along <c>receipts_unsealed</c>).</summary>
+    /// <summary>Receipts not sealed yet (<c>unsealed_receipts</c>).</summary>
     public async Task<long> UnsealedCountAsync(CancellationToken cancellationToken = default)
     {
-        await using var command = dataSource.CreateCommand("SELECT count(*) FROM receipts WHERE block_height IS NULL");
+        await using var command = dataSource.CreateCommand("SELECT count(*) FROM unsealed_receipts");
         return (long)(await command.ExecuteScalarAsync(cancellationToken))!;
     }
 
@@ -93,8 +128,8 @@ public sealed class LedgerStore(NpgsqlDataSource dataSource)
     /// <summary>The newest receipts as transactions, newest (highest seq) first, sealed or not.</summary>
     public async Task<IReadOnlyList<ExplorerTransaction>> RecentTransactionsAsync(int limit, CancellationToken cancellationToken = default)
     {
-        await using var command = dataSource.CreateCommand("""
-            SELECT receipt_id, hash, block_height, client, provider, price, body, issued_at FROM receipts ORDER BY seq DESC LIMIT @limit
+        await using var command = dataSource.CreateCommand($"""
+            SELECT receipt_id, hash, {BlockOfReceiptSql("r.seq")}, client, provider, price, body, issued_at FROM receipts r ORDER BY seq DESC LIMIT @limit
             """);
         command.Parameters.AddWithValue("limit", limit);
         await using var reader = await command.ExecuteReaderAsync(cancellationToken);
@@ -124,7 +159,7 @@ public sealed class LedgerStore(NpgsqlDataSource dataSource)
     /// The explorer's totals, each a probe of an index rather than a count of a large table: <c>total_jobs</c> is the jobs'
     /// identity high-water mark (jobs are never deleted; an insert that rolled back leaves a gap, so it can overcount by
     /// those); <c>active_miners</c> counts the online workers (the <c>workers_online_last_seen</c> partial index);
-    /// <c>total_receipts</c> is the tip's running total plus the unsealed receipts (<c>receipts_unsealed</c>, a few
+    /// <c>total_receipts</c> is the tip's running total plus the unsealed receipts (<c>unsealed_receipts</c>, a few
     /// seconds' worth); <c>block_height</c> is the tip's height, 0 before the first block (heights start at 1).
     /// </summary>
     public async Task<ExplorerStats> StatsAsync(CancellationToken cancellationToken = default)
@@ -132,7 +167,7 @@ public sealed class LedgerStore(NpgsqlDataSource dataSource)
         await using var command = dataSource.CreateCommand("""
             SELECT (SELECT COALESCE(max(id), 0) FROM jobs),
                    (SELECT count(*) FROM workers WHERE online),
-                   COALESCE(tip.total_receipts, 0) + (SELECT count(*) FROM receipts WHERE block_height IS NULL),
+                   COALESCE(tip.total_receipts, 0) + (SELECT count(*) FROM unsealed_receipts),
                    COALESCE(tip.height, 0)
             FROM (SELECT 1) AS one
             LEFT JOIN (SELECT height, total_receipts FROM ledger_blocks ORDER BY height DESC LIMIT 1) AS tip ON true

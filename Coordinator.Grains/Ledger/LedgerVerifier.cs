@@ -9,8 +9,11 @@ namespace Coordinator.Grains.Ledger;
 /// <summary>A block as the verifier reads it from <c>ledger_blocks</c>.</summary>
 public sealed record ChainBlock(long Height, DateTimeOffset SealedAt, byte[] PrevHash, byte[] MerkleRoot, byte[] Hash, int ReceiptCount, long TotalReceipts);
 
-/// <summary>A sealed receipt as the verifier reads it from <c>receipts</c>: its row's columns and its body.</summary>
-public sealed record ChainReceipt(long BlockHeight, long Seq, string ReceiptId, string Client, string Provider, decimal Price, string Body, byte[] Hash);
+/// <summary>
+/// A receipt a block lists, as the verifier reads it from <c>receipts</c>: its row's columns and its body;
+/// <see cref="ReceiptId"/> is null when the block lists a seq that no receipt has.
+/// </summary>
+public sealed record ChainReceipt(long BlockHeight, long Seq, string? ReceiptId, string Client, string Provider, decimal Price, string Body, byte[] Hash);
 
 /// <summary>The first thing found wrong: the block, the receipt when it is one (else null), and what.</summary>
 public sealed record ChainProblem(long Height, string? ReceiptId, string What)
@@ -69,6 +72,7 @@ public static class LedgerVerifier
             while (more && receipt.Current.BlockHeight == block.Height)
             {
                 var current = receipt.Current;
+                if (current.ReceiptId is null) return Fail(block.Height, null, $"lists receipt seq {current.Seq}, which is not in receipts");
                 if (CheckReceipt(current, checkReceipt) is { } problem) return Fail(block.Height, current.ReceiptId, problem);
                 tree.Add(current.Hash);
                 receiptCount++;

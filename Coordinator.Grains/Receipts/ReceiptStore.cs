@@ -25,7 +25,8 @@ public sealed class ReceiptRow
 /// </summary>
 public sealed class ReceiptStore(NpgsqlDataSource dataSource)
 {
-    private const string Columns = "r.receipt_id, r.job_id, r.client, r.provider, r.key_id, r.body, r.issued_at, r.block_height";
+    private static readonly string Columns =
+        $"r.receipt_id, r.job_id, r.client, r.provider, r.key_id, r.body, r.issued_at, {Ledger.LedgerStore.BlockOfReceiptSql("r.seq")} AS block_height";
 
     // A receipt the account may see: as its client, or as the owner of the worker that ran the job.
     private const string Visible = """

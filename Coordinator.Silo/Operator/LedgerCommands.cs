@@ -41,6 +41,17 @@ public static class LedgerCommands
             await output.WriteLineAsync($"Checked before it: {walked}.");
             return 1;
         }
+        // Every receipt is either listed by a block or waiting in the queue for the next one, and no more.
+        var (total, stray) = await ledger.ReceiptCensusAsync(report.Receipts, unsealed);
+        if (total != report.Receipts + unsealed)
+        {
+            await output.WriteLineAsync(stray is not null
+                ? $"The ledger is broken at receipt {stray}: it is in no block and not waiting to be sealed."
+                : string.Create(CultureInfo.InvariantCulture,
+                    $"The ledger is broken: its blocks list {report.Receipts} receipts and {unsealed} wait, but there are {total}: a receipt is listed twice or both listed and waiting."));
+            await output.WriteLineAsync($"Checked before it: {walked}.");
+            return 1;
+        }
         await output.WriteLineAsync($"The ledger verifies: {walked}.");
         await output.WriteLineAsync(report.SignaturesChecked
             ? "Checked: every receipt's hash, signature and columns, every Merkle root, block hash and link."

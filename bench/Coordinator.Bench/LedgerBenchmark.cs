@@ -113,9 +113,10 @@ public sealed class LedgerBenchmark(BenchOptions options, BenchDatabase database
         var provider = $"miner-{workerId}";
         var start = DateTimeOffset.UtcNow.AddDays(-1);
         var blocks = new List<LedgerBlock>(receipts / BlockSize + 1);
+        var seqs = new List<long[]>(receipts / BlockSize + 1);
         var prev = LedgerHashing.GenesisPrevHash.ToArray();
         await using (var copy = await connection.BeginBinaryImportAsync(
-            "COPY receipts (receipt_id, job_id, account_id, worker_id, client, provider, price, key_id, body, hash, issued_at, block_height) FROM STDIN (FORMAT BINARY)"))
+            "COPY receipts (seq, receipt_id, job_id, account_id, worker_id, client, provider, price, key_id, body, hash, issued_at) FROM STDIN (FORMAT BINARY)"))
         {
             var tree = new MerkleTree();
             for (var i = 0; i < receipts; i++)
@@ -135,6 +136,7 @@ public sealed class LedgerBenchmark(BenchOptions options, BenchDatabase database
                 var hash = LedgerHashing.ReceiptHash(body);
                 tree.Add(hash);
                 await copy.StartRowAsync();
+                await copy.WriteAsync(i + 1L, NpgsqlDbType.Bigint);
                 await copy.WriteAsync(receiptId, NpgsqlDbType.Text);
                 await copy.WriteAsync(jobId, NpgsqlDbType.Bigint);
                 await copy.WriteAsync(accountId, NpgsqlDbType.Bigint);
@@ -146,13 +148,13 @@ public sealed class LedgerBenchmark(BenchOptions options, BenchDatabase database
                 await copy.WriteAsync(body, NpgsqlDbType.Text);
                 await copy.WriteAsync(hash, NpgsqlDbType.Bytea);
                 await copy.WriteAsync(DateTimeOffset.FromUnixTimeSeconds(completed), NpgsqlDbType.TimestampTz);
-                await copy.WriteAsync((long)height, NpgsqlDbType.Bigint);
                 if (tree.Count == BlockSize || i == receipts - 1)
                 {
                     var sealedAt = DateTimeOffset.FromUnixTimeSeconds(completed + 1);
                     var root = tree.Root();
                     var blockHash = LedgerHashing.BlockHash(height, sealedAt, prev, root, tree.Count);
                     blocks.Add(new LedgerBlock(height, sealedAt, prev, root, blockHash, tree.Count, i + 1L));
+                    seqs.Add(Enumerable.Range(i + 2 - tree.Count, tree.Count).Select(seq => (long)seq).ToArray());
                     prev = blockHash;
                     tree = new MerkleTree();
                 }
@@ -160,11 +162,12 @@ public sealed class LedgerBenchmark(BenchOptions options, BenchDatabase database
             await copy.CompleteAsync();
         }
         await using (var copy = await connection.BeginBinaryImportAsync(
-            "COPY ledger_blocks (height, sealed_at, prev_hash, merkle_root, hash, receipt_count, total_receipts) FROM STDIN (FORMAT BINARY)"))
+            "COPY ledger_blocks (height, sealed_at, prev_hash, merkle_root, hash, receipt_count, total_receipts, seqs) FROM STDIN (FORMAT BINARY)"))
         {
-            foreach (var block in blocks)
+            for (var b = 0; b < blocks.Count; b++)
             {
-                await copy.WriteRowAsync(default, block.Height, block.SealedAt, block.PrevHash, block.MerkleRoot, block.Hash, block.ReceiptCount, block.TotalReceipts);
+                var block = blocks[b];
+                await copy.WriteRowAsync(default, block.Height, block.SealedAt, block.PrevHash, block.MerkleRoot, block.Hash, block.ReceiptCount, block.TotalReceipts, seqs[b]);
             }
             await copy.CompleteAsync();
         }

@@ -96,7 +96,9 @@ public sealed class LedgerSealingTests
         var report = await ledger.VerifyAsync();
         Assert.True(report.Valid, report.Problem?.ToString());
         Assert.Equal((20, ids.Count), (report.Blocks, report.Receipts));
-        Assert.Equal(0L, await ledger.ScalarAsync<long>("SELECT count(*) FROM receipts WHERE block_height IS NULL"));
+        Assert.Equal(0L, await ledger.ScalarAsync<long>("SELECT count(*) FROM unsealed_receipts"));
+        // Every receipt is listed by exactly one block.
+        Assert.Equal((long)ids.Count, await ledger.ScalarAsync<long>("SELECT count(DISTINCT s) FROM ledger_blocks, unnest(seqs) AS s"));
     }
 
     [Fact]
@@ -119,8 +121,9 @@ public sealed class LedgerSealingTests
 
         // The early one has the lower seq, but committed after the late one was sealed.
         Assert.True(await ledger.ScalarAsync<bool>($"""
-            SELECT e.seq < l.seq AND e.block_height = 2 AND l.block_height = 1
-            FROM receipts e, receipts l WHERE e.receipt_id = '{early}' AND l.receipt_id = '{late}'
+            SELECT e.seq < l.seq AND e.seq = ANY (b2.seqs) AND l.seq = ANY (b1.seqs)
+            FROM receipts e, receipts l, ledger_blocks b1, ledger_blocks b2
+            WHERE e.receipt_id = '{early}' AND l.receipt_id = '{late}' AND b1.height = 1 AND b2.height = 2
             """));
         var report = await ledger.VerifyAsync();
         Assert.True(report.Valid, report.Problem?.ToString());

@@ -107,10 +107,11 @@ public sealed class LedgerVerifyTests
     {
         var (ledger, ids) = await SealedChainAsync();
         await using var _ = ledger;
+        var seq = await ledger.ScalarAsync<long>($"SELECT seq FROM receipts WHERE receipt_id = '{ids[6]}'");
         await ledger.ExecuteAsync($"DELETE FROM receipts WHERE receipt_id = '{ids[6]}'");
 
         var problem = (await ledger.VerifyAsync()).Problem;
-        Assert.Equal(new ChainProblem(3, null, "holds 2 receipts, its header says 3"), problem);
+        Assert.Equal(new ChainProblem(3, null, $"lists receipt seq {seq}, which is not in receipts"), problem);
     }
 
     [Fact]
@@ -118,8 +119,7 @@ public sealed class LedgerVerifyTests
     {
         var (ledger, _) = await SealedChainAsync();
         await using var __ = ledger;
-        // Its receipts go back to unsealed, as if the block had never been sealed.
-        await ledger.ExecuteAsync("UPDATE receipts SET block_height = NULL WHERE block_height = 2; DELETE FROM ledger_blocks WHERE height = 2");
+        await ledger.ExecuteAsync("DELETE FROM ledger_blocks WHERE height = 2");
 
         var problem = (await ledger.VerifyAsync()).Problem;
         Assert.Equal(new ChainProblem(3, null, "block 2 is missing: the chain goes from 1 to 3"), problem);
@@ -130,10 +130,15 @@ public sealed class LedgerVerifyTests
     {
         var (ledger, ids) = await SealedChainAsync();
         await using var _ = ledger;
-        await ledger.ExecuteAsync($"UPDATE receipts SET block_height = 9 WHERE receipt_id = '{ids[9]}'");
+        // Receipt 10, the only one of block 4, is listed by block 3 instead (its count check dropped first, as a tamperer would).
+        await ledger.ExecuteAsync($"""
+            ALTER TABLE ledger_blocks DROP CONSTRAINT ledger_blocks_seqs_count;
+            UPDATE ledger_blocks SET seqs = seqs || (SELECT seq FROM receipts WHERE receipt_id = '{ids[9]}') WHERE height = 3;
+            UPDATE ledger_blocks SET seqs = ARRAY[]::bigint[] WHERE height = 4;
+            """);
 
         var problem = (await ledger.VerifyAsync()).Problem;
-        Assert.Equal(new ChainProblem(4, null, "holds 0 receipts, its header says 1"), problem);
+        Assert.Equal(new ChainProblem(3, null, "holds 4 receipts, its header says 3"), problem);
     }
 
     [Fact]
@@ -169,5 +174,33 @@ public sealed class LedgerVerifyTests
         Assert.Contains($"The ledger is broken at block 1, receipt {ids[1]}: its body does not hash", bad.ToString(), StringComparison.Ordinal);
 
         Assert.Equal(2, await LedgerCommands.RunAsync(services, ["frobnicate"], new StringWriter()));
+    }
+
+    [Fact]
+    public async Task TheCommand_NamesAReceiptThatIsInNoBlockAndNotWaiting()
+    {
+        var (ledger, _) = await SealedChainAsync();
+        await using var __ = ledger;
+        var lost = (await ledger.InsertReceiptsAsync(2))[1];
+        await using var services = new ServiceCollection().AddSingleton(ledger.Store).BuildServiceProvider();
+        await ledger.ExecuteAsync($"DELETE FROM unsealed_receipts WHERE seq = (SELECT seq FROM receipts WHERE receipt_id = '{lost}')");
+
+        var output = new StringWriter();
+        Assert.Equal(1, await LedgerCommands.RunAsync(services, ["verify"], output));
+        Assert.Contains($"The ledger is broken at receipt {lost}: it is in no block and not waiting to be sealed.", output.ToString(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task TheCommand_NamesAReceiptListedTwice()
+    {
+        var (ledger, ids) = await SealedChainAsync();
+        await using var _ = ledger;
+        await using var services = new ServiceCollection().AddSingleton(ledger.Store).BuildServiceProvider();
+        // Receipt 1 sealed in block 1 and queued again: the next block would list it twice.
+        await ledger.ExecuteAsync($"INSERT INTO unsealed_receipts (seq, hash) SELECT seq, hash FROM receipts WHERE receipt_id = '{ids[0]}'");
+
+        var output = new StringWriter();
+        Assert.Equal(1, await LedgerCommands.RunAsync(services, ["verify"], output));
+        Assert.Contains("its blocks list 10 receipts and 1 wait, but there are 10", output.ToString(), StringComparison.Ordinal);
     }
 }

@@ -108,14 +108,17 @@ public static class TestReceipts
     }
 
     /// <summary>
-    /// Writes a signed receipt's row as the issuer does (the hash computed by PostgreSQL as SHA-256 of the body), in
-    /// <paramref name="transaction"/> when given.
+    /// Writes a signed receipt's row as the issuer does (the hash computed by PostgreSQL as SHA-256 of the body, and the
+    /// receipt queued for the ledger), in <paramref name="transaction"/> when given.
     /// </summary>
     public static async Task InsertRowAsync(Npgsql.NpgsqlConnection connection, Npgsql.NpgsqlTransaction? transaction, IssuedReceipt receipt, decimal price, string keyId)
     {
         await using var insert = new Npgsql.NpgsqlCommand("""
-            INSERT INTO receipts (receipt_id, job_id, account_id, worker_id, client, provider, price, key_id, body, hash, issued_at)
-            VALUES (@receiptId, @jobId, @accountId, @workerId, @client, @provider, @price, @keyId, @body, sha256(convert_to(@body, 'UTF8')), now());
+            WITH issued AS (
+                INSERT INTO receipts (receipt_id, job_id, account_id, worker_id, client, provider, price, key_id, body, hash, issued_at)
+                VALUES (@receiptId, @jobId, @accountId, @workerId, @client, @provider, @price, @keyId, @body, sha256(convert_to(@body, 'UTF8')), now())
+                RETURNING seq, hash)
+            INSERT INTO unsealed_receipts (seq, hash) SELECT seq, hash FROM issued;
             """, connection, transaction);
         insert.Parameters.AddWithValue("keyId", keyId);
         insert.Parameters.AddWithValue("receiptId", receipt.ReceiptId);
