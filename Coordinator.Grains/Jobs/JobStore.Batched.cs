@@ -17,6 +17,10 @@ public sealed partial class JobStore
     /// <summary>Batches of one kind in flight at once, so that one slow commit does not stall every caller.</summary>
     internal const int BatchesInFlight = 2;
 
+    private readonly ReceiptFactsCache _receiptFacts = new();
+
+    /// <summary>What this silo remembers of the jobs it claimed, for their receipts (tests read its counter).</summary>
+    internal ReceiptFactsCache ReceiptFacts => _receiptFacts;
     private Batcher<(long AccountId, NewJob Job, long? HandTo), Outcome<SubmitResult>>? _submits;
     private Batcher<(long JobId, long WorkerId), ClaimedJob?>? _claims;
     private Batcher<(long WorkerId, long JobId), bool>? _starts;
@@ -80,6 +84,7 @@ public sealed partial class JobStore
     internal async Task<IReadOnlyList<ClaimedJob?>> ClaimBatchAsync(IReadOnlyList<(long JobId, long WorkerId)> items)
     {
         var order = InJobOrder(items, i => i.JobId);
+        var now = time.GetUtcNow();
         var rows = await RetryOnDeadlockAsync(async () =>
         {
             await using var connection = await dataSource.OpenConnectionAsync();
@@ -96,11 +101,15 @@ public sealed partial class JobStore
                 new
                 {
                     ords = order, jobIds = order.Select(o => items[o - 1].JobId).ToArray(), workerIds = order.Select(o => items[o - 1].WorkerId).ToArray(),
-                    now = time.GetUtcNow(), expected = Enumerable.Repeat(JobStatus.Pending, order.Length).ToArray(),
+                    now, expected = Enumerable.Repeat(JobStatus.Pending, order.Length).ToArray(),
                 }), (ordinal, job) => (ordinal.Ord, job), splitOn: "id")).AsList();
         });
         var claimed = new ClaimedJob?[items.Count];
-        foreach (var (ord, job) in rows) claimed[ord - 1] = job;
+        foreach (var (ord, job) in rows)
+        {
+            claimed[ord - 1] = job;
+            if (receipts.Enabled) _receiptFacts.Claimed(job.Id, job.AccountId, items[(int)ord - 1].WorkerId, job.Model, now);
+        }
         return claimed;
     }
 
@@ -115,6 +124,7 @@ public sealed partial class JobStore
     internal async Task<IReadOnlyList<bool>> StartBatchAsync(IReadOnlyList<(long WorkerId, long JobId)> items)
     {
         var order = InJobOrder(items, i => i.JobId);
+        var now = time.GetUtcNow();
         var updated = await RetryOnDeadlockAsync(async () =>
         {
             await using var connection = await dataSource.OpenConnectionAsync();
@@ -124,9 +134,13 @@ public sealed partial class JobStore
                 WHERE j.id = u.job_id AND j.worker_id = u.worker_id AND j.status = u.expected
                 RETURNING u.ord
                 """,
-                new { ords = order, jobIds = order.Select(o => items[o - 1].JobId).ToArray(), workerIds = order.Select(o => items[o - 1].WorkerId).ToArray(), now = time.GetUtcNow(),
+                new { ords = order, jobIds = order.Select(o => items[o - 1].JobId).ToArray(), workerIds = order.Select(o => items[o - 1].WorkerId).ToArray(), now,
                       expected = Enumerable.Repeat(JobStatus.Claimed, order.Length).ToArray() }));
         });
+        if (receipts.Enabled)
+        {
+            foreach (var ord in updated) _receiptFacts.Started(items[ord - 1].JobId, now);
+        }
         return Flags(items.Count, updated);
     }
 
@@ -140,40 +154,176 @@ public sealed partial class JobStore
     {
         var order = InJobOrder(items, i => i.JobId);
         var now = time.GetUtcNow();
-        var (done, issued) = await RetryOnDeadlockAsync(async () =>
-        {
-            await using var connection = await dataSource.OpenConnectionAsync();
-            if (!receipts.Enabled) return (await CompleteAsync(connection, items, order, now, null), (IReadOnlyList<IssuedReceipt>)[]);
-
-            // What the receipts say is read first and signed; then one statement completes the jobs that were read, only
-            // if they are still as read, and inserts their receipts: a completion commits with its receipt or not at all.
-            // An item not read (not running for its worker, or a job's second item in the batch) is not completed here; the
-            // caller says why.
-            var running = (await connection.QueryAsync<RunningForReceipt>(new CommandDefinition("""
-                SELECT DISTINCT ON (j.id) u.ord, j.id AS job_id, j.account_id, j.worker_id, coalesce(j.started_at, j.claimed_at) AS started_at,
-                       coalesce(u.model_used, j.model) AS model, coalesce(w.miner_id, 'worker-' || w.id) AS provider
-                FROM unnest(@ords::integer[], @jobIds::bigint[], @workerIds::bigint[], @modelsUsed::text[], @expected::text[])
-                     AS u(ord, job_id, worker_id, model_used, expected)
-                JOIN jobs j ON j.id = u.job_id AND j.worker_id = u.worker_id AND j.status = u.expected
-                JOIN workers w ON w.id = j.worker_id
-                ORDER BY j.id, u.ord
-                """, new
-                {
-                    ords = order, jobIds = order.Select(o => items[o - 1].JobId).ToArray(), workerIds = order.Select(o => items[o - 1].WorkerId).ToArray(),
-                    modelsUsed = order.Select(o => items[o - 1].Result.ModelUsed).ToArray(), expected = Enumerable.Repeat(JobStatus.Running, order.Length).ToArray(),
-                }))).AsList();
-            if (running.Count == 0) return ([], []);
-            var signed = await receipts.SignAsync(running.Select(r => new CompletedJob(r.JobId, r.AccountId, r.WorkerId, r.StartedAt, r.Model, r.Provider)).ToList(), now);
-            var readOrder = running.Select(r => r.Ord).ToArray();
-            var issuedNow = new List<IssuedReceipt>();
-            var completed = await CompleteAsync(connection, items, readOrder, now, (signed, running.Select(r => r.StartedAt).ToArray(), issuedNow));
-            return (completed, issuedNow);
-        });
-        receipts.Announce(issued);
         var ended = new Ended?[items.Count];
-        foreach (var (ord, accountId, watched) in done) ended[ord - 1] = new Ended(accountId, watched);
+        if (!receipts.Enabled)
+        {
+            var done = await RetryOnDeadlockAsync(async () =>
+            {
+                await using var connection = await dataSource.OpenConnectionAsync();
+                return await CompleteAsync(connection, items, order, now);
+            });
+            foreach (var (ord, accountId, watched) in done) ended[ord - 1] = new Ended(accountId, watched);
+            return ended;
+        }
+
+        // A completion commits with its receipt or not at all: one statement completes the jobs, only if they are still as
+        // their receipts say, and inserts the receipts. What the receipts say comes from what this silo remembers of the
+        // claim and the start, else from a read of the jobs; a remembered job the statement did not complete (the memory
+        // was stale) is read and tried once more. An item still not completed (not running for its worker, or a job's
+        // second item in the batch) is not completed here; the caller says why.
+        var remembered = new List<RunningForReceipt>();
+        var toRead = new List<int>();
+        foreach (var ord in order)
+        {
+            var (workerId, jobId, result) = items[ord - 1];
+            if (_receiptFacts.TryTake(jobId, workerId, out var facts, out var provider))
+            {
+                remembered.Add(new RunningForReceipt
+                {
+                    Ord = ord, JobId = jobId, AccountId = facts.AccountId, WorkerId = workerId, StartedAt = facts.StartedAt ?? facts.ClaimedAt,
+                    Model = result.ModelUsed ?? facts.Model, Provider = provider,
+                });
+            }
+            else
+            {
+                toRead.Add(ord);
+            }
+        }
+        if (remembered.Count > 0)
+        {
+            var completed = await CompleteWithReceiptsAsync(items, remembered, now, ended);
+            toRead.AddRange(remembered.Where(r => !completed.Contains(r.Ord)).Select(r => r.Ord));
+        }
+        if (toRead.Count > 0)
+        {
+            var readOrder = InJobOrder(toRead, ord => items[ord - 1].JobId).Select(i => toRead[i - 1]).ToArray();
+            var running = await RetryOnDeadlockAsync(async () =>
+            {
+                await using var connection = await dataSource.OpenConnectionAsync();
+                return await ReadRunningAsync(connection, items, readOrder);
+            });
+            foreach (var job in running) _receiptFacts.Provider(job.WorkerId, job.Provider);
+            if (running.Count > 0) await CompleteWithReceiptsAsync(items, running, now, ended);
+        }
         return ended;
     }
+
+    /// <summary>
+    /// Signs the receipts of <paramref name="running"/> (in job order) and completes those jobs with them in one
+    /// statement; sets <paramref name="ended"/> for each completed item and answers their ordinals. Tells the listener.
+    /// </summary>
+    private async Task<HashSet<int>> CompleteWithReceiptsAsync(
+        IReadOnlyList<(long WorkerId, long JobId, JobResult Result)> items, List<RunningForReceipt> running, DateTimeOffset now, Ended?[] ended)
+    {
+        var signed = await receipts.SignAsync(running.Select(r => new CompletedJob(r.JobId, r.AccountId, r.WorkerId, r.StartedAt, r.Model, r.Provider)).ToList(), now);
+        var done = await RetryOnDeadlockAsync(async () =>
+        {
+            await using var connection = await dataSource.OpenConnectionAsync();
+            return await CompleteAsync(connection, items, running, signed, now);
+        });
+        receipts.Announce(done.ConvertAll(d => new IssuedReceipt(d.ReceiptId, d.JobId)));
+        var completed = new HashSet<int>();
+        foreach (var (ord, accountId, watched, _, _) in done)
+        {
+            ended[ord - 1] = new Ended(accountId, watched);
+            completed.Add(ord);
+        }
+        return completed;
+    }
+
+    /// <summary>
+    /// running → completed for the <paramref name="running"/> jobs, each only if it is still as its receipt in
+    /// <paramref name="signed"/> (same order) says (account, start, model, provider), and in the same statement their
+    /// receipts, queued for the ledger. Answers each completed job's ordinal, account, whether it is watched, and its
+    /// receipt. Plain Npgsql with positional parameters: this statement runs once per completion batch, and its many
+    /// array parameters are where a general mapper spends its time.
+    /// </summary>
+    /// <remarks>
+    /// Planned afresh on every execution (<c>plan_cache_mode = force_custom_plan</c>, for its implicit transaction only,
+    /// in the same round trip). Left to the plan cache, this statement (more tables than the plain completion, so a
+    /// costlier plan) soon got a generic plan made while <c>jobs</c> was nearly empty: a hash join over a seq scan of
+    /// <c>jobs</c>, kept while the table grew, and the benchmark's completions took 3 to 10 ms instead of 0.3. With the
+    /// arrays' real lengths the planner probes the primary key. The receipt's conditions are one row comparison checked
+    /// on the row found, never a hash key.
+    /// </remarks>
+    private async Task<List<(int Ord, long AccountId, bool Watched, string ReceiptId, long JobId)>> CompleteAsync(NpgsqlConnection connection,
+        IReadOnlyList<(long WorkerId, long JobId, JobResult Result)> items, List<RunningForReceipt> running, ReceiptRows signed, DateTimeOffset now)
+    {
+        var results = running.ConvertAll(r => items[r.Ord - 1].Result);
+        var command = new NpgsqlBatchCommand("""
+            WITH done AS (
+                UPDATE jobs j SET status = 'completed', output = u.output, input_tokens = u.input_tokens, output_tokens = u.output_tokens,
+                    duration_ms = u.duration_ms, model_used = u.model_used, completed_at = $1, credits = round(u.output_tokens / 1000.0 * $2, 4)
+                FROM unnest($3::integer[], $4::bigint[], $5::bigint[], $6::text[], $7::integer[], $8::integer[], $9::integer[], $10::text[],
+                            $11::text[], $12::timestamptz[], $13::bigint[], $14::text[], $15::text[],
+                            $16::text[], $17::text[], $18::numeric[], $19::text[], $20::text[])
+                     AS u(ord, job_id, worker_id, output, input_tokens, output_tokens, duration_ms, model_used,
+                          expected, started_at, account_id, model, provider,
+                          receipt_id, client, price, key_id, body)
+                WHERE j.id = u.job_id AND j.worker_id = u.worker_id AND j.status = u.expected
+                  AND (j.account_id, coalesce(j.started_at, j.claimed_at), coalesce(u.model_used, j.model),
+                       (SELECT coalesce(w.miner_id, 'worker-' || w.id) FROM workers w WHERE w.id = j.worker_id))
+                      IS NOT DISTINCT FROM (u.account_id, u.started_at, u.model, u.provider)
+                RETURNING u.ord, j.id AS job_id, j.account_id, j.worker_id, j.watched, u.receipt_id, u.client, u.provider, u.price, u.key_id, u.body
+            ), issued AS (
+                INSERT INTO receipts (receipt_id, job_id, account_id, worker_id, client, provider, price, key_id, body, hash, issued_at)
+                SELECT receipt_id, job_id, account_id, worker_id, client, provider, price, key_id, body, sha256(convert_to(body, 'UTF8')), $1
+                FROM done
+                RETURNING seq, hash
+            ), queued AS (
+                INSERT INTO unsealed_receipts (seq, hash) SELECT seq, hash FROM issued
+            )
+            SELECT ord, account_id, watched, receipt_id, job_id FROM done
+            """)
+        {
+            Parameters =
+            {
+                new NpgsqlParameter<DateTimeOffset> { TypedValue = now },
+                new NpgsqlParameter<decimal> { TypedValue = accounting.Value.CreditsPerThousandOutputTokens },
+                new NpgsqlParameter<int[]> { TypedValue = running.ConvertAll(r => r.Ord).ToArray() },
+                new NpgsqlParameter<long[]> { TypedValue = running.ConvertAll(r => r.JobId).ToArray() },
+                new NpgsqlParameter<long[]> { TypedValue = running.ConvertAll(r => r.WorkerId).ToArray() },
+                new NpgsqlParameter<string[]> { TypedValue = results.ConvertAll(r => r.Output).ToArray() },
+                new NpgsqlParameter<int?[]> { TypedValue = results.ConvertAll(r => r.InputTokens).ToArray() },
+                new NpgsqlParameter<int[]> { TypedValue = results.ConvertAll(r => r.OutputTokens).ToArray() },
+                new NpgsqlParameter<int[]> { TypedValue = results.ConvertAll(r => r.DurationMs).ToArray() },
+                new NpgsqlParameter<string?[]> { TypedValue = results.ConvertAll(r => r.ModelUsed).ToArray() },
+                new NpgsqlParameter<string[]> { TypedValue = Enumerable.Repeat(JobStatus.Running, running.Count).ToArray() },
+                new NpgsqlParameter<DateTime?[]> { TypedValue = running.ConvertAll(r => r.StartedAt).ToArray() },
+                new NpgsqlParameter<long[]> { TypedValue = running.ConvertAll(r => r.AccountId).ToArray() },
+                new NpgsqlParameter<string?[]> { TypedValue = running.ConvertAll(r => r.Model).ToArray() },
+                new NpgsqlParameter<string[]> { TypedValue = running.ConvertAll(r => r.Provider).ToArray() },
+                new NpgsqlParameter<string[]> { TypedValue = signed.ReceiptIds },
+                new NpgsqlParameter<string[]> { TypedValue = signed.Clients },
+                new NpgsqlParameter<decimal[]> { TypedValue = signed.Prices },
+                new NpgsqlParameter<string[]> { TypedValue = signed.KeyIds },
+                new NpgsqlParameter<string[]> { TypedValue = signed.Bodies },
+            },
+        };
+        // A plan of its own for each execution (see the remarks), set for this statement's transaction only.
+        await using var batch = new NpgsqlBatch(connection) { BatchCommands = { new("SET LOCAL plan_cache_mode = force_custom_plan"), command } };
+        var completed = new List<(int, long, bool, string, long)>(running.Count);
+        await using var reader = await batch.ExecuteReaderAsync();
+        while (await reader.ReadAsync()) completed.Add((reader.GetInt32(0), reader.GetInt64(1), reader.GetBoolean(2), reader.GetString(3), reader.GetInt64(4)));
+        return completed;
+    }
+
+    /// <summary>What the receipts of the items at <paramref name="order"/> (in job order) say, for those running for their worker.</summary>
+    private static async Task<List<RunningForReceipt>> ReadRunningAsync(NpgsqlConnection connection,
+        IReadOnlyList<(long WorkerId, long JobId, JobResult Result)> items, int[] order) =>
+        (await connection.QueryAsync<RunningForReceipt>(new CommandDefinition("""
+            SELECT DISTINCT ON (j.id) u.ord, j.id AS job_id, j.account_id, j.worker_id, coalesce(j.started_at, j.claimed_at) AS started_at,
+                   coalesce(u.model_used, j.model) AS model, coalesce(w.miner_id, 'worker-' || w.id) AS provider
+            FROM unnest(@ords::integer[], @jobIds::bigint[], @workerIds::bigint[], @modelsUsed::text[], @expected::text[])
+                 AS u(ord, job_id, worker_id, model_used, expected)
+            JOIN jobs j ON j.id = u.job_id AND j.worker_id = u.worker_id AND j.status = u.expected
+            JOIN workers w ON w.id = j.worker_id
+            ORDER BY j.id, u.ord
+            """, new
+            {
+                ords = order, jobIds = order.Select(o => items[o - 1].JobId).ToArray(), workerIds = order.Select(o => items[o - 1].WorkerId).ToArray(),
+                modelsUsed = order.Select(o => items[o - 1].Result.ModelUsed).ToArray(), expected = Enumerable.Repeat(JobStatus.Running, order.Length).ToArray(),
+            }))).AsList();
 
     /// <summary>
     /// The 1-based positions of the items, ordered by job id: a batch locks its job rows in id order, so two batches
@@ -227,55 +377,30 @@ public sealed partial class JobStore
     }
 
     /// <summary>
-    /// running → completed for the items at <paramref name="order"/> (1-based, in job order), in one statement; with
-    /// <paramref name="withReceipts"/>, only where the job still started when it was read, and the same statement inserts
-    /// the completed jobs' signed receipts (collected into its list). Answers (ord, account, watched) of each completed job.
+    /// running → completed for the items at <paramref name="order"/> (1-based, in job order), in one statement, without
+    /// receipts. Answers (ord, account, watched) of each completed job.
     /// </summary>
     private async Task<List<(int Ord, long AccountId, bool Watched)>> CompleteAsync(NpgsqlConnection connection,
-        IReadOnlyList<(long WorkerId, long JobId, JobResult Result)> items, int[] order, DateTimeOffset now,
-        (ReceiptRows Rows, DateTime?[] StartedAt, List<IssuedReceipt> Issued)? withReceipts)
+        IReadOnlyList<(long WorkerId, long JobId, JobResult Result)> items, int[] order, DateTimeOffset now)
     {
         var sorted = order.Select(o => items[o - 1]).ToList();
-        var parameters = new DynamicParameters(new
-        {
-            ords = order, jobIds = sorted.Select(i => i.JobId).ToArray(), workerIds = sorted.Select(i => i.WorkerId).ToArray(),
-            outputs = sorted.Select(i => i.Result.Output).ToArray(),
-            inputTokens = sorted.Select(i => i.Result.InputTokens).ToArray(), outputTokens = sorted.Select(i => i.Result.OutputTokens).ToArray(),
-            durations = sorted.Select(i => i.Result.DurationMs).ToArray(), modelsUsed = sorted.Select(i => i.Result.ModelUsed).ToArray(),
-            now, rate = accounting.Value.CreditsPerThousandOutputTokens,
-            expected = Enumerable.Repeat(JobStatus.Running, sorted.Count).ToArray(),
-            startedAts = withReceipts?.StartedAt ?? new DateTime?[sorted.Count],
-        });
-        var update = $"""
+        return (await connection.QueryAsync<(int, long, bool)>(new CommandDefinition("""
             UPDATE jobs j SET status = 'completed', output = u.output, input_tokens = u.input_tokens, output_tokens = u.output_tokens,
                 duration_ms = u.duration_ms, model_used = u.model_used, completed_at = @now,
                 credits = round(u.output_tokens / 1000.0 * @rate, 4)
             FROM unnest(@ords::integer[], @jobIds::bigint[], @workerIds::bigint[], @outputs::text[], @inputTokens::integer[],
-                        @outputTokens::integer[], @durations::integer[], @modelsUsed::text[], @expected::text[], @startedAts::timestamptz[])
-                 AS u(ord, job_id, worker_id, output, input_tokens, output_tokens, duration_ms, model_used, expected, started_at)
+                        @outputTokens::integer[], @durations::integer[], @modelsUsed::text[], @expected::text[])
+                 AS u(ord, job_id, worker_id, output, input_tokens, output_tokens, duration_ms, model_used, expected)
             WHERE j.id = u.job_id AND j.worker_id = u.worker_id AND j.status = u.expected
-              {(withReceipts is null ? "" : "AND coalesce(j.started_at, j.claimed_at) IS NOT DISTINCT FROM u.started_at")}
-            RETURNING u.ord, j.id AS job_id, j.account_id, j.watched
-            """;
-        if (withReceipts is not { } receiptsToWrite)
-        {
-            return (await connection.QueryAsync<(int, long, long, bool)>(new CommandDefinition(update, parameters)))
-                .Select(r => (r.Item1, r.Item3, r.Item4)).ToList();
-        }
-        receiptsToWrite.Rows.AddParameters(parameters);
-        using var results = await connection.QueryMultipleAsync(new CommandDefinition($"""
-            WITH done AS ({update}), issued AS ({ReceiptRows.InsertSql("done")})
-            SELECT 0 AS kind, d.ord, d.account_id, d.watched, NULL::text AS receipt_id, d.job_id FROM done d
-            UNION ALL
-            SELECT 1, 0, 0, false, i.receipt_id, i.job_id FROM issued i
-            """, parameters));
-        var rows = (await results.ReadAsync<(int Kind, int Ord, long AccountId, bool Watched, string? ReceiptId, long JobId)>()).AsList();
-        var completed = rows.Where(r => r.Kind == 0).Select(r => (r.Ord, r.AccountId, r.Watched)).ToList();
-        receiptsToWrite.Issued.AddRange(rows.Where(r => r.Kind == 1).Select(r => new IssuedReceipt(r.ReceiptId!, r.JobId)));
-        if (receiptsToWrite.Issued.Count != completed.Count)
-        {
-            throw new InvalidOperationException($"{completed.Count} jobs completed but {receiptsToWrite.Issued.Count} receipts issued");
-        }
-        return completed;
+            RETURNING u.ord, j.account_id, j.watched
+            """, new
+            {
+                ords = order, jobIds = sorted.Select(i => i.JobId).ToArray(), workerIds = sorted.Select(i => i.WorkerId).ToArray(),
+                outputs = sorted.Select(i => i.Result.Output).ToArray(),
+                inputTokens = sorted.Select(i => i.Result.InputTokens).ToArray(), outputTokens = sorted.Select(i => i.Result.OutputTokens).ToArray(),
+                durations = sorted.Select(i => i.Result.DurationMs).ToArray(), modelsUsed = sorted.Select(i => i.Result.ModelUsed).ToArray(),
+                now, rate = accounting.Value.CreditsPerThousandOutputTokens,
+                expected = Enumerable.Repeat(JobStatus.Running, sorted.Count).ToArray(),
+            }))).AsList();
     }
 }

@@ -103,6 +103,7 @@ public sealed partial class JobStore(NpgsqlDataSource dataSource, TimeProvider t
                 ?? throw new InvalidOperationException("an idempotency key stopped the insert but names no job");
         }
         if (inserted.Status == JobStatus.Pending) return new SubmitResult(inserted, null, KeyReused: false, Inserted: true);
+        if (receipts.Enabled) _receiptFacts.Claimed(inserted.Id, inserted.AccountId, handTo!.Value, inserted.Model, now);
         return new SubmitResult(inserted, new ClaimedJob
         {
             Id = inserted.Id, Model = inserted.Model, Family = inserted.Family, ModelMatch = inserted.ModelMatch, Prompt = extra.HandedPrompt!,

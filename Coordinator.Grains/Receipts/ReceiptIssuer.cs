@@ -28,8 +28,9 @@ public sealed partial class ReceiptIssuer(IReceiptSigner signer, IReceiptsIssued
     public bool Enabled => options.Value.Enabled;
 
     /// <summary>
-    /// Signs a receipt for each job as completed at <paramref name="completedAt"/>; the caller writes them in the same
-    /// statement as the completions (<see cref="ReceiptRows"/>), so that a completion commits with its receipt or not at all.
+    /// Signs a receipt for each job as completed at <paramref name="completedAt"/>, in their order; the caller writes them
+    /// in the same statement as the completions (<see cref="ReceiptRows"/>), so that a completion commits with its receipt
+    /// or not at all.
     /// </summary>
     public async Task<ReceiptRows> SignAsync(IReadOnlyList<CompletedJob> jobs, DateTimeOffset completedAt, CancellationToken cancellationToken = default)
     {
@@ -55,7 +56,7 @@ public sealed partial class ReceiptIssuer(IReceiptSigner signer, IReceiptsIssued
                 ["completed_at"] = completedAt.ToUnixTimeSeconds(),
             };
             if (job.Model is not null) receipt["model"] = job.Model;
-            rows.Add(receiptId, job, client, price, await signer.SignAsync(receipt, cancellationToken));
+            rows.Add(receiptId, client, price, await signer.SignAsync(receipt, cancellationToken));
         }
         return rows;
     }
@@ -78,54 +79,34 @@ public sealed partial class ReceiptIssuer(IReceiptSigner signer, IReceiptsIssued
     private partial void LogListenerFailed(Exception exception, int count);
 }
 
-/// <summary>Signed receipts as the columns of their rows, for one <c>INSERT … SELECT FROM unnest</c>.</summary>
+/// <summary>
+/// Signed receipts as columns, in the order of the jobs they were signed for: what the completion statement writes into
+/// <c>receipts</c> besides what the job row says (its job, account and worker).
+/// </summary>
 public sealed class ReceiptRows(int capacity)
 {
     private readonly List<string> _receiptIds = new(capacity);
-    private readonly List<long> _jobIds = new(capacity);
-    private readonly List<long> _accountIds = new(capacity);
-    private readonly List<long> _workerIds = new(capacity);
     private readonly List<string> _clients = new(capacity);
-    private readonly List<string> _providers = new(capacity);
     private readonly List<decimal> _prices = new(capacity);
     private readonly List<string> _keyIds = new(capacity);
     private readonly List<string> _bodies = new(capacity);
 
     public int Count => _receiptIds.Count;
 
-    internal void Add(string receiptId, CompletedJob job, string client, decimal price, SignedReceipt signed)
+    public string[] ReceiptIds => [.. _receiptIds];
+    public string[] Clients => [.. _clients];
+    public decimal[] Prices => [.. _prices];
+    public string[] KeyIds => [.. _keyIds];
+
+    /// <summary>The signed receipts' canonical JSON, ASCII only: its UTF-8 bytes are its characters, and its SHA-256 is the ledger's leaf.</summary>
+    public string[] Bodies => [.. _bodies];
+
+    internal void Add(string receiptId, string client, decimal price, SignedReceipt signed)
     {
         _receiptIds.Add(receiptId);
-        _jobIds.Add(job.JobId);
-        _accountIds.Add(job.AccountId);
-        _workerIds.Add(job.WorkerId);
         _clients.Add(client);
-        _providers.Add(job.Provider);
         _prices.Add(price);
         _keyIds.Add(signed.KeyId);
         _bodies.Add(signed.Json);
     }
-
-    /// <summary>
-    /// The SQL that inserts those of these receipts whose job is in <paramref name="completed"/> (a relation with a
-    /// <c>job_id</c> column), with <see cref="AddParameters"/>'s parameters. The body is canonical JSON, ASCII only: its
-    /// UTF-8 bytes are its characters, and its SHA-256 is the ledger's leaf.
-    /// </summary>
-    public static string InsertSql(string completed) => $"""
-        INSERT INTO receipts (receipt_id, job_id, account_id, worker_id, client, provider, price, key_id, body, hash, issued_at)
-        SELECT r.receipt_id, r.job_id, r.account_id, r.worker_id, r.client, r.provider, r.price, r.key_id, r.body,
-               sha256(convert_to(r.body, 'UTF8')), @now
-        FROM unnest(@receiptIds::text[], @receiptJobIds::bigint[], @accountIds::bigint[], @receiptWorkerIds::bigint[], @clients::text[],
-                    @providers::text[], @prices::numeric[], @keyIds::text[], @bodies::text[])
-             AS r(receipt_id, job_id, account_id, worker_id, client, provider, price, key_id, body)
-        JOIN {completed} c ON c.job_id = r.job_id
-        RETURNING receipt_id, job_id
-        """;
-
-    public void AddParameters(Dapper.DynamicParameters parameters) => parameters.AddDynamicParams(new
-    {
-        receiptIds = _receiptIds.ToArray(), receiptJobIds = _jobIds.ToArray(), accountIds = _accountIds.ToArray(),
-        receiptWorkerIds = _workerIds.ToArray(), clients = _clients.ToArray(), providers = _providers.ToArray(),
-        prices = _prices.ToArray(), keyIds = _keyIds.ToArray(), bodies = _bodies.ToArray(),
-    });
 }

@@ -17,7 +17,7 @@ public sealed class ReceiptIssuanceTests(HostFixture fixture) : IClassFixture<Ho
     private GridHost Host => fixture.Host;
 
     private sealed record ReceiptRow(string ReceiptId, long JobId, long AccountId, long WorkerId, string Client, string Provider, decimal Price,
-        string KeyId, string Body, byte[] Hash, DateTime IssuedAt, long? BlockHeight);
+        string KeyId, string Body, byte[] Hash, DateTime IssuedAt);
 
     private sealed record JobTimes(long AccountId, long WorkerId, DateTime StartedAt, DateTime CompletedAt, string? ModelUsed, string Status);
 
@@ -31,7 +31,7 @@ public sealed class ReceiptIssuanceTests(HostFixture fixture) : IClassFixture<Ho
 
         await using var connection = await Host.OpenConnectionAsync();
         var row = Assert.Single(await connection.QueryAsync<ReceiptRow>(
-            "SELECT receipt_id, job_id, account_id, worker_id, client, provider, price, key_id, body, hash, issued_at, block_height FROM receipts WHERE job_id = @id", new { id }));
+            "SELECT receipt_id, job_id, account_id, worker_id, client, provider, price, key_id, body, hash, issued_at FROM receipts WHERE job_id = @id", new { id }));
         var job = await connection.QuerySingleAsync<JobTimes>("SELECT account_id, worker_id, started_at, completed_at, model_used, status FROM jobs WHERE id = @id", new { id });
         var activeKey = await connection.QuerySingleAsync<string>("SELECT key_id FROM receipt_signing_keys WHERE retired_at IS NULL");
 
@@ -62,11 +62,71 @@ public sealed class ReceiptIssuanceTests(HostFixture fixture) : IClassFixture<Ho
         Assert.Equal(activeKey, receipt.GetProperty("signature").GetProperty("key_id").GetString());
         Assert.Equal(SHA256.HashData(Encoding.UTF8.GetBytes(row.Body)), row.Hash);
         Assert.Equal(job.CompletedAt, row.IssuedAt);
-        Assert.Null(row.BlockHeight);
+        // Queued for the ledger with it, or already sealed: exactly one of the two.
+        Assert.Equal(1, await connection.QuerySingleAsync<int>("""
+            SELECT count(*) FROM (SELECT seq FROM unsealed_receipts UNION ALL SELECT unnest(seqs) FROM ledger_blocks) ledger
+            WHERE seq = (SELECT seq FROM receipts WHERE receipt_id = @receiptId)
+            """, new { receiptId = row.ReceiptId }));
 
         // A refused second result issues nothing more.
         await ApiClient.ExpectAsync(await worker.PostAsync($"worker/jobs/{id}/result", new { output = "again", output_tokens = 1, duration_ms = 1 }), HttpStatusCode.UnprocessableEntity);
         Assert.Equal(1, await connection.QuerySingleAsync<int>("SELECT count(*) FROM receipts WHERE job_id = @id", new { id }));
+    }
+
+    [Fact]
+    public async Task AWorkersLaterReceipts_AreSignedFromWhatTheSiloRemembers_AndStillSayWhatTheRowSays()
+    {
+        var client = await Host.NewAccountAsync();
+        var (worker, first, model) = await client.SubmitAndClaimAsync(start: true);
+        // The first is read: the silo learns the worker's name on receipts from it.
+        await ApiClient.ExpectAsync(await worker.PostAsync($"worker/jobs/{first}/result", new { output = "1", output_tokens = 1, duration_ms = 1 }), HttpStatusCode.OK);
+        var facts = Host.Get<Coordinator.Grains.Jobs.JobStore>().ReceiptFacts;
+
+        // handOff: the worker's poll is parked first and the job handed to it at submission; else the poll claims it.
+        async Task<long> RunAsync(string? modelUsed, bool handOff, Func<Task>? beforeResult = null)
+        {
+            var poll = handOff ? worker.PollAsync($"models[]={model}") : null;
+            if (handOff) await Host.ParkedAsync(model);
+            var id = await client.SubmitAsync(new Dictionary<string, object?> { ["model"] = model, ["model_match"] = "exact", ["prompt"] = "p" });
+            Assert.Equal(id, (await (poll ?? worker.PollAsync($"models[]={model}")))!.Value.GetProperty("job_id").GetInt64());
+            await ApiClient.ExpectAsync(await worker.PatchAsync($"worker/jobs/{id}/start"), HttpStatusCode.OK);
+            if (beforeResult is not null) await beforeResult();
+            await ApiClient.ExpectAsync(await worker.PostAsync($"worker/jobs/{id}/result",
+                new { output = "x", output_tokens = 1, duration_ms = 1, model_used = modelUsed }), HttpStatusCode.OK);
+            return id;
+        }
+
+        await using var connection = await Host.OpenConnectionAsync();
+        async Task AssertReceiptSaysTheRowAsync(long id, string provider)
+        {
+            var body = await connection.QuerySingleAsync<string>("SELECT body FROM receipts WHERE job_id = @id", new { id });
+            var job = await connection.QuerySingleAsync<JobTimes>("SELECT account_id, worker_id, started_at, completed_at, model_used, status FROM jobs WHERE id = @id", new { id });
+            using var receipt = JsonDocument.Parse(body);
+            var root = receipt.RootElement;
+            Assert.Equal((id.ToString(System.Globalization.CultureInfo.InvariantCulture), $"account-{job.AccountId}", provider),
+                (root.GetProperty("job_id").GetString(), root.GetProperty("client").GetString(), root.GetProperty("provider").GetString()));
+            Assert.Equal(new DateTimeOffset(job.StartedAt, TimeSpan.Zero).ToUnixTimeSeconds(), root.GetProperty("started_at").GetInt64());
+            Assert.Equal(job.ModelUsed ?? model, root.GetProperty("model").GetString());
+            Assert.Null(await Host.Get<ReceiptVerifier>().VerifyAsync(body));
+        }
+
+        // Claimed and started on this silo by a worker it knows: signed from memory, with what the row says.
+        var taken = facts.Taken;
+        var second = await RunAsync("reported-model", handOff: false);
+        Assert.Equal(taken + 1, facts.Taken);
+        var workerId = await connection.QuerySingleAsync<long>("SELECT worker_id FROM jobs WHERE id = @second", new { second });
+        await AssertReceiptSaysTheRowAsync(second, $"worker-{workerId}");
+        var handedOff = await RunAsync(null, handOff: true);
+        Assert.Equal(taken + 2, facts.Taken);
+        await AssertReceiptSaysTheRowAsync(handedOff, $"worker-{workerId}");
+
+        // The worker is renamed between the claim and the result: what the silo remembers is stale, so the completion
+        // with it does not apply, and the job is read and signed again: its receipt names the worker as the row does now.
+        var renamed = ApiClient.Unique("miner-");
+        var third = await RunAsync(null, handOff: false, () => connection.ExecuteAsync("UPDATE workers SET miner_id = @renamed WHERE id = @workerId", new { renamed, workerId }));
+        Assert.Equal(taken + 3, facts.Taken);
+        await AssertReceiptSaysTheRowAsync(third, renamed);
+        Assert.Equal(1, await connection.QuerySingleAsync<int>("SELECT count(*) FROM receipts WHERE job_id = @third", new { third }));
     }
 
     [Fact]
