@@ -52,7 +52,7 @@ public sealed class Bolt11NpmVectorsTests
             .ToList();
         var made = requests.Select(request =>
         {
-            var key = random.NewKey();
+            using var key = random.NewKey();
             return (Request: request, Payee: key.PubKey.ToHex(), Text: Bolt11Encoder.Encode(request, key));
         }).ToList();
         Assert.True(made[^1].Text.Length > 1023, made[^1].Text);
