@@ -2,8 +2,8 @@ namespace Coordinator.Grains.Lightning.Bolt11;
 
 /// <summary>
 /// What a BOLT11 invoice says, once its checksum and signature have been checked: who is paid (the payee's node key),
-/// how much, for what payment hash, and until when. Only <see cref="Bolt11Decoder"/> makes one, so a value of this
-/// type is always an invoice whose signature is valid.
+/// how much, for what payment hash, and until when. <see cref="Bolt11Decoder"/> returns one only for an invoice whose
+/// checksum and signature are valid.
 /// </summary>
 public sealed record Bolt11Invoice
 {
