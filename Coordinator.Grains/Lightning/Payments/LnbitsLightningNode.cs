@@ -58,6 +58,7 @@ public sealed partial class LnbitsLightningNode : ILightningNode
 
     public async Task<LightningPayment> PayAsync(string bolt11, long expectedAmountSats, CancellationToken cancellationToken)
     {
+        ArgumentOutOfRangeException.ThrowIfLessThan(expectedAmountSats, 1);
         var body = await SendAsync(HttpMethod.Post, PaymentsPath, _options.AdminKey!,
             new { @out = true, bolt11 }, "pay the invoice", cancellationToken);
         var payment = LnbitsAnswers.Payment(body, expectedAmountSats);

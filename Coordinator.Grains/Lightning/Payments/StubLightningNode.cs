@@ -45,6 +45,7 @@ public sealed class StubLightningNode(NpgsqlDataSource dataSource, TimeProvider 
     /// <summary>Records the payment and answers it, settled at once; the caller has decoded and checked the invoice.</summary>
     public async Task<LightningPayment> PayAsync(string bolt11, long expectedAmountSats, CancellationToken cancellationToken)
     {
+        ArgumentOutOfRangeException.ThrowIfLessThan(expectedAmountSats, 1);
         var paymentHash = RandomHash();
         await using var command = dataSource.CreateCommand("""
             INSERT INTO lightning_stub_payments (payment_hash, bolt11, amount_sats, created_at)
