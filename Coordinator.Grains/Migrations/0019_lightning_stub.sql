@@ -1,4 +1,4 @@
--- 0016: the stub Lightning node (issue #18). With no LNbits configured the agent API takes "payments" that only the
+-- 0019: the stub Lightning node (issue #18). With no LNbits configured the agent API takes "payments" that only the
 -- development route POST /api/dev/stub/pay/{paymentHash} completes. Its invoices live here, not in a silo's memory, so
 -- that every silo sees an invoice made on another and a payment marked on any.
 
