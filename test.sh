@@ -62,12 +62,13 @@ if [[ -z "${COORDINATOR_CHROMIUM:-}" && ! -x /usr/bin/chromium ]]; then
   _pg_as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium fonts-liberation </dev/null ||
     die "could not install chromium (apt-get install chromium fonts-liberation)"
 fi
-# The receipt tests compare with Python's json.dumps and verify signatures with python3-cryptography.
-if ! python3 -c 'import cryptography' >/dev/null 2>&1; then
-  say "installing python3 and python3-cryptography for the receipt tests (apt)"
+# The receipt tests compare with Python's json.dumps and verify signatures with python3-cryptography; the session
+# macaroons are checked against python3-pymacaroons.
+if ! python3 -c 'import cryptography, pymacaroons' >/dev/null 2>&1; then
+  say "installing python3, python3-cryptography and python3-pymacaroons for the receipt and macaroon tests (apt)"
   _pg_as_root apt-get update -q
-  _pg_as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends python3 python3-cryptography </dev/null ||
-    die "could not install python3-cryptography (apt-get install python3 python3-cryptography)"
+  _pg_as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends python3 python3-cryptography python3-pymacaroons </dev/null ||
+    die "could not install python3-cryptography or python3-pymacaroons (apt-get install python3 python3-cryptography python3-pymacaroons)"
 fi
 
 # 2. npm test tools. `npm ci` runs only when node_modules is missing or the
