@@ -5,6 +5,7 @@ using Coordinator.Api.Aitbc;
 using Coordinator.Api.Billing;
 using Coordinator.Api.Blobs;
 using Coordinator.Api.Dashboard;
+using Coordinator.Api.Gemini;
 using Coordinator.Api.Health;
 using Coordinator.Api.Infrastructure;
 using Coordinator.Api.Jobs;
@@ -34,6 +35,7 @@ public static class CoordinatorApi
         services.AddSingleton<Coordinator.Grains.Webhooks.IJobRenderer, JobJsonRenderer>();
         services.AddSingleton<Workers.PollsWaiting>();
         services.AddTransient<OpenAiCompletions>();
+        services.AddGeminiApi();
         services.AddOptions<AitbcOptions>().BindConfiguration(AitbcOptions.Section).ValidateDataAnnotations().ValidateOnStart();
         services.AddExceptionHandler<ErrorHandling>();
         services.AddProblemDetails();
@@ -84,6 +86,7 @@ public static class CoordinatorApi
         api.MapWebhooks();
         api.MapBlobs();
         app.MapOpenAi();
+        app.MapGeminiApi();
         app.MapAitbc();
         app.MapOpenApi("/api/v1/openapi/{documentName}.json");
         app.UseSwaggerUI(ui =>

@@ -26,6 +26,7 @@ public sealed class WorkerAgent : IDisposable
     private readonly WorkerSettings _settings;
     private readonly CoordinatorClient _coordinator;
     private readonly InferenceBackend _backend;
+    private readonly ImageBackend? _images;
     private readonly HttpClient _http;
     private readonly Reporter _reporter;
     private readonly TimeProvider _time;
@@ -49,6 +50,7 @@ public sealed class WorkerAgent : IDisposable
         _time = time;
         _coordinator = new CoordinatorClient(http, settings.Coordinator, settings.ApiKey);
         _backend = InferenceBackend.Create(settings, http);
+        _images = settings.ImageUrl is null ? null : new ImageBackend(http, settings.ImageUrl, settings.ImageApiKey, settings.ImageModels);
     }
 
     public static string AgentVersion =>
@@ -308,6 +310,13 @@ public sealed class WorkerAgent : IDisposable
 
     private async Task RunJobAsync(JobAssignment job, long pollStarted)
     {
+        var isImage = ImageBackend.IsImageJob(job.Params);
+        var backend = isImage ? _images : _backend;
+        if (backend is null)
+        {
+            await ReportFailureAsync(job, job.Model ?? "?", $"worker \"{_settings.Name}\" has no image backend for image jobs");
+            return;
+        }
         var model = ChooseModel(job);
         if (model is null)
         {
@@ -330,7 +339,8 @@ public sealed class WorkerAgent : IDisposable
             using var ended = new CancellationTokenSource();
             using var jobToken = CancellationTokenSource.CreateLinkedTokenSource(limit.Token, _abortJobs.Token, ended.Token);
             _endSwitches[job.JobId] = ended;
-            var chunks = _settings.StreamOutput ? new ChunkStreamer(_coordinator, _reporter, job.JobId, ended, jobToken.Token) : null;
+            // An image is one piece, not text to follow.
+            var chunks = _settings.StreamOutput && !isImage ? new ChunkStreamer(_coordinator, _reporter, job.JobId, ended, jobToken.Token) : null;
             var backendStarted = _time.GetTimestamp();
             BackendResult? result = null;
             string? failure;
@@ -340,8 +350,8 @@ public sealed class WorkerAgent : IDisposable
                 var messages = ChatMessage.ListFrom(job.Params);
                 var attachments = await FetchAttachmentsAsync(job, jobToken.Token);
                 var backendRequest = new BackendRequest(model, job.Prompt, GenerationParams.From(job.Params), attachments, messages);
-                result = await _backend.GenerateAsync(backendRequest, chunks is null ? null : chunks.Append, jobToken.Token);
-                failure = string.IsNullOrWhiteSpace(result.Output) ? $"{_backend.DisplayName} returned an empty response for {model}" : null;
+                result = await backend.GenerateAsync(backendRequest, chunks is null ? null : chunks.Append, jobToken.Token);
+                failure = string.IsNullOrWhiteSpace(result.Output) ? $"{backend.DisplayName} returned an empty response for {model}" : null;
             }
             catch (OperationCanceledException) when (ended.IsCancellationRequested)
             {
@@ -573,11 +583,17 @@ public sealed class WorkerAgent : IDisposable
         }
     }
 
+    /// <summary>
+    /// The backend's models to serve, and the image models as <c>image:&lt;model&gt;</c>, each taking the family's jobs.
+    /// A text model named in the image family is left out: it would be sent image jobs.
+    /// </summary>
     private List<WorkerModelEntry> Advertise(IReadOnlyList<string> available) =>
         available
             .Where(m => _settings.Models is null || _settings.Models.Contains(m, StringComparer.Ordinal))
+            .Where(m => FamilyOf(m) != ImageBackend.Family)
             .Order(StringComparer.Ordinal)
             .Select(m => new WorkerModelEntry(m, _settings.ServesFamilyOf(m)))
+            .Concat((_images?.Models ?? []).Select(m => new WorkerModelEntry(ImageBackend.AdvertisedName(m), ServesFamily: true)))
             .ToList();
 
     /// <summary>The family is the name before the tag: <c>llama3:8b</c> → <c>llama3</c> (as the coordinator computes it).</summary>

@@ -37,6 +37,15 @@ public sealed record WorkerSettings
     /// <summary>Bearer key for an OpenAI-compatible server that wants one. Default: none.</summary>
     public string? BackendApiKey { get; init; }
 
+    /// <summary>An OpenAI-compatible image server (<c>POST /v1/images/generations</c>) for image jobs. Default: none (no image jobs).</summary>
+    public Uri? ImageUrl { get; init; }
+
+    /// <summary>The image server's models this worker serves, advertised as <c>image:&lt;model&gt;</c>. Required with <see cref="ImageUrl"/>.</summary>
+    public IReadOnlyList<string> ImageModels { get; init; } = [];
+
+    /// <summary>Bearer key for the image server. Default: none.</summary>
+    public string? ImageApiKey { get; init; }
+
     /// <summary>Models to serve. Default (null): every model the backend lists.</summary>
     public IReadOnlyList<string>? Models { get; init; }
 
@@ -102,6 +111,9 @@ public sealed record WorkerSettings
         new("--backend", "GRID_WORKER_BACKEND", "ollama, or openai for any OpenAI-compatible server (llama.cpp server, vLLM, LM Studio)", "ollama"),
         new("--backend-url", "GRID_WORKER_BACKEND_URL", "Where the backend listens", DefaultBackendUrl),
         new("--backend-api-key", "GRID_WORKER_BACKEND_API_KEY", "Bearer key for an OpenAI-compatible server that needs one", "none"),
+        new("--image-url", "GRID_WORKER_IMAGE_URL", "An OpenAI-compatible image server (POST /v1/images/generations) for the grid's image jobs", "none"),
+        new("--image-models", "GRID_WORKER_IMAGE_MODELS", "Comma-separated models of the image server to serve (needed with --image-url)", "none"),
+        new("--image-api-key", "GRID_WORKER_IMAGE_API_KEY", "Bearer key for the image server", "none"),
         new("--models", "GRID_WORKER_MODELS", "Comma-separated models to serve", "every model the backend lists"),
         new("--serves-family", "GRID_WORKER_SERVES_FAMILY", "Models that also take jobs for their family (llama3:70b for 'llama3'): all, none, or a comma-separated list", "all"),
         new("--catch-all", "GRID_WORKER_CATCH_ALL", "Also take model_match=any jobs for models you do not have (run on one of yours)", "false", IsSwitch: true),
@@ -197,6 +209,17 @@ public sealed record WorkerSettings
         {
             throw new SettingsException($"--backend-url must be an http(s) URL such as {DefaultBackendUrl}, not '{backendUrlText}'");
         }
+        Uri? imageUrl = null;
+        if (NonEmpty(Value("image-url")) is { } imageUrlText && (!Uri.TryCreate(imageUrlText, UriKind.Absolute, out imageUrl) || (imageUrl.Scheme != Uri.UriSchemeHttp && imageUrl.Scheme != Uri.UriSchemeHttps)))
+        {
+            throw new SettingsException($"--image-url must be an http(s) URL such as http://127.0.0.1:8080, not '{imageUrlText}'");
+        }
+        var imageModels = Value("image-models") is { } imageModelsText ? List(imageModelsText) : [];
+        if (imageUrl is not null && imageModels.Count == 0)
+        {
+            throw new SettingsException("--image-url needs --image-models: name the image server's models to serve (e.g. --image-models sd-turbo)");
+        }
+        if (imageUrl is null && imageModels.Count > 0) throw new SettingsException("--image-models needs --image-url: where the image server listens");
         var servesFamilyText = Value("serves-family") ?? "all";
         IReadOnlyList<string>? servesFamily = servesFamilyText.Trim().ToLowerInvariant() switch
         {
@@ -218,6 +241,9 @@ public sealed record WorkerSettings
             Backend = backend,
             BackendUrl = backendUrl,
             BackendApiKey = NonEmpty(Value("backend-api-key")),
+            ImageUrl = imageUrl,
+            ImageModels = imageModels,
+            ImageApiKey = NonEmpty(Value("image-api-key")),
             Models = Value("models") is { } models && List(models).Count > 0 ? List(models) : null,
             ServesFamily = servesFamily,
             CatchAll = Bool("catch-all", Value("catch-all")),

@@ -60,6 +60,54 @@ public static class JobStreams
             (generation, offset) = (slice.Generation, slice.Offset);
         }
     }
+
+    /// <summary>
+    /// Cancels a job that no worker has taken yet (still pending), for a reader that waited its timeout: the job's own
+    /// timeout only runs from its claim. True when this cancelled it; false when a worker claimed it meanwhile (it goes on,
+    /// under its own timeout) or it ended.
+    /// </summary>
+    public static async Task<bool> CancelIfNotTakenAsync(IGrainFactory grains, JobStore jobs, long accountId, long jobId)
+    {
+        if (await jobs.GetAsync(accountId, jobId) is not { Status: JobStatus.Pending }) return false;
+        var cancelled = await grains.GetGrain<IJobGrain>(jobId).CancelAsync(accountId);
+        return cancelled.Outcome == TransitionOutcome.Done;
+    }
+}
+
+/// <summary>
+/// The text a reader has passed on of a job's stream, kept consistent when the job goes back to the queue after it
+/// started (its worker went missing) and runs again from the start: what was passed on cannot be taken back, so the new
+/// run's text is held back until it passes what was passed on, and only the part beyond is passed on, as long as the two
+/// agree.
+/// </summary>
+public sealed class StreamRelay
+{
+    private readonly StringBuilder _sent = new();
+    private int _generationLength;
+
+    /// <summary>Everything passed on so far.</summary>
+    public string Sent => _sent.ToString();
+
+    /// <summary>
+    /// Takes a slice that is not the job's end: answers the part of its text to pass on (empty when there is none), or
+    /// null when the restarted run's text differs from the text already passed on.
+    /// </summary>
+    public string? Take(StreamSlice slice)
+    {
+        if (slice.Restarted) _generationLength = 0;
+        if (slice.Text.Length == 0) return "";
+        // The part of this run's text that was passed on already (by an earlier run) must be what was passed on.
+        var overlap = Math.Clamp(_sent.Length - _generationLength, 0, slice.Text.Length);
+        if (overlap > 0 && !_sent.ToString(_generationLength, overlap).Equals(slice.Text[..overlap], StringComparison.Ordinal)) return null;
+        _generationLength += slice.Text.Length;
+        if (overlap == slice.Text.Length) return "";
+        var fresh = slice.Text[overlap..];
+        _sent.Append(fresh);
+        return fresh;
+    }
+
+    /// <summary>The part of a completed job's output past what was passed on, or null when the output does not begin with it.</summary>
+    public string? Rest(string output) => output.StartsWith(Sent, StringComparison.Ordinal) ? output[_sent.Length..] : null;
 }
 
 /// <summary>Server-Sent Events on a response: each event flushed as it is written.</summary>

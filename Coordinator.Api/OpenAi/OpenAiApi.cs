@@ -1,5 +1,4 @@
 using System.Globalization;
-using System.Text;
 using System.Text.Json;
 using Coordinator.Api.Infrastructure;
 using Coordinator.Api.Jobs;
@@ -164,8 +163,7 @@ public sealed class OpenAiCompletions(
     {
         var cancellationToken = context.RequestAborted;
         var sse = SseWriter.Start(context);
-        var sent = new StringBuilder();
-        var generationLength = 0;
+        var relay = new StreamRelay();
         var taken = false;
         try
         {
@@ -174,32 +172,23 @@ public sealed class OpenAiCompletions(
 
             await foreach (var slice in JobStreams.ReadAsync(grains, run.AccountId, run.JobId, default, cancellationToken))
             {
-                if (slice.Restarted) generationLength = 0;
                 if (slice.Final is { } job)
                 {
-                    await EndAsync(sse, run, job, sent.ToString(), cancellationToken);
+                    await EndAsync(sse, run, job, relay, cancellationToken);
+                    return TypedResults.Empty;
+                }
+                if (relay.Take(slice) is not { } fresh)
+                {
+                    await ErrorEventAsync(sse, new OpenAiError(
+                        $"grid job {run.JobId} went back to the queue after its worker went missing, and its new run differs from the text already sent",
+                        "server_error", null, "stream_restarted"), cancellationToken);
+                    await AbandonAsync(run);
                     return TypedResults.Empty;
                 }
                 if (slice.Text.Length > 0)
                 {
                     taken = true;
-                    // The part of this run's text that was sent already (by an earlier run) must be what was sent.
-                    var overlap = Math.Clamp(sent.Length - generationLength, 0, slice.Text.Length);
-                    if (overlap > 0 && !sent.ToString(generationLength, overlap).Equals(slice.Text[..overlap], StringComparison.Ordinal))
-                    {
-                        await ErrorEventAsync(sse, new OpenAiError(
-                            $"grid job {run.JobId} went back to the queue after its worker went missing, and its new run differs from the text already sent",
-                            "server_error", null, "stream_restarted"), cancellationToken);
-                        await AbandonAsync(run);
-                        return TypedResults.Empty;
-                    }
-                    generationLength += slice.Text.Length;
-                    if (overlap < slice.Text.Length)
-                    {
-                        var fresh = slice.Text[overlap..];
-                        sent.Append(fresh);
-                        await ContentAsync(sse, run, fresh, cancellationToken);
-                    }
+                    if (fresh.Length > 0) await ContentAsync(sse, run, fresh, cancellationToken);
                 }
                 else if (!slice.Restarted)
                 {
@@ -224,22 +213,21 @@ public sealed class OpenAiCompletions(
         return TypedResults.Empty;
     }
 
-    private async Task EndAsync(SseWriter sse, Run run, JobRow job, string sent, CancellationToken cancellationToken)
+    private async Task EndAsync(SseWriter sse, Run run, JobRow job, StreamRelay relay, CancellationToken cancellationToken)
     {
         if (job.Status != JobStatus.Completed)
         {
             await ErrorEventAsync(sse, JobEnd.Of(job).Error, cancellationToken);
             return;
         }
-        var output = job.Output ?? "";
-        if (!output.StartsWith(sent, StringComparison.Ordinal))
+        if (relay.Rest(job.Output ?? "") is not { } rest)
         {
             await ErrorEventAsync(sse, new OpenAiError(
                 $"grid job {run.JobId} completed with an output that differs from the text streamed; GET /api/v1/jobs/{run.JobId} shows the output",
                 "server_error", null, "output_mismatch"), cancellationToken);
             return;
         }
-        if (output.Length > sent.Length) await ContentAsync(sse, run, output[sent.Length..], cancellationToken);
+        if (rest.Length > 0) await ContentAsync(sse, run, rest, cancellationToken);
         var model = job.ModelUsed ?? run.Request.Model;
         var finish = run.FinishReason(job);
         if (run.Request.Chat)
@@ -282,10 +270,7 @@ public sealed class OpenAiCompletions(
     private async Task<JobEnd?> NotTakenAsync(Run run)
     {
         if (time.GetUtcNow() < run.SubmittedAt.AddSeconds(run.TimeoutSeconds)) return null;
-        if (await jobs.GetAsync(run.AccountId, run.JobId) is not { Status: JobStatus.Pending }) return null;
-        // Only while pending: one that a worker claimed meanwhile goes on, under its own timeout.
-        var cancelled = await grains.GetGrain<IJobGrain>(run.JobId).CancelAsync(run.AccountId);
-        return cancelled.Outcome == TransitionOutcome.Done ? JobEnd.NotTaken(run.JobId, run.TimeoutSeconds) : null;
+        return await JobStreams.CancelIfNotTakenAsync(grains, jobs, run.AccountId, run.JobId) ? JobEnd.NotTaken(run.JobId, run.TimeoutSeconds) : null;
     }
 
     // Whatever state it is in: a pending job never runs, a running one's worker hears at its next chunk or heartbeat.

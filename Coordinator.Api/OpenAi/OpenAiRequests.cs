@@ -38,7 +38,7 @@ public static class OpenAiRequests
     public static (CompletionRequest? Request, IReadOnlyList<string> Errors) ReadChat(JsonFields fields, JobLimitsOptions limits)
     {
         var messages = ReadMessages(fields);
-        var prompt = messages is null ? null : string.Join('\n', messages.Select(m => $"{m.Role}: {m.Content}"));
+        var prompt = messages is null ? null : PromptOf(messages);
         if (prompt is not null && Encoding.UTF8.GetByteCount(prompt) > limits.MaxPromptBytes)
         {
             fields.Errors.Add($"messages is larger than the limit of {limits.MaxPromptBytes} bytes");
@@ -88,11 +88,24 @@ public static class OpenAiRequests
             maxTokensField: chat && fields.Has("max_completion_tokens") ? "max_completion_tokens" : "max_tokens", stopMayBeString: true);
         if (!fields.IsValid || prompt is null || model is null) return (null, fields.Errors);
 
+        var request = new CompletionRequest(chat, model, ModelMatchOf(model), prompt, ParamsJsonOf(parameters, messages), stream, includeUsage,
+            parameters.TryGetValue("max_tokens", out var max) ? (int)max : null);
+        return (request, []);
+    }
+
+    /// <summary>The family rule of this front door: a model named without a tag is a family job, one with a tag exact.</summary>
+    public static string ModelMatchOf(string model) =>
+        model.Contains(':', StringComparison.Ordinal) ? Grains.Jobs.ModelMatch.Exact : Grains.Jobs.ModelMatch.Family;
+
+    /// <summary>A chat's job prompt: its messages flattened for display (<c>role: content</c>, a line each); the worker reads <c>params.messages</c>.</summary>
+    public static string PromptOf(IEnumerable<ChatMessage> messages) => string.Join('\n', messages.Select(m => $"{m.Role}: {m.Content}"));
+
+    /// <summary>A job's <c>params</c> as the worker reads them: the generation parameters, and the messages of a chat.</summary>
+    public static string ParamsJsonOf(IReadOnlyDictionary<string, object> parameters, IReadOnlyList<ChatMessage>? messages)
+    {
         var paramsJson = new Dictionary<string, object>(parameters);
         if (messages is not null) paramsJson["messages"] = messages;
-        var request = new CompletionRequest(chat, model, model.Contains(':', StringComparison.Ordinal) ? Grains.Jobs.ModelMatch.Exact : Grains.Jobs.ModelMatch.Family,
-            prompt, JsonSerializer.Serialize(paramsJson, ParamsJson), stream, includeUsage, parameters.TryGetValue("max_tokens", out var max) ? (int)max : null);
-        return (request, []);
+        return JsonSerializer.Serialize(paramsJson, ParamsJson);
     }
 
     // The job's params as the worker reads them: snake_case like the rest of the API.
