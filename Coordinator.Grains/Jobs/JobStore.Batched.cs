@@ -234,7 +234,7 @@ public sealed partial class JobStore
     /// <summary>
     /// running → completed for the <paramref name="running"/> jobs, each only if it is still as its receipt in
     /// <paramref name="signed"/> (same order) says (account, start, model, provider), and in the same statement their
-    /// receipts, queued for the ledger. Answers each completed job's ordinal, account, whether it is watched, and its
+    /// receipts (each job names its own: <c>jobs.receipt_seq</c>), queued for the ledger. Answers each completed job's ordinal, account, whether it is watched, and its
     /// receipt. Plain Npgsql with positional parameters: this statement runs once per completion batch, and its many
     /// array parameters are where a general mapper spends its time.
     /// </summary>
@@ -253,7 +253,8 @@ public sealed partial class JobStore
         var command = new NpgsqlBatchCommand("""
             WITH done AS (
                 UPDATE jobs j SET status = 'completed', output = u.output, input_tokens = u.input_tokens, output_tokens = u.output_tokens,
-                    duration_ms = u.duration_ms, model_used = u.model_used, completed_at = $1, credits = round(u.output_tokens / 1000.0 * $2, 4)
+                    duration_ms = u.duration_ms, model_used = u.model_used, completed_at = $1, credits = round(u.output_tokens / 1000.0 * $2, 4),
+                    receipt_seq = nextval('receipts_seq_seq')
                 FROM unnest($3::integer[], $4::bigint[], $5::bigint[], $6::text[], $7::integer[], $8::integer[], $9::integer[], $10::text[],
                             $11::text[], $12::timestamptz[], $13::bigint[], $14::text[], $15::text[],
                             $16::text[], $17::text[], $18::numeric[], $19::text[], $20::text[])
@@ -264,10 +265,11 @@ public sealed partial class JobStore
                   AND (j.account_id, coalesce(j.started_at, j.claimed_at), coalesce(u.model_used, j.model),
                        (SELECT coalesce(w.miner_id, 'worker-' || w.id) FROM workers w WHERE w.id = j.worker_id))
                       IS NOT DISTINCT FROM (u.account_id, u.started_at, u.model, u.provider)
-                RETURNING u.ord, j.id AS job_id, j.account_id, j.worker_id, j.watched, u.receipt_id, u.client, u.provider, u.price, u.key_id, u.body
+                RETURNING u.ord, j.id AS job_id, j.account_id, j.worker_id, j.watched, j.receipt_seq, u.receipt_id, u.client, u.provider, u.price, u.key_id, u.body
             ), issued AS (
-                INSERT INTO receipts (receipt_id, job_id, account_id, worker_id, client, provider, price, key_id, body, hash, issued_at)
-                SELECT receipt_id, job_id, account_id, worker_id, client, provider, price, key_id, body, sha256(convert_to(body, 'UTF8')), $1
+                INSERT INTO receipts (seq, receipt_id, job_id, account_id, worker_id, client, provider, price, key_id, body, hash, issued_at)
+                OVERRIDING SYSTEM VALUE
+                SELECT receipt_seq, receipt_id, job_id, account_id, worker_id, client, provider, price, key_id, body, sha256(convert_to(body, 'UTF8')), $1
                 FROM done
                 RETURNING seq, hash
             ), queued AS (

@@ -170,9 +170,9 @@ public sealed partial class JobStore(NpgsqlDataSource dataSource, TimeProvider t
         public bool HasBlobs { get; init; }
     }
 
-    // The job's latest receipt (issued with its completion), for the reads that show a job to its client: one probe of
-    // receipts_job per job within the same statement, and none on the paths that write jobs.
-    private const string ReceiptColumn = "(SELECT r.receipt_id FROM receipts r WHERE r.job_id = jobs.id ORDER BY r.seq DESC LIMIT 1) AS receipt_id";
+    // The job's receipt (issued with its completion, which names it in receipt_seq), for the reads that show a job to its
+    // client: one probe of receipts' primary key per job within the same statement, and none on the paths that write jobs.
+    private const string ReceiptColumn = "(SELECT r.receipt_id FROM receipts r WHERE r.seq = jobs.receipt_seq) AS receipt_id";
 
     /// <summary>The account's job with its latest receipt id (<see cref="JobRow.ReceiptId"/>), as <c>GET /jobs/{id}</c>, the dashboard and webhooks show it.</summary>
     public async Task<JobRow?> GetAsync(long accountId, long jobId, CancellationToken cancellationToken = default)

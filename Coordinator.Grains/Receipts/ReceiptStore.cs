@@ -40,27 +40,28 @@ public sealed class ReceiptStore(NpgsqlDataSource dataSource)
     public async Task<IReadOnlyList<ReceiptRow>> ListAsync(long accountId, string? client, string? provider, int limit, CancellationToken cancellationToken = default)
     {
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
-        // Each side reads its own index newest first and stops at the limit (a worker's side per worker), so the
-        // answer costs at most (1 + the account's workers) × limit index entries however many receipts there are, and
-        // only the chosen ones are read whole (a join on seq, not a merge with receipts read backwards).
+        // Receipts are found from their jobs: each side reads the completed jobs' index newest first (the account's
+        // jobs_usage, each worker's jobs_credits) and stops at the limit, so the answer costs at most
+        // (1 + the account's workers) × limit jobs however many receipts there are. A receipt is issued with its job's
+        // completion, at the same time, so completion order is issue order.
         var rows = await connection.QueryAsync<ReceiptRow>(new CommandDefinition($"""
             WITH visible AS (
-                (SELECT seq FROM receipts
-                 WHERE account_id = @accountId
-                   AND (@client::text IS NULL OR client = @client) AND (@provider::text IS NULL OR provider = @provider)
-                 ORDER BY seq DESC LIMIT @limit)
+                (SELECT j.receipt_seq AS seq, j.completed_at FROM jobs j JOIN receipts r ON r.seq = j.receipt_seq
+                 WHERE j.account_id = @accountId AND j.status = 'completed'
+                   AND (@client::text IS NULL OR r.client = @client) AND (@provider::text IS NULL OR r.provider = @provider)
+                 ORDER BY j.completed_at DESC LIMIT @limit)
                 UNION
-                (SELECT mine.seq FROM workers w
+                (SELECT mine.seq, mine.completed_at FROM workers w
                  CROSS JOIN LATERAL (
-                     SELECT seq FROM receipts
-                     WHERE worker_id = w.id
-                       AND (@client::text IS NULL OR client = @client) AND (@provider::text IS NULL OR provider = @provider)
-                     ORDER BY seq DESC LIMIT @limit) mine
+                     SELECT j.receipt_seq AS seq, j.completed_at FROM jobs j JOIN receipts r ON r.seq = j.receipt_seq
+                     WHERE j.worker_id = w.id AND j.status = 'completed'
+                       AND (@client::text IS NULL OR r.client = @client) AND (@provider::text IS NULL OR r.provider = @provider)
+                     ORDER BY j.completed_at DESC LIMIT @limit) mine
                  WHERE w.account_id = @accountId)
-                ORDER BY seq DESC LIMIT @limit
+                ORDER BY completed_at DESC, seq DESC LIMIT @limit
             )
             SELECT {Columns} FROM visible v JOIN receipts r ON r.seq = v.seq
-            ORDER BY r.seq DESC
+            ORDER BY v.completed_at DESC, r.seq DESC
             """, new { accountId, client, provider, limit }, cancellationToken: cancellationToken));
         return rows.AsList();
     }
@@ -75,14 +76,15 @@ public sealed class ReceiptStore(NpgsqlDataSource dataSource)
     }
 
     /// <summary>
-    /// The job's receipts that the account may see, oldest first (the history AITBC's SDK reads); empty for a job of
-    /// the account's without any, null when the account neither owns the job nor sees a receipt of it.
+    /// The job's receipts that the account may see (the history AITBC's SDK reads: a job completes once, so at most
+    /// one); empty for a job of the account's without any, null when the account neither owns the job nor sees a
+    /// receipt of it.
     /// </summary>
     public async Task<IReadOnlyList<ReceiptRow>?> OfJobAsync(long accountId, long jobId, CancellationToken cancellationToken = default)
     {
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
         var rows = (await connection.QueryAsync<ReceiptRow>(new CommandDefinition(
-            $"SELECT {Columns} FROM receipts r WHERE r.job_id = @jobId AND {Visible} ORDER BY r.seq",
+            $"SELECT {Columns} FROM jobs j JOIN receipts r ON r.seq = j.receipt_seq WHERE j.id = @jobId AND {Visible}",
             new { accountId, jobId }, cancellationToken: cancellationToken))).AsList();
         if (rows.Count > 0) return rows;
         var owned = await connection.ExecuteScalarAsync<bool>(new CommandDefinition(
@@ -91,12 +93,7 @@ public sealed class ReceiptStore(NpgsqlDataSource dataSource)
         return owned ? rows : null;
     }
 
-    /// <summary>The job's latest receipt that the account may see, or null.</summary>
-    public async Task<ReceiptRow?> LatestOfJobAsync(long accountId, long jobId, CancellationToken cancellationToken = default)
-    {
-        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
-        return await connection.QuerySingleOrDefaultAsync<ReceiptRow>(new CommandDefinition(
-            $"SELECT {Columns} FROM receipts r WHERE r.job_id = @jobId AND {Visible} ORDER BY r.seq DESC LIMIT 1",
-            new { accountId, jobId }, cancellationToken: cancellationToken));
-    }
+    /// <summary>The job's receipt, if the account may see it, or null.</summary>
+    public async Task<ReceiptRow?> LatestOfJobAsync(long accountId, long jobId, CancellationToken cancellationToken = default) =>
+        (await OfJobAsync(accountId, jobId, cancellationToken))?.SingleOrDefault();
 }

@@ -16,8 +16,6 @@ public sealed record IssuedReceipt(string ReceiptId, long JobId, long ClientAcco
 /// <summary>
 /// Receipts for the read tests, for jobs that really ran: a client account submits through the Grid API and a worker
 /// of another account claims, starts and completes the job, and the completion issues the receipt.
-/// <see cref="IssueAsync"/> adds a further receipt for a job, signed by the node's own signer, for the history a job
-/// completed once cannot have.
 /// </summary>
 public static class TestReceipts
 {
@@ -58,58 +56,8 @@ public static class TestReceipts
     }
 
     /// <summary>
-    /// Writes a further receipt for the completed job with the fields a completion gives it (client
-    /// <c>account-&lt;id&gt;</c>, provider the worker's miner id or <c>worker-&lt;id&gt;</c>, <c>gpu_seconds</c> from the
-    /// worker's reported duration, times in Unix seconds), signed by the node's signer.
-    /// </summary>
-    public static async Task<IssuedReceipt> IssueAsync(GridHost host, long jobId)
-    {
-        await using var connection = await host.OpenConnectionAsync();
-        await using var read = new Npgsql.NpgsqlCommand("""
-            SELECT j.account_id, j.worker_id, COALESCE(w.miner_id, 'worker-' || w.id), j.model_used, j.duration_ms,
-                   floor(extract(epoch FROM j.started_at))::bigint, floor(extract(epoch FROM j.completed_at))::bigint
-            FROM jobs j JOIN workers w ON w.id = j.worker_id
-            WHERE j.id = @jobId AND j.status = 'completed'
-            """, connection);
-        read.Parameters.AddWithValue("jobId", jobId);
-        await using var job = await read.ExecuteReaderAsync();
-        Assert.True(await job.ReadAsync(), $"job {jobId} is not completed");
-        var accountId = job.GetInt64(0);
-        var workerId = job.GetInt64(1);
-        var provider = job.GetString(2);
-        var model = job.GetString(3);
-        var units = job.GetInt32(4) / 1000m;
-        var startedAt = job.GetInt64(5);
-        var completedAt = job.GetInt64(6);
-        await job.CloseAsync();
-
-        var receiptId = "rcpt_" + Guid.NewGuid().ToString("N");
-        var client = "account-" + accountId.ToString(CultureInfo.InvariantCulture);
-        var price = units * UnitPrice;
-        var receipt = new JsonObject
-        {
-            ["receipt_id"] = receiptId,
-            ["job_id"] = jobId.ToString(CultureInfo.InvariantCulture),
-            ["provider"] = provider,
-            ["client"] = client,
-            // As doubles, so they are written as Python writes floats (1.5, 0.03) rather than with a decimal's scale.
-            ["units"] = (double)units,
-            ["unit_type"] = "gpu_seconds",
-            ["price"] = (double)price,
-            ["model"] = model,
-            ["started_at"] = startedAt,
-            ["completed_at"] = completedAt,
-        };
-        var signed = await host.Get<IReceiptSigner>().SignAsync(receipt);
-        var body = signed.Json;
-
-        await InsertRowAsync(connection, null, new IssuedReceipt(receiptId, jobId, accountId, workerId, client, provider, body), price, signed.KeyId);
-        return new IssuedReceipt(receiptId, jobId, accountId, workerId, client, provider, body);
-    }
-
-    /// <summary>
-    /// Writes a signed receipt's row as the issuer does (the hash computed by PostgreSQL as SHA-256 of the body, and the
-    /// receipt queued for the ledger), in <paramref name="transaction"/> when given.
+    /// Writes a signed receipt's row as the issuer does (the hash computed by PostgreSQL as SHA-256 of the body, the
+    /// receipt queued for the ledger and named by its job), in <paramref name="transaction"/> when given.
     /// </summary>
     public static async Task InsertRowAsync(Npgsql.NpgsqlConnection connection, Npgsql.NpgsqlTransaction? transaction, IssuedReceipt receipt, decimal price, string keyId)
     {
@@ -117,8 +65,9 @@ public static class TestReceipts
             WITH issued AS (
                 INSERT INTO receipts (receipt_id, job_id, account_id, worker_id, client, provider, price, key_id, body, hash, issued_at)
                 VALUES (@receiptId, @jobId, @accountId, @workerId, @client, @provider, @price, @keyId, @body, sha256(convert_to(@body, 'UTF8')), now())
-                RETURNING seq, hash)
-            INSERT INTO unsealed_receipts (seq, hash) SELECT seq, hash FROM issued;
+                RETURNING seq, hash, job_id),
+            queued AS (INSERT INTO unsealed_receipts (seq, hash) SELECT seq, hash FROM issued)
+            UPDATE jobs SET receipt_seq = issued.seq FROM issued WHERE jobs.id = issued.job_id;
             """, connection, transaction);
         insert.Parameters.AddWithValue("keyId", keyId);
         insert.Parameters.AddWithValue("receiptId", receipt.ReceiptId);
