@@ -231,6 +231,11 @@ public sealed partial class JobStore
         return completed;
     }
 
+    /// <summary>The completion statement's planner settings, for its transaction only (see <see cref="CompleteAsync(NpgsqlConnection, IReadOnlyList{ValueTuple{long, long, JobResult}}, List{RunningForReceipt}, ReceiptRows, DateTimeOffset)"/>).</summary>
+    private const string PrimaryKeyPlanOnly = """
+        SELECT set_config('enable_seqscan', 'off', true), set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true)
+        """;
+
     /// <summary>
     /// running → completed for the <paramref name="running"/> jobs, each only if it is still as its receipt in
     /// <paramref name="signed"/> (same order) says (account, start, model, provider), and in the same statement their
@@ -239,12 +244,13 @@ public sealed partial class JobStore
     /// array parameters are where a general mapper spends its time.
     /// </summary>
     /// <remarks>
-    /// Planned afresh on every execution (<c>plan_cache_mode = force_custom_plan</c>, for its implicit transaction only,
-    /// in the same round trip). Left to the plan cache, this statement (more tables than the plain completion, so a
-    /// costlier plan) soon got a generic plan made while <c>jobs</c> was nearly empty: a hash join over a seq scan of
-    /// <c>jobs</c>, kept while the table grew, and the benchmark's completions took 3 to 10 ms instead of 0.3. With the
-    /// arrays' real lengths the planner probes the primary key. The receipt's conditions are one row comparison checked
-    /// on the row found, never a hash key.
+    /// Left to itself, the plan cache soon gave this statement a generic plan made while <c>jobs</c> was nearly empty: a
+    /// hash join over a seq scan of <c>jobs</c>, kept while the table grew, and the benchmark's completions took 3 to
+    /// 10 ms instead of 0.3. (The plain completion stays on custom plans: with fewer tables its planning looks cheap.)
+    /// Planning every execution (<c>force_custom_plan</c>) fixed the plan but cost 0.2 ms of database CPU each time, more
+    /// than the execution. So the transaction of this one statement turns seq scans, hash and merge joins off
+    /// (<see cref="PrimaryKeyPlanOnly"/>): the one plan left is a nested loop that probes <c>jobs_pkey</c> for each
+    /// result, and it is cached. The receipt's conditions are one row comparison checked on the row found.
     /// </remarks>
     private async Task<List<(int Ord, long AccountId, bool Watched, string ReceiptId, long JobId)>> CompleteAsync(NpgsqlConnection connection,
         IReadOnlyList<(long WorkerId, long JobId, JobResult Result)> items, List<RunningForReceipt> running, ReceiptRows signed, DateTimeOffset now)
@@ -302,10 +308,12 @@ public sealed partial class JobStore
                 new NpgsqlParameter<string[]> { TypedValue = signed.Bodies },
             },
         };
-        // A plan of its own for each execution (see the remarks), set for this statement's transaction only.
-        await using var batch = new NpgsqlBatch(connection) { BatchCommands = { new("SET LOCAL plan_cache_mode = force_custom_plan"), command } };
+        // The job is reached by its primary key whatever the table's statistics said when the plan was cached (see the
+        // remarks): set for this statement's implicit transaction only, in the same round trip.
+        await using var batch = new NpgsqlBatch(connection) { BatchCommands = { new(PrimaryKeyPlanOnly), command } };
         var completed = new List<(int, long, bool, string, long)>(running.Count);
         await using var reader = await batch.ExecuteReaderAsync();
+        await reader.NextResultAsync();
         while (await reader.ReadAsync()) completed.Add((reader.GetInt32(0), reader.GetInt64(1), reader.GetBoolean(2), reader.GetString(3), reader.GetInt64(4)));
         return completed;
     }
