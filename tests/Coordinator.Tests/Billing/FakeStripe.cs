@@ -5,6 +5,7 @@ using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
+using Coordinator.Tests.Infrastructure;
 
 namespace Coordinator.Tests.Billing;
 
@@ -34,8 +35,7 @@ public sealed class FakeStripe : IAsyncDisposable
 
     public static async Task<FakeStripe> StartAsync()
     {
-        var builder = WebApplication.CreateSlimBuilder();
-        builder.WebHost.UseUrls("http://127.0.0.1:0");
+        var builder = Loopback.CreateBuilder();
         var app = builder.Build();
         var fake = new FakeStripe(app);
         app.MapPost("/v1/checkout/sessions", (Delegate)((HttpContext context) => fake.HandleAsync(context, form =>
@@ -74,7 +74,7 @@ public sealed class FakeStripe : IAsyncDisposable
             });
         })));
         await app.StartAsync();
-        var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
+        var address = Loopback.AddressOf(app);
         fake.BaseAddress = new Uri(address);
         return fake;
     }

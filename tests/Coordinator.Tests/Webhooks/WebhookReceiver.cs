@@ -5,6 +5,7 @@ using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
+using Coordinator.Tests.Infrastructure;
 
 namespace Coordinator.Tests.Webhooks;
 
@@ -30,8 +31,7 @@ public sealed class WebhookReceiver : IAsyncDisposable
 
     public static async Task<WebhookReceiver> StartAsync()
     {
-        var builder = WebApplication.CreateSlimBuilder();
-        builder.WebHost.UseUrls("http://127.0.0.1:0");
+        var builder = Loopback.CreateBuilder();
         var app = builder.Build();
         var receiver = new WebhookReceiver(app);
         app.MapPost("/hook", async (HttpContext context) =>
@@ -43,7 +43,7 @@ public sealed class WebhookReceiver : IAsyncDisposable
             context.Response.StatusCode = receiver._script.TryDequeue(out var status) ? status : 200;
         });
         await app.StartAsync();
-        var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
+        var address = Loopback.AddressOf(app);
         receiver.Url = new Uri(new Uri(address), "/hook");
         return receiver;
     }

@@ -9,6 +9,7 @@ using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
+using Coordinator.Tests.Infrastructure;
 
 namespace GridWorker.Tests.Fakes;
 
@@ -56,7 +57,7 @@ public abstract class FakeServer : IAsyncDisposable
         _app = builder.Build();
         Map(_app);
         await _app.StartAsync();
-        BaseUrl = new Uri(_app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First());
+        BaseUrl = new Uri(Loopback.AddressOf(_app));
     }
 
     protected abstract void Map(WebApplication app);

@@ -7,6 +7,7 @@ using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.Features;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
+using Coordinator.Tests.Infrastructure;
 
 namespace Coordinator.Tests.Lightning.Demo;
 
@@ -67,8 +68,7 @@ public sealed class ClientAddressesTests
 
     private static async Task<WebApplication> StartAsync(Dictionary<string, string?> settings)
     {
-        var builder = WebApplication.CreateSlimBuilder();
-        builder.WebHost.UseUrls("http://127.0.0.1:0");
+        var builder = Loopback.CreateBuilder();
         builder.Configuration.AddInMemoryCollection(settings);
         builder.Services.AddTrustedProxies(builder.Configuration);
         var app = builder.Build();
@@ -80,7 +80,7 @@ public sealed class ClientAddressesTests
 
     private static async Task<string> ClientAddressAsync(WebApplication app, string? forwardedFor)
     {
-        var address = app.Services.GetRequiredService<IServer>().Features.GetRequiredFeature<IServerAddressesFeature>().Addresses.Single();
+        var address = Loopback.AddressOf(app);
         using var http = new HttpClient { BaseAddress = new Uri(address) };
         using var request = new HttpRequestMessage(HttpMethod.Get, "/client");
         if (forwardedFor is not null) request.Headers.Add("X-Forwarded-For", forwardedFor);

@@ -7,6 +7,7 @@ using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
+using Coordinator.Tests.Infrastructure;
 
 namespace Coordinator.Tests.Lightning.Payments;
 
@@ -85,14 +86,13 @@ public sealed class FakeLnbits : IAsyncDisposable
 
     public static async Task<FakeLnbits> StartAsync()
     {
-        var builder = WebApplication.CreateSlimBuilder();
-        builder.WebHost.UseUrls("http://127.0.0.1:0");
+        var builder = Loopback.CreateBuilder();
         var app = builder.Build();
         var fake = new FakeLnbits(app);
         app.MapPost("/api/v1/payments", (Delegate)fake.CreateOrPayAsync);
         app.MapGet("/api/v1/payments/{paymentHash}", (Delegate)fake.CheckAsync);
         await app.StartAsync();
-        fake.BaseAddress = new Uri(app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First());
+        fake.BaseAddress = new Uri(Loopback.AddressOf(app));
         return fake;
     }
 

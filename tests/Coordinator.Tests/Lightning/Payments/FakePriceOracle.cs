@@ -5,6 +5,7 @@ using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
+using Coordinator.Tests.Infrastructure;
 
 namespace Coordinator.Tests.Lightning.Payments;
 
@@ -50,13 +51,12 @@ public sealed class FakePriceOracle : IAsyncDisposable
 
     public static async Task<FakePriceOracle> StartAsync()
     {
-        var builder = WebApplication.CreateSlimBuilder();
-        builder.WebHost.UseUrls("http://127.0.0.1:0");
+        var builder = Loopback.CreateBuilder();
         var app = builder.Build();
         var fake = new FakePriceOracle(app);
         app.MapGet("/price", (Delegate)fake.AnswerAsync);
         await app.StartAsync();
-        var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
+        var address = Loopback.AddressOf(app);
         fake.Url = address.TrimEnd('/') + "/price";
         return fake;
     }

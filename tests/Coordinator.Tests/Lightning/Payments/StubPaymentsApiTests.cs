@@ -12,6 +12,7 @@ using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Hosting.Internal;
+using Coordinator.Tests.Infrastructure;
 
 namespace Coordinator.Tests.Lightning.Payments;
 
@@ -89,8 +90,7 @@ public sealed class StubPaymentsApiTests(LightningDatabase database) : IClassFix
 
     private async Task<WebApplication> StartAsync(string environment, Dictionary<string, string?> settings)
     {
-        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { EnvironmentName = environment });
-        builder.WebHost.UseUrls("http://127.0.0.1:0");
+        var builder = Loopback.CreateBuilder(new WebApplicationOptions { EnvironmentName = environment });
         builder.Configuration.AddInMemoryCollection(settings);
         builder.Services.AddSingleton(_ => database.NewDataSource());
         builder.Services.AddLightningPayments(builder.Configuration);
@@ -101,7 +101,7 @@ public sealed class StubPaymentsApiTests(LightningDatabase database) : IClassFix
     }
 
     private static Uri Address(WebApplication app) =>
-        new(app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First());
+        new(Loopback.AddressOf(app));
 
     private static IEnumerable<string> Patterns(WebApplication app) =>
         app.Services.GetRequiredService<EndpointDataSource>().Endpoints.OfType<RouteEndpoint>().Select(e => e.RoutePattern.RawText ?? "");
