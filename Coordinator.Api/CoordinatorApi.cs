@@ -9,6 +9,7 @@ using Coordinator.Api.Gemini;
 using Coordinator.Api.Health;
 using Coordinator.Api.Infrastructure;
 using Coordinator.Api.Jobs;
+using Coordinator.Api.Lightning;
 using Coordinator.Api.Models;
 using Coordinator.Api.OpenAi;
 using Coordinator.Api.Usage;
@@ -87,6 +88,7 @@ public static class CoordinatorApi
         api.MapBlobs();
         app.MapOpenAi();
         app.MapGeminiApi();
+        app.MapLightningAgentApi();
         app.MapAitbc();
         app.MapOpenApi("/api/v1/openapi/{documentName}.json");
         app.UseSwaggerUI(ui =>
