@@ -10,7 +10,8 @@ namespace Coordinator.Tests.Contract;
 /// <summary>
 /// The Lightning agent API through Prism's validating proxy (<c>prism proxy lightning-agent-api.openapi.yaml
 /// http://node/api --errors</c>): every operation of the spec that answers JSON, with the statuses it declares, driven
-/// through a whole pay-per-job life (stub payments, a worker of the grid answering the eval and the work), must match it.
+/// through a whole pay-per-job life (stub payments, a worker of the grid answering the eval and the work), and the
+/// conversations and images (with a grid key, which the spec does not declare), must match it.
 /// </summary>
 public sealed class LightningPrismContractTests : IAsyncLifetime
 {
@@ -80,6 +81,31 @@ public sealed class LightningPrismContractTests : IAsyncLifetime
         await CallAsync(HttpMethod.Get, "jobs/no-such-job", null, HttpStatusCode.NotFound);
         await CallAsync(HttpMethod.Post, "jobs/no-such-job/refund", new { invoice = AgentApi.Invoice(1) }, HttpStatusCode.NotFound);
         await CallAsync(HttpMethod.Post, "jobs", new { request = new string('x', 100_000) }, HttpStatusCode.BadRequest);
+
+        _prism.AssertNoViolations();
+    }
+
+    [Fact]
+    public async Task ConversationsAndImages_ConformToTheSpec()
+    {
+        var grid = await _host.NewAccountAsync("gemini-prism");
+        var key = grid.Key;
+
+        var conversation = await CallAsync(HttpMethod.Post, "gemini/conversations", new { title = "Receipts" }, HttpStatusCode.Created, key);
+        var id = conversation.GetProperty("id").GetInt64();
+        await CallAsync(HttpMethod.Get, "gemini/conversations", null, HttpStatusCode.OK, key);
+        Assert.Empty((await CallAsync(HttpMethod.Get, $"gemini/conversations/{id}", null, HttpStatusCode.OK, key)).GetProperty("messages").EnumerateArray());
+        await CallAsync(HttpMethod.Get, $"gemini/conversations/{id}/messages", null, HttpStatusCode.OK, key);
+        await CallAsync(HttpMethod.Get, "gemini/conversations/999999999", null, HttpStatusCode.NotFound, key);
+
+        var imageWorker = await Coordinator.Tests.Gemini.Gemini.NewFamilyWorkerAsync(grid, "image:sd-prism");
+        var image = CallAsync(HttpMethod.Post, "gemini/generate-image", new { prompt = "a ledger of foxes" }, HttpStatusCode.OK, key);
+        var assignment = await Coordinator.Tests.Gemini.Gemini.TakeAsync(imageWorker, "image:sd-prism", "image");
+        await Coordinator.Tests.Gemini.Gemini.ResultAsync(imageWorker, assignment.GetProperty("job_id").GetInt64(), "data:image/png;base64,iVBORw0KGgo=");
+        Assert.Equal("image/png", (await image).GetProperty("mimeType").GetString());
+
+        await CallAsync(HttpMethod.Delete, $"gemini/conversations/{id}", null, HttpStatusCode.NoContent, key);
+        await CallAsync(HttpMethod.Delete, $"gemini/conversations/{id}", null, HttpStatusCode.NotFound, key);
 
         _prism.AssertNoViolations();
     }
