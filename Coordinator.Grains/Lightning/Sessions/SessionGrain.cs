@@ -60,11 +60,11 @@ public interface ISessionGrain : IGrainWithStringKey
     Task<TopupAnswer> RequestTopupAsync(long amountSats);
 }
 
-public sealed class SessionGrain(SessionStore store, ILightningNode node, TimeProvider time, IOptions<SessionOptions> options) : Grain, ISessionGrain
+public sealed class SessionGrain(SessionStore store, ILightningNode node, TimeProvider time, IOptions<AgentSessionOptions> options) : Grain, ISessionGrain
 {
     private string Id => this.GetPrimaryKeyString();
 
-    private SessionOptions Settings => options.Value;
+    private AgentSessionOptions Settings => options.Value;
 
     public async Task<SessionInvoice> OpenAsync(long depositSats)
     {

@@ -28,11 +28,11 @@ public sealed record SessionRequestResult(
 /// <see cref="IAgentRunner"/> with idempotency keys derived from the request id; then debits the actual cost with the
 /// margin in one transaction with the request's record. The eval fee is charged whenever the eval ran to completion
 /// (accepted, rejected, or with a verdict that could not be read); the work is charged at its actual tokens when it
-/// completed. A grid job that failed or found no worker in time costs nothing. The run does not follow the client's
+/// completed. A grid job that failed, or that no worker took in time, costs nothing. The run does not follow the client's
 /// cancellation: work done is debited whether or not the client stayed for the answer.
 /// </summary>
 public sealed class SessionRequests(
-    IGrainFactory grains, IAgentRunner runner, IBtcPriceOracle prices, TimeProvider time, IOptions<AgentOptions> agentOptions)
+    IGrainFactory grains, IAgentRunner runner, IBtcPriceOracle prices, IOptions<AgentOptions> agentOptions)
 {
     /// <summary>Runs <paramref name="request"/> on the session <paramref name="sessionId"/>, which <see cref="ISessionGrain.AdmitAsync"/> admitted.</summary>
     public async Task<SessionRequestResult> RunAsync(string sessionId, string request)
@@ -41,14 +41,14 @@ public sealed class SessionRequests(
         var requestId = SessionIds.NewRequestId();
         var btc = await prices.GetBtcUsdAsync(CancellationToken.None);
 
-        var (evalJob, eval) = await RunJobAsync(agent.EvalModel, AgentEval.Prompt(request), $"lightning-session:{requestId}:eval", agent);
+        var (evalJob, eval) = await RunJobAsync(agent.EvalModel, AgentEval.Prompt(request), $"lightning-session:{requestId}:eval");
         string state;
         long evalSats = 0, workSats = 0;
         long? workJob = null;
         string? result = null, reason = null, error = null;
         if (eval.Status != JobStatus.Completed)
         {
-            (state, error) = (SessionRequestStates.Failed, FailureOf("eval", eval, agent));
+            (state, error) = (SessionRequestStates.Failed, FailureOf("eval", eval));
         }
         else if (AgentEval.Parse(eval.Output, agent.MaxEstimatedTokens) is not { } verdict)
         {
@@ -62,7 +62,7 @@ public sealed class SessionRequests(
         {
             evalSats = agent.EvalFeeSats;
             reason = verdict.Reason;
-            (var workJobId, var work) = await RunJobAsync(agent.WorkModel, request, $"lightning-session:{requestId}:work", agent);
+            (var workJobId, var work) = await RunJobAsync(agent.WorkModel, request, $"lightning-session:{requestId}:work");
             workJob = workJobId;
             if (work.Status == JobStatus.Completed)
             {
@@ -72,7 +72,7 @@ public sealed class SessionRequests(
             }
             else
             {
-                (state, error) = (SessionRequestStates.Failed, FailureOf("work", work, agent));
+                (state, error) = (SessionRequestStates.Failed, FailureOf("work", work));
             }
         }
 
@@ -81,25 +81,14 @@ public sealed class SessionRequests(
         return new SessionRequestResult(requestId, state, result, reason, error, charge, debit);
     }
 
-    /// <summary>Submits a grid job and waits for its end, at most the agent's job timeout; answers the job as it then is.</summary>
-    private async Task<(long JobId, JobRow Job)> RunJobAsync(string model, string prompt, string idempotencyKey, AgentOptions agent)
+    /// <summary>Submits a grid job and waits for its end (the runner cancels one that no worker takes in time).</summary>
+    private async Task<(long JobId, JobRow Job)> RunJobAsync(string model, string prompt, string idempotencyKey)
     {
         var jobId = await runner.SubmitAsync(model, prompt, idempotencyKey, CancellationToken.None);
-        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(agent.JobTimeoutSeconds), time);
-        try
-        {
-            return (jobId, await runner.WaitAsync(jobId, deadline.Token));
-        }
-        catch (OperationCanceledException) when (deadline.IsCancellationRequested)
-        {
-            return (jobId, await runner.GetAsync(jobId, CancellationToken.None));
-        }
+        return (jobId, await runner.WaitAsync(jobId, CancellationToken.None));
     }
 
-    private static string FailureOf(string step, JobRow job, AgentOptions agent) => job.Status switch
-    {
-        JobStatus.Failed => $"the {step} failed: {job.Error ?? "the worker gave no reason"}",
-        JobStatus.Cancelled => $"the {step} was cancelled: {job.Error ?? "no reason recorded"}",
-        _ => $"no worker finished the {step} within {agent.JobTimeoutSeconds} s",
-    };
+    private static string FailureOf(string step, JobRow job) => job.Status == JobStatus.Cancelled
+        ? $"the {step} was cancelled: {job.Error ?? "no worker took it in time"}"
+        : $"the {step} failed: {job.Error ?? "the worker gave no reason"}";
 }

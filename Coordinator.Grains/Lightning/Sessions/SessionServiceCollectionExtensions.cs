@@ -12,7 +12,7 @@ public static class SessionServiceCollectionExtensions
     /// </summary>
     public static IServiceCollection AddLightningSessions(this IServiceCollection services, IConfiguration configuration)
     {
-        services.AddOptions<SessionOptions>().Bind(configuration.GetSection(SessionOptions.Section)).ValidateDataAnnotations().ValidateOnStart();
+        services.AddOptions<AgentSessionOptions>().Bind(configuration.GetSection(AgentSessionOptions.Section)).ValidateDataAnnotations().ValidateOnStart();
         services.AddSingleton<SessionStore>();
         services.AddSingleton<SessionRequests>();
         return services;

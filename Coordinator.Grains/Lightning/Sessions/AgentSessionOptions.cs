@@ -3,7 +3,7 @@ using System.ComponentModel.DataAnnotations;
 namespace Coordinator.Grains.Lightning.Sessions;
 
 /// <summary>Prepaid sessions (<c>/api/sessions</c>), bound from the <c>Lightning:Sessions</c> configuration section.</summary>
-public sealed class SessionOptions : IValidatableObject
+public sealed class AgentSessionOptions : IValidatableObject
 {
     public const string Section = "Lightning:Sessions";
 
