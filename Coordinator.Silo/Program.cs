@@ -1,6 +1,7 @@
 using Coordinator.Api;
 using Coordinator.Api.Aitbc;
 using Coordinator.Grains;
+using Coordinator.Grains.Lightning.Agent;
 using Coordinator.Silo;
 using Coordinator.Silo.Operator;
 
@@ -28,6 +29,7 @@ builder.WebHost.ConfigureKestrel(kestrel =>
 
 builder.Services.AddGrid(builder.Configuration, connectionString);
 builder.Services.AddCoordinatorApi();
+builder.Services.AddLightningAgent(builder.Configuration);
 builder.UseCoordinatorSilo(connectionString);
 
 var app = builder.Build();
