@@ -9,6 +9,7 @@ using Coordinator.Api.Gemini;
 using Coordinator.Api.Health;
 using Coordinator.Api.Infrastructure;
 using Coordinator.Api.Jobs;
+using Coordinator.Api.Lightning;
 using Coordinator.Api.Models;
 using Coordinator.Api.OpenAi;
 using Coordinator.Api.Usage;
@@ -47,6 +48,8 @@ public static class CoordinatorApi
     /// <summary>Maps the endpoint groups, the error pages, the OpenAPI document, the API docs and the dashboard.</summary>
     public static WebApplication MapCoordinatorApi(this WebApplication app)
     {
+        // First: everything after it reads the client address as the trusted proxies' X-Forwarded-For says.
+        app.UseTrustedProxies();
         app.UseExceptionHandler();
         app.UseStatusCodePages(async context =>
         {
@@ -87,6 +90,9 @@ public static class CoordinatorApi
         api.MapBlobs();
         app.MapOpenAi();
         app.MapGeminiApi();
+        app.MapLightningStubRoutes();
+        app.MapAgentSessionsApi();
+        app.MapAgentDemoApi();
         app.MapAitbc();
         app.MapOpenApi("/api/v1/openapi/{documentName}.json");
         app.UseSwaggerUI(ui =>
