@@ -90,7 +90,7 @@ public static class CoordinatorApi
         api.MapBlobs();
         app.MapOpenAi();
         app.MapGeminiApi();
-        app.MapLightningStubRoutes();
+        app.MapLightningAgentApi();
         app.MapAgentSessionsApi();
         app.MapAgentDemoApi();
         app.MapAitbc();

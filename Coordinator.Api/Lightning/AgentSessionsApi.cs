@@ -49,7 +49,7 @@ public static class AgentSessionsApi
     public static async Task<IResult> GetAsync(string id, IGrainFactory grains, ILightningNode node, SessionMacaroons macaroons,
         IOptions<AgentSessionOptions> options, CancellationToken cancellationToken)
     {
-        if (!SessionIds.IsSessionId(id) || await grains.GetGrain<ISessionGrain>(id).AdvanceAsync() is not { } session) return AgentErrors.SessionNotFound();
+        if (!SessionIds.IsSessionId(id) || await grains.GetGrain<ISessionGrain>(id).AdvanceAsync() is not { } session) return SessionNotFound();
         var macaroon = session.IsLive ? await macaroons.MintAsync(session.Id, session.ExpiresAt!.Value, cancellationToken) : null;
         return TypedResults.Json(new SessionStatusDto(session.Id, SessionStates.Name(session.State), session.BalanceSats, options.Value.MinimumBalanceSats,
             macaroon, session.ExpiresAt,
@@ -60,7 +60,7 @@ public static class AgentSessionsApi
     public static async Task<IResult> RequestAsync(string id, HttpContext context, IGrainFactory grains, SessionMacaroons macaroons,
         SessionRequests requests, IOptions<AgentOptions> agent, IOptions<AgentSessionOptions> options)
     {
-        if (await AuthorizeAsync(id, context, grains, macaroons, expiredSession: AgentErrors.Expired) is { } refused) return refused;
+        if (await AuthorizeAsync(id, context, grains, macaroons, expiredSession: Expired) is { } refused) return refused;
 
         var (fields, error) = await JsonFields.ReadAsync(context.Request);
         if (fields is null) return AgentErrors.BadRequest(error!);
@@ -71,8 +71,8 @@ public static class AgentSessionsApi
         return admission.Outcome switch
         {
             AdmissionOutcome.Admitted => TypedResults.Json(SessionRequestResponseDto.Of(await requests.RunAsync(id, request!))),
-            AdmissionOutcome.NotFound => AgentErrors.SessionNotFound(),
-            AdmissionOutcome.Expired => AgentErrors.Expired(),
+            AdmissionOutcome.NotFound => SessionNotFound(),
+            AdmissionOutcome.Expired => Expired(),
             AdmissionOutcome.InsufficientBalance => AgentErrors.Error(StatusCodes.Status402PaymentRequired,
                 $"the balance ({admission.Session!.BalanceSats} sats) is below the minimum of {options.Value.MinimumBalanceSats} sats; top the session up"),
             _ => AgentErrors.Error(StatusCodes.Status409Conflict, NotActiveMessage(admission.Session!)),
@@ -88,7 +88,7 @@ public static class AgentSessionsApi
         return answer.Outcome switch
         {
             TopupOutcome.Created => TypedResults.Json(new TopupSessionResponseDto(id, SessionInvoiceDto.Of(answer.Invoice!, node.IsStub))),
-            TopupOutcome.NotFound => AgentErrors.SessionNotFound(),
+            TopupOutcome.NotFound => SessionNotFound(),
             TopupOutcome.AlreadyPending => AgentErrors.Error(StatusCodes.Status409Conflict,
                 "this session already has a top-up invoice outstanding (see pendingTopup in GET /api/sessions/{id}); pay it first"),
             _ => NotLiveForTopup(),
@@ -106,16 +106,16 @@ public static class AgentSessionsApi
         const string Scheme = "Bearer ";
         if (!header.StartsWith(Scheme, StringComparison.OrdinalIgnoreCase) || header.Length == Scheme.Length)
         {
-            return AgentErrors.Unauthorized("send the session's macaroon as 'Authorization: Bearer <macaroon>'; GET /api/sessions/{id} shows it once the deposit is paid");
+            return Unauthorized("send the session's macaroon as 'Authorization: Bearer <macaroon>'; GET /api/sessions/{id} shows it once the deposit is paid");
         }
         var check = await macaroons.VerifyAsync(header[Scheme.Length..].Trim(), id, context.RequestAborted);
         if (check == MacaroonCheck.Valid) return null;
-        if (check != MacaroonCheck.Expired) return AgentErrors.Unauthorized("this macaroon is not valid for this session");
+        if (check != MacaroonCheck.Expired) return Unauthorized("this macaroon is not valid for this session");
         return await grains.GetGrain<ISessionGrain>(id).AdvanceAsync() switch
         {
-            null => AgentErrors.SessionNotFound(),
+            null => SessionNotFound(),
             { State: AgentSessionState.Expired } => expiredSession(),
-            _ => AgentErrors.Unauthorized($"this macaroon has expired; GET /api/sessions/{id} for a fresh one"),
+            _ => Unauthorized($"this macaroon has expired; GET /api/sessions/{id} for a fresh one"),
         };
     }
 
@@ -126,6 +126,13 @@ public static class AgentSessionsApi
         var amount = fields.Int("amount_sats", required: true, min: AgentSessionOptions.MinAmountSats, max: AgentSessionOptions.MaxAmountSats);
         return fields.IsValid ? (amount!.Value, null) : (0, string.Join("; ", fields.Errors));
     }
+
+    private static IResult Unauthorized(string message) => AgentErrors.Error(StatusCodes.Status401Unauthorized, message);
+
+    private static IResult SessionNotFound() => AgentErrors.Error(StatusCodes.Status404NotFound, "no session has this id");
+
+    private static IResult Expired() => AgentErrors.Error(StatusCodes.Status410Gone,
+        "this session has expired: it was idle past its expiresAt; open a new one with POST /api/sessions");
 
     private static IResult NotLiveForTopup() =>
         AgentErrors.Error(StatusCodes.Status409Conflict, "only an active or paused session can be topped up; this one is awaiting its deposit or has expired");

@@ -3,9 +3,6 @@ using Coordinator.Grains.Lightning.Sessions;
 
 namespace Coordinator.Api.Lightning;
 
-/// <summary>The agent API's error body, <c>{"error": "…"}</c> (its <c>ErrorResponse</c>): one sentence that says what to do.</summary>
-public sealed record AgentErrorDto([property: JsonPropertyName("error")] string Error);
-
 /// <summary>The spec's <c>SessionInvoiceInfo</c>; <c>paymentHash</c> only in stub mode, where the development route pays by it.</summary>
 public sealed record SessionInvoiceDto(
     [property: JsonPropertyName("paymentRequest")] string PaymentRequest,

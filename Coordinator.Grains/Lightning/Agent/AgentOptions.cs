@@ -1,4 +1,5 @@
 using System.ComponentModel.DataAnnotations;
+using Coordinator.Grains.Lightning.Bolt11;
 
 namespace Coordinator.Grains.Lightning.Agent;
 
@@ -48,6 +49,16 @@ public sealed class AgentOptions : IValidatableObject
     /// <summary>The token estimate used when the evaluator gives none, and the most it may give.</summary>
     [Range(1, 10_000_000)]
     public long MaxEstimatedTokens { get; set; } = 100_000;
+
+    /// <summary>
+    /// The network refunds are paid on: a refund invoice of another network is refused. Unset: regtest (<c>lnbcrt</c>) in stub
+    /// mode, where invoices are made for a local node, and Bitcoin mainnet (<c>lnbc</c>) with LNbits. One of Bitcoin, Testnet,
+    /// Signet, Regtest, Simnet.
+    /// </summary>
+    public Bolt11Network? Network { get; set; }
+
+    /// <summary>The refund network: <see cref="Network"/>, else the default for the node (<paramref name="isStub"/>: regtest).</summary>
+    public Bolt11Network RefundNetwork(bool isStub) => Network ?? (isStub ? Bolt11Network.Regtest : Bolt11Network.Bitcoin);
 
     /// <summary>USD per 1,000 tokens for <paramref name="model"/>.</summary>
     public decimal RateOf(string model) => UsdPerThousandTokensByModel.TryGetValue(model, out var rate) ? rate : UsdPerThousandTokens;
