@@ -20,6 +20,9 @@ internal static class AgentApi
     public const long EvalFeeSats = 10;
     public const long MinimumBalanceSats = 150;
 
+    /// <summary>Below the default 16 KiB, so that a too-long demo request fits in a URL Kestrel accepts.</summary>
+    public const int MaxRequestBytes = 2_000;
+
     /// <summary>Settings for a node whose agent runs on <paramref name="evalModel"/> and <paramref name="workModel"/>.</summary>
     public static Dictionary<string, string?> Settings(string evalModel, string workModel) => new()
     {
@@ -30,6 +33,7 @@ internal static class AgentApi
         ["Lightning:Agent:MarginPercent"] = MarginPercent.ToString(System.Globalization.CultureInfo.InvariantCulture),
         ["Lightning:Agent:EvalFeeSats"] = EvalFeeSats.ToString(System.Globalization.CultureInfo.InvariantCulture),
         ["Lightning:Price:FallbackUsd"] = BtcUsd.ToString(System.Globalization.CultureInfo.InvariantCulture),
+        ["Lightning:Agent:MaxRequestBytes"] = MaxRequestBytes.ToString(System.Globalization.CultureInfo.InvariantCulture),
         ["Lightning:Sessions:MinimumBalanceSats"] = MinimumBalanceSats.ToString(System.Globalization.CultureInfo.InvariantCulture),
     };
 
