@@ -48,6 +48,8 @@ public static class CoordinatorApi
     /// <summary>Maps the endpoint groups, the error pages, the OpenAPI document, the API docs and the dashboard.</summary>
     public static WebApplication MapCoordinatorApi(this WebApplication app)
     {
+        // First: everything after it reads the client address as the trusted proxies' X-Forwarded-For says.
+        app.UseTrustedProxies();
         app.UseExceptionHandler();
         app.UseStatusCodePages(async context =>
         {
@@ -89,6 +91,8 @@ public static class CoordinatorApi
         app.MapOpenAi();
         app.MapGeminiApi();
         app.MapLightningAgentApi();
+        app.MapAgentSessionsApi();
+        app.MapAgentDemoApi();
         app.MapAitbc();
         app.MapOpenApi("/api/v1/openapi/{documentName}.json");
         app.UseSwaggerUI(ui =>

@@ -1,5 +1,6 @@
 using Coordinator.Api;
 using Coordinator.Api.Aitbc;
+using Coordinator.Api.Lightning;
 using Coordinator.Grains;
 using Coordinator.Grains.Lightning.Agent;
 using Coordinator.Silo;
@@ -30,6 +31,8 @@ builder.WebHost.ConfigureKestrel(kestrel =>
 builder.Services.AddGrid(builder.Configuration, connectionString);
 builder.Services.AddCoordinatorApi();
 builder.Services.AddLightningAgent(builder.Configuration);
+builder.Services.AddAgentSessionsApi(builder.Configuration);
+builder.Services.AddAgentDemoApi(builder.Configuration);
 builder.UseCoordinatorSilo(connectionString);
 
 var app = builder.Build();

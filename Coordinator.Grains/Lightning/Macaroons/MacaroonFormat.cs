@@ -58,8 +58,17 @@ public static class MacaroonFormat
             if (urlSafe[i] == '\0') return false;
         }
         var decoded = new byte[Base64Url.GetMaxDecodedLength(urlSafe.Length)];
-        if (!Base64Url.TryDecodeFromChars(urlSafe, decoded, out var written)) return false;
-        bytes = decoded[..written];
-        return true;
+        try
+        {
+            if (!Base64Url.TryDecodeFromChars(urlSafe, decoded, out var written)) return false;
+            bytes = decoded[..written];
+            return true;
+        }
+        catch (FormatException)
+        {
+            // TryDecodeFromChars answers false only for a short destination; text it cannot decode (a last character
+            // with bits set past the data, as in "not-a-macaroon") throws.
+            return false;
+        }
     }
 }
