@@ -92,17 +92,17 @@ public sealed class LedgerBenchmark(BenchOptions options, BenchDatabase database
         var keyId = ReceiptSignatures.KeyIdOf(publicKey);
         await using (var setup = new NpgsqlCommand($"""
             INSERT INTO receipt_signing_keys (key_id, public_key, private_key, created_at) VALUES ('{keyId}', '\x{Convert.ToHexString(publicKey)}', 'not a key: the benchmark signs in memory', now());
-            INSERT INTO accounts (name, created_at) VALUES ('bench', now());
-            INSERT INTO workers (account_id, name, last_seen_at, created_at) SELECT id, 'bench', now(), now() FROM accounts;
+            INSERT INTO accounts (name, created_at) VALUES ('ledger-bench', now());
+            INSERT INTO workers (account_id, name, last_seen_at, created_at) SELECT id, 'bench', now(), now() FROM accounts WHERE name = 'ledger-bench';
             INSERT INTO jobs (account_id, status, model, family, model_match, prompt, priority, timeout_seconds, created_at, completed_at, worker_id, credits)
-            SELECT a.id, 'completed', 'llama3.2', 'llama3.2', 'exact', 'p', 0, 60, now(), now(), w.id, 0
-            FROM accounts a, workers w, generate_series(1, 1000);
+            SELECT w.account_id, 'completed', 'llama3.2', 'llama3.2', 'exact', 'p', 0, 60, now(), now(), w.id, 0
+            FROM workers w, generate_series(1, 1000);
             """, connection) { CommandTimeout = 600 })
         {
             await setup.ExecuteNonQueryAsync();
         }
         long accountId, workerId, firstJob;
-        await using (var ids = new NpgsqlCommand("SELECT (SELECT id FROM accounts), (SELECT id FROM workers), (SELECT min(id) FROM jobs)", connection))
+        await using (var ids = new NpgsqlCommand("SELECT (SELECT id FROM accounts WHERE name = 'ledger-bench'), (SELECT id FROM workers), (SELECT min(id) FROM jobs)", connection))
         await using (var reader = await ids.ExecuteReaderAsync())
         {
             await reader.ReadAsync();
