@@ -64,7 +64,8 @@ if [[ -z "${COORDINATOR_CHROMIUM:-}" && ! -x /usr/bin/chromium ]]; then
 fi
 # The receipt tests compare with Python's json.dumps and verify signatures with python3-cryptography; the session
 # macaroons are checked against python3-pymacaroons.
-if ! python3 -c 'import cryptography, pymacaroons' >/dev/null 2>&1; then
+# Debian's interpreter when there is one (the macaroon tests run it: a python3 earlier on PATH may not see Debian's packages).
+if ! { [[ -x /usr/bin/python3 ]] && /usr/bin/python3 -c 'import cryptography, pymacaroons'; } >/dev/null 2>&1; then
   say "installing python3, python3-cryptography and python3-pymacaroons for the receipt and macaroon tests (apt)"
   _pg_as_root apt-get update -q
   _pg_as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends python3 python3-cryptography python3-pymacaroons </dev/null ||
