@@ -87,7 +87,8 @@ public sealed record JobStatusDto(
         PricingBreakdown = job.EstimatedCostUsd is { } estimated ? new PricingBreakdownDto(estimated, job.MarginPct!.Value, job.BtcPriceUsd!.Value) : null,
         Reason = job.Reason,
         Result = job.Phase == AgentJobState.Complete ? job.Result : null,
-        CostLedger = job.Phase == AgentJobState.Complete ? LedgerOf(job) : null,
+        // A failed job's ledger, when its paid work failed: nothing charged, the whole work invoice owed back.
+        CostLedger = job.RefundState is not null ? LedgerOf(job) : null,
         ErrorMessage = job.ErrorMessage,
     };
 

@@ -12,10 +12,11 @@ namespace Coordinator.Grains.Lightning.Agent;
 /// <see cref="AgentJobStore"/> step at a time. Its callers are serialised per job by <see cref="ILightningJobGrain"/>; what
 /// keeps a step single across silos regardless is the store's conditional UPDATE and the runner's idempotency keys (one
 /// eval and one work grid job per Lightning job, whoever submits them). When the Lightning node cannot be reached the job
-/// stays where it is, and the next read tries again.
+/// stays where it is, and the next read tries again. Paid work that fails owes its whole invoice back (<see cref="AgentRefunds"/>).
 /// </summary>
 public sealed partial class AgentJobMachine(
-    AgentJobStore store, IAgentRunner runner, ILightningNode node, IBtcPriceOracle oracle, IOptions<AgentOptions> options, ILogger<AgentJobMachine> logger)
+    AgentJobStore store, IAgentRunner runner, ILightningNode node, IBtcPriceOracle oracle, AgentRefunds refunds, IOptions<AgentOptions> options,
+    ILogger<AgentJobMachine> logger)
 {
     /// <summary>Advances the job as far as it goes now and answers it; null when there is no such job.</summary>
     public async Task<AgentJobRow?> AdvanceAsync(string id, CancellationToken cancellationToken = default)
@@ -33,7 +34,8 @@ public sealed partial class AgentJobMachine(
                 LogNodeFailed(logger, job.State, exception.Message);
                 return job;
             }
-            if (next is null) return job;
+            // Ended, or waiting: a refund whose payment had no answer is settled on the way (AgentRefunds.SettleAsync).
+            if (next is null) return await refunds.SettleAsync(job, cancellationToken);
             job = next;
         }
         return null;
@@ -105,8 +107,10 @@ public sealed partial class AgentJobMachine(
             AgentPricing.RefundSats(job.WorkAmountSats!.Value, chargeUsd, btcUsd));
     }
 
+    /// <summary>Fails the eval, or the paid work, whose whole invoice then is owed back.</summary>
     private async Task<AgentJobRow?> FailAsync(AgentJobRow job, string errorMessage, CancellationToken cancellationToken) =>
-        await store.FailAsync(job.Id, job.Phase, errorMessage) ?? await store.GetAsync(job.Id, cancellationToken);
+        await (job.Phase == AgentJobState.Executing ? store.FailWorkAsync(job.Id, errorMessage) : store.FailEvaluationAsync(job.Id, errorMessage))
+        ?? await store.GetAsync(job.Id, cancellationToken);
 
     private string Ended(string what, JobRow gridJob) => gridJob.Status == JobStatus.Cancelled
         ? string.Create(CultureInfo.InvariantCulture, $"no worker took the {what} grid job {gridJob.Id} within {options.Value.JobTimeoutSeconds} seconds")

@@ -30,10 +30,13 @@ public sealed class AgentJobRow
     [Id(22)] public decimal? ActualChargeUsd { get; init; }
     [Id(23)] public long? ActualAmountSats { get; init; }
     [Id(24)] public long? RefundAmountSats { get; init; }
-    /// <summary>One of <see cref="RefundStates"/>, once the job is complete.</summary>
+    /// <summary>One of <see cref="RefundStates"/>, once the job is complete, or failed after its work was paid for.</summary>
     [Id(25)] public string? RefundState { get; init; }
+    /// <summary>The hash of the invoice the refund is paid to, from the claim that won it.</summary>
     [Id(26)] public string? RefundPaymentHash { get; init; }
     [Id(27)] public string? ErrorMessage { get; init; }
+    /// <summary>When the claim paying the refund won it; with <see cref="RefundStates.Paying"/>.</summary>
+    [Id(28)] public DateTime? RefundClaimedAt { get; init; }
 
     public AgentJobState Phase => AgentJobStates.Parse(State);
 }
@@ -42,6 +45,6 @@ public sealed class AgentJobRow
 public sealed record WorkQuote(
     string Reason, long EstimatedTokens, string PaymentHash, string PaymentRequest, long AmountSats, decimal EstimatedCostUsd, decimal MarginPct, decimal BtcPriceUsd);
 
-/// <summary>The honest accounting of a complete job's work.</summary>
+/// <summary>The honest accounting of a complete job's work (all zero, and the whole work invoice owed back, when the work failed).</summary>
 public sealed record CostLedger(
     long ActualInputTokens, long ActualOutputTokens, decimal ActualCostUsd, decimal ActualChargeUsd, long ActualAmountSats, long RefundAmountSats);

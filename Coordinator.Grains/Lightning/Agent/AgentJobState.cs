@@ -38,7 +38,10 @@ public static class AgentJobStates
         ByName.TryGetValue(name, out var state) ? state : throw new ArgumentOutOfRangeException(nameof(name), name, "not a Lightning agent job state");
 }
 
-/// <summary>The refund of a complete job. <see cref="Paying"/> is a claim paying it now; the API shows it as pending.</summary>
+/// <summary>
+/// The refund of a complete job, or of a failed one whose work was paid for. <see cref="Paying"/> is a claim paying it now,
+/// or one whose payment's fate the node has not told yet; the API shows it as pending.
+/// </summary>
 public static class RefundStates
 {
     public const string NotApplicable = "not_applicable";

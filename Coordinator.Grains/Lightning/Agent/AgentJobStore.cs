@@ -14,7 +14,7 @@ public sealed class AgentJobStore(NpgsqlDataSource dataSource, TimeProvider time
         id, request, state, created_at, completed_at, eval_payment_hash, eval_payment_request, eval_amount_sats, eval_grid_job_id,
         reason, estimated_tokens, work_payment_hash, work_payment_request, work_amount_sats, estimated_cost_usd, margin_pct,
         btc_price_usd, work_grid_job_id, result, actual_input_tokens, actual_output_tokens, actual_cost_usd, actual_charge_usd,
-        actual_amount_sats, refund_amount_sats, refund_state, refund_payment_hash, error_message
+        actual_amount_sats, refund_amount_sats, refund_state, refund_payment_hash, error_message, refund_claimed_at
         """;
 
     /// <summary>A new id: 128 random bits in hex, so that nobody finds a job (its result, its refund) by guessing.</summary>
@@ -69,20 +69,35 @@ public sealed class AgentJobStore(NpgsqlDataSource dataSource, TimeProvider time
                 ledger.ActualAmountSats, ledger.RefundAmountSats,
             });
 
-    /// <summary><paramref name="from"/> (evaluating or executing) → failed, saying why.</summary>
-    public Task<AgentJobRow?> FailAsync(string id, AgentJobState from, string errorMessage) =>
-        StepAsync(id, from, AgentJobState.Failed, "error_message = @errorMessage", new { errorMessage });
+    /// <summary>evaluating → failed, saying why.</summary>
+    public Task<AgentJobRow?> FailEvaluationAsync(string id, string errorMessage) =>
+        StepAsync(id, AgentJobState.Evaluating, AgentJobState.Failed, "error_message = @errorMessage", new { errorMessage });
 
-    /// <summary>Claims a complete job's pending refund for one payer: pending → paying. False when it was not pending.</summary>
-    public Task<bool> ClaimRefundAsync(string id) => RefundStepAsync(id, RefundStates.Pending, "refund_state = 'paying'", null);
+    /// <summary>
+    /// executing → failed, saying why. The work was paid for and not done: it charged nothing, and its whole invoice is
+    /// owed back as a refund, claimed as a complete job's is.
+    /// </summary>
+    public Task<AgentJobRow?> FailWorkAsync(string id, string errorMessage) =>
+        StepAsync(id, AgentJobState.Executing, AgentJobState.Failed, """
+            error_message = @errorMessage, actual_input_tokens = 0, actual_output_tokens = 0, actual_cost_usd = 0, actual_charge_usd = 0,
+            actual_amount_sats = 0, refund_amount_sats = work_amount_sats, refund_state = 'pending'
+            """, new { errorMessage });
 
-    /// <summary>A claim's payment failed: paying → pending, so that it can be claimed again.</summary>
-    public Task<bool> ReleaseRefundAsync(string id) => RefundStepAsync(id, RefundStates.Paying, "refund_state = 'pending'", null);
-
-    /// <summary>A claim's payment went out: paying → paid, with the payment's hash.</summary>
-    public Task<bool> MarkRefundPaidAsync(string id, string paymentHash) =>
-        RefundStepAsync(id, RefundStates.Paying, "refund_state = 'paid', refund_payment_hash = @paymentHash, refund_paid_at = @now",
+    /// <summary>
+    /// Claims a pending refund for one payer, who will pay the invoice with <paramref name="paymentHash"/>: pending → paying.
+    /// False when it was not pending.
+    /// </summary>
+    public Task<bool> ClaimRefundAsync(string id, string paymentHash) =>
+        RefundStepAsync(id, RefundStates.Pending, null, "refund_state = 'paying', refund_payment_hash = @paymentHash, refund_claimed_at = @now",
             new { paymentHash, now = time.GetUtcNow() });
+
+    /// <summary>The payment to <paramref name="paymentHash"/> did not go out: paying → pending, so that it can be claimed again.</summary>
+    public Task<bool> ReleaseRefundAsync(string id, string paymentHash) =>
+        RefundStepAsync(id, RefundStates.Paying, paymentHash, "refund_state = 'pending', refund_payment_hash = NULL, refund_claimed_at = NULL", null);
+
+    /// <summary>The payment to <paramref name="paymentHash"/> went out: paying → paid.</summary>
+    public Task<bool> MarkRefundPaidAsync(string id, string paymentHash) =>
+        RefundStepAsync(id, RefundStates.Paying, paymentHash, "refund_state = 'paid', refund_paid_at = @now", new { now = time.GetUtcNow() });
 
     private async Task<AgentJobRow?> StepAsync(string id, AgentJobState from, AgentJobState to, string set, object values)
     {
@@ -96,14 +111,16 @@ public sealed class AgentJobStore(NpgsqlDataSource dataSource, TimeProvider time
             """, parameters);
     }
 
-    private async Task<bool> RefundStepAsync(string id, string from, string set, object? values)
+    /// <summary>A refund step from <paramref name="from"/>, of the claim paying <paramref name="paymentHash"/> when it is given.</summary>
+    private async Task<bool> RefundStepAsync(string id, string from, string? paymentHash, string set, object? values)
     {
         var parameters = new DynamicParameters(values);
-        parameters.AddDynamicParams(new { id, from });
+        parameters.AddDynamicParams(new { id, from, claimedHash = paymentHash });
         await using var connection = await dataSource.OpenConnectionAsync();
         return await connection.ExecuteAsync($"""
             UPDATE lightning_agent_jobs SET {set}
-            WHERE id = @id AND state = 'complete' AND refund_state = @from
+            WHERE id = @id AND state IN ('complete', 'failed') AND refund_state = @from
+              AND (@claimedHash::text IS NULL OR refund_payment_hash = @claimedHash)
             """, parameters) == 1;
     }
 }

@@ -26,10 +26,29 @@ public interface ILightningNode
 
     /// <summary>
     /// Pays the BOLT11 invoice <paramref name="bolt11"/>, which the caller has decoded and checked to be for
-    /// <paramref name="expectedAmountSats"/>. Answers once the node accepted the payment; a payment the node reports as
-    /// failed is a <see cref="LightningException"/>.
+    /// <paramref name="expectedAmountSats"/> with <paramref name="paymentHash"/>. Answers once the node accepted the payment;
+    /// a payment the node reports as failed is a <see cref="LightningException"/>. A node that did not answer
+    /// (<see cref="LightningException.NodeAnswered"/> false) may have paid all the same: ask <see cref="GetPaymentAsync"/>.
     /// </summary>
-    Task<LightningPayment> PayAsync(string bolt11, long expectedAmountSats, CancellationToken cancellationToken);
+    Task<LightningPayment> PayAsync(string bolt11, string paymentHash, long expectedAmountSats, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// What became of an outgoing payment to the invoice with <paramref name="paymentHash"/>, as far as the node knows:
+    /// how a payment whose <see cref="PayAsync"/> had no clear answer (a timeout, a crash) is settled later.
+    /// </summary>
+    Task<OutgoingPaymentStatus> GetPaymentAsync(string paymentHash, CancellationToken cancellationToken);
+}
+
+/// <summary>An outgoing payment as the node knows it.</summary>
+public enum OutgoingPaymentStatus
+{
+    /// <summary>The node has no payment to this hash: it never started one, or (LNbits before 1.0) dropped a failed one.</summary>
+    Unknown,
+    /// <summary>Sent, not yet settled: it may still succeed or fail.</summary>
+    Pending,
+    Succeeded,
+    /// <summary>Failed for good: nothing was paid, the funds are back in the wallet.</summary>
+    Failed,
 }
 
 /// <summary>An invoice to show a payer: its BOLT11 <paramref name="PaymentRequest"/> and the hash that identifies it to the node.</summary>

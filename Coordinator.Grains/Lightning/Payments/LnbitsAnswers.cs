@@ -29,6 +29,14 @@ internal static class LnbitsAnswers
             ? paid.GetBoolean()
             : throw Malformed("the payment's status has no paid field");
 
+    /// <summary>
+    /// An outgoing payment read back (<c>GET /api/v1/payments/{hash}</c>): <c>paid</c> true is settled; since 1.0
+    /// <c>status</c> says failed or pending; before it an unpaid outgoing payment is pending (a failed one was deleted: 404).
+    /// </summary>
+    public static OutgoingPaymentStatus Outgoing(JsonElement body) => Paid(body)
+        ? OutgoingPaymentStatus.Succeeded
+        : Text(body, "status") == "failed" ? OutgoingPaymentStatus.Failed : OutgoingPaymentStatus.Pending;
+
     /// <summary>The payment the node accepted; one it reports as failed is a <see cref="LightningException"/>.</summary>
     public static LightningPayment Payment(JsonElement body, long expectedAmountSats)
     {
@@ -36,7 +44,7 @@ internal static class LnbitsAnswers
             ?? throw Malformed("the payment has no payment_hash");
         // Before 1.0 there is no status: a failed payment was an error answer, so an answer is a payment that went out.
         var status = Text(body, "status");
-        if (status == "failed") throw new LightningException("The Lightning node could not pay the invoice: the payment failed.");
+        if (status == "failed") throw new LightningException("The Lightning node could not pay the invoice: the payment failed.", nodeAnswered: true);
         var amountSats = body.TryGetProperty("amount", out var amount) && amount.TryGetInt64(out var millisats)
             ? Math.Abs(millisats) / 1000
             : expectedAmountSats;

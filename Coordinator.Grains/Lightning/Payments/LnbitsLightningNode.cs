@@ -10,7 +10,8 @@ namespace Coordinator.Grains.Lightning.Payments;
 /// <summary>
 /// An LNbits wallet over its REST API: <c>POST /api/v1/payments</c> with <c>out: false</c> makes an invoice and with
 /// <c>out: true</c> pays one, <c>GET /api/v1/payments/{hash}</c> says whether an invoice is paid. Each request carries the
-/// wallet key it needs in <c>X-Api-Key</c>: the invoice/read key for invoices, the admin key only for paying. Every request
+/// wallet key it needs in <c>X-Api-Key</c>: the invoice/read key for invoices, the admin key only for paying and for reading
+/// an outgoing payment back. Every request
 /// is bounded by <see cref="LightningOptions.RequestTimeout"/> on the injected <see cref="TimeProvider"/>.
 /// A singleton over a named <see cref="IHttpClientFactory"/> client (not a typed client, which the container makes
 /// transient), so that grains and singletons alike can hold it.
@@ -46,22 +47,30 @@ public sealed partial class LnbitsLightningNode : ILightningNode
         ArgumentOutOfRangeException.ThrowIfLessThan(amountSats, 1);
         var body = await SendAsync(HttpMethod.Post, PaymentsPath, _options.InvoiceKey!,
             new { @out = false, amount = amountSats, unit = "sat", memo }, "create an invoice", cancellationToken);
-        return LnbitsAnswers.Invoice(body, amountSats);
+        return LnbitsAnswers.Invoice(body!.Value, amountSats);
     }
 
     public async Task<bool> IsPaidAsync(string paymentHash, CancellationToken cancellationToken)
     {
         var body = await SendAsync(HttpMethod.Get, $"{PaymentsPath}/{Uri.EscapeDataString(paymentHash)}", _options.InvoiceKey!,
             null, "check the invoice", cancellationToken);
-        return LnbitsAnswers.Paid(body);
+        return LnbitsAnswers.Paid(body!.Value);
     }
 
-    public async Task<LightningPayment> PayAsync(string bolt11, long expectedAmountSats, CancellationToken cancellationToken)
+    /// <summary><c>GET /api/v1/payments/{hash}</c> with the admin key, which sees the wallet's outgoing payments; 404 is unknown.</summary>
+    public async Task<OutgoingPaymentStatus> GetPaymentAsync(string paymentHash, CancellationToken cancellationToken)
+    {
+        var body = await SendAsync(HttpMethod.Get, $"{PaymentsPath}/{Uri.EscapeDataString(paymentHash)}", _options.AdminKey!,
+            null, "check the payment", cancellationToken, notFoundIsNull: true);
+        return body is { } found ? LnbitsAnswers.Outgoing(found) : OutgoingPaymentStatus.Unknown;
+    }
+
+    public async Task<LightningPayment> PayAsync(string bolt11, string paymentHash, long expectedAmountSats, CancellationToken cancellationToken)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(expectedAmountSats, 1);
         var body = await SendAsync(HttpMethod.Post, PaymentsPath, _options.AdminKey!,
             new { @out = true, bolt11 }, "pay the invoice", cancellationToken);
-        var payment = LnbitsAnswers.Payment(body, expectedAmountSats);
+        var payment = LnbitsAnswers.Payment(body!.Value, expectedAmountSats);
         if (payment.AmountSats != expectedAmountSats) LogAmountDiffers(_logger, payment.PaymentHash, expectedAmountSats, payment.AmountSats);
         return payment;
     }
@@ -69,9 +78,10 @@ public sealed partial class LnbitsLightningNode : ILightningNode
     /// <summary>
     /// One request with <paramref name="key"/>, answered with the JSON body of a 2xx; anything else is a
     /// <see cref="LightningException"/> that names <paramref name="action"/>. A cancelled <paramref name="cancellationToken"/>
-    /// stays an <see cref="OperationCanceledException"/>.
+    /// stays an <see cref="OperationCanceledException"/>. With <paramref name="notFoundIsNull"/> a 404 answers null.
     /// </summary>
-    private async Task<JsonElement> SendAsync(HttpMethod method, string path, string key, object? content, string action, CancellationToken cancellationToken)
+    private async Task<JsonElement?> SendAsync(
+        HttpMethod method, string path, string key, object? content, string action, CancellationToken cancellationToken, bool notFoundIsNull = false)
     {
         using var timeout = new CancellationTokenSource(_options.RequestTimeout, _time);
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timeout.Token);
@@ -82,6 +92,7 @@ public sealed partial class LnbitsLightningNode : ILightningNode
         {
             using var response = await _httpClients.CreateClient(HttpClientName).SendAsync(request, linked.Token);
             var text = await response.Content.ReadAsStringAsync(linked.Token);
+            if (notFoundIsNull && response.StatusCode == HttpStatusCode.NotFound) return null;
             if (!response.IsSuccessStatusCode) throw Refused(action, response.StatusCode, text);
             using var document = JsonDocument.Parse(text);
             return document.RootElement.Clone();
@@ -112,7 +123,8 @@ public sealed partial class LnbitsLightningNode : ILightningNode
         var reason = status is HttpStatusCode.Unauthorized or HttpStatusCode.Forbidden
             ? "it refused the wallet key configured for this"
             : detail ?? "it answered an error";
-        return new LightningException($"The Lightning node could not {action}: {reason} (HTTP {code.ToString(CultureInfo.InvariantCulture)}).");
+        return new LightningException($"The Lightning node could not {action}: {reason} (HTTP {code.ToString(CultureInfo.InvariantCulture)}).",
+            nodeAnswered: true);
     }
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "LNbits at {Authority} did not answer in {Seconds} s when asked to {Action}")]

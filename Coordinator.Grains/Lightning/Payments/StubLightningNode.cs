@@ -7,7 +7,7 @@ namespace Coordinator.Grains.Lightning.Payments;
 /// <summary>
 /// The Lightning node of stub mode, when no LNbits is configured: invoices <c>lnbcrt&lt;N&gt;u1stub_…</c> with a random
 /// 32-byte payment hash that nobody can pay but <see cref="MarkPaidAsync"/> (the development route), and outgoing
-/// payments that are only recorded. Its state is in PostgreSQL (<c>lightning_stub_invoices</c>,
+/// payments that are only recorded, under the paid invoice's hash. Its state is in PostgreSQL (<c>lightning_stub_invoices</c>,
 /// <c>lightning_stub_payments</c>), so every silo sees the same invoices, as they would see one LNbits wallet.
 /// </summary>
 public sealed class StubLightningNode(NpgsqlDataSource dataSource, TimeProvider time) : ILightningNode
@@ -42,21 +42,35 @@ public sealed class StubLightningNode(NpgsqlDataSource dataSource, TimeProvider 
             : throw new LightningException("The Lightning node does not know this invoice.");
     }
 
-    /// <summary>Records the payment and answers it, settled at once; the caller has decoded and checked the invoice.</summary>
-    public async Task<LightningPayment> PayAsync(string bolt11, long expectedAmountSats, CancellationToken cancellationToken)
+    /// <summary>
+    /// Records the payment to <paramref name="paymentHash"/> (the invoice's own, which the caller decoded) and answers it,
+    /// settled at once. An invoice is paid once: paying it again is the node's refusal, as on a real network.
+    /// </summary>
+    public async Task<LightningPayment> PayAsync(string bolt11, string paymentHash, long expectedAmountSats, CancellationToken cancellationToken)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(expectedAmountSats, 1);
-        var paymentHash = RandomHash();
         await using var command = dataSource.CreateCommand("""
             INSERT INTO lightning_stub_payments (payment_hash, bolt11, amount_sats, created_at)
             VALUES (@paymentHash, @bolt11, @amountSats, @now)
+            ON CONFLICT (payment_hash) DO NOTHING
             """);
         command.Parameters.AddWithValue("paymentHash", paymentHash);
         command.Parameters.AddWithValue("bolt11", bolt11);
         command.Parameters.AddWithValue("amountSats", expectedAmountSats);
         command.Parameters.AddWithValue("now", time.GetUtcNow());
-        await command.ExecuteNonQueryAsync(cancellationToken);
+        if (await command.ExecuteNonQueryAsync(cancellationToken) == 0)
+        {
+            throw new LightningException("The Lightning node could not pay the invoice: it has been paid already.", nodeAnswered: true);
+        }
         return new LightningPayment(paymentHash, expectedAmountSats, IsPending: false);
+    }
+
+    /// <summary>Succeeded when <see cref="PayAsync"/> recorded a payment to the hash, else unknown: the stub's payments never fail or wait.</summary>
+    public async Task<OutgoingPaymentStatus> GetPaymentAsync(string paymentHash, CancellationToken cancellationToken)
+    {
+        await using var command = dataSource.CreateCommand("SELECT 1 FROM lightning_stub_payments WHERE payment_hash = @paymentHash");
+        command.Parameters.AddWithValue("paymentHash", paymentHash);
+        return await command.ExecuteScalarAsync(cancellationToken) is null ? OutgoingPaymentStatus.Unknown : OutgoingPaymentStatus.Succeeded;
     }
 
     /// <summary>

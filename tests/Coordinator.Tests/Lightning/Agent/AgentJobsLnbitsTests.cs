@@ -72,6 +72,89 @@ public sealed class AgentJobsLnbitsTests(LnbitsAgentFixture fixture) : IClassFix
     }
 
     [Fact]
+    public async Task ARefundWhoseAnswerIsLost_IsFoundPaidAtLnbits_AndNeverPaidAgain()
+    {
+        var (id, owed) = await CompleteJobAsync();
+        var invoice = AgentApi.Invoice(owed, Bolt11Network.Bitcoin, fixture.Clock.GetUtcNow());
+        Lnbits.PayOutcome = FakeLnbitsPayOutcome.PayWithoutAnswer;
+        JsonElement refund;
+        try
+        {
+            var claiming = Api.RefundAsync(id, invoice);
+            await Eventually.TrueAsync(() => Lnbits.Payments.Any(p => p.Bolt11 == invoice), "LNbits has paid");
+            fixture.Clock.Advance(TimeSpan.FromSeconds(10));
+            refund = await ApiClient.ExpectAsync(await claiming, HttpStatusCode.OK);
+        }
+        finally
+        {
+            Lnbits.PayOutcome = FakeLnbitsPayOutcome.Succeed;
+        }
+
+        var payment = Assert.Single(Lnbits.Payments, p => p.Bolt11 == invoice);
+        Assert.Equal(payment.PaymentHash, refund.GetProperty("paymentHash").GetString());
+        Assert.Equal("paid", (await Api.GetAsync(id)).GetProperty("costLedger").GetProperty("refundState").GetString());
+        Assert.Contains("already been paid", await AgentApi.ErrorAsync(
+            await Api.RefundAsync(id, AgentApi.Invoice(owed, Bolt11Network.Bitcoin, fixture.Clock.GetUtcNow())), HttpStatusCode.Conflict));
+    }
+
+    [Fact]
+    public async Task ARefundLnbitsDoesNotAnswer_IsHeldForItsInvoice_UntilTheSettleWindowShowsItNeverWentOut()
+    {
+        var (id, owed) = await CompleteJobAsync();
+        var lost = AgentApi.Invoice(owed, Bolt11Network.Bitcoin, fixture.Clock.GetUtcNow());
+        Lnbits.PayOutcome = FakeLnbitsPayOutcome.HangWithoutPaying;
+        try
+        {
+            var before = Lnbits.Requests;
+            var claiming = Api.RefundAsync(id, lost);
+            await Eventually.TrueAsync(() => Lnbits.Requests > before, "the payment reaches LNbits");
+            fixture.Clock.Advance(TimeSpan.FromSeconds(10));
+            Assert.Contains("has not said whether it paid", await AgentApi.ErrorAsync(await claiming, HttpStatusCode.InternalServerError));
+        }
+        finally
+        {
+            Lnbits.PayOutcome = FakeLnbitsPayOutcome.Succeed;
+        }
+
+        // It may still be on its way: another invoice is not paid while the claim is younger than the window (3 × 10 s).
+        Assert.Equal("pending", (await Api.GetAsync(id)).GetProperty("costLedger").GetProperty("refundState").GetString());
+        Assert.Contains("being paid", await AgentApi.ErrorAsync(
+            await Api.RefundAsync(id, AgentApi.Invoice(owed, Bolt11Network.Bitcoin, fixture.Clock.GetUtcNow())), HttpStatusCode.Conflict));
+        fixture.Clock.Advance(TimeSpan.FromSeconds(20));
+        Assert.Equal("pending", (await Api.GetAsync(id)).GetProperty("costLedger").GetProperty("refundState").GetString());
+        var again = AgentApi.Invoice(owed, Bolt11Network.Bitcoin, fixture.Clock.GetUtcNow());
+        await ApiClient.ExpectAsync(await Api.RefundAsync(id, again), HttpStatusCode.OK);
+        Assert.Single(Lnbits.Payments, p => p.Bolt11 == lost || p.Bolt11 == again);
+    }
+
+    [Fact]
+    public async Task ARefundInFlight_ShowsPending_ThenPaid_OrOwedAgainIfItFails()
+    {
+        var (id, owed) = await CompleteJobAsync();
+        var first = AgentApi.Invoice(owed, Bolt11Network.Bitcoin, fixture.Clock.GetUtcNow());
+        Lnbits.PayOutcome = FakeLnbitsPayOutcome.StayPending;
+        JsonElement sent;
+        try
+        {
+            sent = await ApiClient.ExpectAsync(await Api.RefundAsync(id, first), HttpStatusCode.OK);
+        }
+        finally
+        {
+            Lnbits.PayOutcome = FakeLnbitsPayOutcome.Succeed;
+        }
+        Assert.Contains("still settling", sent.GetProperty("message").GetString());
+        Assert.Equal("pending", (await Api.GetAsync(id)).GetProperty("costLedger").GetProperty("refundState").GetString());
+
+        // The payment fails in flight: the funds are back, and the refund is owed again.
+        Lnbits.SettleOutgoing(sent.GetProperty("paymentHash").GetString()!, succeeded: false);
+        Assert.Equal("pending", (await Api.GetAsync(id)).GetProperty("costLedger").GetProperty("refundState").GetString());
+        var second = AgentApi.Invoice(owed, Bolt11Network.Bitcoin, fixture.Clock.GetUtcNow());
+        await ApiClient.ExpectAsync(await Api.RefundAsync(id, second), HttpStatusCode.OK);
+        Assert.Equal("paid", (await Api.GetAsync(id)).GetProperty("costLedger").GetProperty("refundState").GetString());
+        Assert.Single(Lnbits.Payments, p => p.Bolt11 == first || p.Bolt11 == second);
+    }
+
+    [Fact]
     public async Task ConcurrentRefundClaims_PayOnceAtLnbits()
     {
         var (id, owed) = await CompleteJobAsync();

@@ -151,12 +151,13 @@ public sealed class AgentJobsStubTests(StubAgentFixture fixture) : IClassFixture
     }
 
     [Fact]
-    public async Task AWorkJobTheWorkerFails_FailsTheJob_AndOwesNoRefundThroughTheEndpoint()
+    public async Task AWorkJobTheWorkerFails_FailsTheJob_AndOwesTheWholeWorkInvoiceBack()
     {
         var id = await PaidJobAsync("Anything.");
         var eval = await AgentWorkers.TakeAsync(fixture.Worker, fixture.EvalModel);
         await AgentWorkers.CompleteAsync(fixture.Worker, eval.Id, AgentSettings.Verdict(true, "ok", 100));
-        await Api.PayStubAsync((await Api.GetAsync(id)).GetProperty("workInvoice"));
+        var workInvoice = (await Api.GetAsync(id)).GetProperty("workInvoice");
+        await Api.PayStubAsync(workInvoice);
         Assert.Equal("executing", (await Api.GetAsync(id)).GetProperty("state").GetString());
         var work = await AgentWorkers.TakeAsync(fixture.Worker, fixture.WorkModel);
         await AgentWorkers.FailAsync(fixture.Worker, work.Id, "backend went away");
@@ -165,7 +166,75 @@ public sealed class AgentJobsStubTests(StubAgentFixture fixture) : IClassFixture
 
         Assert.Equal("failed", failed.GetProperty("state").GetString());
         Assert.Equal($"the work grid job {work.Id} failed: backend went away", failed.GetProperty("errorMessage").GetString());
-        Assert.Contains("failed", await AgentApi.ErrorAsync(await Api.RefundAsync(id, AgentApi.Invoice(1)), HttpStatusCode.Conflict));
+        Assert.False(failed.TryGetProperty("completedAt", out _));
+        var paidSats = AgentApi.Long(workInvoice, "amountSats");
+        var ledger = failed.GetProperty("costLedger");
+        Assert.Equal((0L, 0L, paidSats, paidSats, "pending"), (AgentApi.Long(ledger, "totalTokens"), AgentApi.Long(ledger, "actualAmountSats"),
+            AgentApi.Long(ledger, "workAmountSats"), AgentApi.Long(ledger, "refundAmountSats"), ledger.GetProperty("refundState").GetString()));
+        Assert.Contains("refund owed is exactly", await AgentApi.ErrorAsync(
+            await Api.RefundAsync(id, AgentApi.Invoice(paidSats - 1, at: fixture.Clock.GetUtcNow())), HttpStatusCode.BadRequest));
+        var refund = await ApiClient.ExpectAsync(await Api.RefundAsync(id, AgentApi.Invoice(paidSats, at: fixture.Clock.GetUtcNow())), HttpStatusCode.OK);
+        Assert.Equal(paidSats, AgentApi.Long(refund, "refundAmountSats"));
+        Assert.Equal("paid", (await Api.GetAsync(id)).GetProperty("costLedger").GetProperty("refundState").GetString());
+    }
+
+    [Fact]
+    public async Task AnEvalTheWorkerFails_OwesNoRefund_409()
+    {
+        var id = await PaidJobAsync("Anything.");
+        var eval = await AgentWorkers.TakeAsync(fixture.Worker, fixture.EvalModel);
+        await AgentWorkers.FailAsync(fixture.Worker, eval.Id, "CUDA out of memory");
+
+        var failed = await Api.GetAsync(id);
+
+        Assert.Equal("failed", failed.GetProperty("state").GetString());
+        Assert.False(failed.TryGetProperty("costLedger", out _));
+        Assert.Contains("before its work was paid for", await AgentApi.ErrorAsync(await Api.RefundAsync(id, AgentApi.Invoice(1)), HttpStatusCode.Conflict));
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task ARefundWhoseClaimDiedWhilePaying_IsSettledByAskingTheNode(bool thePaymentWentOut)
+    {
+        var (id, owed) = await CompleteJobAsync(estimatedTokens: 5000, inputTokens: 1, outputTokens: 1);
+        // A claim won the refund for an invoice and its silo died: before paying it, or just after.
+        var lost = AgentApi.Invoice(owed, at: fixture.Clock.GetUtcNow());
+        Assert.True(Bolt11Decoder.TryDecode(lost, out var decoded, out _));
+        var lostHash = decoded.PaymentHash;
+        await using (var connection = await fixture.Host.OpenConnectionAsync())
+        {
+            await connection.ExecuteAsync("""
+                UPDATE lightning_agent_jobs SET refund_state = 'paying', refund_payment_hash = @lostHash, refund_claimed_at = @now WHERE id = @id
+                """, new { id, lostHash, now = fixture.Clock.GetUtcNow().UtcDateTime });
+            if (thePaymentWentOut)
+            {
+                await connection.ExecuteAsync("""
+                    INSERT INTO lightning_stub_payments (payment_hash, bolt11, amount_sats, created_at) VALUES (@lostHash, @lost, @owed, now())
+                    """, new { lostHash, lost, owed });
+            }
+        }
+
+        var read = (await Api.GetAsync(id)).GetProperty("costLedger");
+
+        if (thePaymentWentOut)
+        {
+            Assert.Equal(("paid", owed), (read.GetProperty("refundState").GetString(), AgentApi.Long(read, "refundAmountSats")));
+            Assert.Contains("already been paid", await AgentApi.ErrorAsync(
+                await Api.RefundAsync(id, AgentApi.Invoice(owed, at: fixture.Clock.GetUtcNow())), HttpStatusCode.Conflict));
+            return;
+        }
+        // The node knows no such payment, but it might still be on its way: held until the settle window (3 × 10 s) passes.
+        Assert.Equal("pending", read.GetProperty("refundState").GetString());
+        Assert.Contains("being paid", await AgentApi.ErrorAsync(
+            await Api.RefundAsync(id, AgentApi.Invoice(owed, at: fixture.Clock.GetUtcNow())), HttpStatusCode.Conflict));
+        fixture.Clock.Advance(TimeSpan.FromSeconds(30));
+        Assert.Equal("pending", (await Api.GetAsync(id)).GetProperty("costLedger").GetProperty("refundState").GetString());
+        var again = AgentApi.Invoice(owed, at: fixture.Clock.GetUtcNow());
+        await ApiClient.ExpectAsync(await Api.RefundAsync(id, again), HttpStatusCode.OK);
+        await using var check = await fixture.Host.OpenConnectionAsync();
+        Assert.Equal(1, await check.ExecuteScalarAsync<long>(
+            "SELECT count(*) FROM lightning_stub_payments WHERE bolt11 = ANY(@invoices)", new { invoices = new[] { lost, again } }));
     }
 
     [Theory]

@@ -37,6 +37,12 @@ public enum FakeLnbitsPayOutcome
 
     /// <summary>LNbits' answer to a payment its funding source could not make: 520 with a <c>detail</c>.</summary>
     Fail,
+
+    /// <summary>Pays, then never answers: the payment went out but its answer is lost, and the caller times out.</summary>
+    PayWithoutAnswer,
+
+    /// <summary>Never answers and pays nothing, as a request lost on its way would.</summary>
+    HangWithoutPaying,
 }
 
 /// <summary>An invoice <see cref="FakeLnbits"/> made.</summary>
@@ -50,7 +56,8 @@ public sealed record FakeLnbitsPayment(string PaymentHash, string Bolt11, long A
 /// lnbits/decorators.py): the wallet key in <c>X-Api-Key</c>, JSON bodies with snake_case fields, FastAPI's
 /// <c>{"detail": "…"}</c> errors. A missing key is 400 and an unknown one 401; the invoice key (or the admin key) creates
 /// invoices (<c>out: false</c>, 201), only the admin key pays (<c>out: true</c>, 201). <c>GET /api/v1/payments/{hash}</c>
-/// answers <c>{"paid": …}</c> or 404; like LNbits it needs no key there, and a key only adds the payment's details.
+/// answers <c>{"paid": …}</c> for an invoice or an outgoing payment (1.x adds <c>status</c>: pending, success or failed;
+/// 0.x drops a failed payment, 404), or 404; like LNbits it needs no key there, and a key only adds the payment's details.
 /// Paying reads the amount and payment hash from the BOLT11 (see <see cref="FakeBolt11"/>); an invoice without an amount is 400.
 /// </summary>
 public sealed class FakeLnbits : IAsyncDisposable
@@ -63,6 +70,7 @@ public sealed class FakeLnbits : IAsyncDisposable
     private readonly CancellationTokenSource _stopping = new();
     private readonly ConcurrentDictionary<string, FakeLnbitsInvoice> _invoices = new(StringComparer.Ordinal);
     private readonly ConcurrentQueue<FakeLnbitsPayment> _payments = new();
+    private readonly ConcurrentDictionary<string, string> _outgoing = new(StringComparer.Ordinal);
     private int _requests;
 
     private FakeLnbits(WebApplication app) => _app = app;
@@ -82,7 +90,11 @@ public sealed class FakeLnbits : IAsyncDisposable
     public IReadOnlyCollection<FakeLnbitsInvoice> Invoices => _invoices.Values.ToList();
 
     /// <summary>Outgoing payments in the order they were made.</summary>
-    public IReadOnlyCollection<FakeLnbitsPayment> Payments => _payments.ToList();
+    public IReadOnlyCollection<FakeLnbitsPayment> Payments =>
+        _payments.Where(p => _outgoing.GetValueOrDefault(p.PaymentHash) != "failed").ToList();
+
+    /// <summary>A payment in flight (<see cref="FakeLnbitsPayOutcome.StayPending"/>) settles, or fails and is no payment.</summary>
+    public void SettleOutgoing(string paymentHash, bool succeeded) => _outgoing[paymentHash] = succeeded ? "success" : "failed";
 
     public static async Task<FakeLnbits> StartAsync()
     {
@@ -122,7 +134,7 @@ public sealed class FakeLnbits : IAsyncDisposable
         var outgoing = !body.TryGetProperty("out", out var outField) || outField.ValueKind != JsonValueKind.False;
         if (!outgoing) return CreateInvoice(body);
         if (keyType != "admin") return Detail(Version == FakeLnbitsVersion.Current ? 403 : 401, "Invoice (or Admin) key required.");
-        return Pay(body);
+        return await PayAsync(body, context);
     }
 
     private IResult CreateInvoice(JsonElement body)
@@ -145,7 +157,7 @@ public sealed class FakeLnbits : IAsyncDisposable
             : Results.Json(PaymentObject(paymentHash, invoice.PaymentRequest, amount * 1000, "pending", memo), statusCode: 201);
     }
 
-    private IResult Pay(JsonElement body)
+    private async Task<IResult> PayAsync(JsonElement body, HttpContext context)
     {
         var bolt11 = body.TryGetProperty("bolt11", out var bolt11Field) ? bolt11Field.GetString() : null;
         if (string.IsNullOrEmpty(bolt11)) return Detail(400, "Missing BOLT11 invoice");
@@ -153,8 +165,23 @@ public sealed class FakeLnbits : IAsyncDisposable
         {
             return Detail(400, FakeBolt11.PaymentHash(bolt11) is null ? "Bolt11 decoding failed." : "Amountless invoices not supported.");
         }
-        if (PayOutcome == FakeLnbitsPayOutcome.Fail) return Detail(520, "Payment failed: no route found.");
+        switch (PayOutcome)
+        {
+            case FakeLnbitsPayOutcome.Fail:
+                // 1.x keeps the failed payment; 0.x deletes it.
+                if (Version == FakeLnbitsVersion.Current) _outgoing[paymentHash] = "failed";
+                return Detail(520, "Payment failed: no route found.");
+            case FakeLnbitsPayOutcome.HangWithoutPaying:
+                return await HangAsync(context);
+        }
+        // Like LNbits, an invoice whose payment failed may be paid again; one paid or in flight may not.
+        var status = PayOutcome == FakeLnbitsPayOutcome.StayPending ? "pending" : "success";
+        if (!_outgoing.TryAdd(paymentHash, status) && !_outgoing.TryUpdate(paymentHash, status, "failed"))
+        {
+            return Detail(400, "Invoice already paid.");
+        }
         _payments.Enqueue(new FakeLnbitsPayment(paymentHash, bolt11, amountMsat / 1000));
+        if (PayOutcome == FakeLnbitsPayOutcome.PayWithoutAnswer) return await HangAsync(context);
         return Version == FakeLnbitsVersion.Legacy
             ? Results.Json(new Dictionary<string, object?> { ["payment_hash"] = paymentHash, ["checking_id"] = paymentHash }, statusCode: 201)
             : Results.Json(PaymentObject(paymentHash, bolt11, -amountMsat, PayOutcome == FakeLnbitsPayOutcome.StayPending ? "pending" : "success", ""),
@@ -164,6 +191,13 @@ public sealed class FakeLnbits : IAsyncDisposable
     private async Task<IResult> CheckAsync(HttpContext context, string paymentHash)
     {
         await ArriveAsync(context);
+        if (_outgoing.TryGetValue(paymentHash, out var status))
+        {
+            if (status == "failed" && Version == FakeLnbitsVersion.Legacy) return Detail(404, "Payment does not exist.");
+            var sent = new Dictionary<string, object?> { ["paid"] = status == "success", ["preimage"] = null };
+            if (Version == FakeLnbitsVersion.Current) sent["status"] = status;
+            return Results.Json(sent);
+        }
         if (!_invoices.TryGetValue(paymentHash, out var invoice)) return Detail(404, "Payment does not exist.");
         var answer = new Dictionary<string, object?> { ["paid"] = invoice.Paid, ["preimage"] = invoice.Paid ? new string('0', 64) : null };
         if (!invoice.Paid && Version == FakeLnbitsVersion.Current) answer["status"] = "pending";
@@ -172,6 +206,14 @@ public sealed class FakeLnbits : IAsyncDisposable
             answer["details"] = PaymentObject(invoice.PaymentHash, invoice.PaymentRequest, invoice.AmountSats * 1000, invoice.Paid ? "success" : "pending", invoice.Memo);
         }
         return Results.Json(answer);
+    }
+
+    /// <summary>Answers nothing until the caller gives up or the fake stops.</summary>
+    private async Task<IResult> HangAsync(HttpContext context)
+    {
+        using var either = CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted, _stopping.Token);
+        await Task.Delay(Timeout.Infinite, either.Token).ContinueWith(_ => { }, TaskScheduler.Default);
+        return Results.Empty;
     }
 
     private async Task ArriveAsync(HttpContext context)

@@ -73,7 +73,7 @@ public sealed class LnbitsLightningNodeTests : IAsyncLifetime
         var hash = RandomHash();
         var bolt11 = FakeBolt11.Make(321, hash);
 
-        var payment = await services.Get<ILightningNode>().PayAsync(bolt11, 321, CancellationToken.None);
+        var payment = await services.Get<ILightningNode>().PayAsync(bolt11, hash, 321, CancellationToken.None);
 
         Assert.Equal(new LightningPayment(hash, 321, IsPending: false), payment);
         var paid = Assert.Single(_lnbits.Payments);
@@ -87,7 +87,7 @@ public sealed class LnbitsLightningNodeTests : IAsyncLifetime
         await using var services = new LightningServices(LightningServices.Lnbits(_lnbits));
         var hash = RandomHash();
 
-        var payment = await services.Get<ILightningNode>().PayAsync(FakeBolt11.Make(50, hash), 50, CancellationToken.None);
+        var payment = await services.Get<ILightningNode>().PayAsync(FakeBolt11.Make(50, hash), hash, 50, CancellationToken.None);
 
         Assert.Equal(new LightningPayment(hash, 50, IsPending: true), payment);
     }
@@ -99,12 +99,66 @@ public sealed class LnbitsLightningNodeTests : IAsyncLifetime
         await using var services = new LightningServices(LightningServices.Lnbits(_lnbits));
 
         var error = await Assert.ThrowsAsync<LightningException>(() =>
-            services.Get<ILightningNode>().PayAsync(FakeBolt11.Make(50, RandomHash()), 50, CancellationToken.None));
+            PayAnyAsync(services.Get<ILightningNode>(), 50));
 
         Assert.Contains("could not pay the invoice", error.Message);
         Assert.Contains("no route found", error.Message);
         Assert.Contains("HTTP 520", error.Message);
         Assert.Empty(_lnbits.Payments);
+    }
+
+    [Theory]
+    [InlineData(FakeLnbitsVersion.Current)]
+    [InlineData(FakeLnbitsVersion.Legacy)]
+    public async Task GetPayment_ReadsAnOutgoingPaymentBack_SettledUnknownOrFailed(FakeLnbitsVersion version)
+    {
+        _lnbits.Version = version;
+        await using var services = new LightningServices(LightningServices.Lnbits(_lnbits));
+        var node = services.Get<ILightningNode>();
+        var paid = await PayAnyAsync(node, 40);
+        _lnbits.PayOutcome = FakeLnbitsPayOutcome.Fail;
+        var failedHash = RandomHash();
+        var failure = await Assert.ThrowsAsync<LightningException>(() => node.PayAsync(FakeBolt11.Make(40, failedHash), failedHash, 40, CancellationToken.None));
+
+        Assert.True(failure.NodeAnswered);
+        Assert.Equal(OutgoingPaymentStatus.Succeeded, await node.GetPaymentAsync(paid.PaymentHash, CancellationToken.None));
+        Assert.Equal(OutgoingPaymentStatus.Unknown, await node.GetPaymentAsync(RandomHash(), CancellationToken.None));
+        // 1.x keeps a failed payment and says so; 0.x deletes it.
+        Assert.Equal(version == FakeLnbitsVersion.Current ? OutgoingPaymentStatus.Failed : OutgoingPaymentStatus.Unknown,
+            await node.GetPaymentAsync(failedHash, CancellationToken.None));
+    }
+
+    [Fact]
+    public async Task GetPayment_OfAPaymentInFlight_IsPending_UntilLnbitsSettlesIt()
+    {
+        _lnbits.PayOutcome = FakeLnbitsPayOutcome.StayPending;
+        await using var services = new LightningServices(LightningServices.Lnbits(_lnbits));
+        var node = services.Get<ILightningNode>();
+        var payment = await PayAnyAsync(node, 40);
+
+        Assert.Equal(OutgoingPaymentStatus.Pending, await node.GetPaymentAsync(payment.PaymentHash, CancellationToken.None));
+        _lnbits.SettleOutgoing(payment.PaymentHash, succeeded: true);
+        Assert.Equal(OutgoingPaymentStatus.Succeeded, await node.GetPaymentAsync(payment.PaymentHash, CancellationToken.None));
+    }
+
+    [Fact]
+    public async Task APaymentWhoseAnswerNeverComes_IsALightningException_ThatSaysTheNodeDidNotAnswer()
+    {
+        var clock = new ManualTimeProvider();
+        var settings = LightningServices.Lnbits(_lnbits);
+        settings["Lightning:RequestTimeout"] = "00:00:07";
+        await using var services = new LightningServices(settings, clock);
+        _lnbits.PayOutcome = FakeLnbitsPayOutcome.PayWithoutAnswer;
+        var node = services.Get<ILightningNode>();
+        var hash = RandomHash();
+
+        var paying = node.PayAsync(FakeBolt11.Make(40, hash), hash, 40, CancellationToken.None);
+        await Eventually.TrueAsync(() => _lnbits.Payments.Count == 1, "LNbits has paid");
+        clock.Advance(TimeSpan.FromSeconds(7));
+
+        var error = await Assert.ThrowsAsync<LightningException>(() => paying.WaitAsync(TimeSpan.FromSeconds(10)));
+        Assert.False(error.NodeAnswered);
+        Assert.Equal(OutgoingPaymentStatus.Succeeded, await node.GetPaymentAsync(hash, CancellationToken.None));
     }
 
     [Theory]
@@ -118,7 +172,7 @@ public sealed class LnbitsLightningNodeTests : IAsyncLifetime
 
         // The invoice key still makes invoices; it cannot spend.
         await node.CreateInvoiceAsync(10, "eval", CancellationToken.None);
-        var error = await Assert.ThrowsAsync<LightningException>(() => node.PayAsync(FakeBolt11.Make(50, RandomHash()), 50, CancellationToken.None));
+        var error = await Assert.ThrowsAsync<LightningException>(() => PayAnyAsync(node, 50));
 
         Assert.Contains("refused the wallet key", error.Message);
         Assert.Contains(version == FakeLnbitsVersion.Current ? "HTTP 403" : "HTTP 401", error.Message);
@@ -151,9 +205,9 @@ public sealed class LnbitsLightningNodeTests : IAsyncLifetime
 
         var invoice = await node.CreateInvoiceAsync(10, "eval", CancellationToken.None);
         await node.IsPaidAsync(invoice.PaymentHash, CancellationToken.None);
-        await node.PayAsync(FakeBolt11.Make(5, RandomHash()), 5, CancellationToken.None);
+        await PayAnyAsync(node, 5);
         _lnbits.PayOutcome = FakeLnbitsPayOutcome.Fail;
-        await Assert.ThrowsAsync<LightningException>(() => node.PayAsync(FakeBolt11.Make(5, RandomHash()), 5, CancellationToken.None));
+        await Assert.ThrowsAsync<LightningException>(() => PayAnyAsync(node, 5));
 
         // HttpClient logs each request's headers at Trace: the keys are there by name only.
         Assert.Contains(services.Logs.Lines, line => line.Contains("X-Api-Key"));
@@ -207,6 +261,13 @@ public sealed class LnbitsLightningNodeTests : IAsyncLifetime
         await cancellation.CancelAsync();
 
         await Assert.ThrowsAnyAsync<OperationCanceledException>(() => check.WaitAsync(TimeSpan.FromSeconds(10)));
+    }
+
+    /// <summary>Pays a new invoice for <paramref name="sats"/> to a random payment hash.</summary>
+    private static Task<LightningPayment> PayAnyAsync(ILightningNode node, long sats)
+    {
+        var hash = RandomHash();
+        return node.PayAsync(FakeBolt11.Make(sats, hash), hash, sats, CancellationToken.None);
     }
 
     private static string RandomHash() => Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(32));

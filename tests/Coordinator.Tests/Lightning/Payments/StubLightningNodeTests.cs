@@ -1,3 +1,4 @@
+using System.Security.Cryptography;
 using System.Text.RegularExpressions;
 using Coordinator.Grains.Lightning.Payments;
 using Coordinator.Tests.Infrastructure;
@@ -72,23 +73,38 @@ public sealed partial class StubLightningNodeTests(LightningDatabase database) :
     }
 
     [Fact]
-    public async Task Pay_RecordsTheOutgoingPayment_AndAnswersItSettled()
+    public async Task Pay_RecordsTheOutgoingPaymentUnderTheInvoicesHash_AndAnswersItSettled()
     {
         await using var dataSource = database.NewDataSource();
         var node = new StubLightningNode(dataSource, TimeProvider.System);
+        var hash = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(32));
         var bolt11 = "lnbcrt4200n1refund" + Guid.NewGuid().ToString("N");
+        Assert.Equal(OutgoingPaymentStatus.Unknown, await node.GetPaymentAsync(hash, CancellationToken.None));
 
-        var payment = await node.PayAsync(bolt11, 420, CancellationToken.None);
+        var payment = await node.PayAsync(bolt11, hash, 420, CancellationToken.None);
 
-        Assert.Matches("^[0-9a-f]{64}$", payment.PaymentHash);
-        Assert.Equal(420, payment.AmountSats);
-        Assert.False(payment.IsPending);
+        Assert.Equal(new LightningPayment(hash, 420, IsPending: false), payment);
+        Assert.Equal(OutgoingPaymentStatus.Succeeded, await node.GetPaymentAsync(hash, CancellationToken.None));
         await using var command = dataSource.CreateCommand("SELECT bolt11, amount_sats FROM lightning_stub_payments WHERE payment_hash = @hash");
-        command.Parameters.AddWithValue("hash", payment.PaymentHash);
+        command.Parameters.AddWithValue("hash", hash);
         await using var reader = await command.ExecuteReaderAsync();
         Assert.True(await reader.ReadAsync());
         Assert.Equal(bolt11, reader.GetString(0));
         Assert.Equal(420, reader.GetInt64(1));
+    }
+
+    [Fact]
+    public async Task Pay_OfAnInvoicePaidAlready_IsRefused()
+    {
+        await using var dataSource = database.NewDataSource();
+        var node = new StubLightningNode(dataSource, TimeProvider.System);
+        var hash = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(32));
+        await node.PayAsync("lnbcrt1n1first", hash, 1, CancellationToken.None);
+
+        var error = await Assert.ThrowsAsync<LightningException>(() => node.PayAsync("lnbcrt1n1again", hash, 1, CancellationToken.None));
+
+        Assert.True(error.NodeAnswered);
+        Assert.Contains("paid already", error.Message);
     }
 
     [GeneratedRegex("^lnbcrt(?<sats>[0-9]+)u1stub_[0-9a-z]+$")]
