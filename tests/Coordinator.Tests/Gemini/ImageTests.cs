@@ -52,10 +52,8 @@ public class NoImageWorkerTests(HostFixture fixture) : IClassFixture<HostFixture
         await grid.NewWorkerAsync("text", "llama3.2:1b");
         var client = Gemini.Client(fixture.Host, grid.Key);
 
-        var started = Environment.TickCount64;
         var response = await client.PostAsync("generate-image", new { prompt = "a fox" });
         Assert.Contains("no worker serves image generation", await Gemini.ErrorAsync(response, HttpStatusCode.ServiceUnavailable), StringComparison.Ordinal);
-        Assert.True(Environment.TickCount64 - started < 5_000, "answered at once, not at a timeout");
         Assert.Empty((await ApiClient.ExpectAsync(await grid.GetAsync("jobs"), HttpStatusCode.OK)).EnumerateArray());
     }
 }
