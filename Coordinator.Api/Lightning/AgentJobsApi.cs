@@ -29,7 +29,7 @@ public static class AgentJobsApi
 
     public static async Task<IResult> CreateAsync(HttpContext context, AgentJobs jobs, ILightningNode node, IOptions<AgentOptions> options)
     {
-        var (fields, error) = await ReadBodyAsync(context);
+        var (fields, error) = await JsonFields.ReadJsonAsync(context.Request);
         if (fields is null) return AgentErrors.BadRequest(error!);
         var request = fields.String("request", required: true, maxUtf8Bytes: options.Value.MaxRequestBytes);
         if (!fields.IsValid) return AgentErrors.BadRequest(string.Join("; ", fields.Errors));
@@ -44,7 +44,7 @@ public static class AgentJobsApi
 
     public static async Task<IResult> ClaimRefundAsync(string id, HttpContext context, AgentRefunds refunds)
     {
-        var (fields, error) = await ReadBodyAsync(context);
+        var (fields, error) = await JsonFields.ReadJsonAsync(context.Request);
         if (fields is null) return AgentErrors.BadRequest(error!);
         var invoice = fields.String("invoice", required: true, maxLength: 4096);
         if (!fields.IsValid) return AgentErrors.BadRequest(string.Join("; ", fields.Errors));
@@ -59,12 +59,6 @@ public static class AgentJobsApi
             _ => AgentErrors.Error(StatusCodes.Status500InternalServerError, outcome.Message),
         };
     }
-
-    /// <summary>A JSON object body, sent as JSON: anything else is the caller's 400.</summary>
-    private static async Task<(JsonFields? Fields, string? Error)> ReadBodyAsync(HttpContext context) =>
-        context.Request.HasJsonContentType()
-            ? await JsonFields.ReadAsync(context.Request)
-            : (null, "send the body as JSON, with Content-Type: application/json");
 }
 
 /// <summary>The only way the agent endpoints fail: a status and the spec's <c>ErrorResponse</c>.</summary>
