@@ -63,6 +63,10 @@ public static class CoordinatorApi
             {
                 await response.WriteAsJsonAsync(OpenAiFrontDoor.StatusPage(response.StatusCode));
             }
+            else if (response.ContentLength is null && response.ContentType is null && AgentErrors.Serves(context.HttpContext))
+            {
+                await response.WriteAsJsonAsync(AgentErrors.StatusPage(response.StatusCode));
+            }
             else if (response.ContentLength is null && response.ContentType is null)
             {
                 var error = response.StatusCode switch

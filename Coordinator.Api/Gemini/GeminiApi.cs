@@ -55,7 +55,7 @@ public static class GeminiApi
 
     public static async Task<IResult> CreateAsync(HttpContext context, ConversationStore conversations)
     {
-        var (fields, error) = await JsonFields.ReadAsync(context.Request);
+        var (fields, error) = await JsonFields.ReadJsonAsync(context.Request);
         if (fields is null) return GeminiErrors.BadRequest(error!);
         var title = fields.String("title", required: true, maxLength: MaxTitleLength);
         if (!fields.IsValid) return GeminiErrors.BadRequest(fields.Errors);

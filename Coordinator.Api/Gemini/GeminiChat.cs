@@ -25,7 +25,7 @@ public sealed partial class GeminiChat(
 {
     public async Task<IResult> SendAsync(HttpContext context, long conversationId)
     {
-        var (fields, error) = await JsonFields.ReadAsync(context.Request);
+        var (fields, error) = await JsonFields.ReadJsonAsync(context.Request);
         if (fields is null) return GeminiErrors.BadRequest(error!);
         var content = fields.String("content", required: true, maxUtf8Bytes: limits.Value.MaxPromptBytes);
         var requested = fields.String("model", maxLength: ModelNames.MaxLength);

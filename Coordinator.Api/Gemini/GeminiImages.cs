@@ -22,7 +22,7 @@ public sealed class GeminiImages(
 {
     public async Task<IResult> GenerateAsync(HttpContext context)
     {
-        var (fields, error) = await JsonFields.ReadAsync(context.Request);
+        var (fields, error) = await JsonFields.ReadJsonAsync(context.Request);
         if (fields is null) return GeminiErrors.BadRequest(error!);
         var prompt = fields.String("prompt", required: true, maxUtf8Bytes: limits.Value.MaxPromptBytes);
         if (!fields.IsValid) return GeminiErrors.BadRequest(fields.Errors);

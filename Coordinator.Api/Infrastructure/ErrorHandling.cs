@@ -7,7 +7,7 @@ namespace Coordinator.Api.Infrastructure;
 /// <summary>
 /// Maps exceptions that escape an endpoint to the spec's error bodies: the database being down is a 503 that
 /// says so, an oversized or malformed request is a 4xx, anything else a 500 with no internals. Under <c>/v1</c> the same
-/// statuses carry OpenAI's error object.
+/// statuses carry OpenAI's error object, under the Lightning agent API's <c>/api</c> its <c>{"error": "…"}</c>.
 /// </summary>
 public sealed partial class ErrorHandling(ILogger<ErrorHandling> logger) : IExceptionHandler
 {
@@ -39,6 +39,11 @@ public sealed partial class ErrorHandling(ILogger<ErrorHandling> logger) : IExce
         if (OpenAi.OpenAiFrontDoor.Serves(context))
         {
             await context.Response.WriteAsJsonAsync(OpenAi.OpenAiFrontDoor.ErrorOf(status, body), cancellationToken);
+            return true;
+        }
+        if (Lightning.AgentErrors.Serves(context))
+        {
+            await context.Response.WriteAsJsonAsync(Lightning.AgentErrors.ErrorOf(body), cancellationToken);
             return true;
         }
         await context.Response.WriteAsJsonAsync(body, cancellationToken);

@@ -50,6 +50,13 @@ public sealed class JsonFields
         }
     }
 
+    /// <summary>
+    /// <see cref="ReadAsync"/> for endpoints whose contract takes only <c>application/json</c> (the Lightning agent API's,
+    /// its gemini paths included): a body sent as anything else, or without a <c>Content-Type</c>, is refused unread.
+    /// </summary>
+    public static async Task<(JsonFields? Fields, string? Error)> ReadJsonAsync(HttpRequest request) =>
+        request.HasJsonContentType() ? await ReadAsync(request) : (null, "send the body as JSON, with Content-Type: application/json");
+
     private bool TryGet(string name, out JsonElement value)
     {
         if (_root.TryGetProperty(name, out value) && value.ValueKind != JsonValueKind.Null) return true;

@@ -29,7 +29,7 @@ public static class AgentJobsApi
 
     public static async Task<IResult> CreateAsync(HttpContext context, AgentJobs jobs, ILightningNode node, IOptions<AgentOptions> options)
     {
-        var (fields, error) = await ReadBodyAsync(context);
+        var (fields, error) = await JsonFields.ReadJsonAsync(context.Request);
         if (fields is null) return AgentErrors.BadRequest(error!);
         var request = fields.String("request", required: true, maxUtf8Bytes: options.Value.MaxRequestBytes);
         if (!fields.IsValid) return AgentErrors.BadRequest(string.Join("; ", fields.Errors));
@@ -44,7 +44,7 @@ public static class AgentJobsApi
 
     public static async Task<IResult> ClaimRefundAsync(string id, HttpContext context, AgentRefunds refunds)
     {
-        var (fields, error) = await ReadBodyAsync(context);
+        var (fields, error) = await JsonFields.ReadJsonAsync(context.Request);
         if (fields is null) return AgentErrors.BadRequest(error!);
         var invoice = fields.String("invoice", required: true, maxLength: 4096);
         if (!fields.IsValid) return AgentErrors.BadRequest(string.Join("; ", fields.Errors));
@@ -59,12 +59,6 @@ public static class AgentJobsApi
             _ => AgentErrors.Error(StatusCodes.Status500InternalServerError, outcome.Message),
         };
     }
-
-    /// <summary>A JSON object body, sent as JSON: anything else is the caller's 400.</summary>
-    private static async Task<(JsonFields? Fields, string? Error)> ReadBodyAsync(HttpContext context) =>
-        context.Request.HasJsonContentType()
-            ? await JsonFields.ReadAsync(context.Request)
-            : (null, "send the body as JSON, with Content-Type: application/json");
 }
 
 /// <summary>The only way the agent endpoints fail: a status and the spec's <c>ErrorResponse</c>.</summary>
@@ -75,4 +69,29 @@ public static class AgentErrors
     public static IResult BadRequest(string message) => Error(StatusCodes.Status400BadRequest, message);
 
     public static IResult JobNotFound(string id) => Error(StatusCodes.Status404NotFound, $"no job has the id '{id}'");
+
+    /// <summary>
+    /// Whether the request is the agent API's: under the spec's base <c>/api</c> but not the Grid API's <c>/api/v1</c> nor
+    /// its docs. Its answers the host makes itself (an unknown route, a wrong method, a body past the server's limit) are
+    /// <see cref="AgentError"/>s too.
+    /// </summary>
+    public static bool Serves(HttpContext context)
+    {
+        var path = context.Request.Path;
+        return path.StartsWithSegments("/api", StringComparison.OrdinalIgnoreCase)
+            && !path.StartsWithSegments("/api/v1", StringComparison.OrdinalIgnoreCase)
+            && !path.StartsWithSegments("/api/docs", StringComparison.OrdinalIgnoreCase);
+    }
+
+    /// <summary>An unknown route or a wrong method.</summary>
+    public static AgentError StatusPage(int status) => new(status switch
+    {
+        StatusCodes.Status404NotFound =>
+            "no such endpoint: the agent API serves /api/healthz, /api/jobs, /api/sessions, /api/demo and /api/gemini (whose conversation ids are integers)",
+        StatusCodes.Status405MethodNotAllowed => "this endpoint does not accept that method",
+        _ => "the request failed",
+    });
+
+    /// <summary>The host's error for an exception, as a sentence.</summary>
+    public static AgentError ErrorOf(Infrastructure.ApiError error) => new(error.Message ?? error.Error.Replace('_', ' '));
 }

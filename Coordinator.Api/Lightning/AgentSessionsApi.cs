@@ -62,7 +62,7 @@ public static class AgentSessionsApi
     {
         if (await AuthorizeAsync(id, context, grains, macaroons, expiredSession: Expired) is { } refused) return refused;
 
-        var (fields, error) = await JsonFields.ReadAsync(context.Request);
+        var (fields, error) = await JsonFields.ReadJsonAsync(context.Request);
         if (fields is null) return AgentErrors.BadRequest(error!);
         var request = fields.String("request", required: true, maxUtf8Bytes: agent.Value.MaxRequestBytes);
         if (!fields.IsValid) return AgentErrors.BadRequest(string.Join("; ", fields.Errors));
@@ -121,7 +121,7 @@ public static class AgentSessionsApi
 
     private static async Task<(long Amount, string? Error)> ReadAmountAsync(HttpRequest request)
     {
-        var (fields, error) = await JsonFields.ReadAsync(request);
+        var (fields, error) = await JsonFields.ReadJsonAsync(request);
         if (fields is null) return (0, error);
         var amount = fields.Int("amount_sats", required: true, min: AgentSessionOptions.MinAmountSats, max: AgentSessionOptions.MaxAmountSats);
         return fields.IsValid ? (amount!.Value, null) : (0, string.Join("; ", fields.Errors));

@@ -1,7 +1,5 @@
 using System.Text.Json.Serialization;
-using Coordinator.Api.Infrastructure;
 using Coordinator.Grains.Lightning.Payments;
-using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.Extensions.Options;
 
 namespace Coordinator.Api.Lightning;
@@ -35,8 +33,8 @@ public static class LightningStubRoutes
         return routes;
     }
 
-    public static async Task<Results<Ok<StubPaidDto>, NotFound<ApiError>>> PayAsync(string paymentHash, StubLightningNode node, CancellationToken cancellationToken) =>
+    public static async Task<IResult> PayAsync(string paymentHash, StubLightningNode node, CancellationToken cancellationToken) =>
         await node.MarkPaidAsync(paymentHash, cancellationToken)
             ? TypedResults.Ok(new StubPaidDto(true, paymentHash))
-            : ApiErrors.NotFound("No stub invoice has this payment hash.");
+            : AgentErrors.Error(StatusCodes.Status404NotFound, "no stub invoice has this payment hash");
 }

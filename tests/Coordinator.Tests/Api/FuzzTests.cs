@@ -4,6 +4,7 @@ using System.Net.Http.Headers;
 using System.Text;
 using System.Text.Json;
 using Coordinator.Tests.Infrastructure;
+using static Coordinator.Tests.Infrastructure.Fuzz;
 
 namespace Coordinator.Tests.Api;
 
@@ -15,13 +16,6 @@ public sealed class FuzzTests : IAsyncLifetime
 {
     private const int Seed = 20261122;
     private const int RequestsPerEndpoint = 150;
-    private const string Punctuation = "\"\\{}[]:,'%&=?/";
-
-    /// <summary>Stands for one sequence that is not UTF-8 in a generated body, until <see cref="ToBytes"/> puts its bytes in.</summary>
-    private const char NotUtf8Marker = '\uE000';
-
-    private static readonly byte[][] NotUtf8 = [[0xFF], [0xC3, 0x28], [0x80], [0xED, 0xA0, 0x80], [0xC0, 0xAF], [0xE2, 0x82]];
-    private static readonly string[] NotUtf8InQueries = ["%FF", "%C3%28", "%80", "%ED%A0%80", "%C0%AF", "%E2%82"];
 
     private GridHost _host = null!;
 
@@ -188,98 +182,4 @@ public sealed class FuzzTests : IAsyncLifetime
             failures.Add($"{what} → unexpected {status}");
         }
     }
-
-    private static string RandomBody(Random random, string[] fields)
-    {
-        switch (random.Next(10))
-        {
-            case 0: return RandomString(random, random.Next(0, 40), invalid: true); // not JSON at all
-            case 1: return RandomJson(random, 0); // any JSON value, often not an object
-            case 2: return new string('[', random.Next(1, 200)); // deep or broken nesting
-        }
-        var builder = new StringBuilder("{");
-        foreach (var field in fields.Where(_ => random.Next(3) > 0).Append(random.Next(8) == 0 ? RandomString(random, random.Next(0, 10), invalid: true) : null))
-        {
-            if (field is null) continue;
-            if (builder.Length > 1) builder.Append(',');
-            builder.Append(Quote(field)).Append(':').Append(RandomJson(random, 0));
-        }
-        return builder.Append('}').ToString();
-    }
-
-    private static string RandomJson(Random random, int depth) => random.Next(depth > 2 ? 7 : 9) switch
-    {
-        0 => "null",
-        1 => random.Next(2) == 0 ? "true" : "false",
-        2 => random.Next(int.MinValue, int.MaxValue).ToString(),
-        3 => (random.NextDouble() * Math.Pow(10, random.Next(-5, 40)) * (random.Next(2) == 0 ? -1 : 1)).ToString("R", CultureInfo.InvariantCulture),
-        4 => Quote(RandomString(random, random.Next(0, 300), invalid: random.Next(4) == 0)), // mostly valid text, so that the fields behind it are reached too
-        5 => random.Next(2) == 0 ? "\"llama3:8b\"" : "\"https://example.com/hook\"",
-        6 => random.Next(2) == 0 ? "99999999999999999999999" : "-0",
-        7 => "[" + string.Join(',', Enumerable.Range(0, random.Next(0, 5)).Select(_ => RandomJson(random, depth + 1))) + "]",
-        _ => "{" + string.Join(',', Enumerable.Range(0, random.Next(0, 4)).Select(i =>
-            Quote(i == 0 ? "name" : random.Next(4) == 0 ? RandomString(random, random.Next(0, 8), invalid: true) : "k" + i) + ":" + RandomJson(random, depth + 1))) + "}",
-    };
-
-    private static string RandomQuery(Random random, string[] fields) =>
-        string.Join('&', fields.Where(_ => random.Next(2) == 0).Select(f => Uri.EscapeDataString(f) + "=" + (random.Next(4) switch
-        {
-            0 => Uri.EscapeDataString(RandomString(random, random.Next(0, 30))),
-            1 => random.Next(-1000, 1000).ToString(),
-            // Percent-escapes that decode to bytes that are not UTF-8.
-            2 => "a" + NotUtf8InQueries[random.Next(NotUtf8InQueries.Length)] + "b",
-            _ => Uri.EscapeDataString(new[] { "pending", "true", "false", "llama3:8b", "2026-01-01T00:00:00Z", "", "0", "201" }[random.Next(8)]),
-        })));
-
-    /// <summary>
-    /// Random characters; when <paramref name="invalid"/>, also surrogates (lone unless chance pairs them) and
-    /// <see cref="NotUtf8Marker"/>s, which <see cref="Quote"/> and <see cref="ToBytes"/> turn into text that is not Unicode.
-    /// </summary>
-    private static string RandomString(Random random, int length, bool invalid = false)
-    {
-        var chars = new char[length];
-        for (var i = 0; i < length; i++)
-        {
-            chars[i] = random.Next(invalid ? 8 : 6) switch
-            {
-                0 => (char)random.Next(0, 32),
-                1 => (char)random.Next(0x80, 0x800),
-                2 => Punctuation[random.Next(Punctuation.Length)],
-                6 => (char)random.Next(0xD800, 0xE000),
-                7 => NotUtf8Marker,
-                _ => (char)random.Next(32, 127),
-            };
-        }
-        return new string(chars);
-    }
-
-    /// <summary>A JSON string literal in which every surrogate is a <c>\uXXXX</c> escape (so a lone one stays lone) and markers stay as they are.</summary>
-    private static string Quote(string text)
-    {
-        var builder = new StringBuilder("\"");
-        var start = 0;
-        for (var i = 0; i <= text.Length; i++)
-        {
-            if (i < text.Length && !char.IsSurrogate(text[i]) && text[i] != NotUtf8Marker) continue;
-            builder.Append(JsonSerializer.Serialize(text[start..i])[1..^1]);
-            if (i < text.Length) builder.Append(text[i] == NotUtf8Marker ? NotUtf8Marker.ToString() : "\\u" + ((int)text[i]).ToString("x4", CultureInfo.InvariantCulture));
-            start = i + 1;
-        }
-        return builder.Append('"').ToString();
-    }
-
-    /// <summary>The body as UTF-8, each marker replaced by a sequence that is not UTF-8.</summary>
-    private static byte[] ToBytes(Random random, string body)
-    {
-        var bytes = new List<byte>();
-        var parts = body.Split(NotUtf8Marker);
-        for (var i = 0; i < parts.Length; i++)
-        {
-            if (i > 0) bytes.AddRange(NotUtf8[random.Next(NotUtf8.Length)]);
-            bytes.AddRange(Encoding.UTF8.GetBytes(parts[i]));
-        }
-        return [.. bytes];
-    }
-
-    private static string Shorten(string text) => text.Length <= 120 ? text : text[..120] + "…";
 }

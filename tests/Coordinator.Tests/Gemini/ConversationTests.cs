@@ -97,6 +97,26 @@ public class ConversationTests(HostFixture fixture) : IClassFixture<HostFixture>
         Assert.Contains(expected, message, StringComparison.Ordinal);
     }
 
+    [Theory]
+    [InlineData("text/plain")]
+    [InlineData("multipart/form-data; boundary=x")]
+    [InlineData(null)]
+    public async Task BodiesNotSentAsJson_Are400_AndStoreNothing(string? contentType)
+    {
+        var key = (await Host.NewAccountAsync()).Key;
+        var client = Gemini.Client(Host, key);
+        var id = await Gemini.NewConversationAsync(client);
+        foreach (var (path, body) in new[] { ("conversations", """{"title": "t"}"""), ($"conversations/{id}/messages", """{"content": "hi"}"""), ("generate-image", """{"prompt": "a cat"}""") })
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Post, path) { Content = new ByteArrayContent(System.Text.Encoding.UTF8.GetBytes(body)) };
+            if (contentType is not null) request.Content.Headers.ContentType = System.Net.Http.Headers.MediaTypeHeaderValue.Parse(contentType);
+            request.Headers.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", key);
+            Assert.Contains("Content-Type: application/json", await Gemini.ErrorAsync(await client.Http.SendAsync(request), HttpStatusCode.BadRequest), StringComparison.Ordinal);
+        }
+        Assert.Equal([id], (await ApiClient.ExpectAsync(await client.GetAsync("conversations"), HttpStatusCode.OK)).EnumerateArray().Select(c => c.GetProperty("id").GetInt64()));
+        Assert.Empty((await Gemini.MessagesAsync(client, id)).EnumerateArray());
+    }
+
     [Fact]
     public async Task TitlesAndContents_PastTheirLimits_Are400()
     {

@@ -261,6 +261,22 @@ public sealed class AgentJobsStubTests(StubAgentFixture fixture) : IClassFixture
     }
 
     [Fact]
+    public async Task WhatTheHostAnswersItself_UnknownRoutesWrongMethodsAndBodiesPastTheServersLimit_IsTheSpecsError()
+    {
+        Assert.Contains("no such endpoint", await AgentApi.ErrorAsync(await Api.Http.GetAsync("nothing/here"), HttpStatusCode.NotFound));
+        // A conversation id that is not an integer matches no route: before the key is asked for.
+        Assert.Contains("integers", await AgentApi.ErrorAsync(await Api.Http.GetAsync("gemini/conversations/not-a-number"), HttpStatusCode.NotFound));
+        Assert.Contains("method", await AgentApi.ErrorAsync(await Api.Http.PutAsync("jobs", null), HttpStatusCode.MethodNotAllowed));
+        using var huge = new HttpRequestMessage(HttpMethod.Post, "jobs")
+        {
+            Content = new StringContent(JsonSerializer.Serialize(new { request = new string('a', 9 * 1024 * 1024) }), System.Text.Encoding.UTF8, "application/json"),
+        };
+        // The server refuses the declared length before the body is sent; without this it may close the connection under a client still sending.
+        huge.Headers.ExpectContinue = true;
+        Assert.Contains("larger than this server accepts", await AgentApi.ErrorAsync(await Api.Http.SendAsync(huge), HttpStatusCode.RequestEntityTooLarge));
+    }
+
+    [Fact]
     public async Task UnknownIds_Are404()
     {
         Assert.Contains("no job", await AgentApi.ErrorAsync(await Api.Http.GetAsync("jobs/0123456789abcdef0123456789abcdef"), HttpStatusCode.NotFound));

@@ -76,7 +76,7 @@ public sealed class StubPaymentsApiTests(LightningDatabase database) : IClassFix
     }
 
     [Fact]
-    public async Task InDevelopment_AnUnknownHash_Is404WithAnError()
+    public async Task InDevelopment_AnUnknownHash_Is404WithTheAgentApisError()
     {
         await using var app = await StartAsync(Environments.Development, new Dictionary<string, string?>());
         using var client = new HttpClient { BaseAddress = Address(app) };
@@ -85,7 +85,8 @@ public sealed class StubPaymentsApiTests(LightningDatabase database) : IClassFix
 
         Assert.Equal(HttpStatusCode.NotFound, response.StatusCode);
         using var body = JsonDocument.Parse(await response.Content.ReadAsStringAsync());
-        Assert.Equal("not_found", body.RootElement.GetProperty("error").GetString());
+        Assert.Equal(["error"], body.RootElement.EnumerateObject().Select(p => p.Name));
+        Assert.Equal("no stub invoice has this payment hash", body.RootElement.GetProperty("error").GetString());
     }
 
     private async Task<WebApplication> StartAsync(string environment, Dictionary<string, string?> settings)

@@ -152,6 +152,25 @@ public class SessionLifeTests(AgentHostFixture fixture) : IClassFixture<AgentHos
         Assert.Equal(300, (await GetAsync(Client, id)).GetProperty("balanceSats").GetInt64());
     }
 
+    [Theory]
+    [InlineData("text/plain")]
+    [InlineData("application/x-www-form-urlencoded")]
+    [InlineData(null)]
+    public async Task BodiesNotSentAsJson_Are400_AndOpenTopUpOrDebitNothing(string? contentType)
+    {
+        var (id, macaroon) = await OpenActiveAsync(Client, 300);
+        foreach (var (path, body) in new[] { ("sessions", """{"amount_sats": 500}"""), ($"sessions/{id}/topup", """{"amount_sats": 500}"""), ($"sessions/{id}/request", """{"request": "hi"}""") })
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Post, path) { Content = new ByteArrayContent(System.Text.Encoding.UTF8.GetBytes(body)) };
+            if (contentType is not null) request.Content.Headers.ContentType = new System.Net.Http.Headers.MediaTypeHeaderValue(contentType);
+            request.Headers.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", macaroon);
+            Assert.Contains("Content-Type: application/json", await ErrorAsync(await Client.SendAsync(request), HttpStatusCode.BadRequest), StringComparison.Ordinal);
+        }
+        var session = await GetAsync(Client, id);
+        Assert.Equal(300, session.GetProperty("balanceSats").GetInt64());
+        Assert.False(session.TryGetProperty("pendingTopup", out _));
+    }
+
     [Fact]
     public async Task BelowTheMinimum_ARequestIs402_ThenItPauses_AndAPaidTopupResumesIt_OneTopupAtATime()
     {
