@@ -119,6 +119,7 @@ public sealed partial class ServiceBenchmarks
         var warmUp = AgentClients * 2;
         var sessionRuns = new List<PerRequest>();
         var gridRuns = new List<PerRequest>();
+        var stalls = new List<SessionStalls>();
         for (var run = 0; run < options.Repeat; run++)
         {
             await using var setup = await SingleNodeAsync(options.Ours, $"svc_ln_sessions_{run}", requestLimit: null, AgentSettings());
@@ -144,12 +145,14 @@ public sealed partial class ServiceBenchmarks
                 Console.WriteLine($"lightning sessions run {run}, {(sessionsFirst ? "session requests" : "grid jobs")}: {result}");
             }
             var debited = await database.ScalarAsync(setup.Database, "SELECT count(*) FROM lightning_session_requests WHERE state = 'complete' AND debited_sats > 0");
+            stalls.Add(await SessionStallsAsync(setup.Database));
+            Console.WriteLine($"lightning sessions run {run}: {stalls[^1]}");
             await stop.CancelAsync();
             await Task.WhenAll(loops);
             if (debited != warmUp + requests) throw new InvalidOperationException($"{debited} session requests complete and debited of {warmUp + requests}");
         }
         var (s, g) = (PerRequest.MedianOf(sessionRuns), PerRequest.MedianOf(gridRuns));
-        report.Set("service.lightning.sessions", new { requests, clients = AgentClients, workers = AgentWorkers, runs = options.Repeat, session_request = s, grid_job = g });
+        report.Set("service.lightning.sessions", new { requests, clients = AgentClients, workers = AgentWorkers, runs = options.Repeat, session_request = s, grid_job = g, stalls });
         string Over(double session, double job, string format) => Report.Num(session - 2 * job, format);
         string Ratio(double x, double y) => (x / y).ToString("F2", CultureInfo.InvariantCulture) + "×";
         report.Table("Lightning session requests against the Grid API's lifecycle (issue #18)",
@@ -165,7 +168,30 @@ public sealed partial class ServiceBenchmarks
             ["node CPU ms / request", Report.Num(s.NodeCpuMsPer, "F2"), Report.Num(g.NodeCpuMsPer, "F2"), Ratio(s.NodeCpuMsPer, g.NodeCpuMsPer), Over(s.NodeCpuMsPer, g.NodeCpuMsPer, "F2")],
         ],
         $"{requests} of each per run from {AgentClients} concurrent clients (each with its own paid session, or the grid account's key), one after another per client, the two kinds turn about; {AgentWorkers} simulated workers answering at once; one node; median of {options.Repeat} runs. " +
-        "A session request is two grid jobs (eval, then work) and a debit; the last column is what it costs beyond two of the grid's own jobs: the macaroon check, the session grain's admission and debit, the price and the request's record.");
+        "A session request is two grid jobs (eval, then work) and a debit; the last column is what it costs beyond two of the grid's own jobs: the macaroon check, the session grain's admission and debit, the price and the request's record.",
+        $"Session requests over 10 s, from the rows (warm-up included), per run: {string.Join("; ", stalls)}.");
+    }
+
+    /// <summary>
+    /// Where the session requests that took over 10 s spent it, from the rows: a grid job that completed more than 10 s
+    /// before the request moved on (the runner's wait did not hear of its end until the job grain's 15 s backstop read the
+    /// row), or one that a worker started more than 10 s after its submission.
+    /// </summary>
+    private async Task<SessionStalls> SessionStallsAsync(string db)
+    {
+        const string Requests = "lightning_session_requests r JOIN jobs e ON e.id = r.eval_job_id JOIN jobs w ON w.id = r.work_job_id";
+        return new SessionStalls(
+            await database.ScalarAsync(db, $"SELECT count(*) FROM {Requests}"),
+            await database.ScalarAsync(db, $"SELECT count(*) FROM {Requests} WHERE r.created_at - e.created_at > interval '10 s'"),
+            await database.ScalarAsync(db, $"SELECT count(*) FROM {Requests} WHERE w.created_at - e.completed_at > interval '10 s' OR r.created_at - w.completed_at > interval '10 s'"),
+            await database.ScalarAsync(db, $"SELECT count(*) FROM {Requests} WHERE e.started_at - e.created_at > interval '10 s' OR w.started_at - w.created_at > interval '10 s'"));
+    }
+
+    /// <summary>Session requests in all, those over 10 s, and of these the ones whose grid job's end was heard late or whose grid job started late.</summary>
+    public sealed record SessionStalls(long Requests, long Over10s, long EndHeardLate, long StartedLate)
+    {
+        public override string ToString() =>
+            $"{Over10s} of {Requests} over 10 s ({EndHeardLate} with a grid job's end heard over 10 s after it completed, {StartedLate} with a grid job started over 10 s after its submission)";
     }
 
     /// <summary>
