@@ -10,9 +10,11 @@ namespace Coordinator.Bench;
 public readonly record struct Assignment(long JobId, string Prompt, long ReceivedAt);
 
 /// <summary>Clients and simulated workers speaking the real HTTP protocol to one node.</summary>
-public sealed class HttpGrid(HttpClient http, Uri baseAddress)
+public sealed partial class HttpGrid(HttpClient http, Uri baseAddress)
 {
     public Uri BaseAddress => baseAddress;
+
+    private HttpClient Http => http;
 
     /// <summary>One shared client for every simulated party: no connection limit, connections kept for long polls.</summary>
 #pragma warning disable CA2000 // the client owns its handler and disposes it with itself

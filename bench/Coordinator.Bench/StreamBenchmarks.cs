@@ -8,7 +8,7 @@ namespace Coordinator.Bench;
 /// <summary>One event of a job's stream, with when its first line reached the client.</summary>
 public sealed record StreamEvent(string Name, string? Id, string Data, long ReceivedAt);
 
-/// <summary>Reads a job's Server-Sent Events line by line, as they arrive; comments are skipped. The response owns the body.</summary>
+/// <summary>Reads Server-Sent Events (a job's stream, a Gemini reply) line by line, as they arrive; comments are skipped. The response owns the body.</summary>
 #pragma warning disable CA1001 // see _reader
 public sealed class StreamEvents(Stream body)
 {
@@ -26,7 +26,8 @@ public sealed class StreamEvents(Stream body)
         {
             if (line.Length == 0)
             {
-                if (name is not null) return new StreamEvent(name, id, data.ToString(), receivedAt);
+                // An event without a name is the format's "message" (the Gemini relay's events have none).
+                if (name is not null || receivedAt != 0) return new StreamEvent(name ?? "message", id, data.ToString(), receivedAt);
                 continue;
             }
             if (line[0] == ':') continue;
