@@ -151,6 +151,9 @@ public sealed class JobGrain(
     private CancellationTokenRegistration _stopping;
     private bool _leaving;
 
+    // Reads in this activation now, waiting or about to (see DeactivateUnlessStreaming).
+    private int _reading;
+
     public override Task OnActivateAsync(CancellationToken cancellationToken)
     {
         // A read waits here up to ReadWait; a stopping silo would wait for it to deactivate this grain.
@@ -265,6 +268,19 @@ public sealed class JobGrain(
 
     public async Task<StreamSlice> ReadStreamAsync(long accountId, int generation, int offset, bool wait = true)
     {
+        _reading++;
+        try
+        {
+            return await ReadAsync(accountId, generation, offset, wait);
+        }
+        finally
+        {
+            _reading--;
+        }
+    }
+
+    private async Task<StreamSlice> ReadAsync(long accountId, int generation, int offset, bool wait)
+    {
         if (_accountId is null || _state is StreamState.Unknown)
         {
             // Marked watched before the row is looked at: an end after this is told to this grain, one before is in the row.
@@ -310,12 +326,15 @@ public sealed class JobGrain(
     }
 
     /// <summary>
-    /// A client transition leaves nothing here worth keeping unless the job is being streamed: the grain goes once idle (a
-    /// reader waiting here keeps it until it has its answer), so a job at rest costs no memory.
+    /// A client transition leaves nothing here worth keeping unless the job is being streamed or read: the grain goes once
+    /// idle, so a job at rest costs no memory. A read in progress keeps it. Deactivating under a waiting read (this grain
+    /// is reentrant) would strand it: the notices that answer it (the job's end, a chunk) would go to the next activation,
+    /// and the read would hear only at its <see cref="ReadWait"/> fallback (the Lightning bench found session requests
+    /// stalled 15 s this way when a worker gave a claim back).
     /// </summary>
     private void DeactivateUnlessStreaming()
     {
-        if (_state is not (StreamState.Streaming or StreamState.Incomplete)) DeactivateOnIdle();
+        if (_reading == 0 && _state is not (StreamState.Streaming or StreamState.Incomplete)) DeactivateOnIdle();
     }
 
     private static bool IsTerminal(string status) => status is JobStatus.Completed or JobStatus.Failed or JobStatus.Cancelled;
