@@ -2,13 +2,15 @@
 //
 //   node validate-deploy.mjs kubernetes FILE...   every YAML document against the Kubernetes JSON schemas of the
 //                                                 pinned kubernetes-models package (its model for apiVersion + kind)
+//   node validate-deploy.mjs yaml FILE            the YAML documents as a JSON array (for what docker-compose config
+//                                                 prints, which has its anchors and variables resolved)
 //   node validate-deploy.mjs dockerfile FILE      the Dockerfile with dockerfile-utils' validator (the one behind
 //                                                 VS Code's Dockerfile support): unknown instructions and flags, bad
 //                                                 arguments, and its warnings
 //
-// Prints one JSON array on stdout, one entry per document: {file, index, apiVersion, kind, name, errors, document}
-// (errors empty when valid; document is the parsed manifest, so the caller can check what the schemas cannot), or for
-// a Dockerfile one entry {file, errors}. Exits 1 only when it could not run (a file missing, YAML that does not parse).
+// Prints one JSON array on stdout. For kubernetes, one entry per document: {file, index, apiVersion, kind, name, errors,
+// document} (errors empty when valid; document is the parsed manifest, so the caller can check what the schemas
+// cannot); for a Dockerfile one entry {file, errors}. Exits 1 only when it could not run (a file missing, YAML that does not parse).
 // The schemas accept fields they do not know, as the API's OpenAPI schema does; the caller checks the fields that matter.
 import { readFileSync } from "node:fs";
 import { parseAllDocuments } from "yaml";
@@ -59,10 +61,15 @@ try {
   let results;
   if (mode === "kubernetes" && files.length > 0) {
     results = (await Promise.all(files.map(validateKubernetes))).flat();
+  } else if (mode === "yaml" && files.length === 1) {
+    results = parseAllDocuments(readFileSync(files[0], "utf8")).map(document => {
+      if (document.errors.length > 0) throw new Error(`${files[0]}: ${document.errors.map(e => e.message).join("; ")}`);
+      return document.toJS();
+    });
   } else if (mode === "dockerfile" && files.length === 1) {
     results = validateDockerfile(files[0]);
   } else {
-    throw new Error("usage: node validate-deploy.mjs kubernetes FILE... | dockerfile FILE");
+    throw new Error("usage: node validate-deploy.mjs kubernetes FILE... | yaml FILE | dockerfile FILE");
   }
   process.stdout.write(JSON.stringify(results));
 } catch (error) {
