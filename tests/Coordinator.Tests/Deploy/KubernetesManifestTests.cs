@@ -87,6 +87,9 @@ public sealed class KubernetesManifestTests
         Assert.Equal(11111, ports["silo"]);
         Assert.Equal(30000, ports["gateway"]);
         Assert.Equal("/api/v1/health", container.Get("readinessProbe", "httpGet", "path").GetString());
+        // preStop's sleep, then the silo's graceful stop (ASP.NET Core's 30 s), before Kubernetes sends SIGKILL.
+        var grace = (await DocumentAsync("Deployment", "coordinator-silo")).Get("spec", "template", "spec", "terminationGracePeriodSeconds").GetInt32();
+        Assert.True(grace >= 40, $"terminationGracePeriodSeconds {grace} is shorter than preStop plus the graceful stop");
         Assert.Equal("/api/healthz", container.Get("livenessProbe", "httpGet", "path").GetString());
         foreach (var probe in new[] { "startupProbe", "readinessProbe", "livenessProbe" })
         {

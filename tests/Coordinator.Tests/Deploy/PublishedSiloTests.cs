@@ -21,8 +21,8 @@ namespace Coordinator.Tests.Deploy;
 [Collection(Alone.Name)]
 public sealed class PublishedSiloTests
 {
-    /// <summary>What docker stop, Kubernetes and systemd wait for, less a margin: deploy/coordinator.service's TimeoutStopSec is 45 s.</summary>
-    private static readonly TimeSpan StopBound = TimeSpan.FromSeconds(40);
+    /// <summary>How long systemd waits for the stop (deploy/coordinator.service's TimeoutStopSec; compose and Kubernetes wait as long), less a margin.</summary>
+    private static readonly TimeSpan StopBound = SystemdUnitTests.TimeoutStopSec() - TimeSpan.FromSeconds(5);
 
     /// <summary>What the base image (mcr.microsoft.com/dotnet/aspnet:10.0) sets before the Dockerfile's ENV.</summary>
     private static readonly Dictionary<string, string> BaseImageEnvironment = new()
