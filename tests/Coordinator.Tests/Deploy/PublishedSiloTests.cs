@@ -131,7 +131,7 @@ public sealed class PublishedSiloTests
     private static async Task PublishAsync(string output)
     {
         var (exitCode, stdout, stderr) = await DeployFiles.RunAsync("dotnet", DeployFiles.Root,
-            ["publish", "Coordinator.Silo/Coordinator.Silo.csproj", "-c", "Release", "--no-build", "-p:UseAppHost=false", "-o", output, "--nologo"],
+            ["publish", "Coordinator.Silo/Coordinator.Silo.csproj", "-c", "Release", "--no-build", "-p:UseAppHost=false", "-o", output, "--nologo", "--disable-build-servers"],
             TimeSpan.FromMinutes(5));
         Assert.True(exitCode == 0, $"dotnet publish failed ({exitCode}):\n{stdout}\n{stderr}");
         Assert.True(File.Exists(Path.Combine(output, "Coordinator.Silo.dll")), "the publish has no Coordinator.Silo.dll");
