@@ -5,7 +5,8 @@
 #   ./test.sh --filter "FullyQualifiedName~Jobs"   extra args go to dotnet test
 #
 # Steps: install PostgreSQL if missing; install the npm test tools pinned in
-# tests/tools/package-lock.json (Prism, s3rver, the openai client); start a fresh private cluster in
+# tests/tools/package-lock.json (Prism, s3rver, the openai client, kubernetes-models, dockerfile-utils);
+# install docker-compose and systemd-analyze for the deploy/ tests; start a fresh private cluster in
 # .data/test-pg (port $COORDINATOR_TEST_PG_PORT, default 64339); run
 # `dotnet test` on Orleans.sln writing one TestResults/*.trx per test
 # project (default names, which the logger keeps unique; a fixed LogFileName
@@ -22,6 +23,7 @@
 #   COORDINATOR_PRISM    path of the prism executable
 #   COORDINATOR_S3RVER   path of s3rver (an S3-compatible server the blob tests start)
 #   COORDINATOR_NODE     (optional) node for tests/tools/openai-client.mjs; default: node on the PATH
+#   COORDINATOR_DOCKER_COMPOSE (optional) docker-compose for the deploy/ tests; default: docker-compose on the PATH
 #   COORDINATOR_SPEC     grid-api.openapi.yaml from ../shared/specs (may be
 #                        set beforehand to point elsewhere)
 set -euo pipefail
@@ -72,6 +74,18 @@ if ! { [[ -x /usr/bin/python3 ]] && /usr/bin/python3 -c 'import cryptography, py
     die "could not install python3-cryptography or python3-pymacaroons (apt-get install python3 python3-cryptography python3-pymacaroons)"
 fi
 
+# The deploy/ tests validate deploy/compose.yaml with Debian's docker-compose (`config` needs no Docker engine) and
+# deploy/coordinator.service with systemd-analyze (verify runs offline, without systemd running).
+deploy_missing=()
+[[ -n "${COORDINATOR_DOCKER_COMPOSE:-}" ]] || command -v docker-compose >/dev/null 2>&1 || deploy_missing+=(docker-compose)
+command -v systemd-analyze >/dev/null 2>&1 || deploy_missing+=(systemd)
+if (( ${#deploy_missing[@]} > 0 )); then
+  say "installing ${deploy_missing[*]} for the deploy/ tests (apt)"
+  _pg_as_root apt-get update -q
+  _pg_as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${deploy_missing[@]}" </dev/null ||
+    die "could not install ${deploy_missing[*]} (apt-get install ${deploy_missing[*]})"
+fi
+
 # 2. npm test tools. `npm ci` runs only when node_modules is missing or the
 #    lock file changed since the last install (its hash is kept in a stamp).
 stamp="$TOOLS_DIR/node_modules/.coordinator-lock.sha256"
@@ -92,6 +106,10 @@ export COORDINATOR_S3RVER="$TOOLS_DIR/node_modules/.bin/s3rver"
 [[ -x "$COORDINATOR_S3RVER" ]] || die "s3rver not found at $COORDINATOR_S3RVER after npm ci"
 # The OpenAI front door's tests run tests/tools/openai-client.mjs with node, which imports the openai package from here.
 [[ -f "$TOOLS_DIR/node_modules/openai/package.json" ]] || die "the openai npm package is not in $TOOLS_DIR/node_modules after npm ci"
+# The deploy/ tests run tests/tools/validate-deploy.mjs: Kubernetes schemas, the Dockerfile validator, a YAML parser.
+for package in kubernetes-models dockerfile-utils yaml; do
+  [[ -f "$TOOLS_DIR/node_modules/$package/package.json" ]] || die "the $package npm package is not in $TOOLS_DIR/node_modules after npm ci"
+done
 
 # 3. The OpenAPI spec lives in the shared folder beside the repository.
 if [[ -z "${COORDINATOR_SPEC:-}" ]]; then

@@ -25,6 +25,9 @@ if (string.IsNullOrEmpty(urls)) urls = $"http://0.0.0.0:{builder.Configuration["
 var aitbcPort = builder.Configuration.GetValue<int?>($"{AitbcOptions.Section}:{nameof(AitbcOptions.Port)}") ?? new AitbcOptions().Port;
 if (aitbcPort > 0) urls += $";http://0.0.0.0:{aitbcPort}";
 builder.WebHost.UseUrls(urls.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
+// Under systemd (deploy/coordinator.service, Type=notify) it reports ready once started and logs with journald's levels;
+// anywhere else this does nothing.
+builder.Host.UseSystemd();
 builder.WebHost.ConfigureKestrel(kestrel =>
     kestrel.Limits.MaxRequestBodySize = builder.Configuration.GetValue<long?>("Http:MaxRequestBodyBytes") ?? 8 * 1024 * 1024);
 

@@ -42,11 +42,25 @@ public sealed class SiloOptions
 
     /// <summary>How often a silo rereads the membership table. Default: 60 s (Orleans' default). Tests use 2 s.</summary>
     public TimeSpan TableRefreshTimeout { get; set; } = TimeSpan.FromSeconds(60);
+
+    /// <summary>
+    /// Run as a Kubernetes pod (Orleans' <c>UseKubernetesHosting</c>): the silo takes its name from <c>POD_NAME</c>, watches
+    /// the pods labelled <c>orleans/serviceId</c> and <c>orleans/clusterId</c> in <c>POD_NAMESPACE</c>, and declares a silo
+    /// dead as soon as its pod is deleted instead of waiting for the failure detector. Needs the RBAC of
+    /// deploy/kubernetes/rbac.yaml. Default: false, and nothing changes outside Kubernetes.
+    /// </summary>
+    public bool KubernetesHosting { get; set; }
 }
 
 /// <summary>Makes the web host a silo: clustering on the coordinator's PostgreSQL, ports and failure detection from configuration.</summary>
 public static class SiloSetup
 {
+    /// <summary>
+    /// Orleans' ServiceId of every coordinator cluster (the ADO.NET providers key their rows by ClusterId). Kubernetes
+    /// pods carry it as the <c>orleans/serviceId</c> label (deploy/kubernetes/silo.yaml).
+    /// </summary>
+    public const string ServiceId = "coordinator";
+
     /// <summary>
     /// A worker's poll is a grain call that lasts its window (up to <see cref="Coordinator.Grains.DispatchOptions.MaxLongPollTimeout"/>):
     /// only a call longer than that is worth a warning.
@@ -62,6 +76,11 @@ public static class SiloSetup
             throw new OptionsValidationException(SiloOptions.Section, typeof(SiloOptions),
                 [$"Cluster:AdvertisedAddress '{options.AdvertisedAddress}' is not an IP address."]);
         }
+        if (options.KubernetesHosting && string.IsNullOrEmpty(Environment.GetEnvironmentVariable("KUBERNETES_SERVICE_HOST")))
+        {
+            throw new OptionsValidationException(SiloOptions.Section, typeof(SiloOptions),
+                ["Cluster:KubernetesHosting is on, but this process is not in a Kubernetes pod (KUBERNETES_SERVICE_HOST is not set). Turn it off outside Kubernetes."]);
+        }
 
         // The providers get their own small pool: membership and heartbeats are a few statements a second at most, and
         // they must not queue behind the engine's hot path or take its session settings.
@@ -71,7 +90,7 @@ public static class SiloSetup
             silo.Configure<ClusterOptions>(cluster =>
             {
                 cluster.ClusterId = options.ClusterId;
-                cluster.ServiceId = "coordinator";
+                cluster.ServiceId = ServiceId;
             });
             silo.ConfigureEndpoints(advertised, options.SiloPort, options.GatewayPort, listenOnAnyHostAddress: true);
             silo.UseAdoNetClustering(clustering =>
@@ -86,6 +105,12 @@ public static class SiloSetup
                 membership.TableRefreshTimeout = options.TableRefreshTimeout;
             });
             silo.Configure<SiloMessagingOptions>(messaging => messaging.RequestProcessingWarningTime = LongRequestWarning);
+            if (options.KubernetesHosting)
+            {
+                // After the ClusterOptions above: ORLEANS_CLUSTER_ID / ORLEANS_SERVICE_ID, when the pod sets them, win.
+                // The advertised address stays Cluster:AdvertisedAddress (the manifests set it to the pod's IP).
+                silo.UseKubernetesHosting();
+            }
         });
         return builder;
     }
