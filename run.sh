@@ -53,6 +53,9 @@ fi
 # 4. Development API key file (the app fills it in).
 mkdir -p "$ROOT/.data"
 export DevAccount__KeyFile="$ROOT/.data/dev-api-key"
+# A local development run: the host is Development unless told otherwise, so that in stub mode (no Lightning:LnbitsUrl)
+# the Lightning agent's invoices can be paid through POST /api/dev/stub/pay/{paymentHash}, a route never mapped in Production.
+export ASPNETCORE_ENVIRONMENT="${ASPNETCORE_ENVIRONMENT:-Development}"
 # Attachments (the local-disk blob store) live beside the database unless configured otherwise.
 export Blobs__LocalPath="${Blobs__LocalPath:-$ROOT/.data/blobs}"
 
