@@ -20,6 +20,34 @@ public static class Fuzz
 
     public static readonly string[] NotUtf8InQueries = ["%FF", "%C3%28", "%80", "%ED%A0%80", "%C0%AF", "%E2%82"];
 
+    /// <summary>Content types a JSON endpoint must refuse a body in, however valid the body.</summary>
+    public static readonly string[] OtherContentTypes =
+        ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "application/xml", "application/jsonp", "text/json"];
+
+    /// <summary>
+    /// The bodies every JSON endpoint must refuse with a 4xx, made from one <paramref name="valid"/> body: none, empty,
+    /// whitespace, null, an empty object, and the valid body without a content type, in UTF-16, with a NUL after it,
+    /// twice, and as each of <see cref="OtherContentTypes"/>. A test adds the cases of its own fields.
+    /// </summary>
+    public static List<(string What, byte[]? Body, string? ContentType)> RefusedBodies(string valid)
+    {
+        var bytes = Encoding.UTF8.GetBytes(valid);
+        List<(string What, byte[]? Body, string? ContentType)> cases =
+        [
+            ("no body at all", null, null),
+            ("an empty JSON body", [], "application/json"),
+            ("whitespace", "  \r\n\t "u8.ToArray(), "application/json"),
+            ("a JSON null", "null"u8.ToArray(), "application/json"),
+            ("an empty object", "{}"u8.ToArray(), "application/json"),
+            ("a valid body without a content type", bytes, null),
+            ("a valid body in UTF-16", Encoding.Unicode.GetBytes(valid), "application/json; charset=utf-16"),
+            ("a valid body and a NUL after it", [.. bytes, 0], "application/json"),
+            ("two valid bodies", Encoding.UTF8.GetBytes(valid + valid), "application/json"),
+        ];
+        cases.AddRange(OtherContentTypes.Select(type => ($"a valid body as {type}", (byte[]?)bytes, (string?)type)));
+        return cases;
+    }
+
     /// <summary>A body for an endpoint that reads <paramref name="fields"/>: mostly an object with some of them (and now and then a stray field), each any JSON value; else not JSON, not an object, or nested past any limit.</summary>
     public static string RandomBody(Random random, string[] fields)
     {

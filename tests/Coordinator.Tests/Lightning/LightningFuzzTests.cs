@@ -21,8 +21,6 @@ public sealed class LightningFuzzTests : IAsyncLifetime
     private const int Seed = 20261123;
     private const int RequestsPerEndpoint = 120;
 
-    private static readonly string[] OtherContentTypes =
-        ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "application/xml", "application/jsonp", "text/json"];
 
     private GridHost _host = null!;
     private Sessions.FakeAgentWorker? _worker;
@@ -110,17 +108,9 @@ public sealed class LightningFuzzTests : IAsyncLifetime
         var failures = new List<string>();
         foreach (var (path, valid, bearer) in targets)
         {
-            var cases = new List<(string What, byte[]? Body, string? ContentType)>
-            {
-                ("no body at all", null, null),
-                ("an empty JSON body", [], "application/json"),
-                ("whitespace", "  \r\n\t "u8.ToArray(), "application/json"),
-                ("a JSON null", "null"u8.ToArray(), "application/json"),
-                ("an empty object", "{}"u8.ToArray(), "application/json"),
-                ("a valid body without a content type", Encoding.UTF8.GetBytes(valid), null),
-                ("a valid body in UTF-16", Encoding.Unicode.GetBytes(valid), "application/json; charset=utf-16"),
-                ("a valid body and a NUL after it", [.. Encoding.UTF8.GetBytes(valid), 0], "application/json"),
-                ("two valid bodies", Encoding.UTF8.GetBytes(valid + valid), "application/json"),
+            var cases = RefusedBodies(valid);
+            cases.AddRange(
+            [
                 // Just over the agent's request limit (2,000 bytes here) in every string field the endpoints read.
                 ("fields over their limits", Encoding.UTF8.GetBytes(JsonSerializer.Serialize(new
                 {
@@ -130,8 +120,7 @@ public sealed class LightningFuzzTests : IAsyncLifetime
                 })), "application/json"),
                 ("a lone surrogate in every field", """{"request": "a\ud800b", "invoice": "lnbc\udc00", "amount_sats": "\ud800"}"""u8.ToArray(), "application/json"),
                 ("bytes that are not UTF-8 in a field name", [.. "{\""u8, 0xC3, 0x28, .. "\": 1, \"request\": \"x\", \"amount_sats\": 500}"u8], "application/json"),
-            };
-            cases.AddRange(OtherContentTypes.Select(type => ($"a valid body as {type}", (byte[]?)Encoding.UTF8.GetBytes(valid), (string?)type)));
+            ]);
             foreach (var (what, body, contentType) in cases)
             {
                 var before = await RowsAsync();
