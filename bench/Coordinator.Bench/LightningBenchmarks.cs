@@ -262,17 +262,7 @@ public sealed partial class ServiceBenchmarks
                                     for (; seen < end; seen++) arrived[seen] = e.ReceivedAt;
                                 }
                             });
-                            var sent = new long[chunksPerJob];
-                            var output = new StringBuilder();
-                            for (var c = 0; c < chunksPerJob; c++)
-                            {
-                                if (c > 0) await Task.Delay(10);
-                                sent[c] = Stopwatch.GetTimestamp();
-                                await worker.ChunkAsync(workerKey, id, c, Token(c));
-                                output.Append(Token(c));
-                            }
-                            await reading.WaitAsync(TimeSpan.FromSeconds(30));
-                            await worker.ResultAsync(workerKey, id, output.ToString());
+                            var sent = await SendChunksAsync(worker, workerKey, id, chunksPerJob, reading);
                             if (gemini)
                             {
                                 // The reply is stored and the stream says done: the conversation's turn is over before the next.

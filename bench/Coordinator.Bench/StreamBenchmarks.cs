@@ -67,6 +67,26 @@ public sealed partial class ServiceBenchmarks
 {
     private const int TokenLength = 6;
 
+    /// <summary>
+    /// The worker sends job <paramref name="id"/>'s chunks 10 ms apart, waits for the reader to have them all, then posts
+    /// the result they make; answers when each chunk left.
+    /// </summary>
+    private static async Task<long[]> SendChunksAsync(HttpGrid worker, string workerKey, long id, int chunks, Task reading)
+    {
+        var sent = new long[chunks];
+        var output = new StringBuilder();
+        for (var c = 0; c < chunks; c++)
+        {
+            if (c > 0) await Task.Delay(10);
+            sent[c] = Stopwatch.GetTimestamp();
+            await worker.ChunkAsync(workerKey, id, c, Token(c));
+            output.Append(Token(c));
+        }
+        await reading.WaitAsync(TimeSpan.FromSeconds(30));
+        await worker.ResultAsync(workerKey, id, output.ToString());
+        return sent;
+    }
+
     private static string Token(int i) => (i % 100_000).ToString("D5", CultureInfo.InvariantCulture) + " ";
 
     /// <summary>
@@ -114,17 +134,7 @@ public sealed partial class ServiceBenchmarks
                                 for (var end = StreamEvents.EndOffset(e) / TokenLength; seen < end; seen++) arrived[seen] = e.ReceivedAt;
                             }
                         });
-                        var sent = new long[chunksPerJob];
-                        var output = new StringBuilder();
-                        for (var c = 0; c < chunksPerJob; c++)
-                        {
-                            if (c > 0) await Task.Delay(10);
-                            sent[c] = Stopwatch.GetTimestamp();
-                            await worker.ChunkAsync(workerKey, id, c, Token(c));
-                            output.Append(Token(c));
-                        }
-                        await reading.WaitAsync(TimeSpan.FromSeconds(30));
-                        await worker.ResultAsync(workerKey, id, output.ToString());
+                        var sent = await SendChunksAsync(worker, workerKey, id, chunksPerJob, reading);
                         if (j < 10) continue;  // warm-up
                         firstChunk.Add(Stopwatch.GetElapsedTime(sent[0], arrived[0]).TotalMilliseconds);
                         for (var c = 0; c < chunksPerJob; c++) anyChunk.Add(Stopwatch.GetElapsedTime(sent[c], arrived[c]).TotalMilliseconds);
