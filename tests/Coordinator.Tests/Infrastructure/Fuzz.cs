@@ -48,6 +48,29 @@ public static class Fuzz
         return cases;
     }
 
+    /// <summary>
+    /// Posts each of <paramref name="cases"/> to <paramref name="path"/> and then <paramref name="hugeBody"/> (past the
+    /// server's 8 MiB body limit, sent with Expect: 100-continue): each must be a 4xx in the agent spec's shape (the huge
+    /// one a 413), and none may change <paramref name="rows"/>, a census of the tables the endpoint could write.
+    /// <paramref name="post"/> sends a body with a content type, and whether to expect 100-continue.
+    /// </summary>
+    public static async Task CheckRefusedAsync(string path, IEnumerable<(string What, byte[]? Body, string? ContentType)> cases, string hugeBody,
+        Func<byte[]?, string?, bool, Task<HttpResponseMessage>> post, Func<Task<string>> rows, List<string> failures)
+    {
+        foreach (var (what, body, contentType) in cases)
+        {
+            var before = await rows();
+            var status = await CheckAgentAnswerAsync(() => post(body, contentType, false), $"POST {path} with {what}", failures);
+            if (status is not null and < 400) failures.Add($"POST {path} with {what} → {status}, not a 4xx");
+            if (await rows() is var after && after != before) failures.Add($"POST {path} with {what} → {status}, but it wrote: {before} → {after}");
+        }
+
+        var beforeHuge = await rows();
+        var hugeStatus = await CheckAgentAnswerAsync(() => post(Encoding.UTF8.GetBytes(hugeBody), "application/json", true), $"POST {path} with 9 MiB", failures, mayBreak: true);
+        if (hugeStatus is not null and not 413) failures.Add($"POST {path} with 9 MiB → {hugeStatus}, not 413");
+        if (await rows() is var afterHuge && afterHuge != beforeHuge) failures.Add($"POST {path} with 9 MiB wrote: {beforeHuge} → {afterHuge}");
+    }
+
     /// <summary>A body for an endpoint that reads <paramref name="fields"/>: mostly an object with some of them (and now and then a stray field), each any JSON value; else not JSON, not an object, or nested past any limit.</summary>
     public static string RandomBody(Random random, string[] fields)
     {
