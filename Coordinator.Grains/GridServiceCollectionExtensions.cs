@@ -70,6 +70,7 @@ public static class GridServiceCollectionExtensions
         services.AddStripePayments();
         services.AddSingleton<IIncomingGrainCallFilter, DatabaseUnavailableFilter>();
         services.AddSingleton<DispatchMetrics>();
+        services.AddSingleton<Telemetry.CoordinatorMetrics>();
         services.AddSingleton<Dispatchers>();
         services.AddSingleton<GridDuties>();
         services.AddHostedService<DutiesKeeper>();
