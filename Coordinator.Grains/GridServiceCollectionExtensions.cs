@@ -71,6 +71,7 @@ public static class GridServiceCollectionExtensions
         services.AddSingleton<IIncomingGrainCallFilter, DatabaseUnavailableFilter>();
         services.AddSingleton<DispatchMetrics>();
         services.AddSingleton<Telemetry.CoordinatorMetrics>();
+        services.AddSingleton<Telemetry.PendingJobsGauges>();
         services.AddSingleton<Dispatchers>();
         services.AddSingleton<GridDuties>();
         services.AddHostedService<DutiesKeeper>();

@@ -17,10 +17,7 @@ public sealed partial class JobStore
     /// <summary>Batches of one kind in flight at once, so that one slow commit does not stall every caller.</summary>
     internal const int BatchesInFlight = 2;
 
-    private readonly ReceiptFactsCache _receiptFacts = new();
-
-    /// <summary>What this silo remembers of the jobs it claimed, for their receipts (tests read its counter).</summary>
-    internal ReceiptFactsCache ReceiptFacts => _receiptFacts;
+    private readonly ReceiptFactsCache _receiptFacts = new(metrics.ReceiptFactsTaken);
     private Batcher<(long AccountId, NewJob Job, long? HandTo), Outcome<SubmitResult>>? _submits;
     private Batcher<(long JobId, long WorkerId), ClaimedJob?>? _claims;
     private Batcher<(long WorkerId, long JobId), bool>? _starts;

@@ -51,6 +51,8 @@ public sealed class CoordinatorMetrics
             description: "Accounts whose daily quota ran out, holding their pending jobs.");
         JobsHeld = meter.CreateCounter<long>("coordinator.quota.jobs_held", unit: "{job}",
             description: "Pending jobs held because their account's quota ran out.");
+        ReceiptFactsTaken = meter.CreateCounter<long>("coordinator.receipts.signed_from_memory", unit: "{receipt}",
+            description: "Completions that signed their receipt from what this silo remembered of the claim, without reading the job first (whether or not the row still agreed).");
         meter.CreateObservableGauge("coordinator.dispatch.queued_jobs", () => ObserveDispatchers(queued: true), unit: "{job}",
             description: "Dispatchable jobs a dispatcher of this silo holds in memory (at most Dispatch:QueueHead per set), by family.");
         meter.CreateObservableGauge("coordinator.dispatch.parked_polls", () => ObserveDispatchers(queued: false), unit: "{poll}",
@@ -75,6 +77,8 @@ public sealed class CoordinatorMetrics
     public Counter<long> QuotaHolds { get; }
 
     public Counter<long> JobsHeld { get; }
+
+    public Counter<long> ReceiptFactsTaken { get; }
 
     /// <summary>
     /// The <c>family</c> tag of a job or dispatcher: <see cref="AnyFamily"/> for none; the family itself for the first

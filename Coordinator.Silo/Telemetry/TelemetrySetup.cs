@@ -78,7 +78,13 @@ public static class TelemetrySetup
 
     public static WebApplicationBuilder AddCoordinatorTelemetry(this WebApplicationBuilder builder)
     {
-        builder.Services.AddOptions<TelemetryOptions>().Bind(builder.Configuration.GetSection(TelemetryOptions.Section)).ValidateDataAnnotations().ValidateOnStart();
+        // The settings are nested, which data annotations do not reach: each is checked here, and a bad one stops the start.
+        builder.Services.AddOptions<TelemetryOptions>().Bind(builder.Configuration.GetSection(TelemetryOptions.Section))
+            .Validate(o => o.Otlp.Protocol is "grpc" or "http/protobuf", "Telemetry:Otlp:Protocol must be grpc or http/protobuf.")
+            .Validate(o => o.Prometheus.Path.StartsWith('/'), "Telemetry:Prometheus:Path must start with '/' (e.g. /metrics).")
+            .Validate(o => o.Prometheus.Port is >= 0 and <= 65535, "Telemetry:Prometheus:Port must be a port (1-65535), or 0 for the main port.")
+            .Validate(o => o.Tracing.SamplingRatio is >= 0 and <= 1, "Telemetry:Tracing:SamplingRatio must be between 0 and 1.")
+            .ValidateOnStart();
         var options = builder.Configuration.GetSection(TelemetryOptions.Section).Get<TelemetryOptions>() ?? new TelemetryOptions();
 
         // Logging:Json turns the console's lines into one JSON object each (the console formatter "json"), for a log shipper.
@@ -137,6 +143,9 @@ public static class TelemetrySetup
     /// </summary>
     public static IApplicationBuilder UseCoordinatorTelemetry(this IApplicationBuilder app)
     {
+        // Gauges exist once their owners do: create them now, so the first scrape has them all.
+        app.ApplicationServices.GetRequiredService<PendingJobsGauges>();
+        app.ApplicationServices.GetRequiredService<Coordinator.Api.Workers.PollsWaiting>();
         var options = app.ApplicationServices.GetRequiredService<IOptions<TelemetryOptions>>().Value.Prometheus;
         if (!options.Enabled) return app;
         var port = options.Port;

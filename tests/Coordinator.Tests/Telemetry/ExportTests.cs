@@ -29,6 +29,8 @@ public sealed class ExportTests
         Assert.Contains("coordinator_jobs_submitted", text, StringComparison.Ordinal);
         Assert.Contains("family=", text, StringComparison.Ordinal);
         Assert.Contains("coordinator_dispatch_polls_waiting", text, StringComparison.Ordinal);
+        // Orleans' own meter (grain activations, messaging) goes out with ours.
+        Assert.Contains("orleans_", text, StringComparison.Ordinal);
 
         // The operator port serves nothing else, and the public port does not serve the scrape.
         Assert.Equal(HttpStatusCode.NotFound, (await operatorPort.GetAsync(new Uri("api/v1/health", UriKind.Relative))).StatusCode);

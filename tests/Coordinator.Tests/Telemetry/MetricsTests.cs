@@ -107,6 +107,21 @@ public sealed class MetricsTests(HostFixture fixture) : IClassFixture<HostFixtur
     }
 
     [Fact]
+    public async Task PendingGauges_ReportTheGridsQueueByFamily_FromTheTable()
+    {
+        _ = Listener;
+        var client = await Host.NewAccountAsync();
+        var family = ApiClient.Unique("tel");
+        await client.SubmitAsync(new { model = family + ":3b", model_match = "exact", prompt = "one" });
+        await client.SubmitAsync(new { model = family + ":8b", model_match = "exact", prompt = "two" });
+
+        await Host.Get<PendingJobsGauges>().ReadAsync();
+        Listener.RecordObservableInstruments();
+        Assert.Contains(_recorded, r => r.Instrument == "coordinator.jobs.pending" && Equals(r.Tags["family"], family) && r.Value == 2);
+        Assert.Contains(_recorded, r => r.Instrument == "coordinator.jobs.oldest_pending_age" && Equals(r.Tags["family"], family) && r.Value >= 0);
+    }
+
+    [Fact]
     public void FamilyTag_IsBounded()
     {
         // An instance of its own: filling the node's would turn the other tests' families into "other".
