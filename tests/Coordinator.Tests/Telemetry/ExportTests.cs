@@ -38,6 +38,14 @@ public sealed class ExportTests
     }
 
     [Fact]
+    public async Task LoggingJson_SwitchesTheConsoleToTheJsonFormatter()
+    {
+        await using var host = await GridHost.StartAsync(settings: new Dictionary<string, string?> { ["Logging:Json"] = "true" });
+        var console = host.Get<Microsoft.Extensions.Options.IOptionsMonitor<Microsoft.Extensions.Logging.Console.ConsoleLoggerOptions>>().CurrentValue;
+        Assert.Equal(Microsoft.Extensions.Logging.Console.ConsoleFormatterNames.Json, console.FormatterName);
+    }
+
+    [Fact]
     public async Task Prometheus_IsAbsentByDefault()
     {
         await using var host = await GridHost.StartAsync();
