@@ -70,6 +70,8 @@ public static class GridServiceCollectionExtensions
         services.AddStripePayments();
         services.AddSingleton<IIncomingGrainCallFilter, DatabaseUnavailableFilter>();
         services.AddSingleton<DispatchMetrics>();
+        services.AddSingleton<Telemetry.CoordinatorMetrics>();
+        services.AddSingleton<Telemetry.PendingJobsGauges>();
         services.AddSingleton<Dispatchers>();
         services.AddSingleton<GridDuties>();
         services.AddHostedService<DutiesKeeper>();

@@ -5,6 +5,7 @@ using Coordinator.Grains;
 using Coordinator.Grains.Lightning.Agent;
 using Coordinator.Silo;
 using Coordinator.Silo.Operator;
+using Coordinator.Silo.Telemetry;
 
 // Settings files sit beside the binary, wherever it is started from.
 var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = args, ContentRootPath = AppContext.BaseDirectory });
@@ -24,6 +25,8 @@ var urls = builder.Configuration["urls"] ?? builder.Configuration["ASPNETCORE_UR
 if (string.IsNullOrEmpty(urls)) urls = $"http://0.0.0.0:{builder.Configuration["PORT"] ?? "3000"}";
 var aitbcPort = builder.Configuration.GetValue<int?>($"{AitbcOptions.Section}:{nameof(AitbcOptions.Port)}") ?? new AitbcOptions().Port;
 if (aitbcPort > 0) urls += $";http://0.0.0.0:{aitbcPort}";
+// The Prometheus scrape endpoint, when on, has an operator port of its own (Telemetry:Prometheus:Port).
+foreach (var extra in TelemetrySetup.ExtraUrls(builder.Configuration)) urls += $";{extra}";
 builder.WebHost.UseUrls(urls.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
 // Under systemd (deploy/coordinator.service, Type=notify) it reports ready once started and logs with journald's levels;
 // anywhere else this does nothing.
@@ -37,8 +40,10 @@ builder.Services.AddLightningAgent(builder.Configuration);
 builder.Services.AddAgentSessionsApi(builder.Configuration);
 builder.Services.AddAgentDemoApi(builder.Configuration);
 builder.UseCoordinatorSilo(connectionString);
+builder.AddCoordinatorTelemetry();
 
 var app = builder.Build();
+app.UseCoordinatorTelemetry();
 app.MapCoordinatorApi();
 
 if (!await Startup.PrepareDatabaseAsync(app))

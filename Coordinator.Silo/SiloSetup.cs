@@ -105,6 +105,9 @@ public static class SiloSetup
                 membership.TableRefreshTimeout = options.TableRefreshTimeout;
             });
             silo.Configure<SiloMessagingOptions>(messaging => messaging.RequestProcessingWarningTime = LongRequestWarning);
+            // Grain calls carry the caller's trace context (W3C traceparent), so one job's path (HTTP request, grain calls,
+            // statements) is one trace. It costs nothing while no listener samples Orleans' activity sources.
+            silo.AddActivityPropagation();
             if (options.KubernetesHosting)
             {
                 // After the ClusterOptions above: ORLEANS_CLUSTER_ID / ORLEANS_SERVICE_ID, when the pod sets them, win.

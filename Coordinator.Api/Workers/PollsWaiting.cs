@@ -1,5 +1,5 @@
 using System.Diagnostics.Metrics;
-using Coordinator.Grains.Dispatch;
+using Coordinator.Grains.Telemetry;
 
 namespace Coordinator.Api.Workers;
 
@@ -11,7 +11,7 @@ public sealed class PollsWaiting
     public PollsWaiting(IMeterFactory meters)
     {
 #pragma warning disable CA2000 // the factory owns its meters and disposes them with the container
-        meters.Create(DispatchMetrics.MeterName).CreateObservableUpDownCounter("coordinator.dispatch.polls_waiting", () => Count, unit: "{poll}",
+        meters.Create(CoordinatorMetrics.MeterName).CreateObservableUpDownCounter("coordinator.dispatch.polls_waiting", () => Count, unit: "{poll}",
             description: "Worker polls waiting on this silo's front end for a job.");
 #pragma warning restore CA2000
     }

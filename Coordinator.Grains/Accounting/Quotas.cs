@@ -22,7 +22,7 @@ public sealed class QuotaState
 /// <c>quota_usage</c> now and then. An account that reaches a limit has its pending jobs held until the UTC day changes;
 /// then they go out again in their original order.
 /// </summary>
-public sealed class Quotas(NpgsqlDataSource dataSource, TimeProvider time)
+public sealed class Quotas(NpgsqlDataSource dataSource, TimeProvider time, Telemetry.CoordinatorMetrics metrics)
 {
     public DateOnly Today => DateOnly.FromDateTime(time.GetUtcNow().UtcDateTime);
 
@@ -65,7 +65,10 @@ public sealed class Quotas(NpgsqlDataSource dataSource, TimeProvider time)
             WHERE account_id IN (SELECT id FROM exhausted) AND status = 'pending' AND NOT held
             RETURNING model_match, family
             """, new { accountId, day });
-        return held.Select(job => DispatchKeys.Of(job.ModelMatch, job.Family)).Distinct(StringComparer.Ordinal).ToList();
+        var jobs = held.AsList();
+        metrics.QuotaHolds.Add(1);
+        if (jobs.Count > 0) metrics.JobsHeld.Add(jobs.Count);
+        return jobs.Select(job => DispatchKeys.Of(job.ModelMatch, job.Family)).Distinct(StringComparer.Ordinal).ToList();
     }
 
     /// <summary>

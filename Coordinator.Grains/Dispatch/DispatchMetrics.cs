@@ -2,10 +2,10 @@ using System.Diagnostics.Metrics;
 
 namespace Coordinator.Grains.Dispatch;
 
-/// <summary>The dispatchers' meters (meter <c>Coordinator.Dispatch</c>), one set per silo.</summary>
+/// <summary>The dispatchers' counters, one set per silo, on the coordinator's meter (<see cref="Telemetry.CoordinatorMetrics.MeterName"/>).</summary>
 public sealed class DispatchMetrics
 {
-    public const string MeterName = "Coordinator.Dispatch";
+    public const string MeterName = Telemetry.CoordinatorMetrics.MeterName;
 
     public DispatchMetrics(IMeterFactory meters)
     {

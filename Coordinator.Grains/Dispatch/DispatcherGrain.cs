@@ -22,7 +22,8 @@ namespace Coordinator.Grains.Dispatch;
 [Reentrant]
 public sealed partial class DispatcherGrain(
     JobStore jobs, QuotaCounting quotas, IClusterMembershipService membership, IHostApplicationLifetime lifetime, TimeProvider time,
-    IOptions<DispatchOptions> options, DispatchMetrics metrics, ILogger<DispatcherGrain> logger) : Grain, IDispatcherGrain
+    IOptions<DispatchOptions> options, DispatchMetrics metrics, Telemetry.CoordinatorMetrics gauges, ILogger<DispatcherGrain> logger)
+    : Grain, IDispatcherGrain
 {
     /// <summary>How much longer than its window a dispatcher keeps a poll whose worker grain never came back to end it.</summary>
     private static readonly TimeSpan PollGrace = TimeSpan.FromSeconds(10);
@@ -37,6 +38,7 @@ public sealed partial class DispatcherGrain(
     private Throughput _throughput = null!;
     private CancellationTokenRegistration _stopping;
     private bool _leaving;
+    private Func<(int Queued, int Parked)>? _gauges;
 
     public override Task OnActivateAsync(CancellationToken cancellationToken)
     {
@@ -49,6 +51,10 @@ public sealed partial class DispatcherGrain(
         // stops, the polls are let go first, so that they park again on an activation elsewhere without waiting.
         var self = this.AsReference<IDispatcherGrain>();
         _stopping = lifetime.ApplicationStopping.Register(() => _ = self.LetGoAsync());
+        // The silo's gauges read the queue's two counts directly, so a metrics scrape costs no grain call.
+        var queue = _queue;
+        _gauges = () => (queue.KnownCount, queue.ParkedCount);
+        gauges.Track(this.GetPrimaryKeyString(), _gauges);
         return Task.CompletedTask;
     }
 
@@ -56,6 +62,7 @@ public sealed partial class DispatcherGrain(
     {
         await _stopping.DisposeAsync();
         ReleaseParkedPolls();
+        if (_gauges is not null) gauges.Untrack(this.GetPrimaryKeyString(), _gauges);
     }
 
     public Task LetGoAsync()

@@ -113,7 +113,8 @@ public interface IJobGrain : IGrainWithIntegerKey
 /// </summary>
 [Reentrant, PreferLocalPlacement, CollectionAgeLimit(Minutes = 2)]
 public sealed class JobGrain(
-    JobStore jobs, Dispatchers dispatchers, TimeProvider time, IOptions<JobLimitsOptions> limits, Microsoft.Extensions.Hosting.IHostApplicationLifetime lifetime)
+    JobStore jobs, Dispatchers dispatchers, TimeProvider time, IOptions<JobLimitsOptions> limits, Microsoft.Extensions.Hosting.IHostApplicationLifetime lifetime,
+    Telemetry.CoordinatorMetrics metrics)
     : Grain, IJobGrain
 {
     /// <summary>How long a read waits for text before it answers nothing (the reader asks again; SSE sends a keep-alive).</summary>
@@ -234,7 +235,12 @@ public sealed class JobGrain(
             // The first chunk of this worker here: it must hold the job running. That marks the job watched, so that its end
             // and its restarts reach this grain.
             if (await jobs.StreamByAsync(workerId, JobId) is not { } held) return new ChunkAnswer(ChunkOutcome.NotHeld, _nextIndex);
-            var (accountId, attempt) = held;
+            var (accountId, attempt, createdAt, family) = held;
+            // The first chunk of the first attempt: the client's time to first token.
+            if (index == 0 && attempt == 1 && _nextIndex == 0)
+            {
+                metrics.TimeToFirstToken.Record(Math.Max(0, (time.GetUtcNow().UtcDateTime - createdAt).TotalSeconds), metrics.FamilyTag(family));
+            }
             if (_state == StreamState.Ended) return new ChunkAnswer(ChunkOutcome.Ended, _nextIndex, _final!.Status);
             if (_attempt != 0 && attempt > _attempt)
             {

@@ -180,5 +180,8 @@ public sealed record SubmitResult(JobRow? Row, ClaimedJob? Handed, bool KeyReuse
     public Dispatch.QueuedJob? Queued => Inserted && Row is { Status: JobStatus.Pending, Held: false } row ? Dispatch.QueuedJob.Of(row) : null;
 }
 
-/// <summary>What a statement that ended a job answers: its account, and whether someone follows its stream.</summary>
-public readonly record struct Ended(long AccountId, bool Watched);
+/// <summary>What a statement that ended a job answers: its account, whether someone follows its stream, and its family (for metrics).</summary>
+public readonly record struct Ended(long AccountId, bool Watched, string? Family = null);
+
+/// <summary>What <see cref="JobStore.StreamByAsync"/> answers of a job a worker streams: its account, the attempt, when it was submitted and its family.</summary>
+public sealed record StreamHolder(long AccountId, int Attempt, DateTime CreatedAt, string? Family);

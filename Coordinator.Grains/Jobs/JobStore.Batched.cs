@@ -17,10 +17,7 @@ public sealed partial class JobStore
     /// <summary>Batches of one kind in flight at once, so that one slow commit does not stall every caller.</summary>
     internal const int BatchesInFlight = 2;
 
-    private readonly ReceiptFactsCache _receiptFacts = new();
-
-    /// <summary>What this silo remembers of the jobs it claimed, for their receipts (tests read its counter).</summary>
-    internal ReceiptFactsCache ReceiptFacts => _receiptFacts;
+    private readonly ReceiptFactsCache _receiptFacts = new(metrics.ReceiptFactsTaken);
     private Batcher<(long AccountId, NewJob Job, long? HandTo), Outcome<SubmitResult>>? _submits;
     private Batcher<(long JobId, long WorkerId), ClaimedJob?>? _claims;
     private Batcher<(long WorkerId, long JobId), bool>? _starts;
@@ -88,12 +85,12 @@ public sealed partial class JobStore
         var rows = await RetryOnDeadlockAsync(async () =>
         {
             await using var connection = await dataSource.OpenConnectionAsync();
-            return (await connection.QueryAsync<BatchOrdinal, ClaimedJob, (long Ord, ClaimedJob Job)>(new CommandDefinition("""
+            return (await connection.QueryAsync<ClaimOrdinal, ClaimedJob, (ClaimOrdinal Claim, ClaimedJob Job)>(new CommandDefinition("""
                 WITH claimed AS (
                     UPDATE jobs j SET status = 'claimed', worker_id = u.worker_id, claimed_at = @now, attempts = j.attempts + 1
                     FROM unnest(@ords::integer[], @jobIds::bigint[], @workerIds::bigint[], @expected::text[]) AS u(ord, job_id, worker_id, expected)
                     WHERE j.id = u.job_id AND j.status = u.expected AND NOT j.held
-                    RETURNING u.ord, j.id, j.model, j.family, j.model_match, j.prompt, j.priority, j.timeout_seconds, j.attempts,
+                    RETURNING u.ord, j.created_at, j.id, j.model, j.family, j.model_match, j.prompt, j.priority, j.timeout_seconds, j.attempts,
                               j.params::text AS params, j.account_id
                 )
                 SELECT c.*, EXISTS (SELECT 1 FROM job_blobs jb WHERE jb.job_id = c.id) AS has_blobs FROM claimed c
@@ -102,12 +99,15 @@ public sealed partial class JobStore
                 {
                     ords = order, jobIds = order.Select(o => items[o - 1].JobId).ToArray(), workerIds = order.Select(o => items[o - 1].WorkerId).ToArray(),
                     now, expected = Enumerable.Repeat(JobStatus.Pending, order.Length).ToArray(),
-                }), (ordinal, job) => (ordinal.Ord, job), splitOn: "id")).AsList();
+                }), (ordinal, job) => (ordinal, job), splitOn: "id")).AsList();
         });
         var claimed = new ClaimedJob?[items.Count];
-        foreach (var (ord, job) in rows)
+        foreach (var (claim, job) in rows)
         {
+            var ord = claim.Ord;
             claimed[ord - 1] = job;
+            // Submission to first claim; a requeued job's later claims would measure its earlier attempts too.
+            if (job.Attempts == 1) metrics.DispatchLatency.Record(Math.Max(0, (now.UtcDateTime - claim.CreatedAt).TotalSeconds), metrics.FamilyTag(job.Family));
             if (receipts.Enabled) _receiptFacts.Claimed(job.Id, job.AccountId, items[(int)ord - 1].WorkerId, job.Model, now);
         }
         return claimed;
@@ -162,7 +162,7 @@ public sealed partial class JobStore
                 await using var connection = await dataSource.OpenConnectionAsync();
                 return await CompleteAsync(connection, items, order, now);
             });
-            foreach (var (ord, accountId, watched) in done) ended[ord - 1] = new Ended(accountId, watched);
+            foreach (var (ord, accountId, watched, family) in done) ended[ord - 1] = new Ended(accountId, watched, family);
             return ended;
         }
 
@@ -223,9 +223,9 @@ public sealed partial class JobStore
         });
         receipts.Announce(done.ConvertAll(d => new IssuedReceipt(d.ReceiptId, d.JobId)));
         var completed = new HashSet<int>();
-        foreach (var (ord, accountId, watched, _, _) in done)
+        foreach (var (ord, accountId, watched, _, _, family) in done)
         {
-            ended[ord - 1] = new Ended(accountId, watched);
+            ended[ord - 1] = new Ended(accountId, watched, family);
             completed.Add(ord);
         }
         return completed;
@@ -252,7 +252,7 @@ public sealed partial class JobStore
     /// (<see cref="PrimaryKeyPlanOnly"/>): the one plan left is a nested loop that probes <c>jobs_pkey</c> for each
     /// result, and it is cached. The receipt's conditions are one row comparison checked on the row found.
     /// </remarks>
-    private async Task<List<(int Ord, long AccountId, bool Watched, string ReceiptId, long JobId)>> CompleteAsync(NpgsqlConnection connection,
+    private async Task<List<(int Ord, long AccountId, bool Watched, string ReceiptId, long JobId, string? Family)>> CompleteAsync(NpgsqlConnection connection,
         IReadOnlyList<(long WorkerId, long JobId, JobResult Result)> items, List<RunningForReceipt> running, ReceiptRows signed, DateTimeOffset now)
     {
         var results = running.ConvertAll(r => items[r.Ord - 1].Result);
@@ -271,7 +271,7 @@ public sealed partial class JobStore
                   AND (j.account_id, coalesce(j.started_at, j.claimed_at), coalesce(u.model_used, j.model),
                        (SELECT coalesce(w.miner_id, 'worker-' || w.id) FROM workers w WHERE w.id = j.worker_id))
                       IS NOT DISTINCT FROM (u.account_id, u.started_at, u.model, u.provider)
-                RETURNING u.ord, j.id AS job_id, j.account_id, j.worker_id, j.watched, j.receipt_seq, u.receipt_id, u.client, u.provider, u.price, u.key_id, u.body
+                RETURNING u.ord, j.id AS job_id, j.account_id, j.worker_id, j.watched, j.receipt_seq, u.receipt_id, u.client, u.provider, u.price, u.key_id, u.body, j.family
             ), issued AS (
                 INSERT INTO receipts (seq, receipt_id, job_id, account_id, worker_id, client, provider, price, key_id, body, hash, issued_at)
                 OVERRIDING SYSTEM VALUE
@@ -281,7 +281,7 @@ public sealed partial class JobStore
             ), queued AS (
                 INSERT INTO unsealed_receipts (seq, hash) SELECT seq, hash FROM issued
             )
-            SELECT ord, account_id, watched, receipt_id, job_id FROM done
+            SELECT ord, account_id, watched, receipt_id, job_id, family FROM done
             """)
         {
             Parameters =
@@ -311,10 +311,10 @@ public sealed partial class JobStore
         // The job is reached by its primary key whatever the table's statistics said when the plan was cached (see the
         // remarks): set for this statement's implicit transaction only, in the same round trip.
         await using var batch = new NpgsqlBatch(connection) { BatchCommands = { new(PrimaryKeyPlanOnly), command } };
-        var completed = new List<(int, long, bool, string, long)>(running.Count);
+        var completed = new List<(int, long, bool, string, long, string?)>(running.Count);
         await using var reader = await batch.ExecuteReaderAsync();
         await reader.NextResultAsync();
-        while (await reader.ReadAsync()) completed.Add((reader.GetInt32(0), reader.GetInt64(1), reader.GetBoolean(2), reader.GetString(3), reader.GetInt64(4)));
+        while (await reader.ReadAsync()) completed.Add((reader.GetInt32(0), reader.GetInt64(1), reader.GetBoolean(2), reader.GetString(3), reader.GetInt64(4), await reader.IsDBNullAsync(5) ? null : reader.GetString(5)));
         return completed;
     }
 
@@ -369,9 +369,11 @@ public sealed partial class JobStore
         return flags;
     }
 
-    private sealed class BatchOrdinal
+    private sealed class ClaimOrdinal
     {
         public long Ord { get; init; }
+
+        public DateTime CreatedAt { get; init; }
     }
 
     /// <summary>A running job of the batch, with what its receipt says.</summary>
@@ -388,13 +390,13 @@ public sealed partial class JobStore
 
     /// <summary>
     /// running → completed for the items at <paramref name="order"/> (1-based, in job order), in one statement, without
-    /// receipts. Answers (ord, account, watched) of each completed job.
+    /// receipts. Answers (ord, account, watched, family) of each completed job.
     /// </summary>
-    private async Task<List<(int Ord, long AccountId, bool Watched)>> CompleteAsync(NpgsqlConnection connection,
+    private async Task<List<(int Ord, long AccountId, bool Watched, string? Family)>> CompleteAsync(NpgsqlConnection connection,
         IReadOnlyList<(long WorkerId, long JobId, JobResult Result)> items, int[] order, DateTimeOffset now)
     {
         var sorted = order.Select(o => items[o - 1]).ToList();
-        return (await connection.QueryAsync<(int, long, bool)>(new CommandDefinition("""
+        return (await connection.QueryAsync<(int, long, bool, string?)>(new CommandDefinition("""
             UPDATE jobs j SET status = 'completed', output = u.output, input_tokens = u.input_tokens, output_tokens = u.output_tokens,
                 duration_ms = u.duration_ms, model_used = u.model_used, completed_at = @now,
                 credits = round(u.output_tokens / 1000.0 * @rate, 4)
@@ -402,7 +404,7 @@ public sealed partial class JobStore
                         @outputTokens::integer[], @durations::integer[], @modelsUsed::text[], @expected::text[])
                  AS u(ord, job_id, worker_id, output, input_tokens, output_tokens, duration_ms, model_used, expected)
             WHERE j.id = u.job_id AND j.worker_id = u.worker_id AND j.status = u.expected
-            RETURNING u.ord, j.account_id, j.watched
+            RETURNING u.ord, j.account_id, j.watched, j.family
             """, new
             {
                 ords = order, jobIds = sorted.Select(i => i.JobId).ToArray(), workerIds = sorted.Select(i => i.WorkerId).ToArray(),

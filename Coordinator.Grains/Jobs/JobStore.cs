@@ -10,7 +10,8 @@ namespace Coordinator.Grains.Jobs;
 /// The jobs table: inserts, client operations and worker transitions. Every transition is one conditional
 /// UPDATE on the expected state; zero rows means the caller lost a race or is not entitled to the job.
 /// </summary>
-public sealed partial class JobStore(NpgsqlDataSource dataSource, TimeProvider time, IOptions<AccountingOptions> accounting, ReceiptIssuer receipts)
+public sealed partial class JobStore(
+    NpgsqlDataSource dataSource, TimeProvider time, IOptions<AccountingOptions> accounting, ReceiptIssuer receipts, Telemetry.CoordinatorMetrics metrics)
 {
     // What clients see of a job: everything but the prompt, which can be large and which they sent themselves.
     private const string ClientColumns = """
@@ -30,8 +31,18 @@ public sealed partial class JobStore(NpgsqlDataSource dataSource, TimeProvider t
     /// nothing and hands nothing off: the answer is the job that key made, as it is now. The primary key of
     /// <c>idempotency_keys</c> decides, so this holds for submissions racing on several silos.
     /// </remarks>
-    public async Task<SubmitResult> SubmitAsync(long accountId, NewJob job, long? handTo) =>
-        (await Submits.RunAsync((accountId, job, handTo))).Value;
+    public async Task<SubmitResult> SubmitAsync(long accountId, NewJob job, long? handTo)
+    {
+        var result = (await Submits.RunAsync((accountId, job, handTo))).Value;
+        if (result.Inserted)
+        {
+            var family = metrics.ModelFamilyTag(job.Model);
+            metrics.JobsSubmitted.Add(1, family);
+            // Inserted already claimed for a parked poll: its claim is its submission.
+            if (result.Handed is not null) metrics.DispatchLatency.Record(0, family);
+        }
+        return result;
+    }
 
     /// <summary>How long an idempotency key answers the job it made (Stripe's 24 hours); after that it makes a new one.</summary>
     public static readonly TimeSpan IdempotencyKeyLifetime = TimeSpan.FromHours(24);
@@ -354,7 +365,11 @@ public sealed partial class JobStore(NpgsqlDataSource dataSource, TimeProvider t
     /// <remarks>Done carries the job's account, whose token counter the result adds to, and whether the job is watched.</remarks>
     public async Task<Transition<Ended>> CompleteAsync(long workerId, long jobId, JobResult result, CancellationToken cancellationToken = default)
     {
-        if (await Results.RunAsync((workerId, jobId, result), cancellationToken) is { } ended) return Transition<Ended>.Done(ended);
+        if (await Results.RunAsync((workerId, jobId, result), cancellationToken) is { } ended)
+        {
+            metrics.JobsCompleted.Add(1, metrics.FamilyTag(ended.Family));
+            return Transition<Ended>.Done(ended);
+        }
         var why = await WhyNotAsync(workerId, jobId, cancellationToken);
         return why.Outcome == TransitionOutcome.NotFound ? Transition<Ended>.NotFound() : Transition<Ended>.WrongState(why.CurrentStatus!);
     }
@@ -364,13 +379,17 @@ public sealed partial class JobStore(NpgsqlDataSource dataSource, TimeProvider t
     public async Task<Transition<Ended>> FailAsync(long workerId, long jobId, string error, CancellationToken cancellationToken = default)
     {
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
-        var ended = (await connection.QueryAsync<(long AccountId, bool Watched)>(new CommandDefinition("""
+        var ended = (await connection.QueryAsync<(long AccountId, bool Watched, string? Family)>(new CommandDefinition("""
             UPDATE jobs SET status = 'failed', error = @error, completed_at = @now
             WHERE id = @jobId AND worker_id = @workerId AND status = ANY(@expectedStatuses)
-            RETURNING account_id, watched
+            RETURNING account_id, watched, family
             """, new { workerId, jobId, error, now = time.GetUtcNow(), expectedStatuses = new[] { JobStatus.Claimed, JobStatus.Running } },
             cancellationToken: cancellationToken))).AsList();
-        if (ended is [var (accountId, watched)]) return Transition<Ended>.Done(new Ended(accountId, watched));
+        if (ended is [var (accountId, watched, family)])
+        {
+            metrics.JobsFailed.Add(1, metrics.FamilyTag(family));
+            return Transition<Ended>.Done(new Ended(accountId, watched, family));
+        }
         var why = await WhyNotAsync(connection, workerId, jobId, cancellationToken);
         return why.Outcome == TransitionOutcome.NotFound ? Transition<Ended>.NotFound() : Transition<Ended>.WrongState(why.CurrentStatus!);
     }
@@ -399,30 +418,33 @@ public sealed partial class JobStore(NpgsqlDataSource dataSource, TimeProvider t
 
     /// <summary>
     /// A worker starts streaming a job: marks it watched if this worker holds it running, and answers its account and the
-    /// attempt the worker runs; null when it does not. A job already watched (its reader came first, the usual case) is only read: the first chunk
+    /// attempt the worker runs, when it was submitted and its family (for the time to first token); null when it does not. A job already watched (its reader came first, the usual case) is only read: the first chunk
     /// then waits for no write to reach the disk.
     /// </summary>
-    public async Task<(long AccountId, int Attempt)?> StreamByAsync(long workerId, long jobId)
+    public async Task<StreamHolder?> StreamByAsync(long workerId, long jobId)
     {
         await using var connection = await dataSource.OpenConnectionAsync();
         // The update checks the status again on the row it locks, so a job that ends meanwhile is not taken for held.
         var held = await connection.QuerySingleOrDefaultAsync<HeldStream>("""
             WITH held AS (
-                SELECT account_id, attempts, watched FROM jobs WHERE id = @jobId AND worker_id = @workerId AND status = @running
+                SELECT account_id, attempts, watched, created_at, family FROM jobs WHERE id = @jobId AND worker_id = @workerId AND status = @running
             ), marked AS (
                 UPDATE jobs SET watched = true
                 WHERE id = @jobId AND worker_id = @workerId AND status = @running AND NOT (SELECT watched FROM held)
-                RETURNING account_id, attempts
+                RETURNING account_id, attempts, created_at, family
             )
-            SELECT account_id, attempts FROM marked UNION ALL SELECT account_id, attempts FROM held WHERE watched
+            SELECT account_id, attempts, created_at, family FROM marked
+            UNION ALL SELECT account_id, attempts, created_at, family FROM held WHERE watched
             """, new { jobId, workerId, running = JobStatus.Running });
-        return held is null ? null : (held.AccountId, held.Attempts);
+        return held is null ? null : new StreamHolder(held.AccountId, held.Attempts, held.CreatedAt, held.Family);
     }
 
     private sealed class HeldStream
     {
         public long AccountId { get; init; }
         public int Attempts { get; init; }
+        public DateTime CreatedAt { get; init; }
+        public string? Family { get; init; }
     }
 
     /// <summary>A job as it is, whoever's it is: for its own grain.</summary>

@@ -9,7 +9,7 @@ namespace Coordinator.Grains.Jobs;
 /// still says the same (account, start, model, provider), and a job it does not complete that way is read and signed
 /// again. A job claimed or started on another silo, or forgotten, is simply read.
 /// </summary>
-internal sealed class ReceiptFactsCache
+internal sealed class ReceiptFactsCache(System.Diagnostics.Metrics.Counter<long> taken)
 {
     /// <summary>
     /// Most jobs remembered. Jobs that fail, time out or are cancelled are never completed here and would stay: past this
@@ -18,7 +18,6 @@ internal sealed class ReceiptFactsCache
     internal const int Capacity = 50_000;
 
     private readonly ConcurrentDictionary<long, JobFacts> _jobs = new();
-    private long _taken;
     private readonly ConcurrentDictionary<long, string> _providers = new();
 
     /// <summary>A job claimed by <paramref name="workerId"/> at <paramref name="claimedAt"/>.</summary>
@@ -40,12 +39,9 @@ internal sealed class ReceiptFactsCache
         provider = "";
         if (!_jobs.TryRemove(jobId, out facts!) || facts.WorkerId != workerId || !_providers.TryGetValue(workerId, out var name)) return false;
         provider = name;
-        Interlocked.Increment(ref _taken);
+        taken.Add(1);
         return true;
     }
-
-    /// <summary>Completions that took their receipt's facts from here (whether or not the row still agreed).</summary>
-    public long Taken => Interlocked.Read(ref _taken);
 
     /// <summary>A worker's name on receipts, as the job rows last said.</summary>
     public void Provider(long workerId, string provider)

@@ -29,7 +29,7 @@ public sealed record WebhookPass(int Delivered, int Retrying, int Failed);
 /// </summary>
 public sealed partial class WebhookSender(
     NpgsqlDataSource dataSource, JobStore jobs, IJobRenderer renderer, IHttpClientFactory httpClients,
-    IDataProtectionProvider protection, TimeProvider time, IOptions<WebhookOptions> options, ILogger<WebhookSender> logger)
+    IDataProtectionProvider protection, TimeProvider time, IOptions<WebhookOptions> options, Telemetry.CoordinatorMetrics metrics, ILogger<WebhookSender> logger)
 {
     public const string HttpClientName = "webhooks";
     public const string ProtectorPurpose = "Coordinator.Webhooks.SigningKey";
@@ -138,6 +138,7 @@ public sealed partial class WebhookSender(
                 delivered_at = CASE WHEN @status = 'delivered' THEN @now END
             WHERE id = @id
             """, new { id = delivery.Id, status, statusCode, error, nextAttemptAt, now = time.GetUtcNow() });
+        metrics.WebhookAttempts.Add(1, new KeyValuePair<string, object?>("outcome", status == "pending" ? "retry" : status));
         if (status == "failed") LogGaveUp(logger, delivery.Id, delivery.JobId, error ?? "");
         return status;
     }

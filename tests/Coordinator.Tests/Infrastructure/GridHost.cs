@@ -123,17 +123,22 @@ public sealed class GridHost : IAsyncDisposable
         settings = new Dictionary<string, string?>(settings ?? new Dictionary<string, string?>()) { ["Aitbc:Port"] = aitbcPort.ToString(System.Globalization.CultureInfo.InvariantCulture) };
         var factory = new Factory(connectionString, time, settings, services);
         // The main port first (the factory's client uses the first address), then the AITBC API's own.
+        // A test that turns the Prometheus endpoint on with an operator port names the port; the node listens on it too.
+        var metricsPort = settings.TryGetValue("Telemetry:Prometheus:Port", out var metrics) && metrics is not null
+            ? int.Parse(metrics, System.Globalization.CultureInfo.InvariantCulture)
+            : 0;
         factory.UseKestrel(kestrel =>
         {
             kestrel.Listen(System.Net.IPAddress.Loopback, 0);
             kestrel.Listen(System.Net.IPAddress.Loopback, aitbcPort);
+            if (metricsPort > 0) kestrel.Listen(System.Net.IPAddress.Loopback, metricsPort);
         });
         factory.StartServer();
         var http = factory.CreateClient();
         // The factory's client takes one of the server's addresses: make it the main port's, not the AITBC port's.
         var addresses = factory.Services.GetRequiredService<Microsoft.AspNetCore.Hosting.Server.IServer>()
             .Features.Get<Microsoft.AspNetCore.Hosting.Server.Features.IServerAddressesFeature>()!.Addresses;
-        var main = addresses.Select(a => new Uri(a)).First(a => a.Port != aitbcPort);
+        var main = addresses.Select(a => new Uri(a)).First(a => a.Port != aitbcPort && a.Port != metricsPort);
         http.BaseAddress = new Uri(main, "/api/v1/");
         http.Timeout = TimeSpan.FromSeconds(100);
         var aitbc = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{aitbcPort}/"), Timeout = TimeSpan.FromSeconds(100) };
@@ -147,7 +152,7 @@ public sealed class GridHost : IAsyncDisposable
         await _factory.DisposeAsync();
     }
 
-    private static int FreeTcpPort()
+    internal static int FreeTcpPort()
     {
         using var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
         listener.Start();

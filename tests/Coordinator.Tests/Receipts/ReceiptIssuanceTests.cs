@@ -80,7 +80,18 @@ public sealed class ReceiptIssuanceTests(HostFixture fixture) : IClassFixture<Ho
         var (worker, first, model) = await client.SubmitAndClaimAsync(start: true);
         // The first is read: the silo learns the worker's name on receipts from it.
         await ApiClient.ExpectAsync(await worker.PostAsync($"worker/jobs/{first}/result", new { output = "1", output_tokens = 1, duration_ms = 1 }), HttpStatusCode.OK);
-        var facts = Host.Get<Coordinator.Grains.Jobs.JobStore>().ReceiptFacts;
+        // Receipts this node signed from what it remembered, read from its own instrument (other nodes in the process have theirs).
+        var instrument = Host.Get<Coordinator.Grains.Telemetry.CoordinatorMetrics>().ReceiptFactsTaken;
+        long signedFromMemory = 0;
+        using var listener = new System.Diagnostics.Metrics.MeterListener
+        {
+            InstrumentPublished = (published, l) =>
+            {
+                if (ReferenceEquals(published, instrument)) l.EnableMeasurementEvents(published);
+            },
+        };
+        listener.SetMeasurementEventCallback<long>((_, value, _, _) => Interlocked.Add(ref signedFromMemory, value));
+        listener.Start();
 
         // handOff: the worker's poll is parked first and the job handed to it at submission; else the poll claims it.
         async Task<long> RunAsync(string? modelUsed, bool handOff, Func<Task>? beforeResult = null)
@@ -111,20 +122,20 @@ public sealed class ReceiptIssuanceTests(HostFixture fixture) : IClassFixture<Ho
         }
 
         // Claimed and started on this silo by a worker it knows: signed from memory, with what the row says.
-        var taken = facts.Taken;
+        var taken = Interlocked.Read(ref signedFromMemory);
         var second = await RunAsync("reported-model", handOff: false);
-        Assert.Equal(taken + 1, facts.Taken);
+        Assert.Equal(taken + 1, Interlocked.Read(ref signedFromMemory));
         var workerId = await connection.QuerySingleAsync<long>("SELECT worker_id FROM jobs WHERE id = @second", new { second });
         await AssertReceiptSaysTheRowAsync(second, $"worker-{workerId}");
         var handedOff = await RunAsync(null, handOff: true);
-        Assert.Equal(taken + 2, facts.Taken);
+        Assert.Equal(taken + 2, Interlocked.Read(ref signedFromMemory));
         await AssertReceiptSaysTheRowAsync(handedOff, $"worker-{workerId}");
 
         // The worker is renamed between the claim and the result: what the silo remembers is stale, so the completion
         // with it does not apply, and the job is read and signed again: its receipt names the worker as the row does now.
         var renamed = ApiClient.Unique("miner-");
         var third = await RunAsync(null, handOff: false, () => connection.ExecuteAsync("UPDATE workers SET miner_id = @renamed WHERE id = @workerId", new { renamed, workerId }));
-        Assert.Equal(taken + 3, facts.Taken);
+        Assert.Equal(taken + 3, Interlocked.Read(ref signedFromMemory));
         await AssertReceiptSaysTheRowAsync(third, renamed);
         Assert.Equal(1, await connection.QuerySingleAsync<int>("SELECT count(*) FROM receipts WHERE job_id = @third", new { third }));
     }

@@ -1,0 +1,177 @@
+using System.ComponentModel.DataAnnotations;
+using Coordinator.Grains.Telemetry;
+using Microsoft.Extensions.Options;
+using Npgsql;
+using OpenTelemetry.Exporter;
+using OpenTelemetry.Metrics;
+using OpenTelemetry.Resources;
+using OpenTelemetry.Trace;
+
+namespace Coordinator.Silo.Telemetry;
+
+/// <summary>Where the coordinator's metrics and traces go, bound from the <c>Telemetry</c> configuration section.</summary>
+public sealed class TelemetryOptions
+{
+    public const string Section = "Telemetry";
+
+    /// <summary>The OTLP collector; unset (the default), nothing is pushed.</summary>
+    public OtlpTelemetryOptions Otlp { get; set; } = new();
+
+    /// <summary>The Prometheus scrape endpoint; off by default.</summary>
+    public PrometheusTelemetryOptions Prometheus { get; set; } = new();
+
+    /// <summary>Traces: on when an OTLP endpoint is set, unless turned off here.</summary>
+    public TracingTelemetryOptions Tracing { get; set; } = new();
+}
+
+/// <summary>The OTLP collector (<c>Telemetry:Otlp</c>).</summary>
+public sealed class OtlpTelemetryOptions
+{
+    /// <summary>The collector's address, e.g. <c>http://otel-collector:4317</c>. Default: unset (no OTLP export).</summary>
+    public Uri? Endpoint { get; set; }
+
+    /// <summary><c>grpc</c> (port 4317) or <c>http/protobuf</c> (port 4318). Default: grpc.</summary>
+    [RegularExpression("^(grpc|http/protobuf)$")]
+    public string Protocol { get; set; } = "grpc";
+}
+
+/// <summary>The Prometheus scrape endpoint (<c>Telemetry:Prometheus</c>).</summary>
+public sealed class PrometheusTelemetryOptions
+{
+    /// <summary>Serve the scrape endpoint. Default: false.</summary>
+    public bool Enabled { get; set; }
+
+    /// <summary>The scrape path. Default: <c>/metrics</c>.</summary>
+    [RegularExpression("^/.*")]
+    public string Path { get; set; } = "/metrics";
+
+    /// <summary>
+    /// The operator port the endpoint answers on (Kestrel listens on it too, and it serves nothing else); 0 serves it
+    /// on the main port, for a silo only a private network reaches. Default: 9464 (the exporter's usual port).
+    /// </summary>
+    [Range(0, 65535)]
+    public int Port { get; set; } = 9464;
+}
+
+/// <summary>Traces (<c>Telemetry:Tracing</c>).</summary>
+public sealed class TracingTelemetryOptions
+{
+    /// <summary>Record traces. Default: on when <see cref="OtlpTelemetryOptions.Endpoint"/> is set, off otherwise.</summary>
+    public bool? Enabled { get; set; }
+
+    /// <summary>The share of new traces recorded (parent-based: a request that arrives sampled stays sampled). Default: 1.</summary>
+    [Range(0.0, 1.0)]
+    public double SamplingRatio { get; set; } = 1.0;
+}
+
+/// <summary>Metrics, traces and JSON logs through OpenTelemetry and the console logger, from configuration.</summary>
+public static class TelemetrySetup
+{
+    /// <summary>The service name on every exported metric and span.</summary>
+    public const string ServiceName = "coordinator";
+
+    /// <summary>Orleans' own meter: grain activations, messaging, membership and more.</summary>
+    public const string OrleansMeterName = "Microsoft.Orleans";
+
+    /// <summary>Orleans' activity sources: grain calls (with <c>AddActivityPropagation</c>) and the runtime's own.</summary>
+    public static readonly IReadOnlyList<string> OrleansActivitySources = ["Microsoft.Orleans.Application", "Microsoft.Orleans.Runtime"];
+
+    public static WebApplicationBuilder AddCoordinatorTelemetry(this WebApplicationBuilder builder)
+    {
+        // The settings are nested, which data annotations do not reach: each is checked here, and a bad one stops the start.
+        builder.Services.AddOptions<TelemetryOptions>().Bind(builder.Configuration.GetSection(TelemetryOptions.Section))
+            .Validate(o => o.Otlp.Protocol is "grpc" or "http/protobuf", "Telemetry:Otlp:Protocol must be grpc or http/protobuf.")
+            .Validate(o => o.Prometheus.Path.StartsWith('/'), "Telemetry:Prometheus:Path must start with '/' (e.g. /metrics).")
+            .Validate(o => o.Prometheus.Port is >= 0 and <= 65535, "Telemetry:Prometheus:Port must be a port (1-65535), or 0 for the main port.")
+            .Validate(o => o.Tracing.SamplingRatio is >= 0 and <= 1, "Telemetry:Tracing:SamplingRatio must be between 0 and 1.")
+            .ValidateOnStart();
+        var options = builder.Configuration.GetSection(TelemetryOptions.Section).Get<TelemetryOptions>() ?? new TelemetryOptions();
+
+        // Logging:Json turns the console's lines into one JSON object each (the console formatter "json"), for a log shipper.
+        if (builder.Configuration.GetValue<bool>("Logging:Json"))
+        {
+            builder.Logging.AddJsonConsole(json =>
+            {
+                json.UseUtcTimestamp = true;
+                json.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fffZ";
+            });
+        }
+
+        var otlp = options.Otlp.Endpoint;
+        var prometheus = options.Prometheus.Enabled;
+        var tracing = options.Tracing.Enabled ?? otlp is not null;
+        if (otlp is null && !prometheus && !tracing) return builder;
+
+        var telemetry = builder.Services.AddOpenTelemetry()
+            .ConfigureResource(resource => resource.AddService(ServiceName, serviceInstanceId: Environment.MachineName));
+        if (otlp is not null || prometheus)
+        {
+            telemetry.WithMetrics(metrics =>
+            {
+                metrics.AddMeter(CoordinatorMetrics.MeterName, OrleansMeterName).AddAspNetCoreInstrumentation().AddNpgsqlInstrumentation();
+                if (prometheus) metrics.AddPrometheusExporter(prometheusOptions => prometheusOptions.ScrapeEndpointPath = options.Prometheus.Path);
+                if (otlp is not null) metrics.AddOtlpExporter(exporter => Configure(exporter, options.Otlp, "metrics"));
+            });
+        }
+        if (tracing)
+        {
+            telemetry.WithTracing(traces =>
+            {
+                traces.SetSampler(new ParentBasedSampler(new TraceIdRatioBasedSampler(options.Tracing.SamplingRatio)))
+                    .AddSource([.. OrleansActivitySources])
+                    // Health checks and scrapes are not worth a trace each.
+                    .AddAspNetCoreInstrumentation(aspNet => aspNet.Filter = context =>
+                        !context.Request.Path.StartsWithSegments(options.Prometheus.Path, StringComparison.Ordinal) &&
+                        !context.Request.Path.StartsWithSegments("/api/v1/health", StringComparison.Ordinal))
+                    .AddNpgsql();
+                if (otlp is not null) traces.AddOtlpExporter(exporter => Configure(exporter, options.Otlp, "traces"));
+            });
+        }
+        return builder;
+    }
+
+    /// <summary>The addresses Kestrel must listen on for telemetry: the Prometheus operator port, when it has one.</summary>
+    public static IEnumerable<string> ExtraUrls(IConfiguration configuration)
+    {
+        var options = configuration.GetSection(TelemetryOptions.Section).Get<TelemetryOptions>() ?? new TelemetryOptions();
+        if (options.Prometheus.Enabled && options.Prometheus.Port > 0) yield return $"http://0.0.0.0:{options.Prometheus.Port}";
+    }
+
+    /// <summary>
+    /// Serves the scrape endpoint when it is on: on its operator port (which then answers nothing else) or, with port 0,
+    /// on every port. Call before the API's middleware.
+    /// </summary>
+    public static IApplicationBuilder UseCoordinatorTelemetry(this IApplicationBuilder app)
+    {
+        // Gauges exist once their owners do: create them now, so the first scrape has them all.
+        app.ApplicationServices.GetRequiredService<PendingJobsGauges>();
+        app.ApplicationServices.GetRequiredService<Coordinator.Api.Workers.PollsWaiting>();
+        var options = app.ApplicationServices.GetRequiredService<IOptions<TelemetryOptions>>().Value.Prometheus;
+        if (!options.Enabled) return app;
+        var port = options.Port;
+        bool OnOperatorPort(HttpContext context) => port == 0 || context.Connection.LocalPort == port;
+        app.UseOpenTelemetryPrometheusScrapingEndpoint(context => OnOperatorPort(context) && context.Request.Path == options.Path);
+        if (port > 0)
+        {
+            app.Use(async (context, next) =>
+            {
+                if (context.Connection.LocalPort != port)
+                {
+                    await next(context);
+                    return;
+                }
+                context.Response.StatusCode = StatusCodes.Status404NotFound;
+            });
+        }
+        return app;
+    }
+
+    // Over HTTP an endpoint set in code is used as it is, so each signal's path is added here (as the exporter does for
+    // OTEL_EXPORTER_OTLP_ENDPOINT); over gRPC the address is the collector's.
+    private static void Configure(OtlpExporterOptions exporter, OtlpTelemetryOptions settings, string signal)
+    {
+        var http = settings.Protocol == "http/protobuf";
+        exporter.Protocol = http ? OtlpExportProtocol.HttpProtobuf : OtlpExportProtocol.Grpc;
+        exporter.Endpoint = http ? new Uri($"{settings.Endpoint!.ToString().TrimEnd('/')}/v1/{signal}") : settings.Endpoint!;
+    }
+}
