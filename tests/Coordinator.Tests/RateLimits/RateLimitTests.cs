@@ -17,6 +17,7 @@ public sealed class RateLimitFixture : IAsyncLifetime
     public const int Limit = 5;
     public const int SignUpLimit = 3;
     public const int PollLimit = 2;
+    public const int WorkerLimit = 8;
 
     private GridHost? _host;
 
@@ -36,6 +37,10 @@ public sealed class RateLimitFixture : IAsyncLifetime
         ["RateLimits:SignUp:PermitLimit"] = $"{SignUpLimit}",
         ["RateLimits:SignUp:Window"] = "01:00:00",
         ["RateLimits:WorkerPollConcurrency"] = $"{PollLimit}",
+        ["RateLimits:Workers:PermitLimit"] = $"{WorkerLimit}",
+        ["RateLimits:Workers:Window"] = "01:00:00",
+        // The demo's own limit, above the agent group's: what refuses a demo request is then only the demo's.
+        ["Lightning:Demo:Limit"] = "100",
         // The tests pose as many clients through a trusted proxy on loopback.
         ["Network:TrustedProxies"] = "127.0.0.1",
     });
@@ -113,6 +118,35 @@ public sealed class RateLimitTests(RateLimitFixture fixture) : IClassFixture<Rat
     }
 
     [Fact]
+    public async Task LightningDemo_KeepsItsOwnLimit_NotTheAgentGroups()
+    {
+        var from = NewAddress();
+        var demo = new Uri(Host.BaseAddress, "/api/demo");
+        // Without its parameter each is a 400 from the demo itself, counted by its own limiter (100 here), never the group's 5.
+        for (var i = 0; i < RateLimitFixture.Limit + 2; i++)
+        {
+            var response = await SendAsync(demo, from: from);
+            Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+            Assert.Equal("100", response.Headers.GetValues("X-RateLimit-Limit").Single());
+        }
+    }
+
+    [Fact]
+    public async Task WorkerKey_OverTheWorkerRate_IsRefused_ButItsPollsAreNotCounted()
+    {
+        var client = Host.WithKey(await NewKeyAsync());
+        var model = ApiClient.Unique();
+        var (worker, _) = await client.NewWorkerAsync("busy", model); // its registration is the first request
+        for (var i = 1; i < RateLimitFixture.WorkerLimit; i++) Assert.Equal(HttpStatusCode.OK, (await worker.PatchAsync("worker/heartbeat")).StatusCode);
+
+        var body = await ExpectRateLimitedAsync(await worker.PatchAsync("worker/heartbeat"), maxRetryAfter: 3600);
+        Assert.Equal("rate_limited", body.GetProperty("error").GetString());
+        Assert.True(await PollIsAdmittedAsync(worker, model), "a poll of a worker over its request rate was refused");
+        // The client's own key is another caller.
+        Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("usage")).StatusCode);
+    }
+
+    [Fact]
     public async Task SignUp_IsLimitedPerClientAddress_BehindATrustedProxy()
     {
         var (first, second) = (NewAddress(), NewAddress());
@@ -156,18 +190,22 @@ public sealed class RateLimitTests(RateLimitFixture fixture) : IClassFixture<Rat
         await otherStop.CancelAsync();
         foreach (var poll in held.Append(otherPoll)) await Assert.ThrowsAnyAsync<OperationCanceledException>(() => poll);
         await Eventually.TrueAsync(() => Host.PollsWaiting <= before, "the polls ended");
-        using var again = new CancellationTokenSource(TimeSpan.FromSeconds(2));
-        var admitted = false;
+        Assert.True(await PollIsAdmittedAsync(worker, model), "a poll after the held ones ended was refused");
+    }
+
+    /// <summary>Whether a poll is let in: it is held open (cancelled here after 2 s) or answered, but not refused.</summary>
+    private static async Task<bool> PollIsAdmittedAsync(ApiClient worker, string model)
+    {
+        using var wait = new CancellationTokenSource(TimeSpan.FromSeconds(2));
         try
         {
-            var response = await worker.GetAsync($"worker/jobs/next?models[]={model}", again.Token);
-            admitted = response.StatusCode != HttpStatusCode.TooManyRequests;
+            var response = await worker.GetAsync($"worker/jobs/next?models[]={model}", wait.Token);
+            return response.StatusCode != HttpStatusCode.TooManyRequests;
         }
         catch (OperationCanceledException)
         {
-            admitted = true; // held open: admitted
+            return true;
         }
-        Assert.True(admitted, "a poll after the held ones ended was refused");
     }
 
     private async Task<string> NewKeyAsync() => (await Host.Get<AccountStore>().CreateAccountAsync("rate")).ApiKey;
