@@ -35,27 +35,43 @@ public static class RateLimitPolicies
         {
             limiter.RejectionStatusCode = StatusCodes.Status429TooManyRequests;
             limiter.OnRejected = RateLimitRejections.WriteAsync;
-            limiter.AddPolicy(Grid, context => Rate(context, options => options.Grid, BearerCredential));
-            limiter.AddPolicy(Workers, context => Rate(context, options => options.Workers, BearerCredential));
-            limiter.AddPolicy(Aitbc, context => Rate(context, options => options.Aitbc, AitbcCredential));
-            limiter.AddPolicy(Agent, context => Rate(context, options => options.Agent, BearerCredential));
-            limiter.AddPolicy(OpenAi, context => Rate(context, options => options.OpenAi, BearerCredential));
-            limiter.AddPolicy(SignUp, context => Rate(context, options => options.SignUp, _ => null));
+            foreach (var (name, group) in RateGroups) limiter.AddPolicy(name, context => Rate(context, group));
             limiter.AddPolicy(WorkerPolls, Polls);
         });
         return services;
     }
 
-    private static RateLimitPartition<string> Rate(HttpContext context, Func<RateLimitOptions, GroupLimit> select, Func<HttpContext, string?> credential)
+    /// <summary>A group counted by request rate: where its limit is configured, and what identifies a caller.</summary>
+    internal sealed record RateGroup(Func<RateLimitOptions, GroupLimit> Limit, Func<HttpContext, string?> Credential);
+
+    internal static readonly IReadOnlyDictionary<string, RateGroup> RateGroups = new Dictionary<string, RateGroup>
+    {
+        [Grid] = new(options => options.Grid, BearerCredential),
+        [Workers] = new(options => options.Workers, BearerCredential),
+        [Aitbc] = new(options => options.Aitbc, AitbcCredential),
+        [Agent] = new(options => options.Agent, BearerCredential),
+        [OpenAi] = new(options => options.OpenAi, BearerCredential),
+        [SignUp] = new(options => options.SignUp, _ => null),
+    };
+
+    /// <summary>
+    /// When the window that <paramref name="now"/> falls in ends. Windows are aligned on the clock (multiples of their
+    /// length since 0001-01-01 UTC), so every silo's windows start together and a refusal can say when its window reopens.
+    /// </summary>
+    internal static DateTimeOffset WindowEnd(DateTimeOffset now, TimeSpan window) => new((now.UtcTicks / window.Ticks + 1) * window.Ticks, TimeSpan.Zero);
+
+    private static RateLimitPartition<string> Rate(HttpContext context, RateGroup group)
     {
         var options = context.RequestServices.GetRequiredService<IOptionsMonitor<RateLimitOptions>>().CurrentValue;
-        var limit = select(options);
+        var limit = group.Limit(options);
         if (!options.Enabled || limit.PermitLimit == 0) return RateLimitPartition.GetNoLimiter("");
         var share = context.RequestServices.GetRequiredService<ActiveSilos>().ShareOf(limit.PermitLimit);
         var window = limit.Window;
-        // The share is part of the key: when a silo joins or leaves, callers move to fresh limiters of the new share (the
-        // old ones are dropped once idle), rather than keep the share their limiter was made with.
-        return RateLimitPartition.GetFixedWindowLimiter($"{share}/{window.Ticks}|{CallerOf(context, credential)}", _ => new FixedWindowRateLimiterOptions
+        var end = WindowEnd(context.RequestServices.GetRequiredService<TimeProvider>().GetUtcNow(), window);
+        // Each clock window of each caller is a limiter of its own, made for that window's share: when the window ends, or
+        // a silo joins or leaves, callers move to fresh limiters (the limiter's idle sweep drops the old ones). So the
+        // window follows the injected clock, not the limiter's own timer, which only refills a limiter no longer used.
+        return RateLimitPartition.GetFixedWindowLimiter($"{share}/{end.UtcTicks}|{CallerOf(context, group.Credential)}", _ => new FixedWindowRateLimiterOptions
         {
             PermitLimit = share,
             Window = window,
@@ -97,9 +113,16 @@ internal static class RateLimitRejections
     public static async ValueTask WriteAsync(OnRejectedContext rejected, CancellationToken cancellation)
     {
         var context = rejected.HttpContext;
-        var isPoll = context.GetEndpoint()?.Metadata.GetMetadata<EnableRateLimitingAttribute>()?.PolicyName == RateLimitPolicies.WorkerPolls;
-        // A fixed window says when it reopens; a concurrency limit does not (a poll ends within its window): a second.
-        var wait = rejected.Lease.TryGetMetadata(MetadataName.RetryAfter, out var retryAfter) ? retryAfter : TimeSpan.FromSeconds(1);
+        var policy = context.GetEndpoint()?.Metadata.GetMetadata<EnableRateLimitingAttribute>()?.PolicyName;
+        var isPoll = policy == RateLimitPolicies.WorkerPolls;
+        // A rate's window says when it reopens; a concurrency limit does not (a poll ends within its window): a second.
+        var wait = TimeSpan.FromSeconds(1);
+        if (policy is not null && RateLimitPolicies.RateGroups.TryGetValue(policy, out var group))
+        {
+            var window = group.Limit(context.RequestServices.GetRequiredService<IOptionsMonitor<RateLimitOptions>>().CurrentValue).Window;
+            var now = context.RequestServices.GetRequiredService<TimeProvider>().GetUtcNow();
+            wait = RateLimitPolicies.WindowEnd(now, window) - now;
+        }
         var seconds = Math.Max(1, (long)Math.Ceiling(wait.TotalSeconds));
         context.Response.Headers.RetryAfter = seconds.ToString(CultureInfo.InvariantCulture);
         var message = isPoll

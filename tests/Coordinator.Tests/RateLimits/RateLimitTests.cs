@@ -284,6 +284,37 @@ public sealed class RateLimitSettingsTests
     }
 
     [Fact]
+    public async Task TheWindowFollowsTheClock_AndRetryAfterSaysWhenItReopens()
+    {
+        // 20 s into a minute, on a clock that moves only when told.
+        var now = DateTimeOffset.UtcNow;
+        var time = new ManualTimeProvider(new DateTimeOffset(now.UtcTicks - now.UtcTicks % TimeSpan.TicksPerMinute, TimeSpan.Zero).AddSeconds(20));
+        await using var host = await GridHost.StartAsync(time: time, settings: new Dictionary<string, string?>
+        {
+            ["RateLimits:Enabled"] = "true",
+            ["RateLimits:Grid:PermitLimit"] = "3",
+            ["RateLimits:Grid:Window"] = "00:01:00",
+        });
+        var client = host.WithKey((await host.Get<AccountStore>().CreateAccountAsync("clock")).ApiKey);
+        for (var i = 0; i < 3; i++) Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("usage")).StatusCode);
+        Assert.Equal(TimeSpan.FromSeconds(40), (await Refused()).Headers.RetryAfter!.Delta);
+
+        time.Advance(TimeSpan.FromSeconds(30));
+        Assert.Equal(TimeSpan.FromSeconds(10), (await Refused()).Headers.RetryAfter!.Delta);
+
+        time.Advance(TimeSpan.FromSeconds(10));
+        for (var i = 0; i < 3; i++) Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("usage")).StatusCode);
+        Assert.Equal(TimeSpan.FromSeconds(60), (await Refused()).Headers.RetryAfter!.Delta);
+
+        async Task<HttpResponseMessage> Refused()
+        {
+            var response = await client.GetAsync("usage");
+            await RateLimitTests.ExpectRateLimitedAsync(response, maxRetryAfter: 60);
+            return response;
+        }
+    }
+
+    [Fact]
     public async Task InvalidSettings_StopTheStartWithAMessageThatNamesThem()
     {
         var failure = await Assert.ThrowsAnyAsync<Exception>(async () =>
