@@ -12,6 +12,7 @@ using Coordinator.Api.Jobs;
 using Coordinator.Api.Lightning;
 using Coordinator.Api.Models;
 using Coordinator.Api.OpenAi;
+using Coordinator.Api.RateLimits;
 using Coordinator.Api.Usage;
 using Coordinator.Api.Webhooks;
 using Coordinator.Api.Workers;
@@ -38,6 +39,7 @@ public static class CoordinatorApi
         services.AddTransient<OpenAiCompletions>();
         services.AddGeminiApi();
         services.AddOptions<AitbcOptions>().BindConfiguration(AitbcOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+        services.AddRateLimits();
         services.AddExceptionHandler<ErrorHandling>();
         services.AddProblemDetails();
         services.AddOpenApi("v1");
@@ -81,22 +83,27 @@ public static class CoordinatorApi
 
         app.UseRouting();
         app.UseAitbcPort();
+        // After routing (the policy is the endpoint group's) and after the trusted proxies (the client address).
+        app.UseRateLimiter();
 
-        var api = app.MapGroup("/api/v1");
+        // Each group's rate limit is its own policy (RateLimitPolicies); an inner group's or endpoint's policy wins over
+        // the outer group's: the worker protocol, sign-up, the long poll and health have their own.
+        var api = app.MapGroup("/api/v1").RequireRateLimiting(RateLimitPolicies.Grid);
         api.MapHealth();
         api.MapAccounts();
         api.MapJobs();
-        api.MapWorkers();
+        api.MapWorkers().RequireRateLimiting(RateLimitPolicies.Workers);
         api.MapModels();
         api.MapUsage();
         api.MapBilling();
         api.MapWebhooks();
         api.MapBlobs();
-        app.MapOpenAi();
-        app.MapGeminiApi();
-        app.MapLightningAgentApi();
-        app.MapAgentSessionsApi();
-        app.MapAgentDemoApi();
+        app.MapOpenAi().RequireRateLimiting(RateLimitPolicies.OpenAi);
+        app.MapGeminiApi().RequireRateLimiting(RateLimitPolicies.Agent);
+        app.MapLightningAgentApi().RequireRateLimiting(RateLimitPolicies.Agent);
+        app.MapAgentSessionsApi().RequireRateLimiting(RateLimitPolicies.Agent);
+        // The free demo counts per address in PostgreSQL (DemoRateLimiter), before anything else.
+        app.MapAgentDemoApi().DisableRateLimiting();
         app.MapAitbc();
         app.MapOpenApi("/api/v1/openapi/{documentName}.json");
         app.UseSwaggerUI(ui =>

@@ -20,7 +20,7 @@ public static class AccountsApi
 
     public static IEndpointRouteBuilder MapAccounts(this IEndpointRouteBuilder routes)
     {
-        routes.MapPost("/accounts", SignUpAsync).WithTags("Accounts");
+        routes.MapPost("/accounts", SignUpAsync).WithTags("Accounts").RequireRateLimiting(RateLimits.RateLimitPolicies.SignUp);
 
         var keys = routes.MapGroup("/keys").WithTags("Keys").RequireApiKey();
         keys.MapPost("/", CreateKeyAsync);

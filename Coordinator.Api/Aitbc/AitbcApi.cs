@@ -11,7 +11,8 @@ public static class AitbcApi
 {
     public static IEndpointRouteBuilder MapAitbc(this IEndpointRouteBuilder routes)
     {
-        var aitbc = routes.MapGroup("").WithMetadata(AitbcEndpoint.Instance).ExcludeFromDescription();
+        var aitbc = routes.MapGroup("").WithMetadata(AitbcEndpoint.Instance).ExcludeFromDescription()
+            .RequireRateLimiting(RateLimits.RateLimitPolicies.Aitbc);
         aitbc.MapGet("/health", (Microsoft.Extensions.Options.IOptions<AitbcOptions> options) =>
             TypedResults.Ok(new AitbcHealth("ok", options.Value.Version)));
         aitbc.MapAitbcJobs();

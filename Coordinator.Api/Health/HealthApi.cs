@@ -21,7 +21,8 @@ public static class HealthApi
 
     public static IEndpointRouteBuilder MapHealth(this IEndpointRouteBuilder routes)
     {
-        routes.MapGet("/health", CheckAsync).WithTags("Health");
+        // Load balancers and orchestrators probe it: never rate limited.
+        routes.MapGet("/health", CheckAsync).WithTags("Health").DisableRateLimiting();
         return routes;
     }
 

@@ -54,7 +54,8 @@ public static class WorkersApi
         var bound = worker.MapGroup("/").RequireWorkerKey();
         bound.MapPatch("/heartbeat", HeartbeatAsync);
         bound.MapPatch("/models", UpdateModelsAsync);
-        bound.MapGet("/jobs/next", NextJobAsync);
+        // A long poll is not a request rate but a held request: limited in how many a worker key holds at once.
+        bound.MapGet("/jobs/next", NextJobAsync).RequireRateLimiting(RateLimits.RateLimitPolicies.WorkerPolls);
         bound.MapPatch("/jobs/{id:long}/start", StartAsync);
         bound.MapPost("/jobs/{id:long}/chunks", ChunkAsync);
         bound.MapPost("/jobs/{id:long}/result", ResultAsync);

@@ -46,6 +46,8 @@ public sealed class NodeProcess : IAsyncDisposable
         start.Environment["ConnectionStrings__Postgres"] = connectionString;
         start.Environment["Logging__LogLevel__Default"] = "Warning";
         start.Environment["DOTNET_gcServer"] = "0";
+        // The bench drives thousands of requests from a few keys and one address: it measures the grid, not the rate limits.
+        start.Environment["RateLimits__Enabled"] = "false";
         // Each node is a silo of the bench database's cluster, on a port of its own, with no gateway.
         start.Environment["Cluster__SiloPort"] = FreePort().ToString(System.Globalization.CultureInfo.InvariantCulture);
         start.Environment["Aitbc__Port"] = FreePort().ToString(System.Globalization.CultureInfo.InvariantCulture);

@@ -55,7 +55,8 @@ pg_start_private "$PG_DATA" "$PG_PORT"
 psql_() { "$PG_BIN/psql" -q -h 127.0.0.1 -p "$PG_PORT" -U coordinator -d coordinator -v ON_ERROR_STOP=1 "$@"; }
 
 say "starting a coordinator node on :$PORT and the fake Ollama on :$FAKE_PORT"
-ConnectionStrings__Postgres=$(pg_connection_string "$PG_PORT") Logging__LogLevel__Default=Warning \
+# Rate limits off: the bench measures the worker path, from one key and one address.
+ConnectionStrings__Postgres=$(pg_connection_string "$PG_PORT") Logging__LogLevel__Default=Warning RateLimits__Enabled=false \
   dotnet Coordinator.Silo/bin/Release/net10.0/Coordinator.Silo.dll --urls "http://127.0.0.1:$PORT" >"$WORK/coordinator.log" 2>&1 &
 pids+=($!)
 node bench/worker/fake-ollama.js "$FAKE_PORT" "$MODEL" &

@@ -55,6 +55,7 @@ public sealed class SiloProcess : IAsyncDisposable
         start.Environment["Cluster__MissedProbesLimit"] = "2";
         start.Environment["Cluster__TableRefreshTimeout"] = "00:00:02";
         start.Environment["Logging__LogLevel__Default"] = "Warning";
+        start.Environment["RateLimits__Enabled"] = "false";
         foreach (var (key, value) in settings ?? new Dictionary<string, string>()) start.Environment[key] = value;
 
         var process = Process.Start(start) ?? throw new InvalidOperationException("could not start a silo process");

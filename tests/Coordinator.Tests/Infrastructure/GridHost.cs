@@ -177,6 +177,8 @@ public sealed class GridHost : IAsyncDisposable
             builder.UseSetting("Cluster:ProbeTimeout", "00:00:01");
             builder.UseSetting("Cluster:MissedProbesLimit", "2");
             builder.UseSetting("Cluster:TableRefreshTimeout", "00:00:02");
+            // Tests sign up many accounts from one address and move many jobs: rate limits are off unless a test turns them on.
+            builder.UseSetting("RateLimits:Enabled", "false");
             builder.UseSetting("Blobs:LocalPath", Path.Combine(Path.GetTempPath(), "coordinator-blobs", Guid.NewGuid().ToString("N")));
             foreach (var (key, value) in settings ?? new Dictionary<string, string?>()) builder.UseSetting(key, value);
             builder.ConfigureServices(services =>
