@@ -114,15 +114,18 @@ public sealed class ComposeTests
             Assert.Equal(HttpStatusCode.Created, submitted.StatusCode);
             var id = (await submitted.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("job_id").GetInt64();
 
-            var deadline = Stopwatch.StartNew();
-            JsonElement job;
-            while (true)
+            // The job's stream ends with the job as it finished: no polling, the end is the event.
+            var (stream, opened) = await EventStreamReader.OpenAsync(http, key, $"jobs/{id}/stream");
+            Assert.True(stream is not null, $"no event stream for job {id}: {opened.StatusCode}");
+            await using var events = stream!;
+            SseEvent? end;
+            do
             {
-                job = await http.GetFromJsonAsync<JsonElement>($"jobs/{id}");
-                if (job.GetProperty("status").GetString() is "completed" or "failed") break;
-                Assert.True(deadline.Elapsed < TimeSpan.FromSeconds(60), $"job {id} is still {job.GetProperty("status")}; worker: {worker.Output}");
-                await Task.Delay(200);
+                end = await events.NextAsync(TimeSpan.FromSeconds(60));
+                Assert.True(end is not null, $"the stream of job {id} ended before the job; worker: {worker.Output}");
             }
+            while (end!.Name != "job");
+            var job = end.Json;
             Assert.Equal("completed", job.GetProperty("status").GetString());
             Assert.Equal("stub:echo heard: rows wait in order", job.GetProperty("output").GetString());
         }
