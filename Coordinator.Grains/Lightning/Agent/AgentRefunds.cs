@@ -108,43 +108,61 @@ public sealed partial class AgentRefunds(
             return job;
         }
         var claimedAt = new DateTimeOffset(DateTime.SpecifyKind(job.RefundClaimedAt ?? DateTime.MinValue, DateTimeKind.Utc));
-        var changed = status switch
-        {
-            OutgoingPaymentStatus.Succeeded => await store.MarkRefundPaidAsync(job.Id, paymentHash),
-            OutgoingPaymentStatus.Failed => await store.ReleaseRefundAsync(job.Id, paymentHash),
-            OutgoingPaymentStatus.Unknown when time.GetUtcNow() - claimedAt >= SettleWindow => await store.ReleaseRefundAsync(job.Id, paymentHash),
-            _ => false,
-        };
-        return changed ? await store.GetAsync(job.Id, cancellationToken) ?? job : job;
+        var fate = await ApplyAsync(job.Id, paymentHash, status, unknownIsUnpaid: time.GetUtcNow() - claimedAt >= SettleWindow);
+        return fate == RefundFate.Held ? job : await store.GetAsync(job.Id, cancellationToken) ?? job;
     }
 
     /// <summary>The claim's payment threw: settle it by what the node says of it, and tell the client where the refund stands.</summary>
     private async Task<RefundOutcome> AfterFailedPaymentAsync(string id, string paymentHash, long amount, LightningException exception)
     {
-        OutgoingPaymentStatus? status;
+        RefundFate fate;
         try
         {
-            status = await node.GetPaymentAsync(paymentHash, CancellationToken.None);
+            // The node answered the payment with an error: if it holds no payment to the hash, it made none.
+            fate = await ApplyAsync(id, paymentHash, await node.GetPaymentAsync(paymentHash, CancellationToken.None), unknownIsUnpaid: exception.NodeAnswered);
         }
         catch (LightningException)
         {
-            status = null;
+            fate = RefundFate.Held;
         }
+        return fate switch
+        {
+            RefundFate.Paid => new(RefundOutcomeKind.Paid, $"refund of {amount} sats sent", amount, paymentHash),
+            RefundFate.Owed => new(RefundOutcomeKind.NodeFailed, $"the Lightning node could not pay the refund ({exception.Message}); it is still owed, claim it again"),
+            _ => new(RefundOutcomeKind.NodeFailed,
+                $"the Lightning node has not said whether it paid the refund ({exception.Message}). It is held for the invoice you sent " +
+                $"(payment hash {paymentHash}) until the node does: read the job, which shows it paid, or pending again " +
+                "if the payment did not go out, and then claim it again"),
+        };
+    }
+
+    /// <summary>Where a paying refund stands once the node has said what became of its payment.</summary>
+    private enum RefundFate
+    {
+        Paid,
+        /// <summary>Owed again: the payment did not go out.</summary>
+        Owed,
+        /// <summary>Still paying: the payment may yet go out, or the node could not say.</summary>
+        Held,
+    }
+
+    /// <summary>
+    /// Applies the node's <paramref name="status"/> of the payment to <paramref name="paymentHash"/>: settled is paid,
+    /// failed is owed again, and so is a payment the node never heard of when <paramref name="unknownIsUnpaid"/>.
+    /// </summary>
+    private async Task<RefundFate> ApplyAsync(string id, string paymentHash, OutgoingPaymentStatus status, bool unknownIsUnpaid)
+    {
         switch (status)
         {
             case OutgoingPaymentStatus.Succeeded:
                 await store.MarkRefundPaidAsync(id, paymentHash);
-                return new(RefundOutcomeKind.Paid, $"refund of {amount} sats sent", amount, paymentHash);
+                return RefundFate.Paid;
             case OutgoingPaymentStatus.Failed:
-            // The node answered the payment with an error and holds no payment to the hash: it made none.
-            case OutgoingPaymentStatus.Unknown when exception.NodeAnswered:
+            case OutgoingPaymentStatus.Unknown when unknownIsUnpaid:
                 await store.ReleaseRefundAsync(id, paymentHash);
-                return new(RefundOutcomeKind.NodeFailed, $"the Lightning node could not pay the refund ({exception.Message}); it is still owed, claim it again");
+                return RefundFate.Owed;
             default:
-                return new(RefundOutcomeKind.NodeFailed,
-                    $"the Lightning node has not said whether it paid the refund ({exception.Message}). It is held for the invoice you sent " +
-                    $"(payment hash {paymentHash}) until the node does: read the job, which shows it paid, or pending again " +
-                    "if the payment did not go out, and then claim it again");
+                return RefundFate.Held;
         }
     }
 
