@@ -13,13 +13,18 @@ public sealed record AgentError([property: JsonPropertyName("error")] string Err
 public sealed record AgentHealthDto([property: JsonPropertyName("status")] string Status);
 
 /// <summary>
-/// The spec's <c>InvoiceInfo</c>. In stub mode it also carries <c>paymentHash</c> (the spec's README: stub invoices
-/// "expose paymentHash"), which the development route pays by; the schema allows extra properties.
+/// The spec's <c>InvoiceInfo</c>, and its <c>SessionInvoiceInfo</c> (the same fields). In stub mode it also carries
+/// <c>paymentHash</c> (the spec's README: stub invoices "expose paymentHash"), which the development route pays by.
 /// </summary>
 public sealed record InvoiceDto(
     [property: JsonPropertyName("paymentRequest")] string PaymentRequest,
     [property: JsonPropertyName("amountSats")] long AmountSats,
-    [property: JsonPropertyName("paymentHash"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? PaymentHash);
+    [property: JsonPropertyName("paymentHash"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? PaymentHash)
+{
+    /// <summary>A session's deposit or top-up invoice; <paramref name="showHash"/> in stub mode.</summary>
+    public static InvoiceDto Of(Coordinator.Grains.Lightning.Sessions.SessionInvoice invoice, bool showHash) =>
+        new(invoice.PaymentRequest, invoice.AmountSats, showHash ? invoice.PaymentHash : null);
+}
 
 /// <summary>The spec's <c>CreateJobResponse</c>.</summary>
 public sealed record CreateJobDto(

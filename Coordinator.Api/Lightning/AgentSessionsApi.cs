@@ -42,7 +42,7 @@ public static class AgentSessionsApi
         if (error is not null) return AgentErrors.BadRequest(error);
         var id = SessionIds.NewSessionId();
         var invoice = await grains.GetGrain<ISessionGrain>(id).OpenAsync(amount);
-        return TypedResults.Json(new CreateSessionResponseDto(id, SessionStates.AwaitingPayment, SessionInvoiceDto.Of(invoice, node.IsStub)),
+        return TypedResults.Json(new CreateSessionResponseDto(id, SessionStates.AwaitingPayment, InvoiceDto.Of(invoice, node.IsStub)),
             statusCode: StatusCodes.Status201Created);
     }
 
@@ -53,8 +53,8 @@ public static class AgentSessionsApi
         var macaroon = session.IsLive ? await macaroons.MintAsync(session.Id, session.ExpiresAt!.Value, cancellationToken) : null;
         return TypedResults.Json(new SessionStatusDto(session.Id, SessionStates.Name(session.State), session.BalanceSats, options.Value.MinimumBalanceSats,
             macaroon, session.ExpiresAt,
-            session.State == AgentSessionState.AwaitingPayment ? SessionInvoiceDto.Of(session.Deposit, node.IsStub) : null,
-            session.PendingTopup is { } topup ? SessionInvoiceDto.Of(topup, node.IsStub) : null));
+            session.State == AgentSessionState.AwaitingPayment ? InvoiceDto.Of(session.Deposit, node.IsStub) : null,
+            session.PendingTopup is { } topup ? InvoiceDto.Of(topup, node.IsStub) : null));
     }
 
     public static async Task<IResult> RequestAsync(string id, HttpContext context, IGrainFactory grains, SessionMacaroons macaroons,
@@ -87,7 +87,7 @@ public static class AgentSessionsApi
         var answer = await grains.GetGrain<ISessionGrain>(id).RequestTopupAsync(amount);
         return answer.Outcome switch
         {
-            TopupOutcome.Created => TypedResults.Json(new TopupSessionResponseDto(id, SessionInvoiceDto.Of(answer.Invoice!, node.IsStub))),
+            TopupOutcome.Created => TypedResults.Json(new TopupSessionResponseDto(id, InvoiceDto.Of(answer.Invoice!, node.IsStub))),
             TopupOutcome.NotFound => SessionNotFound(),
             TopupOutcome.AlreadyPending => AgentErrors.Error(StatusCodes.Status409Conflict,
                 "this session already has a top-up invoice outstanding (see pendingTopup in GET /api/sessions/{id}); pay it first"),

@@ -3,20 +3,11 @@ using Coordinator.Grains.Lightning.Sessions;
 
 namespace Coordinator.Api.Lightning;
 
-/// <summary>The spec's <c>SessionInvoiceInfo</c>; <c>paymentHash</c> only in stub mode, where the development route pays by it.</summary>
-public sealed record SessionInvoiceDto(
-    [property: JsonPropertyName("paymentRequest")] string PaymentRequest,
-    [property: JsonPropertyName("amountSats")] long AmountSats,
-    [property: JsonPropertyName("paymentHash"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? PaymentHash)
-{
-    public static SessionInvoiceDto Of(SessionInvoice invoice, bool showHash) => new(invoice.PaymentRequest, invoice.AmountSats, showHash ? invoice.PaymentHash : null);
-}
-
 /// <summary>The spec's <c>CreateSessionResponse</c>.</summary>
 public sealed record CreateSessionResponseDto(
     [property: JsonPropertyName("sessionId")] string SessionId,
     [property: JsonPropertyName("state")] string State,
-    [property: JsonPropertyName("invoice")] SessionInvoiceDto Invoice);
+    [property: JsonPropertyName("invoice")] InvoiceDto Invoice);
 
 /// <summary>The spec's <c>SessionStatusResponse</c>; absent fields are left out, not null.</summary>
 public sealed record SessionStatusDto(
@@ -26,8 +17,8 @@ public sealed record SessionStatusDto(
     [property: JsonPropertyName("minimumBalanceSats")] long MinimumBalanceSats,
     [property: JsonPropertyName("macaroon"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Macaroon,
     [property: JsonPropertyName("expiresAt"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] DateTimeOffset? ExpiresAt,
-    [property: JsonPropertyName("invoice"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] SessionInvoiceDto? Invoice,
-    [property: JsonPropertyName("pendingTopup"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] SessionInvoiceDto? PendingTopup);
+    [property: JsonPropertyName("invoice"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] InvoiceDto? Invoice,
+    [property: JsonPropertyName("pendingTopup"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] InvoiceDto? PendingTopup);
 
 /// <summary>The spec's <c>SessionCostBreakdown</c>.</summary>
 public sealed record SessionCostDto(
@@ -54,7 +45,7 @@ public sealed record SessionRequestResponseDto(
 /// <summary>The spec's <c>TopupSessionResponse</c>.</summary>
 public sealed record TopupSessionResponseDto(
     [property: JsonPropertyName("sessionId")] string SessionId,
-    [property: JsonPropertyName("topup")] SessionInvoiceDto Topup);
+    [property: JsonPropertyName("topup")] InvoiceDto Topup);
 
 /// <summary>The spec's <c>DemoResponse</c>.</summary>
 public sealed record DemoResponseDto([property: JsonPropertyName("result")] string Result);
