@@ -47,6 +47,7 @@ public static class GridServiceCollectionExtensions
         services.AddSingleton<Quotas>();
         services.AddSingleton<QuotaCounting>();
         services.AddHostedService(sp => sp.GetRequiredService<QuotaCounting>());
+        services.AddSingleton<ILifecycleParticipant<Orleans.Runtime.ISiloLifecycle>>(sp => sp.GetRequiredService<QuotaCounting>());
         services.AddSingleton<Credits>();
         services.AddSingleton<Usage>();
         services.AddSingleton<BillingStore>();

@@ -40,6 +40,8 @@ builder.Services.AddLightningAgent(builder.Configuration);
 builder.Services.AddAgentSessionsApi(builder.Configuration);
 builder.Services.AddAgentDemoApi(builder.Configuration);
 builder.UseCoordinatorSilo(connectionString);
+// SIGTERM: not ready, polls answered, in-flight requests finished, the silo leaves the cluster (Shutdown:Timeout).
+builder.UseGracefulStop();
 builder.AddCoordinatorTelemetry();
 
 var app = builder.Build();

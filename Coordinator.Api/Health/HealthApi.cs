@@ -14,7 +14,11 @@ namespace Coordinator.Api.Health;
 public sealed record HealthDto(string Status, string Database, string Node, bool Listening, int ParkedPolls,
     [property: System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)] string? Error = null);
 
-/// <summary><c>GET /api/v1/health</c>: liveness and database readiness, answered within about two seconds.</summary>
+/// <summary>
+/// <c>GET /api/v1/health</c>: readiness, answered within about two seconds: 503 <c>unavailable</c> while PostgreSQL does
+/// not answer, and 503 <c>stopping</c> from the moment the silo begins a graceful stop (SIGTERM), so that load balancers
+/// and the Kubernetes readiness probe stop sending it requests. Liveness is <c>/api/healthz</c>, which stays 200.
+/// </summary>
 public static class HealthApi
 {
     private static readonly TimeSpan DatabaseCheckTimeout = TimeSpan.FromSeconds(2);
@@ -27,8 +31,14 @@ public static class HealthApi
     }
 
     public static async Task<Results<Ok<HealthDto>, JsonHttpResult<HealthDto>>> CheckAsync(
-        NpgsqlDataSource dataSource, PollsWaiting polls, ILocalSiloDetails silo, IClusterMembershipService membership, CancellationToken cancellationToken)
+        NpgsqlDataSource dataSource, PollsWaiting polls, ILocalSiloDetails silo, IClusterMembershipService membership, IHostApplicationLifetime lifetime,
+        CancellationToken cancellationToken)
     {
+        if (lifetime.ApplicationStopping.IsCancellationRequested)
+        {
+            return TypedResults.Json(new HealthDto("stopping", "unchecked", silo.SiloAddress.ToString(), Active(silo, membership), polls.Count,
+                "this silo is stopping: send requests to another"), statusCode: StatusCodes.Status503ServiceUnavailable);
+        }
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         timeout.CancelAfter(DatabaseCheckTimeout);
         try

@@ -127,6 +127,8 @@ public static class WorkersApi
         var invalid = models.Concat(families).FirstOrDefault(n => !ModelNames.IsValid(n));
         if (invalid is not null) return ApiErrors.InvalidRequest($"'{JsonText.Truncate(invalid, 80)}' is not a valid model or family name");
 
+        // A stopping silo hands out no job: the poll ends at once and the worker polls another silo.
+        if (lifetime.ApplicationStopping.IsCancellationRequested) return Stopping(context);
         var workerId = context.GetCaller().WorkerId!.Value;
         var worker = grains.GetGrain<IWorkerGrain>(workerId);
         var pollId = Guid.NewGuid();
@@ -144,7 +146,7 @@ public static class WorkersApi
         {
             waiting.Leave();
         }
-        if (job is null) return TypedResults.NoContent();
+        if (job is null) return lifetime.ApplicationStopping.IsCancellationRequested ? Stopping(context) : TypedResults.NoContent();
         if (context.RequestAborted.IsCancellationRequested)
         {
             // Claimed as the worker hung up: nobody will receive it, so it goes back at once.
@@ -158,6 +160,13 @@ public static class WorkersApi
             : [];
         return TypedResults.Ok(new JobAssignmentDto(job.Id, job.Model, job.Family, job.ModelMatch, job.Prompt, attachments, job.Priority, job.TimeoutSeconds, job.Attempts,
             JobDto.ParseParams(job.Params)));
+    }
+
+    // The poll's connection closes too: through a load balancer, the worker's next poll opens one to another silo.
+    private static NoContent Stopping(HttpContext context)
+    {
+        context.Response.Headers.Connection = "close";
+        return TypedResults.NoContent();
     }
 
     public static async Task<Results<Ok<StatusDto>, NotFound<ApiError>, UnprocessableEntity<ApiError>>> StartAsync(long id, HttpContext context, IGrainFactory grains)

@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
+using Orleans.Runtime;
 
 namespace Coordinator.Grains.Accounting;
 
@@ -9,9 +10,13 @@ namespace Coordinator.Grains.Accounting;
 /// is a call that is awaited, so that the limit it reaches is enforced (the account's jobs held) before the claim or the
 /// result is answered. For an account without limits the counts are only a record: the silo remembers for
 /// <see cref="UnlimitedFor"/> that the plan has none, adds them up, and sends them to the account's grain once every
-/// <see cref="SendInterval"/>, so that claims and results of such accounts make no grain call at all.
+/// <see cref="SendInterval"/>, so that claims and results of such accounts make no grain call at all. What is unsent when
+/// the silo stops is sent as the silo's stop begins (its <see cref="ServiceLifecycleStage.Active"/> stage), while grains can
+/// still be called: after the front end's last requests, and before the silo leaves the cluster. A hosted service's stop
+/// comes too late for that: the host stops the services registered after it first, and the silo is one of them.
 /// </summary>
-public sealed partial class QuotaCounting(IGrainFactory grains, TimeProvider time, ILogger<QuotaCounting> logger) : IHostedService, IAsyncDisposable
+public sealed partial class QuotaCounting(IGrainFactory grains, TimeProvider time, ILogger<QuotaCounting> logger)
+    : IHostedService, ILifecycleParticipant<ISiloLifecycle>, IAsyncDisposable
 {
     /// <summary>How long an answer that the plan has no limit is trusted: a plan that gains one is enforced that much later at the most.</summary>
     public static readonly TimeSpan UnlimitedFor = TimeSpan.FromMinutes(1);
@@ -88,6 +93,9 @@ public sealed partial class QuotaCounting(IGrainFactory grains, TimeProvider tim
         if (_timer is not null) await _timer.DisposeAsync();
         await SendUnsentAsync();
     }
+
+    public void Participate(ISiloLifecycle lifecycle) =>
+        lifecycle.Subscribe(nameof(QuotaCounting), ServiceLifecycleStage.Active, _ => Task.CompletedTask, async _ => await SendUnsentAsync());
 
     public async ValueTask DisposeAsync()
     {

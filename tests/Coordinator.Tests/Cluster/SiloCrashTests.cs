@@ -115,12 +115,12 @@ public sealed class SiloCrashTests
     }
 
     /// <summary>The silo a worker talks to now.</summary>
-    private sealed class Cursor(int index)
+    internal sealed class Cursor(int index)
     {
         public int Index { get; set; } = index;
     }
 
-    private enum Answer
+    internal enum Answer
     {
         Done,
         Refused,
@@ -132,7 +132,7 @@ public sealed class SiloCrashTests
     /// grid-worker does): a silo answers 503 while the grain a call needs is on a silo that died and has not yet been
     /// declared dead.
     /// </summary>
-    private static async Task<Answer> CallUntilAnsweredAsync(HttpClient http, List<SiloProcess> silos, Cursor silo, string key, HttpMethod method,
+    internal static async Task<Answer> CallUntilAnsweredAsync(HttpClient http, List<SiloProcess> silos, Cursor silo, string key, HttpMethod method,
         string path, object? body, CancellationToken stop)
     {
         var resent = false;
@@ -201,7 +201,7 @@ public sealed class SiloCrashTests
         return stuck;
     }
 
-    private static int NextLive(List<SiloProcess> silos, int silo)
+    internal static int NextLive(List<SiloProcess> silos, int silo)
     {
         for (var step = 1; step <= silos.Count; step++)
         {
@@ -211,7 +211,7 @@ public sealed class SiloCrashTests
         return silo;
     }
 
-    private static HttpRequestMessage Request(SiloProcess silo, string key, HttpMethod method, string path, object? body)
+    internal static HttpRequestMessage Request(SiloProcess silo, string key, HttpMethod method, string path, object? body)
     {
         var request = new HttpRequestMessage(method, new Uri(silo.BaseAddress, path));
         request.Headers.Authorization = new("Bearer", key);
@@ -219,14 +219,14 @@ public sealed class SiloCrashTests
         return request;
     }
 
-    private static async Task<HttpResponseMessage> SendAsync(HttpClient http, SiloProcess silo, string key, HttpMethod method, string path,
+    internal static async Task<HttpResponseMessage> SendAsync(HttpClient http, SiloProcess silo, string key, HttpMethod method, string path,
         object? body, CancellationToken stop)
     {
         using var request = Request(silo, key, method, path, body);
         return await http.SendAsync(request, stop);
     }
 
-    private static async Task<string> NewUnlimitedAccountAsync(HttpClient http, SiloProcess silo, string database)
+    internal static async Task<string> NewUnlimitedAccountAsync(HttpClient http, SiloProcess silo, string database)
     {
         using var response = await http.PostAsJsonAsync(new Uri(silo.BaseAddress, "accounts"), new { name = "crash" });
         var account = await ApiClient.ExpectAsync(response, HttpStatusCode.Created);
@@ -241,7 +241,7 @@ public sealed class SiloCrashTests
         return account.GetProperty("api_key").GetString()!;
     }
 
-    private static async Task<string> NewWorkerKeyAsync(HttpClient http, SiloProcess silo, string key, string model)
+    internal static async Task<string> NewWorkerKeyAsync(HttpClient http, SiloProcess silo, string key, string model)
     {
         using var created = await SendAsync(http, silo, key, HttpMethod.Post, "keys", new { name = "w" }, CancellationToken.None);
         var workerKey = (await ApiClient.ExpectAsync(created, HttpStatusCode.Created)).GetProperty("key").GetString()!;
@@ -256,7 +256,7 @@ public sealed class SiloCrashTests
         return workerKey;
     }
 
-    private static async Task<long> CountAsync(string database, string condition)
+    internal static async Task<long> CountAsync(string database, string condition)
     {
         await using var connection = new NpgsqlConnection(database);
         await connection.OpenAsync();
@@ -264,7 +264,7 @@ public sealed class SiloCrashTests
         return (long)(await command.ExecuteScalarAsync())!;
     }
 
-    private static async Task<string> DescribeAsync(string database)
+    internal static async Task<string> DescribeAsync(string database)
     {
         await using var connection = new NpgsqlConnection(database);
         await connection.OpenAsync();

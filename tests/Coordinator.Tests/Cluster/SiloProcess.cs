@@ -8,18 +8,26 @@ namespace Coordinator.Tests.Cluster;
 
 /// <summary>
 /// A silo as a separate process (<c>dotnet Coordinator.Silo.dll</c>, the build the tests reference), so that a test can
-/// kill it the way an operating system does: <see cref="Kill"/> is SIGKILL, with no chance to leave the cluster.
+/// kill it the way an operating system does: <see cref="Kill"/> is SIGKILL, with no chance to leave the cluster, and
+/// <see cref="Terminate"/> is SIGTERM, what systemd, Kubernetes and <c>docker stop</c> send first.
 /// </summary>
 public sealed class SiloProcess : IAsyncDisposable
 {
     private readonly Process _process;
     private readonly StringBuilder _log = new();
 
-    private SiloProcess(Process process, Uri baseAddress)
+    private SiloProcess(Process process, Uri baseAddress, int siloPort)
     {
         _process = process;
         BaseAddress = baseAddress;
+        SiloPort = siloPort;
     }
+
+    /// <summary>The port of its silo-to-silo endpoint: its row in the membership table.</summary>
+    public int SiloPort { get; }
+
+    /// <summary>The exit code, once <see cref="HasExited"/>.</summary>
+    public int ExitCode => _process.ExitCode;
 
     /// <summary><c>http://127.0.0.1:port/api/v1/</c>.</summary>
     public Uri BaseAddress { get; }
@@ -48,7 +56,8 @@ public sealed class SiloProcess : IAsyncDisposable
         start.ArgumentList.Add("--urls");
         start.ArgumentList.Add($"http://127.0.0.1:{port}");
         start.Environment["ConnectionStrings__Postgres"] = connectionString;
-        start.Environment["Cluster__SiloPort"] = FreePort().ToString(CultureInfo.InvariantCulture);
+        var siloPort = FreePort();
+        start.Environment["Cluster__SiloPort"] = siloPort.ToString(CultureInfo.InvariantCulture);
         start.Environment["Aitbc__Port"] = FreePort().ToString(CultureInfo.InvariantCulture);
         start.Environment["Cluster__GatewayPort"] = "0";
         start.Environment["Cluster__ProbeTimeout"] = "00:00:01";
@@ -57,9 +66,10 @@ public sealed class SiloProcess : IAsyncDisposable
         start.Environment["Logging__LogLevel__Default"] = "Warning";
         start.Environment["RateLimits__Enabled"] = "false";
         foreach (var (key, value) in settings ?? new Dictionary<string, string>()) start.Environment[key] = value;
+        if (start.Environment["Cluster__SiloPort"] is { } chosen) siloPort = int.Parse(chosen, CultureInfo.InvariantCulture);
 
         var process = Process.Start(start) ?? throw new InvalidOperationException("could not start a silo process");
-        var silo = new SiloProcess(process, new Uri($"http://127.0.0.1:{port}/api/v1/"));
+        var silo = new SiloProcess(process, new Uri($"http://127.0.0.1:{port}/api/v1/"), siloPort);
         process.OutputDataReceived += (_, e) => silo.Append(e.Data);
         process.ErrorDataReceived += (_, e) => silo.Append(e.Data);
         process.BeginOutputReadLine();
@@ -95,6 +105,17 @@ public sealed class SiloProcess : IAsyncDisposable
         if (!_process.HasExited) _process.Kill(entireProcessTree: true);
         _process.WaitForExit();
     }
+
+    /// <summary>SIGTERM: the silo begins its graceful stop; <see cref="WaitForExitAsync"/> waits for its end.</summary>
+    public void Terminate()
+    {
+        if (_process.HasExited) return;
+        using var kill = Process.Start(new ProcessStartInfo("kill") { ArgumentList = { "-TERM", _process.Id.ToString(CultureInfo.InvariantCulture) }, UseShellExecute = false })
+            ?? throw new InvalidOperationException("could not run kill");
+        kill.WaitForExit();
+    }
+
+    public Task WaitForExitAsync(CancellationToken cancellationToken) => _process.WaitForExitAsync(cancellationToken);
 
     public async ValueTask DisposeAsync()
     {
