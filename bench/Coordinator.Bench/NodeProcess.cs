@@ -75,6 +75,20 @@ public sealed class NodeProcess : IAsyncDisposable
         return node;
     }
 
+    /// <summary>SIGTERM, the graceful stop; answers the exit code and how long the node took to exit.</summary>
+    public async Task<(int ExitCode, TimeSpan Took)> TerminateAsync(TimeSpan timeout)
+    {
+        var started = Stopwatch.GetTimestamp();
+        using (var kill = Process.Start(new ProcessStartInfo("kill") { ArgumentList = { "-TERM", Pid.ToString(System.Globalization.CultureInfo.InvariantCulture) }, UseShellExecute = false })
+            ?? throw new InvalidOperationException("could not run kill"))
+        {
+            await kill.WaitForExitAsync();
+        }
+        using var wait = new CancellationTokenSource(timeout);
+        await _process.WaitForExitAsync(wait.Token);
+        return (_process.ExitCode, Stopwatch.GetElapsedTime(started));
+    }
+
     public async ValueTask DisposeAsync()
     {
         // A scenario that kills a node disposes it twice: when it kills it, and with the others at the end.

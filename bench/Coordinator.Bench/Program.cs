@@ -3,7 +3,7 @@ using System.Runtime.InteropServices;
 using Coordinator.Bench;
 
 // The benchmark harness. Normally started by bench/run.sh, which provisions PostgreSQL and builds everything:
-//   dotnet Coordinator.Bench.dll [--quick] [--only engine,dispatch,lifecycle,receipts-cost,backlog,position,parked,priority,scale,failover,stream,openai,lightning,receipts-verify,ledger-verify] [--repeat N] [--out DIR]
+//   dotnet Coordinator.Bench.dll [--quick] [--only engine,dispatch,lifecycle,receipts-cost,backlog,position,parked,priority,scale,failover,rolling,stream,openai,lightning,receipts-verify,ledger-verify] [--repeat N] [--out DIR]
 // Environment: BENCH_PG (admin connection string), BENCH_API_DLL (Coordinator.Silo.dll), BENCH_PEERS_DIR (bench/peers),
 // BENCH_BASELINE_DLL and BENCH_BASELINE_DESCRIPTION (pg-engine's Coordinator.Api.dll, measured beside ours; --no-baseline skips it).
 var options = BenchOptions.Parse(args);
@@ -14,7 +14,7 @@ var report = new Report();
 var clock = Stopwatch.StartNew();
 
 bool Wanted(string name) => options.Only.Count == 0 || options.Only.Contains(name);
-string[] sections = ["engine", "dispatch", "lifecycle", "receipts-cost", "backlog", "position", "parked", "priority", "scale", "failover", "stream", "openai", "lightning", "receipts-verify", "ledger-verify"];
+string[] sections = ["engine", "dispatch", "lifecycle", "receipts-cost", "backlog", "position", "parked", "priority", "scale", "failover", "rolling", "stream", "openai", "lightning", "receipts-verify", "ledger-verify"];
 if (!sections.Any(Wanted)) return 0;  // e.g. --only worker: bench/run.sh measures the agent on its own
 // A run of some sections only does not replace the latest complete one.
 var resultName = options.Only.Count == 0 ? "latest" : "partial";
@@ -51,6 +51,7 @@ if (Wanted("lightning")) { await service.AgentJobsAsync(); await SaveAsync(); aw
 if (options.LoadCpus is not null && OperatingSystem.IsLinux()) Process.GetCurrentProcess().ProcessorAffinity = (nint)((1L << Environment.ProcessorCount) - 1);
 if (Wanted("scale")) { await service.ScaleOutAsync(); await SaveAsync(); }
 if (Wanted("failover")) { await new FailoverBenchmark(options, database, http, report).RunAsync(); await SaveAsync(); }
+if (Wanted("rolling")) { await new RollingBenchmark(options, database, http, report).RunAsync(); await SaveAsync(); }
 
 // Written after every section, so that a failure late in a long run keeps what was measured before it.
 async Task SaveAsync()
