@@ -105,6 +105,15 @@ public static class SiloSetup
                 membership.TableRefreshTimeout = options.TableRefreshTimeout;
             });
             silo.Configure<SiloMessagingOptions>(messaging => messaging.RequestProcessingWarningTime = LongRequestWarning);
+            // Mixed versions during a rolling upgrade (deploy/README.md, "Mixed versions during a roll"): Orleans' own
+            // defaults, set here so that an Orleans upgrade cannot change them unnoticed. A call made for a grain
+            // interface's [Version(n)] goes to an activation of version n or higher; a new activation takes any compatible
+            // version, so the first new silos of a roll are not handed every new activation.
+            silo.Configure<GrainVersioningOptions>(versioning =>
+            {
+                versioning.DefaultCompatibilityStrategy = nameof(Orleans.Versions.Compatibility.BackwardCompatible);
+                versioning.DefaultVersionSelectorStrategy = nameof(Orleans.Versions.Selector.AllCompatibleVersions);
+            });
             // Grain calls carry the caller's trace context (W3C traceparent), so one job's path (HTTP request, grain calls,
             // statements) is one trace. It costs nothing while no listener samples Orleans' activity sources.
             silo.AddActivityPropagation();
