@@ -8,10 +8,9 @@ using Coordinator.Grains.Duties;
 using Coordinator.Grains.Jobs;
 using Coordinator.Grains.Ledger;
 using Coordinator.Grains.Receipts;
+using Coordinator.Grains.Secrets;
 using Coordinator.Grains.Webhooks;
 using Coordinator.Grains.Workers;
-using Microsoft.AspNetCore.DataProtection;
-using Microsoft.AspNetCore.DataProtection.KeyManagement;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
@@ -57,9 +56,8 @@ public static class GridServiceCollectionExtensions
         services.AddSingleton<WebhookSender>();
         services.AddSingleton<WebhookDeliveries>();
         services.AddHostedService<WebhookSenderService>();
-        // Every node must read what any node protected: the key ring lives in PostgreSQL.
-        services.AddDataProtection().SetApplicationName("Coordinator");
-        services.AddOptions<KeyManagementOptions>().Configure<NpgsqlDataSource>((keys, dataSource) => keys.XmlRepository = new PostgresXmlRepository(dataSource));
+        // Every node must read what any node protected: the key ring lives in PostgreSQL, encrypted at rest when configured.
+        services.AddSharedKeyRing(configuration);
         services.AddHttpClient(WebhookSender.HttpClientName)
             .ConfigurePrimaryHttpMessageHandler(sp => new SocketsHttpHandler
             {

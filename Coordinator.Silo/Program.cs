@@ -60,6 +60,10 @@ if (args is ["receipt-keys", .. var receiptKeyArgs])
 {
     return await ReceiptKeyCommands.RunAsync(app.Services, receiptKeyArgs, Console.Out);
 }
+if (args is ["data-protection", .. var dataProtectionArgs])
+{
+    return await DataProtectionCommands.RunAsync(app.Services, dataProtectionArgs, Console.Out);
+}
 if (args is ["ledger", .. var ledgerArgs])
 {
     return await LedgerCommands.RunAsync(app.Services, ledgerArgs, Console.Out);

@@ -82,6 +82,8 @@ public static class SiloSetup
                 ["Cluster:KubernetesHosting is on, but this process is not in a Kubernetes pod (KUBERNETES_SERVICE_HOST is not set). Turn it off outside Kubernetes."]);
         }
 
+        var tls = builder.Configuration.GetSection(SiloTlsOptions.Section).Get<SiloTlsOptions>() ?? new SiloTlsOptions();
+
         // The providers get their own small pool: membership and heartbeats are a few statements a second at most, and
         // they must not queue behind the engine's hot path or take its session settings.
         var providerConnections = new NpgsqlConnectionStringBuilder(connectionString) { MaxPoolSize = 10, ApplicationName = "coordinator-silo" };
@@ -117,6 +119,8 @@ public static class SiloSetup
             // Grain calls carry the caller's trace context (W3C traceparent), so one job's path (HTTP request, grain calls,
             // statements) is one trace. It costs nothing while no listener samples Orleans' activity sources.
             silo.AddActivityPropagation();
+            // Mutual TLS on the silo and gateway ports when Cluster:Tls:CertificatePath is set (deploy/README.md, "Silos on several hosts").
+            silo.UseCoordinatorTls(tls);
             if (options.KubernetesHosting)
             {
                 // After the ClusterOptions above: ORLEANS_CLUSTER_ID / ORLEANS_SERVICE_ID, when the pod sets them, win.

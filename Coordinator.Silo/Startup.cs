@@ -35,6 +35,17 @@ public static partial class Startup
             }
         }
 
+        // Before anything is protected: a node that cannot read the shared key ring stops here, saying why.
+        try
+        {
+            await app.Services.GetRequiredService<Coordinator.Grains.Secrets.KeyRingCheck>().VerifyAsync();
+        }
+        catch (Coordinator.Grains.Secrets.KeyRingException exception)
+        {
+            await Console.Error.WriteLineAsync(exception.Message);
+            return false;
+        }
+
         await app.Services.GetRequiredService<Coordinator.Grains.Billing.BillingStore>().SyncPlansAsync();
         var keyFile = app.Configuration["DevAccount:KeyFile"];
         if (!string.IsNullOrEmpty(keyFile)) await EnsureDevAccountAsync(app, keyFile);

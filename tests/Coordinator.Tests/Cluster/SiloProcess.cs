@@ -42,8 +42,13 @@ public sealed class SiloProcess : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// Starts a silo process on <c>connectionString</c>'s database with test settings (and <c>settings</c> over them), and
+    /// waits until it answers health; with <c>waitUntilHealthy</c> false, answers once the process runs (a silo not
+    /// expected to become healthy).
+    /// </summary>
     [System.Diagnostics.CodeAnalysis.SuppressMessage("Reliability", "CA2000:Dispose objects before losing scope", Justification = "returned to the caller once healthy, disposed here when it never becomes healthy")]
-    public static async Task<SiloProcess> StartAsync(string connectionString, IDictionary<string, string>? settings = null)
+    public static async Task<SiloProcess> StartAsync(string connectionString, IDictionary<string, string>? settings = null, bool waitUntilHealthy = true)
     {
         var port = FreePort();
         var start = new ProcessStartInfo("dotnet")
@@ -74,6 +79,7 @@ public sealed class SiloProcess : IAsyncDisposable
         process.ErrorDataReceived += (_, e) => silo.Append(e.Data);
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
+        if (!waitUntilHealthy) return silo;
 
         using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(2) };
         var deadline = Environment.TickCount64 + 60_000;
