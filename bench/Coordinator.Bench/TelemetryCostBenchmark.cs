@@ -31,14 +31,21 @@ public sealed partial class ServiceBenchmarks
     /// <summary>How often the bench scrapes an ON node's Prometheus endpoint (Prometheus' own default is 60 s; 2 s is harsh).</summary>
     private static readonly TimeSpan ScrapeInterval = TimeSpan.FromSeconds(2);
 
-    private sealed record TelemetryMode(string Name, string Label, bool On, string? SamplingRatio);
+    private sealed record TelemetryMode(string Name, string Label, bool On, string? SamplingRatio, bool Metrics = true, bool Traces = true);
 
-    private static readonly TelemetryMode[] TelemetryModes =
+    /// <summary>The kinds of run: off and the two ON figures by default; <c>--scenarios</c> picks others (metrics or traces alone) to find where a cost comes from.</summary>
+    private static readonly TelemetryMode[] AllTelemetryModes =
     [
         new("off", "telemetry OFF", false, null),
         new("on", "ON, default sampling", true, null),
         new("full", "ON, sampling 1.0", true, "1.0"),
+        new("metrics", "metrics alone (scraped)", true, null, Traces: false),
+        new("traces", "traces alone (default sampling, not exported)", true, null, Metrics: false),
     ];
+
+    private TelemetryMode[] TelemetryModes => options.Scenarios.Count == 0
+        ? AllTelemetryModes[..3]
+        : [AllTelemetryModes[0], .. AllTelemetryModes.Skip(1).Where(m => options.Scenarios.Contains(m.Name))];
 
     [System.Diagnostics.CodeAnalysis.SuppressMessage("Reliability", "CA2000:Dispose objects before losing scope", Justification = "using declarations; the analyzer does not follow them in async methods")]
     public async Task TelemetryCostAsync()
@@ -56,13 +63,20 @@ public sealed partial class ServiceBenchmarks
                 var name = $"svc_telemetry_{round}_{mode.Name}";
                 var settings = new Dictionary<string, string>();
                 var scrapePort = NodeProcess.FreePort();
-                if (mode.On)
+                if (mode.On && mode.Metrics)
                 {
                     settings["Telemetry__Prometheus__Enabled"] = "true";
                     settings["Telemetry__Prometheus__Port"] = scrapePort.ToString(CultureInfo.InvariantCulture);
+                }
+                if (mode.On && mode.Traces)
+                {
+                    settings["Telemetry__Tracing__Enabled"] = "true";
+                    if (mode.SamplingRatio is { } ratio) settings["Telemetry__Tracing__SamplingRatio"] = ratio;
+                }
+                if (mode.On && mode.Metrics && mode.Traces)
+                {
                     settings["Telemetry__Otlp__Endpoint"] = sink.Endpoint.ToString();
                     settings["Telemetry__Otlp__Protocol"] = "http/protobuf";
-                    if (mode.SamplingRatio is { } ratio) settings["Telemetry__Tracing__SamplingRatio"] = ratio;
                 }
                 var loadBefore = LoadAverage();
                 var exportsBefore = sink.Snapshot();
@@ -71,7 +85,10 @@ public sealed partial class ServiceBenchmarks
                 await using (var setup = await SingleNodeAsync(options.Ours, name, requestLimit: null, settings))
                 {
                     using var stopScraping = new CancellationTokenSource();
-                    var scraping = mode.On ? ScrapeAsync(new Uri($"http://127.0.0.1:{scrapePort}/metrics"), stopScraping.Token) : Task.FromResult(new Scrapes(0, 0, false));
+                    var scraping = mode.On && mode.Metrics ? ScrapeAsync(new Uri($"http://127.0.0.1:{scrapePort}/metrics"), stopScraping.Token) : Task.FromResult(new Scrapes(0, 0, false));
+                    // A warm-up run first, not measured: the JIT's work on the code telemetry adds (exporters, instrumentation)
+                    // would otherwise count as a cost per job, and it is paid once per process.
+                    _ = await LifecycleRunAsync([setup.Node], setup.Key, jobs / 4, workers: 32, submitters: 16, setup.Database);
                     result = await LifecycleRunAsync([setup.Node], setup.Key, jobs, workers: 32, submitters: 16, setup.Database);
                     await stopScraping.CancelAsync();
                     scrapes = await scraping;
@@ -82,7 +99,7 @@ public sealed partial class ServiceBenchmarks
                 var run = new TelemetryRun(round + 1, mode.Name, result, scrapes, exports, loadBefore, loadAfter);
                 Console.WriteLine($"telemetry round {round + 1} {mode.Label}: {result}; {scrapes.Count} scrapes ({scrapes.Bytes:N0} bytes); " +
                     $"OTLP {exports.TraceExports} trace exports ({exports.TraceBytes:N0} bytes), {exports.MetricExports} metric exports; load average {loadBefore} → {loadAfter}");
-                if (mode.On && (scrapes.Count == 0 || !scrapes.SawJobsCounter || exports.TraceExports == 0))
+                if (mode.On && mode.Metrics && mode.Traces && (scrapes.Count == 0 || !scrapes.SawJobsCounter || exports.TraceExports == 0))
                 {
                     throw new InvalidOperationException($"telemetry: the {mode.Label} run was scraped {scrapes.Count} times (jobs counter seen: {scrapes.SawJobsCounter}) and exported {exports.TraceExports} trace batches; each must be at least 1");
                 }
@@ -119,7 +136,7 @@ public sealed partial class ServiceBenchmarks
             ["jobs/s, median of the rounds' ON ÷ OFF", "", .. figures.SelectMany(f => new[] { "", f.Paired.ToString("F2", CultureInfo.InvariantCulture) + "×" })],
             ["target: ON at most 5% below OFF in jobs/s", "", .. figures.SelectMany(f => new[] { $"{f.Fall:P1} below", Report.Verdict(f.Fall <= TelemetryCostTarget) })],
         ],
-        $"{jobs} jobs per run from one account, 32 simulated workers and 16 submitting clients on one node (the lifecycle scenario's run); {rounds} rounds of the three kinds of run, their order rotated each round; medians of {rounds} runs per kind. " +
+        $"{jobs} jobs per run (after {jobs / 4} on the same node, not measured, to warm it up) from one account, 32 simulated workers and 16 submitting clients on one node (the lifecycle scenario's run); {rounds} rounds of the three kinds of run, their order rotated each round; medians of {rounds} runs per kind. " +
         $"ON: Prometheus endpoint on its operator port scraped every {ScrapeInterval.TotalSeconds:F0} s by the bench, metrics and traces pushed over OTLP/HTTP to a sink in the bench that reads and discards them.");
         report.Table("The cost of telemetry: every run", ["round", "telemetry", "jobs/s", "node CPU ms / job", "DB CPU ms / job", "scrapes", "OTLP trace exports (bytes)", "load average before → after"],
             runs.Select(r => new[]
