@@ -82,6 +82,7 @@ public static class CoordinatorApi
         });
 
         app.UseRouting();
+        app.UseJobLogScopes();
         app.UseAitbcPort();
         // After routing (the policy is the endpoint group's) and after the trusted proxies (the client address).
         app.UseRateLimiter();
