@@ -42,7 +42,7 @@ public static class CoordinatorApi
         services.AddRateLimits();
         services.AddExceptionHandler<ErrorHandling>();
         services.AddProblemDetails();
-        services.AddOpenApi("v1");
+        services.AddOpenApi("v1", openApi => openApi.AddOperationTransformer(RateLimitOpenApi.DescribeAsync));
         services.AddDashboard();
         return services;
     }
@@ -82,9 +82,11 @@ public static class CoordinatorApi
         });
 
         app.UseRouting();
+        app.UseJobLogScopes();
         app.UseAitbcPort();
         // After routing (the policy is the endpoint group's) and after the trusted proxies (the client address).
         app.UseRateLimiter();
+        app.UseFailedAuthenticationLimit();
 
         // Each group's rate limit is its own policy (RateLimitPolicies); an inner group's or endpoint's policy wins over
         // the outer group's: the worker protocol, sign-up, the long poll and health have their own.

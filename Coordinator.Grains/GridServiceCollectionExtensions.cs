@@ -68,6 +68,7 @@ public static class GridServiceCollectionExtensions
             });
         services.AddStripePayments();
         services.AddSingleton<IIncomingGrainCallFilter, DatabaseUnavailableFilter>();
+        services.AddSingleton<IIncomingGrainCallFilter, Telemetry.JobLogScopeFilter>();
         services.AddSingleton<DispatchMetrics>();
         services.AddSingleton<Telemetry.CoordinatorMetrics>();
         services.AddSingleton<Telemetry.PendingJobsGauges>();

@@ -3,7 +3,7 @@
 #
 #   ./bench/run.sh                 the full run (22-30 minutes on 2 cores before pg-engine ran beside it; longer now)
 #   ./bench/run.sh --quick         smaller sizes, one run each (under 5 minutes)
-#   ./bench/run.sh --only engine,dispatch,lifecycle,receipts-cost,backlog,position,parked,priority,scale,failover,rolling,stream,openai,lightning,receipts-verify,ledger-verify,worker
+#   ./bench/run.sh --only engine,dispatch,lifecycle,receipts-cost,telemetry,backlog,position,parked,priority,scale,failover,rolling,stream,openai,lightning,receipts-verify,ledger-verify,worker
 #   ./bench/run.sh --only engine --scenarios drain,latency,steady --peers pgboss,graphile|none
 #   ./bench/run.sh --repeat 5      runs per figure (the median is reported; default 3, quick 1)
 #   ./bench/run.sh --no-pin        do not pin the node and the load generator to separate CPUs

@@ -78,7 +78,14 @@ public static class DashboardSetup
                 await context.Response.WriteAsync(NotFoundHtml, context.RequestAborted);
             }
         });
-        app.MapRazorComponents<App>().ExcludeFromDescription();
+        app.MapRazorComponents<App>().ExcludeFromDescription().Add(endpoint =>
+        {
+            // Sign-in attempts are limited per client address (RateLimits:DashboardSignIn; the policy counts POSTs only).
+            if (endpoint is RouteEndpointBuilder { RoutePattern.RawText: { } route } && route.Trim('/').Equals("signin", StringComparison.OrdinalIgnoreCase))
+            {
+                endpoint.Metadata.Add(new Microsoft.AspNetCore.RateLimiting.EnableRateLimitingAttribute(RateLimits.RateLimitPolicies.DashboardSignIn));
+            }
+        });
         app.MapGet("/dashboard/assets/{name}", Asset).ExcludeFromDescription();
         // A form field makes this endpoint validate the antiforgery token, like the component forms.
         app.MapPost("/signout", async (HttpContext context, [FromForm(Name = "signout")] string? signout) =>

@@ -56,6 +56,17 @@ public sealed class RateLimitOptions : IValidatableObject
     /// <summary>Anonymous sign-up (<c>POST /api/v1/accounts</c>), per client address. Default: 20 an hour.</summary>
     public GroupLimit SignUp { get; set; } = new() { PermitLimit = 20, Window = TimeSpan.FromHours(1) };
 
+    /// <summary>
+    /// Failed authentications (answers 401: a made-up or revoked key, a bad dashboard sign-in) per client address
+    /// (after <c>Network:TrustedProxies</c>), on every front door. Past it, every request from that address but health
+    /// checks is answered 429 until the window ends, whatever key it carries: a caller trying a new key on each request
+    /// is its own caller to the other groups, so only this stops it. Default: 60 a minute.
+    /// </summary>
+    public GroupLimit FailedAuthentications { get; set; } = new() { PermitLimit = 60 };
+
+    /// <summary>Dashboard sign-in attempts (<c>POST /signin</c>), per client address, failed or not. Default: 10 a minute.</summary>
+    public GroupLimit DashboardSignIn { get; set; } = new() { PermitLimit = 10 };
+
     public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
     {
         foreach (var (name, group) in Groups())
@@ -72,5 +83,6 @@ public sealed class RateLimitOptions : IValidatableObject
     }
 
     internal IEnumerable<(string Name, GroupLimit Limit)> Groups() =>
-        [(nameof(Grid), Grid), (nameof(Workers), Workers), (nameof(Aitbc), Aitbc), (nameof(Agent), Agent), (nameof(OpenAi), OpenAi), (nameof(SignUp), SignUp)];
+        [(nameof(Grid), Grid), (nameof(Workers), Workers), (nameof(Aitbc), Aitbc), (nameof(Agent), Agent), (nameof(OpenAi), OpenAi), (nameof(SignUp), SignUp),
+         (nameof(FailedAuthentications), FailedAuthentications), (nameof(DashboardSignIn), DashboardSignIn)];
 }

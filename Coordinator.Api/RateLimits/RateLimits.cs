@@ -25,12 +25,14 @@ public static class RateLimitPolicies
     public const string Agent = "agent";
     public const string OpenAi = "openai";
     public const string SignUp = "sign-up";
+    public const string DashboardSignIn = "dashboard-sign-in";
 
     /// <summary>Registers the options (validated at start-up), the cluster size the limits are shared by, and the policies.</summary>
     public static IServiceCollection AddRateLimits(this IServiceCollection services)
     {
         services.AddOptions<RateLimitOptions>().BindConfiguration(RateLimitOptions.Section).ValidateDataAnnotations().ValidateOnStart();
         services.AddSingleton<ActiveSilos>();
+        services.AddSingleton<FailedAuthentications>();
         services.AddRateLimiter(limiter =>
         {
             limiter.RejectionStatusCode = StatusCodes.Status429TooManyRequests;
@@ -42,7 +44,7 @@ public static class RateLimitPolicies
     }
 
     /// <summary>A group counted by request rate: where its limit is configured, and what identifies a caller.</summary>
-    internal sealed record RateGroup(Func<RateLimitOptions, GroupLimit> Limit, Func<HttpContext, string?> Credential);
+    internal sealed record RateGroup(Func<RateLimitOptions, GroupLimit> Limit, Func<HttpContext, string?> Credential, Func<HttpContext, bool>? Counts = null);
 
     internal static readonly IReadOnlyDictionary<string, RateGroup> RateGroups = new Dictionary<string, RateGroup>
     {
@@ -52,6 +54,8 @@ public static class RateLimitPolicies
         [Agent] = new(options => options.Agent, BearerCredential),
         [OpenAi] = new(options => options.OpenAi, BearerCredential),
         [SignUp] = new(options => options.SignUp, _ => null),
+        // Sign-in attempts only: showing the sign-in page (GET) is not counted.
+        [DashboardSignIn] = new(options => options.DashboardSignIn, _ => null, context => HttpMethods.IsPost(context.Request.Method)),
     };
 
     /// <summary>
@@ -64,7 +68,7 @@ public static class RateLimitPolicies
     {
         var options = context.RequestServices.GetRequiredService<IOptionsMonitor<RateLimitOptions>>().CurrentValue;
         var limit = group.Limit(options);
-        if (!options.Enabled || limit.PermitLimit == 0) return RateLimitPartition.GetNoLimiter("");
+        if (!options.Enabled || limit.PermitLimit == 0 || group.Counts?.Invoke(context) == false) return RateLimitPartition.GetNoLimiter("");
         var share = context.RequestServices.GetRequiredService<ActiveSilos>().ShareOf(limit.PermitLimit);
         var window = limit.Window;
         var end = WindowEnd(context.RequestServices.GetRequiredService<TimeProvider>().GetUtcNow(), window);
@@ -123,11 +127,20 @@ internal static class RateLimitRejections
             var now = context.RequestServices.GetRequiredService<TimeProvider>().GetUtcNow();
             wait = RateLimitPolicies.WindowEnd(now, window) - now;
         }
+        await WriteAsync(context, wait, seconds => isPoll
+            ? "this worker key already holds as many polls open on this node as it may; wait for one to end"
+            : $"too many requests; retry after {seconds} s", cancellation);
+    }
+
+    /// <summary>
+    /// Writes a 429's <c>Retry-After</c> (<paramref name="wait"/>, in whole seconds, at least 1) and body: the error of the
+    /// API the request came to, or for a dashboard page a short HTML page.
+    /// </summary>
+    public static async ValueTask WriteAsync(HttpContext context, TimeSpan wait, Func<long, string> describe, CancellationToken cancellation)
+    {
         var seconds = Math.Max(1, (long)Math.Ceiling(wait.TotalSeconds));
         context.Response.Headers.RetryAfter = seconds.ToString(CultureInfo.InvariantCulture);
-        var message = isPoll
-            ? "this worker key already holds as many polls open on this node as it may; wait for one to end"
-            : $"too many requests; retry after {seconds} s";
+        var message = describe(seconds);
 
         var response = context.Response;
         if (AitbcFrontDoor.Serves(context))
@@ -142,6 +155,18 @@ internal static class RateLimitRejections
         else if (AgentErrors.Serves(context))
         {
             await response.WriteAsJsonAsync(new AgentError(message), cancellation);
+        }
+        else if (!context.Request.Path.StartsWithSegments("/api", StringComparison.OrdinalIgnoreCase))
+        {
+            // The dashboard: a person reads this, in a browser.
+            response.ContentType = "text/html; charset=utf-8";
+            await response.WriteAsync($"""
+                <!DOCTYPE html>
+                <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+                <title>Too many requests · Coordinator</title><link rel="stylesheet" href="/dashboard/assets/dashboard.css"></head>
+                <body><main id="main"><h1>Too many requests</h1><div class="empty"><p>{System.Net.WebUtility.HtmlEncode(message)}.
+                Then go back to <a href="/signin">sign in</a>.</p></div></main></body></html>
+                """, cancellation);
         }
         else
         {

@@ -83,6 +83,7 @@ public sealed partial class WebhookSender(
 
     private async Task<string> SendAsync(Due delivery, CancellationToken cancellationToken)
     {
+        using var scope = logger.BeginScope(new Telemetry.JobLogScope(delivery.JobId));
         int? statusCode = null;
         string? error = null;
         try

@@ -3,7 +3,7 @@ using System.Runtime.InteropServices;
 using Coordinator.Bench;
 
 // The benchmark harness. Normally started by bench/run.sh, which provisions PostgreSQL and builds everything:
-//   dotnet Coordinator.Bench.dll [--quick] [--only engine,dispatch,lifecycle,receipts-cost,backlog,position,parked,priority,scale,failover,rolling,stream,openai,lightning,receipts-verify,ledger-verify] [--repeat N] [--out DIR]
+//   dotnet Coordinator.Bench.dll [--quick] [--only engine,dispatch,lifecycle,receipts-cost,telemetry,backlog,position,parked,priority,scale,failover,rolling,stream,openai,lightning,receipts-verify,ledger-verify] [--repeat N] [--out DIR]
 // Environment: BENCH_PG (admin connection string), BENCH_API_DLL (Coordinator.Silo.dll), BENCH_PEERS_DIR (bench/peers),
 // BENCH_BASELINE_DLL and BENCH_BASELINE_DESCRIPTION (pg-engine's Coordinator.Api.dll, measured beside ours; --no-baseline skips it).
 var options = BenchOptions.Parse(args);
@@ -14,7 +14,7 @@ var report = new Report();
 var clock = Stopwatch.StartNew();
 
 bool Wanted(string name) => options.Only.Count == 0 || options.Only.Contains(name);
-string[] sections = ["engine", "dispatch", "lifecycle", "receipts-cost", "backlog", "position", "parked", "priority", "scale", "failover", "rolling", "stream", "openai", "lightning", "receipts-verify", "ledger-verify"];
+string[] sections = ["engine", "dispatch", "lifecycle", "receipts-cost", "telemetry", "backlog", "position", "parked", "priority", "scale", "failover", "rolling", "stream", "openai", "lightning", "receipts-verify", "ledger-verify"];
 if (!sections.Any(Wanted)) return 0;  // e.g. --only worker: bench/run.sh measures the agent on its own
 // A run of some sections only does not replace the latest complete one.
 var resultName = options.Only.Count == 0 ? "latest" : "partial";
@@ -41,6 +41,7 @@ if (options.LoadCpus is { } loadCpus && OperatingSystem.IsLinux()) Process.GetCu
 if (Wanted("dispatch")) { await service.DispatchLatencyAsync(); await SaveAsync(); }
 if (Wanted("lifecycle")) { await service.LifecycleAsync(); await SaveAsync(); }
 if (Wanted("receipts-cost")) { await service.ReceiptsCostAsync(); await SaveAsync(); }
+if (Wanted("telemetry")) { await service.TelemetryCostAsync(); await SaveAsync(); }
 if (Wanted("backlog")) { await service.BacklogAsync(); await SaveAsync(); }
 if (Wanted("position")) { await service.QueuePositionAsync(); await SaveAsync(); }
 if (Wanted("parked")) { await service.ParkedPollsAsync(); await SaveAsync(); }

@@ -57,7 +57,7 @@ public sealed class ExportTests
     {
         var exported = new List<Activity>();
         await using var host = await GridHost.StartAsync(
-            settings: new Dictionary<string, string?> { ["Telemetry:Tracing:Enabled"] = "true" },
+            settings: new Dictionary<string, string?> { ["Telemetry:Tracing:Enabled"] = "true", ["Telemetry:Tracing:SamplingRatio"] = "1" },
             services: services => services.ConfigureOpenTelemetryTracerProvider(traces => traces.AddInMemoryExporter(exported)));
         var client = await host.NewAccountAsync();
         await client.SubmitAsync(new { model = ApiClient.Unique("trace") + ":1b", model_match = "exact", prompt = "p" });
