@@ -108,6 +108,8 @@ public static class SiloSetup
             // Grain calls carry the caller's trace context (W3C traceparent), so one job's path (HTTP request, grain calls,
             // statements) is one trace. It costs nothing while no listener samples Orleans' activity sources.
             silo.AddActivityPropagation();
+            // The Orleans Dashboard, only where operator keys gate it (/operator/dashboard, Coordinator.Api/Operator).
+            if (Coordinator.Api.Operator.OperatorOptions.DashboardOn(builder.Configuration)) Orleans.Dashboard.ServiceCollectionExtensions.AddDashboard(silo);
             if (options.KubernetesHosting)
             {
                 // After the ClusterOptions above: ORLEANS_CLUSTER_ID / ORLEANS_SERVICE_ID, when the pod sets them, win.
