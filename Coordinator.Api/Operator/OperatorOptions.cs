@@ -38,8 +38,10 @@ public sealed class OperatorOptions
     public static IReadOnlyList<string> ReadKeyHashes(IConfiguration configuration)
     {
         var section = configuration.GetSection(Section).GetSection(nameof(KeyHashes));
-        var entries = section.Value is { } single
-            ? single.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries)
+        // A section with children can still answer "" for its own value (seen under WebApplicationFactory): only a
+        // non-blank value is the one-string form.
+        var entries = !string.IsNullOrWhiteSpace(section.Value)
+            ? section.Value.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries)
             : section.GetChildren().Select(child => child.Value?.Trim()).OfType<string>().Where(value => value.Length > 0);
         return [.. entries];
     }

@@ -7,9 +7,11 @@ namespace Coordinator.Tests.Operator;
 /// <summary>Bad input to the operator endpoints: always a 4xx in the Grid API's error shape, never a 5xx.</summary>
 public class OperatorFuzzTests(OperatorHostFixture fixture) : IClassFixture<OperatorHostFixture>
 {
-    private async Task<int> SendAsync(HttpMethod method, string path, byte[]? body, string? contentType, List<string> failures, string what)
+    private async Task<int> SendAsync(HttpMethod method, string path, byte[]? body, string? contentType, List<string> failures, string what, bool expectContinue = false)
     {
         using var request = OperatorHost.Request(method, path, fixture.OperatorKey);
+        // A huge body waits for the server's go-ahead, which a 413 never gives, so the answer is read instead of a broken upload.
+        if (expectContinue) request.Headers.ExpectContinue = true;
         if (body is not null)
         {
             request.Content = new ByteArrayContent(body);
@@ -42,8 +44,15 @@ public class OperatorFuzzTests(OperatorHostFixture fixture) : IClassFixture<Oper
             if (status < 400) failures.Add($"disable with {body} → {status}");
         }
         var huge = Encoding.UTF8.GetBytes("{\"reason\": \"" + new string('x', 9 * 1024 * 1024) + "\"}");
-        var hugeStatus = await SendAsync(HttpMethod.Post, path, huge, "application/json", failures, "disable with 9 MiB");
-        if (hugeStatus != 413) failures.Add($"disable with 9 MiB → {hugeStatus}, not 413");
+        try
+        {
+            var hugeStatus = await SendAsync(HttpMethod.Post, path, huge, "application/json", failures, "disable with 9 MiB", expectContinue: true);
+            if (hugeStatus != 413) failures.Add($"disable with 9 MiB → {hugeStatus}, not 413");
+        }
+        catch (HttpRequestException)
+        {
+            // The server may close the connection after its 413 while the client still sends: a refusal too (as Fuzz.CheckRefusedAsync allows).
+        }
         Assert.True(failures.Count == 0, string.Join("\n", failures));
     }
 
