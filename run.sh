@@ -53,6 +53,20 @@ fi
 # 4. Development API key file (the app fills it in).
 mkdir -p "$ROOT/.data"
 export DevAccount__KeyFile="$ROOT/.data/dev-api-key"
+# 4b. A local operator key for the operator surfaces (/operator/...: the Orleans Dashboard, the cluster view, payouts,
+#     account disable/enable), unless operator keys are configured already. The key is kept in .data/operator-key
+#     (the app sees only its SHA-256, as in production: Operator:KeyHashes).
+if [[ -z "${Operator__KeyHashes:-}${Operator__KeyHashes__0:-}" ]]; then
+  operator_key_file="$ROOT/.data/operator-key"
+  if [[ ! -s "$operator_key_file" ]]; then
+    (umask 077; printf 'op_%s' "$(head -c 32 /dev/urandom | base64 -w0 | tr '+/' '-_' | tr -d '=')" >"$operator_key_file")
+  fi
+  operator_key=$(cat "$operator_key_file")
+  export Operator__KeyHashes__0="sha256:$(printf '%s' "$operator_key" | sha256sum | cut -d' ' -f1)"
+  say "operator key (in .data/operator-key): $operator_key"
+  say "  the Orleans Dashboard: http://localhost:${PORT:-3000}/operator/dashboard/ (sign in with the key), the cluster view:"
+  say "  curl -s http://localhost:${PORT:-3000}/operator/cluster -H 'Authorization: Bearer $operator_key'"
+fi
 # A local development run: the host is Development unless told otherwise, so that in stub mode (no Lightning:LnbitsUrl)
 # the Lightning agent's invoices can be paid through POST /api/dev/stub/pay/{paymentHash}, a route never mapped in Production.
 export ASPNETCORE_ENVIRONMENT="${ASPNETCORE_ENVIRONMENT:-Development}"

@@ -12,6 +12,7 @@ using Coordinator.Api.Jobs;
 using Coordinator.Api.Lightning;
 using Coordinator.Api.Models;
 using Coordinator.Api.OpenAi;
+using Coordinator.Api.Operator;
 using Coordinator.Api.RateLimits;
 using Coordinator.Api.Usage;
 using Coordinator.Api.Webhooks;
@@ -44,6 +45,7 @@ public static class CoordinatorApi
         services.AddProblemDetails();
         services.AddOpenApi("v1", openApi => openApi.AddOperationTransformer(RateLimitOpenApi.DescribeAsync));
         services.AddDashboard();
+        services.AddOperator();
         return services;
     }
 
@@ -81,6 +83,8 @@ public static class CoordinatorApi
             }
         });
 
+        // Operator authentication on every /operator path (after the trusted proxies: it counts failures per client address).
+        app.UseOperatorGate();
         app.UseRouting();
         app.UseJobLogScopes();
         app.UseAitbcPort();
@@ -114,6 +118,7 @@ public static class CoordinatorApi
             ui.SwaggerEndpoint("/api/v1/openapi/v1.json", "Coordinator API v1");
         });
         app.MapDashboard();
+        app.MapOperator();
         return app;
     }
 }

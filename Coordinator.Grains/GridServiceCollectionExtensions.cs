@@ -48,6 +48,9 @@ public static class GridServiceCollectionExtensions
         services.AddHostedService(sp => sp.GetRequiredService<QuotaCounting>());
         services.AddSingleton<ILifecycleParticipant<Orleans.Runtime.ISiloLifecycle>>(sp => sp.GetRequiredService<QuotaCounting>());
         services.AddSingleton<Credits>();
+        // The operator surfaces' account switch and cluster reads.
+        services.AddSingleton<Operator.AccountControl>();
+        services.AddSingleton<Operator.ClusterReads>();
         services.AddSingleton<Usage>();
         services.AddSingleton<BillingStore>();
 

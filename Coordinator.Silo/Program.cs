@@ -10,6 +10,12 @@ using Coordinator.Silo.Telemetry;
 // Settings files sit beside the binary, wherever it is started from.
 var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = args, ContentRootPath = AppContext.BaseDirectory });
 
+// A new operator key needs no database.
+if (args is ["operator-key", .. var operatorKeyArgs])
+{
+    return await OperatorKeyCommands.RunAsync(operatorKeyArgs, Console.Out);
+}
+
 var connectionString = builder.Configuration.GetConnectionString("Postgres");
 if (string.IsNullOrWhiteSpace(connectionString))
 {

@@ -121,6 +121,8 @@ public static class SiloSetup
             silo.AddActivityPropagation();
             // Mutual TLS on the silo and gateway ports when Cluster:Tls:CertificatePath is set (deploy/README.md, "Silos on several hosts").
             silo.UseCoordinatorTls(tls);
+            // The Orleans Dashboard, only where operator keys gate it (/operator/dashboard, Coordinator.Api/Operator).
+            if (Coordinator.Api.Operator.OperatorOptions.DashboardOn(builder.Configuration)) Orleans.Dashboard.ServiceCollectionExtensions.AddDashboard(silo);
             if (options.KubernetesHosting)
             {
                 // After the ClusterOptions above: ORLEANS_CLUSTER_ID / ORLEANS_SERVICE_ID, when the pod sets them, win.

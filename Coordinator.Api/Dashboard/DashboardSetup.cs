@@ -59,7 +59,9 @@ public static class DashboardSetup
         app.UseAntiforgery();
         app.Use(async (context, next) =>
         {
-            if (context.Request.Path.StartsWithSegments("/api", StringComparison.OrdinalIgnoreCase))
+            // The operator surfaces set their own headers (Operator/OperatorGate.cs).
+            if (context.Request.Path.StartsWithSegments("/api", StringComparison.OrdinalIgnoreCase) ||
+                context.Request.Path.StartsWithSegments("/operator", StringComparison.OrdinalIgnoreCase))
             {
                 await next(context);
                 return;

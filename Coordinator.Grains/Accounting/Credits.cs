@@ -104,4 +104,27 @@ public sealed class Credits(NpgsqlDataSource dataSource, TimeProvider time, IOpt
             "UPDATE payout_batches SET status = 'paid', paid_at = @now WHERE id = @batchId AND status = 'pending'",
             new { batchId, now = time.GetUtcNow() }, cancellationToken: cancellationToken)) == 1;
     }
+
+    /// <summary>
+    /// For the operator: marks every pending batch paid, in one statement; answers the batches it marked (none when
+    /// nothing was pending). A batch paid by a concurrent call is in only one call's answer.
+    /// </summary>
+    public async Task<IReadOnlyList<PayoutBatch>> MarkAllPaidAsync(CancellationToken cancellationToken = default)
+    {
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+        var rows = await connection.QueryAsync<PayoutBatch>(new CommandDefinition("""
+            UPDATE payout_batches SET status = 'paid', paid_at = @now WHERE status = 'pending'
+            RETURNING id, worker_id, amount_credits, amount_usd, status, created_at, paid_at
+            """, new { now = time.GetUtcNow() }, cancellationToken: cancellationToken));
+        return rows.OrderBy(batch => batch.Id).ToList();
+    }
+
+    /// <summary>One batch, whatever its status; null when there is none.</summary>
+    public async Task<PayoutBatch?> BatchAsync(long batchId, CancellationToken cancellationToken = default)
+    {
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+        return await connection.QuerySingleOrDefaultAsync<PayoutBatch>(new CommandDefinition("""
+            SELECT id, worker_id, amount_credits, amount_usd, status, created_at, paid_at FROM payout_batches WHERE id = @batchId
+            """, new { batchId }, cancellationToken: cancellationToken));
+    }
 }

@@ -132,6 +132,18 @@ public sealed class AccountStore(NpgsqlDataSource dataSource, TimeProvider time,
         return caller;
     }
 
+    /// <summary>
+    /// Drops every key of an account from this node's cache, after an operator disabled or enabled it here; the other
+    /// nodes see the change within <see cref="AccountOptions.KeyCacheDuration"/>.
+    /// </summary>
+    public void ForgetAccount(long accountId)
+    {
+        foreach (var (hash, entry) in _cache)
+        {
+            if (entry.Caller.AccountId == accountId) _cache.TryRemove(hash, out _);
+        }
+    }
+
     /// <summary>Drops a key from this node's cache, after it was bound to a worker here.</summary>
     public void Forget(string key) => _cache.TryRemove(Convert.ToHexString(ApiKeys.Hash(key)), out _);
 }

@@ -234,14 +234,18 @@ public sealed partial class JobStore(
             """, null, cancellationToken);
 
     /// <summary>Cancels every pending job of the account; answers them, and which of them are watched.</summary>
-    public async Task<(IReadOnlyList<QueuedJob> Cancelled, IReadOnlyList<long> Watched)> CancelAllPendingAsync(long accountId, CancellationToken cancellationToken = default)
+    public Task<(IReadOnlyList<QueuedJob> Cancelled, IReadOnlyList<long> Watched)> CancelAllPendingAsync(long accountId, CancellationToken cancellationToken = default) =>
+        CancelAllPendingAsync(accountId, "cancelled by the client", cancellationToken);
+
+    /// <summary>Cancels every pending job of the account with <paramref name="reason"/> as their error; answers them, and which of them are watched.</summary>
+    public async Task<(IReadOnlyList<QueuedJob> Cancelled, IReadOnlyList<long> Watched)> CancelAllPendingAsync(long accountId, string reason, CancellationToken cancellationToken)
     {
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
         var rows = (await connection.QueryAsync<QueuedJob, WatchedFlag, (QueuedJob Job, bool Watched)>(new CommandDefinition($"""
-            UPDATE jobs SET status = 'cancelled', error = 'cancelled by the client', completed_at = @now
+            UPDATE jobs SET status = 'cancelled', error = @reason, completed_at = @now
             WHERE account_id = @accountId AND status = 'pending'
             RETURNING {QueuedColumns}, watched
-            """, new { accountId, now = time.GetUtcNow() }, cancellationToken: cancellationToken), (job, flag) => (job, flag.Watched), splitOn: "watched")).AsList();
+            """, new { accountId, reason, now = time.GetUtcNow() }, cancellationToken: cancellationToken), (job, flag) => (job, flag.Watched), splitOn: "watched")).AsList();
         return (rows.Select(r => r.Job).ToList(), rows.Where(r => r.Watched).Select(r => r.Job.Id).ToList());
     }
 

@@ -12,6 +12,7 @@ public static class PayoutCommands
     public const string Usage = """
         usage: Coordinator.Silo payouts list                 list payout batches waiting to be paid
                Coordinator.Silo payouts mark-paid ID [ID…]   mark pending batches as paid
+               Coordinator.Silo payouts mark-paid --all      mark every pending batch as paid
         """;
 
     public static async Task<int> RunAsync(IServiceProvider services, string[] args, TextWriter output)
@@ -33,6 +34,12 @@ public static class PayoutCommands
                         $"{batch.Id,8}  {batch.WorkerId,8}  {batch.AmountCredits,14:0.0000}  {batch.AmountUsd,12:0.0000}  {batch.CreatedAt:yyyy-MM-dd HH:mm}"));
                 }
                 await output.WriteLineAsync($"{batches.Count} pending, {batches.Sum(b => b.AmountUsd).ToString("0.00", CultureInfo.InvariantCulture)} USD in all.");
+                return 0;
+
+            case ["mark-paid", "--all"]:
+                var paid = await credits.MarkAllPaidAsync();
+                foreach (var batch in paid) await output.WriteLineAsync($"Batch {batch.Id} marked paid.");
+                await output.WriteLineAsync($"{paid.Count} batch(es) marked paid.");
                 return 0;
 
             case ["mark-paid", .. var ids] when ids.Length > 0:

@@ -51,6 +51,13 @@ public sealed class PrometheusTelemetryOptions
     /// </summary>
     [Range(0, 65535)]
     public int Port { get; set; } = 9464;
+
+    /// <summary>
+    /// Also serve the scrape endpoint on the main port at this path under <c>/operator</c> (e.g. <c>/operator/metrics</c>),
+    /// where it needs operator authentication (<c>Authorization: Bearer</c> an operator key): for a scraper that reaches
+    /// the silo only through its public address. Default: unset.
+    /// </summary>
+    public string? OperatorPath { get; set; }
 }
 
 /// <summary>Traces (<c>Telemetry:Tracing</c>).</summary>
@@ -86,6 +93,11 @@ public static class TelemetrySetup
             .Validate(o => o.Otlp.Protocol is "grpc" or "http/protobuf", "Telemetry:Otlp:Protocol must be grpc or http/protobuf.")
             .Validate(o => o.Prometheus.Path.StartsWith('/'), "Telemetry:Prometheus:Path must start with '/' (e.g. /metrics).")
             .Validate(o => o.Prometheus.Port is >= 0 and <= 65535, "Telemetry:Prometheus:Port must be a port (1-65535), or 0 for the main port.")
+            // The open endpoint's middleware runs before the operator gate: an operator path must go through OperatorPath.
+            .Validate(o => !o.Prometheus.Path.StartsWith("/operator", StringComparison.OrdinalIgnoreCase),
+                "Telemetry:Prometheus:Path must not be under /operator; set Telemetry:Prometheus:OperatorPath to serve the metrics there, behind operator authentication.")
+            .Validate(o => o.Prometheus.OperatorPath is null || (o.Prometheus.OperatorPath.StartsWith("/operator/", StringComparison.OrdinalIgnoreCase) && o.Prometheus.OperatorPath.Length > "/operator/".Length),
+                "Telemetry:Prometheus:OperatorPath must be a path under /operator/ (e.g. /operator/metrics).")
             .Validate(o => o.Tracing.SamplingRatio is >= 0 and <= 1, "Telemetry:Tracing:SamplingRatio must be between 0 and 1.")
             .ValidateOnStart();
         var options = builder.Configuration.GetSection(TelemetryOptions.Section).Get<TelemetryOptions>() ?? new TelemetryOptions();
@@ -155,6 +167,8 @@ public static class TelemetrySetup
         app.ApplicationServices.GetRequiredService<Coordinator.Api.Workers.PollsWaiting>();
         var options = app.ApplicationServices.GetRequiredService<IOptions<TelemetryOptions>>().Value.Prometheus;
         if (!options.Enabled) return app;
+        // On the main port under /operator: an endpoint, so it runs after the operator gate (Coordinator.Api/Operator).
+        if (options.OperatorPath is { } operatorPath && app is IEndpointRouteBuilder endpoints) endpoints.MapPrometheusScrapingEndpoint(operatorPath);
         var port = options.Port;
         bool OnOperatorPort(HttpContext context) => port == 0 || context.Connection.LocalPort == port;
         app.UseOpenTelemetryPrometheusScrapingEndpoint(context => OnOperatorPort(context) && context.Request.Path == options.Path);
