@@ -83,8 +83,30 @@ public static class TelemetrySetup
     /// <summary>Orleans' own meter: grain activations, messaging, membership and more.</summary>
     public const string OrleansMeterName = "Microsoft.Orleans";
 
-    /// <summary>Orleans' activity sources: grain calls (with <c>AddActivityPropagation</c>) and the runtime's own.</summary>
-    public static readonly IReadOnlyList<string> OrleansActivitySources = ["Microsoft.Orleans.Application", "Microsoft.Orleans.Runtime"];
+    /// <summary>
+    /// Orleans' activity source for grain calls (with <c>AddActivityPropagation</c>). Its runtime source
+    /// (<c>Microsoft.Orleans.Runtime</c>: membership, directory and other system calls) is left out: it adds spans to no
+    /// job's trace and costs recording on every system call.
+    /// </summary>
+    public static readonly IReadOnlyList<string> OrleansActivitySources = ["Microsoft.Orleans.Application"];
+
+    /// <summary>
+    /// The instruments of Orleans' meter that are exported: activations and grains by type, memory, the scheduler, the
+    /// watchdog, reminders, connections, and the messaging failures (rejected, expired, dropped, failed, rerouted, timed out).
+    /// The rest record on every message or directory lookup (sizes, latencies, per-stage counts): they cost node CPU on
+    /// every grain call (BENCHMARKS.md, "The cost of telemetry") and are dropped, so they are not even recorded.
+    /// </summary>
+    public static readonly IReadOnlyList<string> OrleansInstrumentsKept =
+    [
+        "orleans-catalog-", "orleans-grains", "orleans-system-targets", "orleans-runtime-", "orleans-scheduler-", "orleans-watchdog-",
+        "orleans-reminders-", "orleans-networking-", "orleans-client-connected-gateways", "orleans-gateway-connected-clients",
+        "orleans-gateway-load-shedding", "orleans-consistent-ring-size", "orleans-directory-partition-size", "orleans-directory-cache-size",
+        "orleans-messaging-rejected", "orleans-messaging-expired", "orleans-messaging-sent-dropped", "orleans-messaging-sent-failed",
+        "orleans-messaging-rerouted", "orleans-app-requests-timedout", "orleans-app-requests-canceled",
+    ];
+
+    /// <summary>Whether an instrument of Orleans' meter is exported (<see cref="OrleansInstrumentsKept"/>).</summary>
+    public static bool KeepsOrleansInstrument(string name) => OrleansInstrumentsKept.Any(kept => name.StartsWith(kept, StringComparison.Ordinal));
 
     public static WebApplicationBuilder AddCoordinatorTelemetry(this WebApplicationBuilder builder)
     {
@@ -127,7 +149,8 @@ public static class TelemetrySetup
         {
             telemetry.WithMetrics(metrics =>
             {
-                metrics.AddMeter(CoordinatorMetrics.MeterName, OrleansMeterName).AddAspNetCoreInstrumentation().AddNpgsqlInstrumentation();
+                metrics.AddMeter(CoordinatorMetrics.MeterName, OrleansMeterName).AddAspNetCoreInstrumentation().AddNpgsqlInstrumentation()
+                    .AddView(instrument => instrument.Meter.Name == OrleansMeterName && !KeepsOrleansInstrument(instrument.Name) ? MetricStreamConfiguration.Drop : null);
                 if (prometheus) metrics.AddPrometheusExporter(prometheusOptions => prometheusOptions.ScrapeEndpointPath = options.Prometheus.Path);
                 if (otlp is not null) metrics.AddOtlpExporter(exporter => Configure(exporter, options.Otlp, "metrics"));
             });
