@@ -1,8 +1,8 @@
-using System.Collections.Concurrent;
 using System.Globalization;
 using System.Security.Cryptography;
 using Coordinator.Api.Infrastructure;
 using Coordinator.Api.Lightning;
+using Coordinator.Api.RateLimits;
 using Coordinator.Grains.Accounts;
 using Microsoft.AspNetCore.DataProtection;
 using Microsoft.Extensions.Options;
@@ -22,18 +22,19 @@ public sealed class OperatorGate
     public const string CookieName = "coordinator_operator";
     public const string SignInPath = "/operator/signin";
     public const string SignOutPath = "/operator/signout";
-    private const int MaxTrackedAddresses = 10_000;
-    private static readonly TimeSpan Window = TimeSpan.FromMinutes(1);
 
     private readonly byte[][] _hashes;
     private readonly OperatorOptions _options;
     private readonly IDataProtector _protector;
     private readonly TimeProvider _time;
-    private readonly ConcurrentDictionary<string, (long Window, int Failures)> _failures = new(StringComparer.Ordinal);
+    private readonly FailureWindows _failures;
+    private readonly GroupLimit _failureLimit;
 
-    public OperatorGate(IOptions<OperatorOptions> options, IDataProtectionProvider protection, TimeProvider time)
+    public OperatorGate(IOptions<OperatorOptions> options, IDataProtectionProvider protection, TimeProvider time, ActiveSilos silos)
     {
         _options = options.Value;
+        _failures = new FailureWindows(silos, time);
+        _failureLimit = new GroupLimit { PermitLimit = _options.FailedAttemptsPerMinute, Window = TimeSpan.FromMinutes(1) };
         _hashes = [.. _options.KeyHashes.Select(OperatorKeys.ParseHashLine)];
         _protector = protection.CreateProtector("Coordinator.Operator.Session.v1");
         _time = time;
@@ -90,28 +91,13 @@ public sealed class OperatorGate
     };
 
     /// <summary>Counts a failed operator authentication from the request's client address.</summary>
-    public void CountFailure(HttpContext context)
-    {
-        var window = CurrentWindow();
-        if (_failures.Count > MaxTrackedAddresses)
-        {
-            foreach (var (address, entry) in _failures)
-            {
-                if (entry.Window != window) _failures.TryRemove(address, out _);
-            }
-        }
-        _failures.AddOrUpdate(context.ClientAddress(), _ => (window, 1), (_, entry) => entry.Window == window ? (window, entry.Failures + 1) : (window, 1));
-    }
+    public void CountFailure(HttpContext context) => _failures.Record(context.ClientAddress(), _failureLimit);
 
     /// <summary>
     /// How long the request's client address must wait, when it has failed too often this minute; null when it may try.
     /// </summary>
-    public TimeSpan? Blocked(HttpContext context)
-    {
-        var window = CurrentWindow();
-        if (!_failures.TryGetValue(context.ClientAddress(), out var entry) || entry.Window != window || entry.Failures < _options.FailedAttemptsPerMinute) return null;
-        return new DateTimeOffset((window + 1) * Window.Ticks, TimeSpan.Zero) - _time.GetUtcNow();
-    }
+    public TimeSpan? Blocked(HttpContext context) =>
+        _failures.RefusedUntil(context.ClientAddress(), _failureLimit) is { } until ? until - _time.GetUtcNow() : null;
 
     /// <summary>The 429 of an address that failed too often: <c>Retry-After</c> and the Grid API's error body.</summary>
     public static IResult TooManyFailures(HttpContext context, TimeSpan wait)
@@ -210,6 +196,4 @@ public sealed class OperatorGate
         foreach (var configured in _hashes) match |= CryptographicOperations.FixedTimeEquals(configured, hash);
         return match;
     }
-
-    private long CurrentWindow() => _time.GetUtcNow().UtcTicks / Window.Ticks;
 }

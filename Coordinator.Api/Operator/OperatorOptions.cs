@@ -23,8 +23,8 @@ public sealed class OperatorOptions
     public TimeSpan SessionLifetime { get; set; } = TimeSpan.FromHours(12);
 
     /// <summary>
-    /// Failed operator authentications a client address may make per minute (clock-aligned windows, counted per node);
-    /// past it, every operator request from that address answers 429 until the minute ends. Default: 10.
+    /// Failed operator authentications a client address may make per minute (clock-aligned windows, shared across
+    /// silos like the rate limits: each node allows its share); past it, every operator request from that address answers 429 until the minute ends. Default: 10.
     /// </summary>
     public int FailedAttemptsPerMinute { get; set; } = 10;
 

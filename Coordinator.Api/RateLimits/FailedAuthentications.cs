@@ -5,13 +5,12 @@ using Microsoft.Extensions.Options;
 namespace Coordinator.Api.RateLimits;
 
 /// <summary>
-/// Failed authentications per client address (<see cref="RateLimitOptions.FailedAuthentications"/>): each answer 401
-/// counts against the address it went to, in clock-aligned windows like the other groups' (so every silo's windows start
-/// together), and each silo allows its share of the limit (<see cref="ActiveSilos.ShareOf"/>). An address past its share
-/// gets 429 on every request until its window ends. The request limiter cannot do this itself: it decides before the
-/// request runs, and whether a key was good is known only after.
+/// Failures counted per client address in clock-aligned windows, like the request limits' (so every silo's windows start
+/// together); each silo allows its share of the limit (<see cref="ActiveSilos.ShareOf"/>). An address past its share is
+/// refused until its window ends. Used for failed authentications on the APIs (<see cref="FailedAuthentications"/>) and
+/// on the operator surfaces (<c>OperatorGate</c>), each with its own limit and counts.
 /// </summary>
-public sealed class FailedAuthentications(IOptionsMonitor<RateLimitOptions> options, ActiveSilos silos, TimeProvider clock)
+public sealed class FailureWindows(ActiveSilos silos, TimeProvider clock)
 {
     /// <summary>Addresses tracked before the ones whose window has ended are swept out.</summary>
     private const int SweepAbove = 10_000;
@@ -24,31 +23,23 @@ public sealed class FailedAuthentications(IOptionsMonitor<RateLimitOptions> opti
 
     private readonly ConcurrentDictionary<string, Window> _windows = new(StringComparer.Ordinal);
 
-    /// <summary>When the address may try again, if it has used up its failures for this window; null when it may go on.</summary>
-    public DateTimeOffset? RefusedUntil(string address)
+    /// <summary>When the address may try again, if it has used up <paramref name="limit"/> this window; null when it may go on (or there is no limit).</summary>
+    public DateTimeOffset? RefusedUntil(string address, GroupLimit? limit)
     {
-        var limit = Limit();
         if (limit is null || !_windows.TryGetValue(address, out var window)) return null;
         var now = clock.GetUtcNow().UtcTicks;
         if (window.EndTicks <= now) return null;
         return Volatile.Read(ref window.Failures) >= silos.ShareOf(limit.PermitLimit) ? new DateTimeOffset(window.EndTicks, TimeSpan.Zero) : null;
     }
 
-    /// <summary>Counts one failed authentication from <paramref name="address"/>.</summary>
-    public void Record(string address)
+    /// <summary>Counts one failure from <paramref name="address"/> in the window of <paramref name="limit"/> (nothing without a limit).</summary>
+    public void Record(string address, GroupLimit? limit)
     {
-        var limit = Limit();
         if (limit is null) return;
         var end = RateLimitPolicies.WindowEnd(clock.GetUtcNow(), limit.Window).UtcTicks;
         var window = _windows.AddOrUpdate(address, _ => new Window(end), (_, current) => current.EndTicks == end ? current : new Window(end));
         Interlocked.Increment(ref window.Failures);
         if (_windows.Count > SweepAbove) Sweep();
-    }
-
-    private GroupLimit? Limit()
-    {
-        var current = options.CurrentValue;
-        return current.Enabled && current.FailedAuthentications.PermitLimit > 0 ? current.FailedAuthentications : null;
     }
 
     private void Sweep()
@@ -58,6 +49,28 @@ public sealed class FailedAuthentications(IOptionsMonitor<RateLimitOptions> opti
         {
             if (window.EndTicks <= now) _windows.TryRemove(new KeyValuePair<string, Window>(address, window));
         }
+    }
+}
+
+/// <summary>
+/// Failed authentications per client address (<see cref="RateLimitOptions.FailedAuthentications"/>): each answer 401
+/// counts against the address it went to. An address past its share gets 429 on every request until its window ends. The
+/// request limiter cannot do this itself: it decides before the request runs, and whether a key was good is known only after.
+/// </summary>
+public sealed class FailedAuthentications(IOptionsMonitor<RateLimitOptions> options, ActiveSilos silos, TimeProvider clock)
+{
+    private readonly FailureWindows _failures = new(silos, clock);
+
+    /// <summary>When the address may try again, if it has used up its failures for this window; null when it may go on.</summary>
+    public DateTimeOffset? RefusedUntil(string address) => _failures.RefusedUntil(address, Limit());
+
+    /// <summary>Counts one failed authentication from <paramref name="address"/>.</summary>
+    public void Record(string address) => _failures.Record(address, Limit());
+
+    private GroupLimit? Limit()
+    {
+        var current = options.CurrentValue;
+        return current.Enabled && current.FailedAuthentications.PermitLimit > 0 ? current.FailedAuthentications : null;
     }
 }
 
