@@ -39,6 +39,7 @@ public static class GridServiceCollectionExtensions
         services.AddSingleton<Migrator>();
         services.AddSingleton<AccountStore>();
         services.AddSingleton<JobStore>();
+        services.AddSingleton<Dispatch.DispatchInFlight>();
         services.AddSingleton<WorkerStore>();
         services.AddSingleton<Aitbc.AitbcStore>();
         services.AddSingleton<ReceiptStore>();

@@ -35,10 +35,30 @@ public sealed class ShutdownOptions
 /// <see cref="ShutdownOptions.DrainDelay"/>, while Kestrel still listens. Then Kestrel, registered after the silo and
 /// so stopped before it, lets in-flight requests finish, and the silo leaves the cluster last.
 /// </summary>
-internal sealed partial class StopDrain(Microsoft.Extensions.Options.IOptions<ShutdownOptions> options, ILogger<StopDrain> logger) : IHostedLifecycleService
+internal sealed partial class StopDrain(
+    Microsoft.Extensions.Options.IOptions<ShutdownOptions> options, Coordinator.Grains.Dispatch.DispatchInFlight dispatch, ILogger<StopDrain> logger)
+    : IHostedLifecycleService
 {
+    /// <summary>The longest the stop waits for this silo's claims and polls in flight (a poll ends within 2 s of its grain letting go).</summary>
+    internal static readonly TimeSpan DispatchBound = TimeSpan.FromSeconds(5);
+
     public async Task StoppingAsync(CancellationToken cancellationToken)
     {
+        // Claims in flight and polls of this silo's grains answer first, while the silo still sends: Orleans' stop
+        // abandons calls still running in its activations, and a job claimed for one would reach no worker until the
+        // claim lease ran out. No new claim starts here once stopping began.
+        using (var bound = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken))
+        {
+            bound.CancelAfter(DispatchBound);
+            try
+            {
+                await dispatch.WhenIdleAsync(bound.Token);
+            }
+            catch (OperationCanceledException)
+            {
+                LogDispatchNotIdle(logger, dispatch.Count, DispatchBound.TotalSeconds);
+            }
+        }
         var delay = options.Value.DrainDelay;
         if (delay <= TimeSpan.Zero) return;
         LogDraining(logger, delay.TotalSeconds);
@@ -57,6 +77,9 @@ internal sealed partial class StopDrain(Microsoft.Extensions.Options.IOptions<Sh
     public Task StartedAsync(CancellationToken cancellationToken) => Task.CompletedTask;
     public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
     public Task StoppedAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Stopping: {Count} dispatch calls still in flight after {Seconds} s; the silo leaves without them (their claims go back after the claim lease).")]
+    private static partial void LogDispatchNotIdle(ILogger logger, int count, double seconds);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Stopping: not ready, still accepting connections for {Seconds} s so that load balancers stop routing here.")]
     private static partial void LogDraining(ILogger logger, double seconds);

@@ -22,7 +22,7 @@ namespace Coordinator.Grains.Dispatch;
 [Reentrant]
 public sealed partial class DispatcherGrain(
     JobStore jobs, QuotaCounting quotas, IClusterMembershipService membership, IHostApplicationLifetime lifetime, TimeProvider time,
-    IOptions<DispatchOptions> options, DispatchMetrics metrics, Telemetry.CoordinatorMetrics gauges, ILogger<DispatcherGrain> logger)
+    IOptions<DispatchOptions> options, DispatchMetrics metrics, Telemetry.CoordinatorMetrics gauges, DispatchInFlight inFlight, ILogger<DispatcherGrain> logger)
     : Grain, IDispatcherGrain
 {
     /// <summary>How much longer than its window a dispatcher keeps a poll whose worker grain never came back to end it.</summary>
@@ -79,10 +79,14 @@ public sealed partial class DispatcherGrain(
         foreach (var poll in _queue.TakeAllParked(_ => true)) Finish(poll, null);
     }
 
+    // The silo is stopping: no claim starts here any more (what is already in flight is waited for, DispatchInFlight).
+    private bool Stopping => _leaving || lifetime.ApplicationStopping.IsCancellationRequested;
+
     public async Task<Submitted> SubmitAsync(long accountId, NewJob job)
     {
         var family = job.Model is null ? null : ModelNames.FamilyOf(job.Model);
-        var poll = _queue.TakePollFor(DispatchQueue.KeysOf(job.ModelMatch, job.Model, family), Usable);
+        var poll = Stopping ? null : _queue.TakePollFor(DispatchQueue.KeysOf(job.ModelMatch, job.Model, family), Usable);
+        using var handing = poll is null ? null : inFlight.Enter();
         SubmitResult result;
         try
         {
@@ -136,6 +140,7 @@ public sealed partial class DispatcherGrain(
     public async Task<ClaimedJob?> ClaimJobAsync(long workerId, QueuedJob job)
     {
         if (_queue.IsClaiming(job.Id)) return null; // a poll's claim of it is in flight, and decides
+        using var claiming = inFlight.Enter();
         _queue.Take(job);
         ClaimedJob? claimed;
         try
@@ -218,7 +223,7 @@ public sealed partial class DispatcherGrain(
         {
             if (_queue.IsClaiming(job.Id)) continue; // its claim decides
             _queue.Remove(job.Id); // a new rank replaces the old
-            var poll = _queue.TakePollFor(DispatchQueue.KeysOf(job.ModelMatch, job.Model, job.Family), Usable);
+            var poll = Stopping ? null : _queue.TakePollFor(DispatchQueue.KeysOf(job.ModelMatch, job.Model, job.Family), Usable);
             if (poll is null)
             {
                 _queue.Add(job);
@@ -237,6 +242,13 @@ public sealed partial class DispatcherGrain(
     {
         while (!poll.Cancelled && poll.State != PollState.Done)
         {
+            if (Stopping)
+            {
+                // No claim starts on a stopping silo: one whose answer the stop overtook would reach no worker until
+                // its lease ran out. The poll parks again on the next activation.
+                Finish(poll, null);
+                return;
+            }
             if (DispatchQueue.FirstToLoad(poll.Sets) is { } set)
             {
                 try
@@ -266,6 +278,8 @@ public sealed partial class DispatcherGrain(
     /// <summary>Claims a job for a poll that has been taken out of the queues; a lost claim serves the poll again.</summary>
     private async Task ClaimForAsync(Poll poll, QueuedJob job)
     {
+        // Counted until the poll has its answer, so that a graceful stop lets it reach the worker first.
+        using var claiming = inFlight.Enter();
         _queue.Take(job);
         foreach (var set in poll.Sets)
         {

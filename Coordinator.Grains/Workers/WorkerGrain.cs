@@ -90,7 +90,7 @@ public interface IWorkerGrain : IGrainWithIntegerKey
 /// </remarks>
 [Reentrant, PreferLocalPlacement]
 public sealed partial class WorkerGrain(WorkerStore workers, JobStore jobs, QuotaCounting quotas, IGrainFactory grains, ILocalSiloDetails silo,
-    IHostApplicationLifetime lifetime, TimeProvider time, IOptions<DispatchOptions> options, ILogger<WorkerGrain> logger) : Grain, IWorkerGrain
+    IHostApplicationLifetime lifetime, TimeProvider time, IOptions<DispatchOptions> options, DispatchInFlight inFlight, ILogger<WorkerGrain> logger) : Grain, IWorkerGrain
 {
     /// <summary>How long a poll waits before parking again on a dispatcher whose activation went away.</summary>
     private static readonly TimeSpan ParkAgainAfter = TimeSpan.FromMilliseconds(50);
@@ -151,6 +151,9 @@ public sealed partial class WorkerGrain(WorkerStore workers, JobStore jobs, Quot
     public async Task<ClaimedJob?> NextJobAsync(Guid pollId, Capabilities declared)
     {
         if (_leaving || _cancelledEarly.Remove(pollId)) return null;
+        // Counted until it answers: a graceful stop waits for it (it ends when this grain lets go), so that a job
+        // claimed for it reaches the caller on another silo before this silo leaves.
+        using var polling = inFlight.Enter();
         // Registered before anything is awaited, so that a cancellation or a stopping silo reaches the poll from the start.
         var end = new TaskCompletionSource<PollEnd>(TaskCreationOptions.RunContinuationsAsynchronously);
         _polls[pollId] = end;

@@ -52,12 +52,29 @@ public sealed class NodeProcess : IAsyncDisposable
         start.Environment["Cluster__SiloPort"] = FreePort().ToString(System.Globalization.CultureInfo.InvariantCulture);
         start.Environment["Aitbc__Port"] = FreePort().ToString(System.Globalization.CultureInfo.InvariantCulture);
         start.Environment["Cluster__GatewayPort"] = "0";
+        // COORDINATOR_BENCH_NODE_LOGS=<folder>: each node's console goes to <folder>/node-<pid>.log, with UTC timestamps,
+        // and COORDINATOR_BENCH_NODE_LOG_LEVELS=Category=Level;... raises categories above Warning (for diagnosing a run).
+        var logFolder = Environment.GetEnvironmentVariable("COORDINATOR_BENCH_NODE_LOGS");
+        if (!string.IsNullOrEmpty(logFolder))
+        {
+            start.Environment["Logging__Console__FormatterOptions__TimestampFormat"] = "HH:mm:ss.fff ";
+            start.Environment["Logging__Console__FormatterOptions__UseUtcTimestamp"] = "true";
+            start.Environment["Logging__Console__FormatterOptions__SingleLine"] = "true";
+            foreach (var level in (Environment.GetEnvironmentVariable("COORDINATOR_BENCH_NODE_LOG_LEVELS") ?? "").Split(';', StringSplitOptions.RemoveEmptyEntries))
+            {
+                var (category, value) = (level[..level.IndexOf('=')], level[(level.IndexOf('=') + 1)..]);
+                start.Environment[$"Logging__LogLevel__{category}"] = value;
+            }
+        }
         foreach (var (key, value) in settings ?? new Dictionary<string, string>()) start.Environment[key] = value;
 
         var process = Process.Start(start) ?? throw new InvalidOperationException("could not start the coordinator node");
         var log = new System.Text.StringBuilder();
-        process.OutputDataReceived += (_, e) => { lock (log) log.AppendLine(e.Data); };
-        process.ErrorDataReceived += (_, e) => { lock (log) log.AppendLine(e.Data); };
+#pragma warning disable CA2000 // The log file stays open as long as the bench process: its writes flush as they come.
+        var file = string.IsNullOrEmpty(logFolder) ? null : new StreamWriter(Path.Combine(logFolder, $"node-{process.Id}.log")) { AutoFlush = true };
+#pragma warning restore CA2000
+        process.OutputDataReceived += (_, e) => { lock (log) { log.AppendLine(e.Data); file?.WriteLine(e.Data); } };
+        process.ErrorDataReceived += (_, e) => { lock (log) { log.AppendLine(e.Data); file?.WriteLine(e.Data); } };
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
 

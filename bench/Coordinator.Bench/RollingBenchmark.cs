@@ -71,7 +71,7 @@ public sealed class RollingBenchmark(BenchOptions options, BenchDatabase databas
             for (var i = 0; i < workerCount; i++) workerKeys.Add(await nodes[i % 3].Grid.NewWorkerAsync(key, $"r{i}-{Guid.NewGuid():N}", Model));
 
             // Per job: when its submission was sent (the prompt carries it) and when a worker received it.
-            var received = new ConcurrentQueue<(long SentAt, long ReceivedAt)>();
+            var received = new ConcurrentQueue<(long SentAt, long ReceivedAt, long JobId)>();
             var starts = new ConcurrentDictionary<long, int>();
             using var stopWorkers = new CancellationTokenSource();
             using var stopSubmitting = new CancellationTokenSource();
@@ -112,11 +112,14 @@ public sealed class RollingBenchmark(BenchOptions options, BenchDatabase databas
             for (var i = 0; i < nodes.Count; i++)
             {
                 var old = nodes[i];
+                Console.WriteLine($"rolling run {run + 1}: {DateTime.UtcNow:HH:mm:ss.fff} SIGTERM node {i} (pid {old.Pid})");
                 var (exitCode, took) = await old.TerminateAsync(TimeSpan.FromSeconds(60));
+                Console.WriteLine($"rolling run {run + 1}: {DateTime.UtcNow:HH:mm:ss.fff} node {i} exited");
                 if (exitCode != 0) throw new InvalidOperationException($"node {i} exited {exitCode} after SIGTERM");
                 stopTimes.Add(took.TotalSeconds);
                 stopped.Add(old);
                 nodes[i] = await NodeProcess.StartAsync(options.Ours.Dll, db, http, cpus: null);
+                Console.WriteLine($"rolling run {run + 1}: {DateTime.UtcNow:HH:mm:ss.fff} node {i} replaced by pid {nodes[i].Pid}, healthy");
             }
             var rollEnded = Stopwatch.GetTimestamp();
             await Task.Delay(TimeSpan.FromSeconds(5));
@@ -134,7 +137,19 @@ public sealed class RollingBenchmark(BenchOptions options, BenchDatabase databas
             var inTable = await database.ScalarAsync(db, "SELECT count(*) FROM jobs");
 
             var warm = rollStarted - Stopwatch.Frequency * (steadySeconds / 2);
-            var all = received.ToList();
+            var all = received.Select(j => (j.SentAt, j.ReceivedAt)).ToList();
+            // Wall clock of a Stopwatch timestamp, to match the nodes' logs.
+            var wallAt = DateTime.UtcNow - TimeSpan.FromSeconds(Stopwatch.GetTimestamp() / (double)Stopwatch.Frequency);
+            string Wall(long t) => (wallAt + TimeSpan.FromSeconds(t / (double)Stopwatch.Frequency)).ToString("HH:mm:ss.fff", CultureInfo.InvariantCulture);
+            foreach (var slow in received.Where(j => j.ReceivedAt - j.SentAt > Stopwatch.Frequency * 3).OrderBy(j => j.SentAt))
+            {
+                Console.WriteLine($"rolling run {run + 1}: slow job {slow.JobId}: sent {Wall(slow.SentAt)}, received {Wall(slow.ReceivedAt)}");
+            }
+            var times = all.Select(j => j.ReceivedAt).Where(t => t >= rollStarted && t <= rollEnded).Order().ToList();
+            for (var g = 1; g < times.Count; g++)
+            {
+                if (times[g] - times[g - 1] > Stopwatch.Frequency * 3) Console.WriteLine($"rolling run {run + 1}: gap from {Wall(times[g - 1])} to {Wall(times[g])}");
+            }
             var steady = Summarise(all.Where(j => j.SentAt >= warm && j.SentAt < rollStarted));
             var rolling = Summarise(all.Where(j => j.SentAt >= rollStarted && j.SentAt < rollEnded));
             var receipts = all.Select(j => j.ReceivedAt).Order().ToList();
@@ -163,7 +178,7 @@ public sealed class RollingBenchmark(BenchOptions options, BenchDatabase databas
     }
 
     private static async Task WorkAsync(List<NodeProcess> nodes, int first, string worker,
-        ConcurrentQueue<(long, long)> received, ConcurrentDictionary<long, int> starts, CancellationToken stop)
+        ConcurrentQueue<(long, long, long)> received, ConcurrentDictionary<long, int> starts, CancellationToken stop)
     {
         var node = first;
         while (!stop.IsCancellationRequested)
@@ -171,7 +186,7 @@ public sealed class RollingBenchmark(BenchOptions options, BenchDatabase databas
             try
             {
                 if (await nodes[node].Grid.PollAsync(worker, Model, stop) is not { } job) continue;
-                received.Enqueue((long.Parse(job.Prompt, CultureInfo.InvariantCulture), job.ReceivedAt));
+                received.Enqueue((long.Parse(job.Prompt, CultureInfo.InvariantCulture), job.ReceivedAt, job.JobId));
                 await UntilAnsweredAsync(nodes, () => node, n => node = n, n => nodes[n].Grid.StartAsync(worker, job.JobId), stop);
                 starts.AddOrUpdate(job.JobId, 1, (_, n) => n + 1);
                 await UntilAnsweredAsync(nodes, () => node, n => node = n, n => nodes[n].Grid.ResultAsync(worker, job.JobId), stop);
