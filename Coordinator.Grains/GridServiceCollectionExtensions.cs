@@ -112,6 +112,12 @@ public static class GridServiceCollectionExtensions
         // 10^10, far above jit_above_cost, so a statement left with one (a duty's read of a small table) was compiled
         // with LLVM on every call — 200 ms of CPU for a statement that runs in microseconds.
         if (!connectionString.Contains("Options", StringComparison.OrdinalIgnoreCase)) builder.Options = "-c plan_cache_mode=force_generic_plan -c enable_seqscan=off -c jit=off";
-        return new NpgsqlDataSourceBuilder(builder.ConnectionString).Build();
+        var dataSource = new NpgsqlDataSourceBuilder(builder.ConnectionString);
+        // Telemetry: a statement gets a span only inside a sampled trace. Unfiltered, Npgsql starts an activity for every
+        // statement once traces are on, sampled or not (BENCHMARKS.md, "The cost of telemetry").
+        dataSource.ConfigureTracing(tracing => tracing.ConfigureCommandFilter(_ => InSampledTrace()).ConfigureBatchFilter(_ => InSampledTrace()));
+        return dataSource.Build();
     }
+
+    private static bool InSampledTrace() => System.Diagnostics.Activity.Current is { Recorded: true };
 }

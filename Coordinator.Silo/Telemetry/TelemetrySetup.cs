@@ -108,6 +108,24 @@ public static class TelemetrySetup
     /// <summary>Whether an instrument of Orleans' meter is exported (<see cref="OrleansInstrumentsKept"/>).</summary>
     public static bool KeepsOrleansInstrument(string name) => OrleansInstrumentsKept.Any(kept => name.StartsWith(kept, StringComparison.Ordinal));
 
+    /// <summary>
+    /// Instruments of ASP.NET Core's and Npgsql's meters that record on every request, statement or buffer and that no
+    /// figure of the issue needs: dropped by a view, so not even recorded (BENCHMARKS.md, "The cost of telemetry"). Kept:
+    /// <c>http.server.request.duration</c>, <c>aspnetcore.rate_limiting.requests</c> (refusals), Kestrel's connections,
+    /// Npgsql's <c>db.client.operation.duration</c>, its failures and its connection pool.
+    /// </summary>
+    public static readonly IReadOnlyList<string> PerRequestInstrumentsDropped =
+    [
+        "http.server.active_requests", "aspnetcore.routing.match_attempts", "aspnetcore.rate_limiting.request_lease.duration",
+        "aspnetcore.rate_limiting.active_request_leases", "aspnetcore.rate_limiting.queued_requests", "aspnetcore.rate_limiting.request.time_in_queue",
+        "aspnetcore.authentication.", "aspnetcore.authorization.", "aspnetcore.memory_pool.", "kestrel.tls_handshake.",
+        "db.client.operation.npgsql.executing", "db.client.operation.npgsql.bytes_written", "db.client.operation.npgsql.bytes_read",
+    ];
+
+    /// <summary>Whether an instrument is one of <see cref="PerRequestInstrumentsDropped"/> (a name, or a prefix ending in a dot).</summary>
+    public static bool DropsPerRequestInstrument(string name) =>
+        PerRequestInstrumentsDropped.Any(dropped => dropped.EndsWith('.') ? name.StartsWith(dropped, StringComparison.Ordinal) : name == dropped);
+
     public static WebApplicationBuilder AddCoordinatorTelemetry(this WebApplicationBuilder builder)
     {
         // The settings are nested, which data annotations do not reach: each is checked here, and a bad one stops the start.
@@ -150,7 +168,7 @@ public static class TelemetrySetup
             telemetry.WithMetrics(metrics =>
             {
                 metrics.AddMeter(CoordinatorMetrics.MeterName, OrleansMeterName).AddAspNetCoreInstrumentation().AddNpgsqlInstrumentation()
-                    .AddView(instrument => instrument.Meter.Name == OrleansMeterName && !KeepsOrleansInstrument(instrument.Name) ? MetricStreamConfiguration.Drop : null);
+                    .AddView(instrument => (instrument.Meter.Name == OrleansMeterName && !KeepsOrleansInstrument(instrument.Name)) || DropsPerRequestInstrument(instrument.Name) ? MetricStreamConfiguration.Drop : null);
                 if (prometheus) metrics.AddPrometheusExporter(prometheusOptions => prometheusOptions.ScrapeEndpointPath = options.Prometheus.Path);
                 if (otlp is not null) metrics.AddOtlpExporter(exporter => Configure(exporter, options.Otlp, "metrics"));
             });

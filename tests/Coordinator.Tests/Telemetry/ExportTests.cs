@@ -31,6 +31,10 @@ public sealed class ExportTests
         Assert.Contains("coordinator_dispatch_polls_waiting", text, StringComparison.Ordinal);
         // Orleans' own meter (grain activations, messaging) goes out with ours.
         Assert.Contains("orleans_", text, StringComparison.Ordinal);
+        // ASP.NET Core's request duration goes out; its per-request routing and in-flight counts are dropped by a view.
+        Assert.Contains("http_server_request_duration", text, StringComparison.Ordinal);
+        Assert.DoesNotContain("aspnetcore_routing_match_attempts", text, StringComparison.Ordinal);
+        Assert.DoesNotContain("http_server_active_requests", text, StringComparison.Ordinal);
 
         // The operator port serves nothing else, and the public port does not serve the scrape.
         Assert.Equal(HttpStatusCode.NotFound, (await operatorPort.GetAsync(new Uri("api/v1/health", UriKind.Relative))).StatusCode);
@@ -50,6 +54,36 @@ public sealed class ExportTests
     {
         await using var host = await GridHost.StartAsync();
         Assert.Equal(HttpStatusCode.NotFound, (await host.Http.GetAsync(new Uri("/metrics", UriKind.Relative))).StatusCode);
+    }
+
+    [Fact]
+    public async Task UnsampledTrace_StartsNoActivityForItsStatements()
+    {
+        // A request that arrives unsampled (traceparent flags 00): its statements must not even start an activity
+        // (Npgsql's tracing filter), which costs node CPU on every statement (BENCHMARKS.md, "The cost of telemetry").
+        var traceId = ActivityTraceId.CreateRandom();
+        var started = 0;
+        using var listener = new ActivityListener
+        {
+            ShouldListenTo = source => source.Name == "Npgsql",
+            Sample = (ref ActivityCreationOptions<ActivityContext> _) => ActivitySamplingResult.None,
+            ActivityStarted = activity =>
+            {
+                if (activity.TraceId == traceId) Interlocked.Increment(ref started);
+            },
+        };
+        ActivitySource.AddActivityListener(listener);
+        await using var host = await GridHost.StartAsync(settings: new Dictionary<string, string?> { ["Telemetry:Tracing:Enabled"] = "true", ["Telemetry:Tracing:SamplingRatio"] = "1" });
+        var client = await host.NewAccountAsync();
+        client.Http.DefaultRequestHeaders.Add("traceparent", $"00-{traceId.ToHexString()}-{ActivitySpanId.CreateRandom().ToHexString()}-00");
+        var id = await client.SubmitAsync(new { model = ApiClient.Unique("unsampled") + ":1b", model_match = "exact", prompt = "p" });
+        await client.GetJobAsync(id);
+        Assert.Equal(0, Volatile.Read(ref started));
+        // A sampled one (flags 01) still traces its statements.
+        client.Http.DefaultRequestHeaders.Remove("traceparent");
+        client.Http.DefaultRequestHeaders.Add("traceparent", $"00-{traceId.ToHexString()}-{ActivitySpanId.CreateRandom().ToHexString()}-01");
+        await client.GetJobAsync(await client.SubmitAsync(new { model = ApiClient.Unique("sampled") + ":1b", model_match = "exact", prompt = "p" }));
+        Assert.True(Volatile.Read(ref started) > 0, "no statement activity in a sampled trace");
     }
 
     [Fact]
