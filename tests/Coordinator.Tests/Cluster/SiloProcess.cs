@@ -139,10 +139,5 @@ public sealed class SiloProcess : IAsyncDisposable
         lock (_log) _log.AppendLine(line);
     }
 
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
-    }
+    private static int FreePort() => Coordinator.Tests.Infrastructure.TestPorts.Next();
 }

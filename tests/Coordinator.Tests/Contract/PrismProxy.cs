@@ -89,14 +89,7 @@ public sealed class PrismProxy : IAsyncDisposable
         lock (_output) return _output.ToString()[^Math.Min(_output.Length, 4000)..];
     }
 
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        var port = ((IPEndPoint)listener.LocalEndpoint).Port;
-        listener.Stop();
-        return port;
-    }
+    private static int FreePort() => Coordinator.Tests.Infrastructure.TestPorts.Next();
 
     public async ValueTask DisposeAsync()
     {

@@ -165,10 +165,5 @@ public sealed class PublishedSiloTests
 
     private static string Invariant(int value) => value.ToString(CultureInfo.InvariantCulture);
 
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
-    }
+    private static int FreePort() => Coordinator.Tests.Infrastructure.TestPorts.Next();
 }

@@ -152,12 +152,7 @@ public sealed class GridHost : IAsyncDisposable
         await _factory.DisposeAsync();
     }
 
-    internal static int FreeTcpPort()
-    {
-        using var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
-        listener.Start();
-        return ((System.Net.IPEndPoint)listener.LocalEndpoint).Port;
-    }
+    internal static int FreeTcpPort() => Coordinator.Tests.Infrastructure.TestPorts.Next();
 
     private sealed class Factory(string connectionString, TimeProvider? time, IDictionary<string, string?>? settings, Action<IServiceCollection>? replacements)
         : WebApplicationFactory<Program>
