@@ -50,7 +50,10 @@ public class DispatchTests(HostFixture fixture) : IClassFixture<HostFixture>
         var client = await host.NewAccountOnPlanAsync(null, null);
         var model = ApiClient.Unique();
         const int polls = 300;
-        var workers = await Task.WhenAll(Enumerable.Range(0, polls).Select(async i => (await client.NewWorkerAsync($"w{i}", model)).Worker));
+        // The workers register one after another: the burst under test is the jobs', not 300 sign-ups at once racing the
+        // host's connection pool on a busy machine.
+        var workers = new List<ApiClient>();
+        for (var i = 0; i < polls; i++) workers.Add((await client.NewWorkerAsync($"w{i}", model)).Worker);
         var assignments = workers.Select(w => w.PollAsync($"models[]={model}")).ToList();
         await host.ParkedAsync(model, polls);
 
