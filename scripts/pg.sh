@@ -246,7 +246,7 @@ pg_start_private() {
 listen_addresses = '127.0.0.1'
 port = $port
 unix_socket_directories = '$sockdir'
-max_connections = 300
+max_connections = 1000
 shared_buffers = '256MB'
 synchronous_commit = on
 log_min_messages = warning
