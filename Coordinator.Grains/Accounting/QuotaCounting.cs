@@ -12,10 +12,13 @@ namespace Coordinator.Grains.Accounting;
 /// <see cref="UnlimitedFor"/> that the plan has none, adds them up, and sends them to the account's grain once every
 /// <see cref="SendInterval"/>, so that claims and results of such accounts make no grain call at all. What is unsent when
 /// the silo stops is sent as the silo's stop begins (its <see cref="ServiceLifecycleStage.Active"/> stage), while grains can
-/// still be called: after the front end's last requests, and before the silo leaves the cluster. A hosted service's stop
-/// comes too late for that: the host stops the services registered after it first, and the silo is one of them.
+/// still be called. Counts that arrive after that (results that reach a job on this silo while it stops) are no longer
+/// sent to grains, whose calls may fail by then: they are added straight to the account's row of the day
+/// (<see cref="Quotas.AddAsync"/>) when the host stops this service, which is after the silo has stopped (the host stops
+/// the services registered after it first, and the silo is one of them). The row's counts are additive, so the account's
+/// grain, wherever it is active, keeps writing its own on top.
 /// </summary>
-public sealed partial class QuotaCounting(IGrainFactory grains, TimeProvider time, ILogger<QuotaCounting> logger)
+public sealed partial class QuotaCounting(IGrainFactory grains, Quotas quotas, TimeProvider time, ILogger<QuotaCounting> logger)
     : IHostedService, ILifecycleParticipant<ISiloLifecycle>, IAsyncDisposable
 {
     /// <summary>How long an answer that the plan has no limit is trusted: a plan that gains one is enforced that much later at the most.</summary>
@@ -29,6 +32,8 @@ public sealed partial class QuotaCounting(IGrainFactory grains, TimeProvider tim
     private readonly ConcurrentDictionary<long, DateTimeOffset> _unlimitedUntil = new();
     private readonly ConcurrentDictionary<long, Unsent> _unsent = new();
     private ITimer? _timer;
+    // Set as the silo's stop begins: from then on batched counts wait for the host's stop, which writes them to the table.
+    private volatile bool _siloStopping;
 
     /// <summary>One request of the account: its job was claimed.</summary>
     public Task CountRequestAsync(long accountId) => CountAsync(accountId, 1, 0);
@@ -64,38 +69,60 @@ public sealed partial class QuotaCounting(IGrainFactory grains, TimeProvider tim
         }
     }
 
-    /// <summary>Sends what accounts without limits have counted since the last time.</summary>
-    private Task SendUnsentAsync()
+    /// <summary>Sends what accounts without limits have counted since the last time to their grains.</summary>
+    private Task SendUnsentAsync() => Task.WhenAll(TakeUnsent().Select(count => SendAsync(count.AccountId, count.Requests, count.Tokens)));
+
+    /// <summary>Adds what accounts without limits have counted and not sent straight to their rows of the day.</summary>
+    private async Task WriteUnsentAsync()
     {
-        var sends = new List<Task>();
+        foreach (var (accountId, requests, tokens) in TakeUnsent())
+        {
+            try
+            {
+                await quotas.AddAsync(accountId, quotas.Today, requests, tokens);
+            }
+            catch (Exception exception)
+            {
+                LogCountFailed(logger, accountId, exception.Message);
+            }
+        }
+    }
+
+    private List<(long AccountId, int Requests, long Tokens)> TakeUnsent()
+    {
+        var taken = new List<(long, int, long)>();
         foreach (var (accountId, unsent) in _unsent)
         {
             var requests = (int)Interlocked.Exchange(ref unsent.Requests, 0);
             var tokens = Interlocked.Exchange(ref unsent.Tokens, 0);
-            if (requests == 0 && tokens == 0)
-            {
-                _unsent.TryRemove(KeyValuePair.Create(accountId, unsent));
-                continue;
-            }
-            sends.Add(SendAsync(accountId, requests, tokens));
+            if (requests == 0 && tokens == 0) _unsent.TryRemove(KeyValuePair.Create(accountId, unsent));
+            else taken.Add((accountId, requests, tokens));
         }
-        return Task.WhenAll(sends);
+        return taken;
     }
 
     public Task StartAsync(CancellationToken cancellationToken)
     {
-        _timer = time.CreateTimer(_ => _ = SendUnsentAsync(), null, SendInterval, SendInterval);
+        _timer = time.CreateTimer(_ =>
+        {
+            if (!_siloStopping) _ = SendUnsentAsync();
+        }, null, SendInterval, SendInterval);
         return Task.CompletedTask;
     }
 
     public async Task StopAsync(CancellationToken cancellationToken)
     {
         if (_timer is not null) await _timer.DisposeAsync();
-        await SendUnsentAsync();
+        // After the silo (or without one): no grain call is sure to arrive now, and the table takes additions from anyone.
+        await WriteUnsentAsync();
     }
 
     public void Participate(ISiloLifecycle lifecycle) =>
-        lifecycle.Subscribe(nameof(QuotaCounting), ServiceLifecycleStage.Active, _ => Task.CompletedTask, async _ => await SendUnsentAsync());
+        lifecycle.Subscribe(nameof(QuotaCounting), ServiceLifecycleStage.Active, _ => Task.CompletedTask, async _ =>
+        {
+            _siloStopping = true;
+            await SendUnsentAsync();
+        });
 
     public async ValueTask DisposeAsync()
     {

@@ -39,7 +39,10 @@ public sealed class Quotas(NpgsqlDataSource dataSource, TimeProvider time, Telem
             """, new { accountId, day });
     }
 
-    /// <summary>Adds counts to the account's row of the day (one row: only its grain writes it).</summary>
+    /// <summary>
+    /// Adds counts to the account's row of the day (one row: its grain writes it, and a stopping silo's unsent counts are
+    /// added the same way, <see cref="QuotaCounting"/>).
+    /// </summary>
     public async Task AddAsync(long accountId, DateOnly day, long requests, long tokens)
     {
         await using var connection = await dataSource.OpenConnectionAsync();

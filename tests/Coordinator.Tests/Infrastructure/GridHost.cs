@@ -88,7 +88,11 @@ public sealed class GridHost : IAsyncDisposable
     /// Signs up an account on a plan with the given daily limits (null: none). Tests that move many jobs use
     /// <c>NewAccountOnPlanAsync(null, null)</c> so that the free plan's 100 requests a day do not hold them.
     /// </summary>
-    public async Task<ApiClient> NewAccountOnPlanAsync(int? dailyRequests, long? dailyTokens)
+    public async Task<ApiClient> NewAccountOnPlanAsync(int? dailyRequests, long? dailyTokens) =>
+        (await NewAccountOnPlanWithIdAsync(dailyRequests, dailyTokens)).Client;
+
+    /// <summary><see cref="NewAccountOnPlanAsync"/>, with the account's id.</summary>
+    public async Task<(long AccountId, ApiClient Client)> NewAccountOnPlanWithIdAsync(int? dailyRequests, long? dailyTokens)
     {
         var (accountId, key) = await Anonymous().SignUpAsync("planned");
         var plan = $"test-{dailyRequests?.ToString() ?? "none"}-{dailyTokens?.ToString() ?? "none"}";
@@ -105,7 +109,7 @@ public sealed class GridHost : IAsyncDisposable
 #pragma warning restore CA1508
         command.Parameters.AddWithValue("accountId", accountId);
         await command.ExecuteNonQueryAsync();
-        return WithKey(key);
+        return (accountId, WithKey(key));
     }
 
     /// <summary>Starts a node on a fresh database, or on <paramref name="connectionString"/>'s to join its grid.</summary>
