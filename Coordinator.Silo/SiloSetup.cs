@@ -116,9 +116,10 @@ public static class SiloSetup
                 versioning.DefaultCompatibilityStrategy = nameof(Orleans.Versions.Compatibility.BackwardCompatible);
                 versioning.DefaultVersionSelectorStrategy = nameof(Orleans.Versions.Selector.AllCompatibleVersions);
             });
-            // Grain calls carry the caller's trace context (W3C traceparent), so one job's path (HTTP request, grain calls,
-            // statements) is one trace. It costs nothing while no listener samples Orleans' activity sources.
-            silo.AddActivityPropagation();
+            // Grain calls inside a sampled trace carry it (W3C traceparent), so one job's path (HTTP request, grain calls,
+            // statements) is one trace; calls outside one carry nothing (SampledTracePropagation, in place of Orleans' own).
+            silo.AddOutgoingGrainCallFilter<Coordinator.Grains.Telemetry.SampledTracePropagation>();
+            silo.AddIncomingGrainCallFilter<Coordinator.Grains.Telemetry.SampledTracePropagation>();
             // Mutual TLS on the silo and gateway ports when Cluster:Tls:CertificatePath is set (deploy/README.md, "Silos on several hosts").
             silo.UseCoordinatorTls(tls);
             // The Orleans Dashboard, only where operator keys gate it (/operator/dashboard, Coordinator.Api/Operator).

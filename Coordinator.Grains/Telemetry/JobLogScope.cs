@@ -33,13 +33,12 @@ public sealed class JobLogScopeFilter(ILoggerFactory loggers) : IIncomingGrainCa
 {
     private readonly ILogger _logger = loggers.CreateLogger("Coordinator.Grains.Jobs.JobGrain");
 
-    public async Task Invoke(IIncomingGrainCallContext context)
+    // Other grains' calls pass straight through, without a state machine of their own.
+    public Task Invoke(IIncomingGrainCallContext context) =>
+        context.TargetContext.GrainInstance is Jobs.JobGrain job ? InvokeInScopeAsync(context, job.GetPrimaryKeyLong()) : context.Invoke();
+
+    private async Task InvokeInScopeAsync(IIncomingGrainCallContext context, long jobId)
     {
-        if (context.TargetContext.GrainInstance is not Jobs.JobGrain job)
-        {
-            await context.Invoke();
-            return;
-        }
-        using (_logger.BeginScope(new JobLogScope(job.GetPrimaryKeyLong()))) await context.Invoke();
+        using (_logger.BeginScope(new JobLogScope(jobId))) await context.Invoke();
     }
 }

@@ -84,11 +84,11 @@ public static class TelemetrySetup
     public const string OrleansMeterName = "Microsoft.Orleans";
 
     /// <summary>
-    /// Orleans' activity source for grain calls (with <c>AddActivityPropagation</c>). Its runtime source
-    /// (<c>Microsoft.Orleans.Runtime</c>: membership, directory and other system calls) is left out: it adds spans to no
-    /// job's trace and costs recording on every system call.
+    /// The grain calls' spans, inside sampled traces only (<see cref="Coordinator.Grains.Telemetry.SampledTracePropagation"/>).
+    /// Orleans' own sources (its runtime's system calls, activations, placement) are left out: they add spans to no job's
+    /// trace and cost recording on every call.
     /// </summary>
-    public static readonly IReadOnlyList<string> OrleansActivitySources = ["Microsoft.Orleans.Application"];
+    public static readonly IReadOnlyList<string> GrainCallActivitySources = [Coordinator.Grains.Telemetry.SampledTracePropagation.SourceName];
 
     /// <summary>
     /// The instruments of Orleans' meter that are exported: activations and grains by type, memory, the scheduler, the
@@ -178,7 +178,7 @@ public static class TelemetrySetup
             telemetry.WithTracing(traces =>
             {
                 traces.SetSampler(new ParentBasedSampler(new TraceIdRatioBasedSampler(options.Tracing.SamplingRatio)))
-                    .AddSource([.. OrleansActivitySources])
+                    .AddSource([.. GrainCallActivitySources])
                     // Health checks and scrapes are not worth a trace each.
                     .AddAspNetCoreInstrumentation(aspNet => aspNet.Filter = context =>
                         !context.Request.Path.StartsWithSegments(options.Prometheus.Path, StringComparison.Ordinal) &&

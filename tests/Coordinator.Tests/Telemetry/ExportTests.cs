@@ -57,19 +57,24 @@ public sealed class ExportTests
     }
 
     [Fact]
-    public async Task UnsampledTrace_StartsNoActivityForItsStatements()
+    public async Task UnsampledTrace_StartsNoActivityForItsGrainCallsOrStatements()
     {
-        // A request that arrives unsampled (traceparent flags 00): its statements must not even start an activity
-        // (Npgsql's tracing filter), which costs node CPU on every statement (BENCHMARKS.md, "The cost of telemetry").
+        // A request that arrives unsampled (traceparent flags 00): its grain calls and statements must not even start an
+        // activity (SampledTracePropagation, Npgsql's tracing filter): OpenTelemetry's SDK would create one for propagation
+        // on every call and statement, which costs node CPU (BENCHMARKS.md, "The cost of telemetry").
         var traceId = ActivityTraceId.CreateRandom();
-        var started = 0;
+        var statements = 0;
+        var grainCalls = 0;
         using var listener = new ActivityListener
         {
-            ShouldListenTo = source => source.Name == "Npgsql",
+            // Orleans' own grain-call source too: its filters (AddActivityPropagation) started one on every call.
+            ShouldListenTo = source => source.Name is "Npgsql" or Coordinator.Grains.Telemetry.SampledTracePropagation.SourceName or "Microsoft.Orleans.Application",
             Sample = (ref ActivityCreationOptions<ActivityContext> _) => ActivitySamplingResult.None,
             ActivityStarted = activity =>
             {
-                if (activity.TraceId == traceId) Interlocked.Increment(ref started);
+                if (activity.TraceId != traceId) return;
+                if (activity.Source.Name == "Npgsql") Interlocked.Increment(ref statements);
+                else Interlocked.Increment(ref grainCalls);
             },
         };
         ActivitySource.AddActivityListener(listener);
@@ -78,12 +83,14 @@ public sealed class ExportTests
         client.Http.DefaultRequestHeaders.Add("traceparent", $"00-{traceId.ToHexString()}-{ActivitySpanId.CreateRandom().ToHexString()}-00");
         var id = await client.SubmitAsync(new { model = ApiClient.Unique("unsampled") + ":1b", model_match = "exact", prompt = "p" });
         await client.GetJobAsync(id);
-        Assert.Equal(0, Volatile.Read(ref started));
-        // A sampled one (flags 01) still traces its statements.
+        Assert.Equal(0, Volatile.Read(ref statements));
+        Assert.Equal(0, Volatile.Read(ref grainCalls));
+        // A sampled one (flags 01) still traces its grain calls and statements.
         client.Http.DefaultRequestHeaders.Remove("traceparent");
         client.Http.DefaultRequestHeaders.Add("traceparent", $"00-{traceId.ToHexString()}-{ActivitySpanId.CreateRandom().ToHexString()}-01");
         await client.GetJobAsync(await client.SubmitAsync(new { model = ApiClient.Unique("sampled") + ":1b", model_match = "exact", prompt = "p" }));
-        Assert.True(Volatile.Read(ref started) > 0, "no statement activity in a sampled trace");
+        Assert.True(Volatile.Read(ref statements) > 0, "no statement activity in a sampled trace");
+        Assert.True(Volatile.Read(ref grainCalls) > 0, "no grain call activity in a sampled trace");
     }
 
     [Fact]
@@ -116,7 +123,7 @@ public sealed class ExportTests
         {
             for (var parent = span.ParentSpanId; byId.TryGetValue(parent, out var up); parent = up.ParentSpanId)
             {
-                if (up.Source.Name == "Microsoft.Orleans.Application") return true;
+                if (up.Source.Name == Coordinator.Grains.Telemetry.SampledTracePropagation.SourceName) return true;
             }
             return false;
         }
