@@ -45,15 +45,13 @@ public sealed partial class QuotaCounting(IGrainFactory grains, Quotas quotas, T
     {
         if (_unlimitedUntil.TryGetValue(accountId, out var until) && until > time.GetUtcNow())
         {
-            var unsent = _unsent.GetOrAdd(accountId, static _ => new Unsent());
-            Interlocked.Add(ref unsent.Requests, requests);
-            Interlocked.Add(ref unsent.Tokens, tokens);
+            Keep(accountId, requests, tokens);
             return Task.CompletedTask;
         }
         return SendAsync(accountId, requests, tokens);
     }
 
-    private async Task SendAsync(long accountId, int requests, long tokens)
+    private async Task SendAsync(long accountId, int requests, long tokens, bool batched = false)
     {
         try
         {
@@ -62,6 +60,11 @@ public sealed partial class QuotaCounting(IGrainFactory grains, Quotas quotas, T
             else if (_unlimitedUntil.Count < MaxRemembered || _unlimitedUntil.ContainsKey(accountId)) _unlimitedUntil[accountId] = time.GetUtcNow() + UnlimitedFor;
             else _unlimitedUntil.Clear(); // forget in bulk: each is learned again at its next count
         }
+        catch (OrleansMessageRejectionException) when (batched)
+        {
+            // Refused, not delivered (the grain's silo is stopping): the next batch sends it again, to its next activation.
+            Keep(accountId, requests, tokens);
+        }
         catch (Exception exception)
         {
             // A count lost with a failing call: the quota is reached that much later.
@@ -69,8 +72,15 @@ public sealed partial class QuotaCounting(IGrainFactory grains, Quotas quotas, T
         }
     }
 
+    private void Keep(long accountId, int requests, long tokens)
+    {
+        var unsent = _unsent.GetOrAdd(accountId, static _ => new Unsent());
+        Interlocked.Add(ref unsent.Requests, requests);
+        Interlocked.Add(ref unsent.Tokens, tokens);
+    }
+
     /// <summary>Sends what accounts without limits have counted since the last time to their grains.</summary>
-    private Task SendUnsentAsync() => Task.WhenAll(TakeUnsent().Select(count => SendAsync(count.AccountId, count.Requests, count.Tokens)));
+    private Task SendUnsentAsync() => Task.WhenAll(TakeUnsent().Select(count => SendAsync(count.AccountId, count.Requests, count.Tokens, batched: true)));
 
     /// <summary>Adds what accounts without limits have counted and not sent straight to their rows of the day.</summary>
     private async Task WriteUnsentAsync()
