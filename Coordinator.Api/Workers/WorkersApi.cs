@@ -156,13 +156,7 @@ public static class WorkersApi
         {
             waiting.Leave();
         }
-        if (job is null)
-        {
-            // Nothing reached the worker through this poll, so nothing claimed for it can: a claim whose answer a stopping
-            // silo dropped (the grain then ended the poll empty), or one that commits after the poll ended, goes back now.
-            await pollClaims.AnswerLostAsync(workerId, pollId);
-            return lifetime.ApplicationStopping.IsCancellationRequested ? Stopping(context) : TypedResults.NoContent();
-        }
+        if (job is null) return lifetime.ApplicationStopping.IsCancellationRequested ? Stopping(context) : TypedResults.NoContent();
         if (context.RequestAborted.IsCancellationRequested)
         {
             // Claimed as the worker hung up: nobody will receive it, so it goes back at once.

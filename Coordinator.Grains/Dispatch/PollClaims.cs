@@ -4,11 +4,10 @@ using Microsoft.Extensions.Logging;
 namespace Coordinator.Grains.Dispatch;
 
 /// <summary>
-/// Gives back the claims made for a worker's poll that handed the worker nothing: its call to the worker grain failed (the
-/// grain's silo stopped or died with the answer in flight; Orleans drops the responses of a stopping silo), or it answered
-/// empty while a claim for it was lost on the way or still to commit. Every claim for a poll names the poll
-/// (<c>jobs.poll_id</c>), so they are found however the answer was lost, and go back to their dispatchers at once instead
-/// of after the claim lease.
+/// Gives back the claims made for a worker's poll whose answer never reached the front end that took the poll: its call to
+/// the worker grain failed (the grain's silo stopped or died with the answer in flight; Orleans drops the responses of a
+/// stopping silo). Every claim for a poll names the poll (<c>jobs.poll_id</c>), so they are found however the answer was
+/// lost, and go back to their dispatchers at once instead of after the claim lease.
 /// </summary>
 public sealed partial class PollClaims(JobStore jobs, Dispatchers dispatchers, DispatchMetrics metrics, TimeProvider time, ILogger<PollClaims> logger)
 {
