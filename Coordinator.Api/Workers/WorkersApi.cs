@@ -109,7 +109,7 @@ public static class WorkersApi
     }
 
     public static async Task<Results<Ok<JobAssignmentDto>, NoContent, UnprocessableEntity<ApiError>>> NextJobAsync(
-        HttpContext context, IGrainFactory grains, PollsWaiting waiting, BlobRegistry blobs, PollClaims pollClaims, IHostApplicationLifetime lifetime)
+        HttpContext context, IGrainFactory grains, PollsWaiting waiting, BlobRegistry blobs, IHostApplicationLifetime lifetime)
     {
         var query = context.Request.Query;
         var models = query["models[]"].Concat(query["models"]).Where(m => !string.IsNullOrEmpty(m)).Select(m => m!).Distinct().ToList();
@@ -141,16 +141,6 @@ public static class WorkersApi
             using var ended = CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted, lifetime.ApplicationStopping);
             using var cancel = ended.Token.Register(() => _ = worker.CancelPollAsync(pollId));
             job = await worker.NextJobAsync(pollId, new Capabilities(models, families, catchAll));
-        }
-        catch (Exception exception)
-        {
-            // Only this request could hand the worker a job claimed for this poll: whatever was claimed for it reached
-            // nobody, and goes back now rather than after the claim lease.
-            await pollClaims.AnswerLostAsync(workerId, pollId);
-            if (!GrainCallFailures.IsTransient(exception)) throw;
-            // The worker grain's silo stopped or died with the poll (a rolling restart): the worker polls again, and its
-            // grain comes back on a silo that is up.
-            return lifetime.ApplicationStopping.IsCancellationRequested ? Stopping(context) : TypedResults.NoContent();
         }
         finally
         {

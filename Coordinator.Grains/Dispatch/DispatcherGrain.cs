@@ -90,7 +90,7 @@ public sealed partial class DispatcherGrain(
         SubmitResult result;
         try
         {
-            result = await jobs.SubmitAsync(accountId, job, poll is null ? null : new HandTo(poll.Ticket.WorkerId, poll.Ticket.Id));
+            result = await jobs.SubmitAsync(accountId, job, poll?.Ticket.WorkerId);
         }
         catch
         {
@@ -288,7 +288,7 @@ public sealed partial class DispatcherGrain(
         ClaimedJob? claimed;
         try
         {
-            claimed = await jobs.ClaimAsync(job.Id, poll.Ticket.WorkerId, poll.Ticket.Id);
+            claimed = await jobs.ClaimAsync(job.Id, poll.Ticket.WorkerId);
         }
         catch (Exception exception)
         {
