@@ -148,14 +148,7 @@ public sealed class RollingRestartTests
                     }
                     if (poll.StatusCode != HttpStatusCode.OK) continue;
                     var id = (await poll.Content.ReadFromJsonAsync<JsonElement>(stop)).GetProperty("job_id").GetInt64();
-                    var start = await CallUntilAnsweredAsync(http, silos, silo, key, HttpMethod.Patch, $"worker/jobs/{id}/start", null, stop);
-                    if (start == Answer.Refused) continue;
-                    starts.AddOrUpdate(id, 1, (_, n) => n + 1);
-                    if (await CallUntilAnsweredAsync(http, silos, silo, key, HttpMethod.Post, $"worker/jobs/{id}/result",
-                            new { output = "ok", output_tokens = 1, duration_ms = 1 }, stop) == Answer.Done)
-                    {
-                        results.AddOrUpdate(id, 1, (_, n) => n + 1);
-                    }
+                    await StartAndReportAsync(http, silos, silo, key, id, starts, results, stop);
                 }
             }
             catch (Exception exception) when (exception is HttpRequestException or TaskCanceledException && !stop.IsCancellationRequested)

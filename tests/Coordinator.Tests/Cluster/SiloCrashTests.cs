@@ -93,16 +93,7 @@ public sealed class SiloCrashTests
                 using var poll = await SendAsync(http, silos[silo.Index], key, HttpMethod.Get, $"worker/jobs/next?models[]={model}", null, stop);
                 if (poll.StatusCode != HttpStatusCode.OK) continue;
                 var id = (await poll.Content.ReadFromJsonAsync<JsonElement>(stop)).GetProperty("job_id").GetInt64();
-                // A start whose answer was lost with its silo and that is then refused on resend (the job is already
-                // running) went through the first time: the worker goes on, as its result will show.
-                var start = await CallUntilAnsweredAsync(http, silos, silo, key, HttpMethod.Patch, $"worker/jobs/{id}/start", null, stop);
-                if (start == Answer.Refused) continue;
-                starts.AddOrUpdate(id, 1, (_, n) => n + 1);
-                if (await CallUntilAnsweredAsync(http, silos, silo, key, HttpMethod.Post, $"worker/jobs/{id}/result",
-                        new { output = "ok", output_tokens = 1, duration_ms = 1 }, stop) == Answer.Done)
-                {
-                    results.AddOrUpdate(id, 1, (_, n) => n + 1);
-                }
+                await StartAndReportAsync(http, silos, silo, key, id, starts, results, stop);
             }
             catch (Exception exception) when (exception is HttpRequestException or TaskCanceledException && !stop.IsCancellationRequested)
             {
@@ -115,6 +106,24 @@ public sealed class SiloCrashTests
     }
 
     /// <summary>The silo a worker talks to now.</summary>
+    /// <summary>
+    /// Starts a job the worker received and reports its result, each resent to the next silo until answered, counting
+    /// the starts and the accepted results. A start whose answer was lost with its silo and that is then refused on
+    /// resend (the job is already running) is not counted; the result will show whether it went through.
+    /// </summary>
+    internal static async Task StartAndReportAsync(HttpClient http, List<SiloProcess> silos, Cursor silo, string key, long id,
+        ConcurrentDictionary<long, int> starts, ConcurrentDictionary<long, int> results, CancellationToken stop)
+    {
+        var start = await CallUntilAnsweredAsync(http, silos, silo, key, HttpMethod.Patch, $"worker/jobs/{id}/start", null, stop);
+        if (start == Answer.Refused) return;
+        starts.AddOrUpdate(id, 1, (_, n) => n + 1);
+        if (await CallUntilAnsweredAsync(http, silos, silo, key, HttpMethod.Post, $"worker/jobs/{id}/result",
+                new { output = "ok", output_tokens = 1, duration_ms = 1 }, stop) == Answer.Done)
+        {
+            results.AddOrUpdate(id, 1, (_, n) => n + 1);
+        }
+    }
+
     internal sealed class Cursor(int index)
     {
         public int Index { get; set; } = index;
