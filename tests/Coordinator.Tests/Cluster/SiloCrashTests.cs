@@ -66,7 +66,8 @@ public sealed class SiloCrashTests
             }
             await stop.CancelAsync();
             await Task.WhenAll(workers);
-            Assert.True(await stuck == 0, $"jobs were seen claimed or running for longer than the offline window ({await stuck} samples)");
+            var seen = await stuck;
+            Assert.True(seen.Count == 0, $"jobs were seen claimed or running for longer than the offline window ({seen.Count} samples): {string.Join("; ", seen.Distinct())}");
 
             // No submission retried on another silo made a second job, and every job completed exactly once.
             Assert.Equal(Jobs, submitted.Distinct().Count());
@@ -198,13 +199,25 @@ public sealed class SiloCrashTests
         }
     }
 
-    /// <summary>Samples the jobs table: how many times a job was seen claimed or running for longer than the offline window.</summary>
-    private static async Task<long> WatchForStuckJobsAsync(string database, CancellationToken stop)
+    /// <summary>
+    /// Samples the jobs table: each time a job was seen claimed or running for longer than the offline window, as
+    /// "job, status, worker, seconds since its claim, since its start".
+    /// </summary>
+    private static async Task<List<string>> WatchForStuckJobsAsync(string database, CancellationToken stop)
     {
-        long stuck = 0;
+        var stuck = new List<string>();
         while (!stop.IsCancellationRequested)
         {
-            stuck += await CountAsync(database, $"status IN ('claimed', 'running') AND claimed_at < now() - interval '{OfflineAfter.TotalSeconds} seconds'");
+            await using (var connection = new NpgsqlConnection(database))
+            {
+                await connection.OpenAsync(CancellationToken.None);
+                await using var command = new NpgsqlCommand(
+                    "SELECT format('job %s %s by worker %s, claimed %s s ago, started %s s ago', id, status, worker_id, " +
+                    "round(extract(epoch FROM now() - claimed_at)::numeric, 1), round(extract(epoch FROM now() - started_at)::numeric, 1)) " +
+                    $"FROM jobs WHERE status IN ('claimed', 'running') AND claimed_at < now() - interval '{OfflineAfter.TotalSeconds} seconds'", connection);
+                await using var reader = await command.ExecuteReaderAsync(CancellationToken.None);
+                while (await reader.ReadAsync(CancellationToken.None)) stuck.Add(reader.GetString(0));
+            }
             await Task.Delay(SampleInterval, CancellationToken.None);
         }
         return stuck;
