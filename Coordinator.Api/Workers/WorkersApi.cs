@@ -109,7 +109,8 @@ public static class WorkersApi
     }
 
     public static async Task<Results<Ok<JobAssignmentDto>, NoContent, UnprocessableEntity<ApiError>>> NextJobAsync(
-        HttpContext context, IGrainFactory grains, PollsWaiting waiting, BlobRegistry blobs, IHostApplicationLifetime lifetime)
+        HttpContext context, IGrainFactory grains, PollsWaiting waiting, BlobRegistry blobs, IHostApplicationLifetime lifetime,
+        IOptions<DispatchOptions> dispatch, TimeProvider time)
     {
         var query = context.Request.Query;
         var models = query["models[]"].Concat(query["models"]).Where(m => !string.IsNullOrEmpty(m)).Select(m => m!).Distinct().ToList();
@@ -131,16 +132,28 @@ public static class WorkersApi
         if (lifetime.ApplicationStopping.IsCancellationRequested) return Stopping(context);
         var workerId = context.GetCaller().WorkerId!.Value;
         var worker = grains.GetGrain<IWorkerGrain>(workerId);
-        var pollId = Guid.NewGuid();
+        var capabilities = new Capabilities(models, families, catchAll);
+        var slice = new PollSliceId();
         ClaimedJob? job;
         waiting.Enter();
         try
         {
             // A worker that hangs up ends its poll, and so does a silo that is shutting down (204 at once; the worker polls
-            // again elsewhere). A poll that declares nothing is served by what the worker registered.
-            using var ended = CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted, lifetime.ApplicationStopping);
-            using var cancel = ended.Token.Register(() => _ = worker.CancelPollAsync(pollId));
-            job = await worker.NextJobAsync(pollId, new Capabilities(models, families, catchAll));
+            // again elsewhere). A poll that declares nothing is served by what the worker registered. The grain waits one
+            // slice per call (WorkerGrain.PollSlice), so the poll is called again until its window ends, which ends it too.
+            using var window = new CancellationTokenSource(dispatch.Value.LongPollTimeout, time);
+            using var ended = CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted, lifetime.ApplicationStopping, window.Token);
+            using var cancel = ended.Token.Register(() => _ = worker.CancelPollAsync(slice.Current));
+            while (true)
+            {
+                var called = System.Diagnostics.Stopwatch.GetTimestamp();
+                job = await worker.NextJobAsync(slice.Current, capabilities);
+                if (job is not null || ended.IsCancellationRequested) break;
+                // An activation letting go (its silo stops) answers at once: call again after a moment, not in a spin.
+                if (System.Diagnostics.Stopwatch.GetElapsedTime(called) < TimeSpan.FromMilliseconds(100)) await Task.Delay(50, ended.Token).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+                if (ended.IsCancellationRequested) break;
+                slice.Next();
+            }
         }
         finally
         {
@@ -160,6 +173,22 @@ public static class WorkersApi
             : [];
         return TypedResults.Ok(new JobAssignmentDto(job.Id, job.Model, job.Family, job.ModelMatch, job.Prompt, attachments, job.Priority, job.TimeoutSeconds, job.Attempts,
             JobDto.ParseParams(job.Params)));
+    }
+
+    /// <summary>The id of the grain call a poll is in now (a cancellation reaches that one): each slice has its own.</summary>
+    private sealed class PollSliceId
+    {
+        private Guid _current = Guid.NewGuid();
+
+        public Guid Current
+        {
+            get { lock (this) return _current; }
+        }
+
+        public void Next()
+        {
+            lock (this) _current = Guid.NewGuid();
+        }
     }
 
     // The poll's connection closes too: through a load balancer, the worker's next poll opens one to another silo.

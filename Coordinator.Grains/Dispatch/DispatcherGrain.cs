@@ -28,6 +28,14 @@ public sealed partial class DispatcherGrain(
     /// <summary>How much longer than its window a dispatcher keeps a poll whose worker grain never came back to end it.</summary>
     private static readonly TimeSpan PollGrace = TimeSpan.FromSeconds(10);
 
+    /// <summary>
+    /// How much longer than its window a dispatcher holds a poll before answering it with nothing itself. Its worker
+    /// grain ends it at the window's end (a cancellation); this bound is for an activation Orleans deactivates while it
+    /// holds polls (its directory entry was on a silo that left): it takes no call, that cancellation included, until
+    /// every call it runs has ended, so every submission and poll of the family waits as long as its polls do.
+    /// </summary>
+    private static readonly TimeSpan HoldBeyondWindow = TimeSpan.FromSeconds(1);
+
     /// <summary>How often parked polls are checked for a passed deadline or a dead silo.</summary>
     private static readonly TimeSpan PurgeInterval = TimeSpan.FromSeconds(5);
 
@@ -67,6 +75,9 @@ public sealed partial class DispatcherGrain(
 
     public Task LetGoAsync()
     {
+        // Sent by an activation on a stopping silo to itself, it can reach a newer activation instead, on a silo that is
+        // not stopping (Orleans forwards the messages a deactivating activation had not run): that one stays.
+        if (!lifetime.ApplicationStopping.IsCancellationRequested) return Task.CompletedTask;
         _leaving = true;
         ReleaseParkedPolls();
         DeactivateOnIdle();
@@ -122,12 +133,28 @@ public sealed partial class DispatcherGrain(
         try
         {
             await ServeAsync(poll);
+            if (!poll.Result.Task.IsCompleted) await HoldAsync(poll);
             return await poll.Result.Task;
         }
         finally
         {
             _polls.Remove(ticket.Id);
         }
+    }
+
+    /// <summary>Waits for a parked poll's answer, at most <see cref="HoldBeyondWindow"/> past its window, then answers it with nothing.</summary>
+    private async Task HoldAsync(Poll poll)
+    {
+        using var held = new CancellationTokenSource();
+        var bound = Task.Delay(poll.Ticket.Window + HoldBeyondWindow, time, held.Token);
+        if (await Task.WhenAny(poll.Result.Task, bound) == bound && !poll.Result.Task.IsCompleted)
+        {
+            // As a cancellation: a claim for it still in flight goes back uncounted.
+            poll.Cancelled = true;
+            _queue.Unpark(poll);
+            Finish(poll, null);
+        }
+        await held.CancelAsync();
     }
 
     public async Task<QueuedJob?> PeekAsync(Capabilities capabilities)

@@ -17,9 +17,9 @@ namespace Coordinator.Grains.Workers;
 public interface IWorkerGrain : IGrainWithIntegerKey
 {
     /// <summary>
-    /// Waits up to <see cref="DispatchOptions.LongPollTimeout"/> for a job this worker can serve, claimed for it; null when
-    /// the window ends or <see cref="CancelPollAsync"/> ends the poll first. Capabilities that declare nothing mean what the
-    /// worker registered.
+    /// Waits up to <see cref="WorkerGrain.PollSlice"/> (or <see cref="DispatchOptions.LongPollTimeout"/>, when shorter) for a
+    /// job this worker can serve, claimed for it; null when that ends or <see cref="CancelPollAsync"/> ends the poll first.
+    /// Capabilities that declare nothing mean what the worker registered.
     /// </summary>
     [ResponseTimeout("00:05:00")]
     Task<ClaimedJob?> NextJobAsync(Guid pollId, Capabilities declared);
@@ -95,6 +95,14 @@ public sealed partial class WorkerGrain(WorkerStore workers, JobStore jobs, Quot
     /// <summary>How long a poll waits before parking again on a dispatcher whose activation went away.</summary>
     private static readonly TimeSpan ParkAgainAfter = TimeSpan.FromMilliseconds(50);
 
+    /// <summary>
+    /// The longest one call of <see cref="IWorkerGrain.NextJobAsync"/> waits: the front end calls again until the HTTP
+    /// poll's window (<see cref="DispatchOptions.LongPollTimeout"/>) ends. An activation Orleans deactivates (its directory
+    /// entry was on a silo that left) runs no other call, a result or a heartbeat included, until the calls it runs have
+    /// ended: a slice bounds that wait, and the dispatcher's hold of the poll with it.
+    /// </summary>
+    public static readonly TimeSpan PollSlice = TimeSpan.FromSeconds(5);
+
     /// <summary>How long an ending poll waits for a dispatcher to answer its cancellation.</summary>
     private static readonly TimeSpan EndWaitBound = TimeSpan.FromSeconds(2);
 
@@ -142,6 +150,8 @@ public sealed partial class WorkerGrain(WorkerStore workers, JobStore jobs, Quot
 
     public Task LetGoAsync()
     {
+        // Forwarded to a newer activation on a silo that is not stopping (see DispatcherGrain.LetGoAsync): it stays.
+        if (!lifetime.ApplicationStopping.IsCancellationRequested) return Task.CompletedTask;
         _leaving = true;
         foreach (var end in _polls.Values) end.TrySetResult(PollEnd.WindowEnded);
         DeactivateOnIdle();
@@ -157,7 +167,7 @@ public sealed partial class WorkerGrain(WorkerStore workers, JobStore jobs, Quot
         // Registered before anything is awaited, so that a cancellation or a stopping silo reaches the poll from the start.
         var end = new TaskCompletionSource<PollEnd>(TaskCreationOptions.RunContinuationsAsynchronously);
         _polls[pollId] = end;
-        var window = options.Value.LongPollTimeout;
+        var window = options.Value.LongPollTimeout < PollSlice ? options.Value.LongPollTimeout : PollSlice;
         using var timer = new CancellationTokenSource(window, time);
         using var registration = timer.Token.Register(static state => ((TaskCompletionSource<PollEnd>)state!).TrySetResult(PollEnd.WindowEnded), end);
         try

@@ -169,6 +169,27 @@ public sealed class DispatcherClusterTests(GrainClusterFixture fixture) : IClass
     }
 
     [Fact]
+    public async Task ALetGoReachingActivationsOnASiloThatIsNotStopping_LeavesTheirPollWaiting()
+    {
+        // Grains on a stopping silo send themselves LetGoAsync; Orleans forwards what a deactivating activation had not run
+        // to the grain's next activation, which may live on a silo that is not stopping: there it changes nothing.
+        var accountId = await NewAccountAsync();
+        var model = ApiClient.Unique();
+        var dispatcher = Grains.GetGrain<IDispatcherGrain>(ModelNames.FamilyOf(model));
+        var worker = Grains.GetGrain<IWorkerGrain>(await NewWorkerAsync(accountId, model));
+        var poll = worker.NextJobAsync(Guid.NewGuid(), Models(model));
+        await ParkedAsync(dispatcher);
+
+        await dispatcher.LetGoAsync();
+        Assert.Equal(1, (await dispatcher.StatsAsync()).ParkedPolls);
+        await worker.LetGoAsync();
+        Assert.False(poll.IsCompleted, "the worker grain ended its poll");
+
+        var id = (await dispatcher.SubmitAsync(accountId, Job(model, 0))).Row!.Id;
+        Assert.Equal(id, (await poll.WaitAsync(PollBound))?.Id);
+    }
+
+    [Fact]
     public async Task APollMadeOnOneSilo_GetsAJobSubmittedOnAnother_WithAMedianUnder100Ms()
     {
         var silos = Cluster.GetActiveSilos().ToList();

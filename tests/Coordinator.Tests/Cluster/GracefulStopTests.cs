@@ -151,7 +151,7 @@ public sealed class GracefulStopTests
     private static async Task<HttpResponseMessage> PollAsync(HttpClient http, SiloProcess silo, string worker, string model) =>
         await SendAsync(http, silo, worker, HttpMethod.Get, $"worker/jobs/next?models[]={model}", null, CancellationToken.None);
 
-    private static async Task<int> ParkedPollsAsync(SiloProcess silo)
+    internal static async Task<int> ParkedPollsAsync(SiloProcess silo)
     {
         var (_, body) = await ReadinessAsync(silo);
         return body?.GetProperty("parked_polls").GetInt32() ?? 0;
