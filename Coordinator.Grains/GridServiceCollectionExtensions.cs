@@ -77,6 +77,7 @@ public static class GridServiceCollectionExtensions
         services.AddSingleton<Telemetry.CoordinatorMetrics>();
         services.AddSingleton<Telemetry.PendingJobsGauges>();
         services.AddSingleton<Dispatchers>();
+        services.AddSingleton<PollClaims>();
         services.AddSingleton<GridDuties>();
         services.AddHostedService<DutiesKeeper>();
         services.AddOptions<LedgerOptions>().Bind(configuration.GetSection(LedgerOptions.Section)).ValidateDataAnnotations().ValidateOnStart();

@@ -109,7 +109,7 @@ public static class WorkersApi
     }
 
     public static async Task<Results<Ok<JobAssignmentDto>, NoContent, UnprocessableEntity<ApiError>>> NextJobAsync(
-        HttpContext context, IGrainFactory grains, PollsWaiting waiting, BlobRegistry blobs, IHostApplicationLifetime lifetime,
+        HttpContext context, IGrainFactory grains, PollsWaiting waiting, BlobRegistry blobs, PollClaims pollClaims, IHostApplicationLifetime lifetime,
         IOptions<DispatchOptions> dispatch, TimeProvider time)
     {
         var query = context.Request.Query;
@@ -154,6 +154,16 @@ public static class WorkersApi
                 if (ended.IsCancellationRequested) break;
                 slice.Next();
             }
+        }
+        catch (Exception exception)
+        {
+            // Only this request could hand the worker a job claimed for this poll: whatever was claimed for it reached
+            // nobody, and goes back now rather than after the claim lease.
+            await pollClaims.AnswerLostAsync(workerId, slice.Current);
+            if (!GrainCallFailures.IsTransient(exception)) throw;
+            // The worker grain's silo stopped or died with the poll (a rolling restart): the worker polls again, and its
+            // grain comes back on a silo that is up.
+            return lifetime.ApplicationStopping.IsCancellationRequested ? Stopping(context) : TypedResults.NoContent();
         }
         finally
         {

@@ -101,7 +101,7 @@ public sealed partial class DispatcherGrain(
         SubmitResult result;
         try
         {
-            result = await jobs.SubmitAsync(accountId, job, poll?.Ticket.WorkerId);
+            result = await jobs.SubmitAsync(accountId, job, poll is null ? null : new HandTo(poll.Ticket.WorkerId, poll.Ticket.Id));
         }
         catch
         {
@@ -315,7 +315,7 @@ public sealed partial class DispatcherGrain(
         ClaimedJob? claimed;
         try
         {
-            claimed = await jobs.ClaimAsync(job.Id, poll.Ticket.WorkerId);
+            claimed = await jobs.ClaimAsync(job.Id, poll.Ticket.WorkerId, poll.Ticket.Id);
         }
         catch (Exception exception)
         {

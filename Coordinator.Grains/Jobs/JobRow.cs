@@ -180,6 +180,9 @@ public sealed record SubmitResult(JobRow? Row, ClaimedJob? Handed, bool KeyReuse
     public Dispatch.QueuedJob? Queued => Inserted && Row is { Status: JobStatus.Pending, Held: false } row ? Dispatch.QueuedJob.Of(row) : null;
 }
 
+/// <summary>The parked poll a new job is handed to as it is inserted: its worker, and the poll its claim is made for.</summary>
+public sealed record HandTo(long WorkerId, Guid PollId);
+
 /// <summary>What a statement that ended a job answers: its account, whether someone follows its stream, and its family (for metrics).</summary>
 public readonly record struct Ended(long AccountId, bool Watched, string? Family = null);
 

@@ -18,15 +18,15 @@ public sealed partial class JobStore
     internal const int BatchesInFlight = 2;
 
     private readonly ReceiptFactsCache _receiptFacts = new(metrics.ReceiptFactsTaken);
-    private Batcher<(long AccountId, NewJob Job, long? HandTo), Outcome<SubmitResult>>? _submits;
-    private Batcher<(long JobId, long WorkerId), ClaimedJob?>? _claims;
+    private Batcher<(long AccountId, NewJob Job, HandTo? HandTo), Outcome<SubmitResult>>? _submits;
+    private Batcher<(long JobId, long WorkerId, Guid? PollId), ClaimedJob?>? _claims;
     private Batcher<(long WorkerId, long JobId), bool>? _starts;
     private Batcher<(long WorkerId, long JobId, JobResult Result), Ended?>? _results;
 
-    private Batcher<(long AccountId, NewJob Job, long? HandTo), Outcome<SubmitResult>> Submits =>
+    private Batcher<(long AccountId, NewJob Job, HandTo? HandTo), Outcome<SubmitResult>> Submits =>
         LazyInitializer.EnsureInitialized(ref _submits, () => new(SubmitBatchAsync, MaxBatch, BatchesInFlight));
 
-    private Batcher<(long JobId, long WorkerId), ClaimedJob?> Claims =>
+    private Batcher<(long JobId, long WorkerId, Guid? PollId), ClaimedJob?> Claims =>
         LazyInitializer.EnsureInitialized(ref _claims, () => new(ClaimBatchAsync, MaxBatch, BatchesInFlight));
 
     private Batcher<(long WorkerId, long JobId), bool> Starts =>
@@ -41,7 +41,7 @@ public sealed partial class JobStore
     /// is rolled back and each is inserted on its own, so one bad submission fails only its own caller. A submission whose
     /// idempotency key was used with another request inserts nothing and fails only its caller, without a rollback.
     /// </summary>
-    internal async Task<IReadOnlyList<Outcome<SubmitResult>>> SubmitBatchAsync(IReadOnlyList<(long AccountId, NewJob Job, long? HandTo)> items)
+    internal async Task<IReadOnlyList<Outcome<SubmitResult>>> SubmitBatchAsync(IReadOnlyList<(long AccountId, NewJob Job, HandTo? HandTo)> items)
     {
         await using var connection = await dataSource.OpenConnectionAsync();
         if (items.Count > 1)
@@ -75,10 +75,10 @@ public sealed partial class JobStore
     }
 
     /// <summary>
-    /// pending → claimed for a batch of (job, worker), in one statement; null where the job was no longer pending (or is
-    /// held). If one job appears twice (two dispatcher activations raced for it), the row is updated once: one wins.
+    /// pending → claimed for a batch of (job, worker, poll), in one statement; null where the job was no longer pending (or
+    /// is held). If one job appears twice (two dispatcher activations raced for it), the row is updated once: one wins.
     /// </summary>
-    internal async Task<IReadOnlyList<ClaimedJob?>> ClaimBatchAsync(IReadOnlyList<(long JobId, long WorkerId)> items)
+    internal async Task<IReadOnlyList<ClaimedJob?>> ClaimBatchAsync(IReadOnlyList<(long JobId, long WorkerId, Guid? PollId)> items)
     {
         var order = InJobOrder(items, i => i.JobId);
         var now = time.GetUtcNow();
@@ -87,8 +87,9 @@ public sealed partial class JobStore
             await using var connection = await dataSource.OpenConnectionAsync();
             return (await connection.QueryAsync<ClaimOrdinal, ClaimedJob, (ClaimOrdinal Claim, ClaimedJob Job)>(new CommandDefinition("""
                 WITH claimed AS (
-                    UPDATE jobs j SET status = 'claimed', worker_id = u.worker_id, claimed_at = @now, attempts = j.attempts + 1
-                    FROM unnest(@ords::integer[], @jobIds::bigint[], @workerIds::bigint[], @expected::text[]) AS u(ord, job_id, worker_id, expected)
+                    UPDATE jobs j SET status = 'claimed', worker_id = u.worker_id, claimed_at = @now, attempts = j.attempts + 1, poll_id = u.poll_id
+                    FROM unnest(@ords::integer[], @jobIds::bigint[], @workerIds::bigint[], @pollIds::uuid[], @expected::text[])
+                         AS u(ord, job_id, worker_id, poll_id, expected)
                     WHERE j.id = u.job_id AND j.status = u.expected AND NOT j.held
                     RETURNING u.ord, j.created_at, j.id, j.model, j.family, j.model_match, j.prompt, j.priority, j.timeout_seconds, j.attempts,
                               j.params::text AS params, j.account_id
@@ -98,7 +99,7 @@ public sealed partial class JobStore
                 new
                 {
                     ords = order, jobIds = order.Select(o => items[o - 1].JobId).ToArray(), workerIds = order.Select(o => items[o - 1].WorkerId).ToArray(),
-                    now, expected = Enumerable.Repeat(JobStatus.Pending, order.Length).ToArray(),
+                    pollIds = order.Select(o => items[o - 1].PollId).ToArray(), now, expected = Enumerable.Repeat(JobStatus.Pending, order.Length).ToArray(),
                 }), (ordinal, job) => (ordinal, job), splitOn: "id")).AsList();
         });
         var claimed = new ClaimedJob?[items.Count];

@@ -22,8 +22,8 @@ public sealed partial class JobStore(
 
 
     /// <summary>
-    /// Inserts a job: pending, or with <paramref name="handTo"/> already claimed by that worker (a hand-off, which its
-    /// dispatcher decides). Without a priority it takes the plan's priority boost; if the account has reached a daily
+    /// Inserts a job: pending, or with <paramref name="handTo"/> already claimed by that worker for that poll (a hand-off,
+    /// which its dispatcher decides). Without a priority it takes the plan's priority boost; if the account has reached a daily
     /// limit it is held until the quota resets, and then it is not handed off. Concurrent submissions share one commit.
     /// </summary>
     /// <remarks>
@@ -31,7 +31,7 @@ public sealed partial class JobStore(
     /// nothing and hands nothing off: the answer is the job that key made, as it is now. The primary key of
     /// <c>idempotency_keys</c> decides, so this holds for submissions racing on several silos.
     /// </remarks>
-    public async Task<SubmitResult> SubmitAsync(long accountId, NewJob job, long? handTo)
+    public async Task<SubmitResult> SubmitAsync(long accountId, NewJob job, HandTo? handTo)
     {
         var result = (await Submits.RunAsync((accountId, job, handTo))).Value;
         if (result.Inserted)
@@ -64,7 +64,7 @@ public sealed partial class JobStore(
         };
     }
 
-    private async Task<SubmitResult> InsertAsync(NpgsqlConnection connection, NpgsqlTransaction? transaction, long accountId, NewJob job, long? handTo)
+    private async Task<SubmitResult> InsertAsync(NpgsqlConnection connection, NpgsqlTransaction? transaction, long accountId, NewJob job, HandTo? handTo)
     {
         var family = job.Model is null ? null : ModelNames.FamilyOf(job.Model);
         var now = time.GetUtcNow();
@@ -75,7 +75,7 @@ public sealed partial class JobStore(
             boostDelta = job.Boost is { Status: "charged" } boost ? boost.Delta : 0, boostStatus = job.Boost?.Status,
             boostError = job.Boost?.Error, boostPaymentIntent = job.Boost?.PaymentIntent,
             @params = job.ParamsJson, keyId = job.SubmittedByKeyId, protectedKey = job.ProtectedKey, blobIds = job.BlobIds.ToArray(),
-            workerId = handTo, watched = job.Watched,
+            workerId = handTo?.WorkerId, pollId = handTo?.PollId, watched = job.Watched,
         });
         var idempotency = job.Idempotency;
         var keyExpiredBefore = now - IdempotencyKeyLifetime;
@@ -97,10 +97,11 @@ public sealed partial class JobStore(
             ), job AS (
                 INSERT INTO jobs ({(idempotency is null ? "" : "id, ")}account_id, status, model, family, model_match, prompt, priority, timeout_seconds, tag, webhook_url, held,
                                   boost_status, boost_error, boost_payment_intent, params, submitted_by_key_id, created_at,
-                                  worker_id, claimed_at, attempts, watched)
+                                  worker_id, claimed_at, attempts, poll_id, watched)
                 {(idempotency is null ? "" : "OVERRIDING SYSTEM VALUE ")}SELECT {(idempotency is null ? "" : "i.job_id, ")}d.account_id, CASE WHEN d.hand THEN 'claimed' ELSE 'pending' END, @model, @family, @modelMatch, @prompt, d.priority,
                        @timeoutSeconds, @tag, @webhookUrl, d.held, @boostStatus, @boostError, @boostPaymentIntent, @params::jsonb, @keyId, @now,
-                       CASE WHEN d.hand THEN @workerId END, CASE WHEN d.hand THEN @now END, CASE WHEN d.hand THEN 1 ELSE 0 END, @watched
+                       CASE WHEN d.hand THEN @workerId END, CASE WHEN d.hand THEN @now END, CASE WHEN d.hand THEN 1 ELSE 0 END,
+                       CASE WHEN d.hand THEN @pollId::uuid END, @watched
                 FROM decision d{(idempotency is null ? "" : " CROSS JOIN idempotency i")}
                 RETURNING {ClientColumns}, CASE WHEN status = 'claimed' THEN prompt END AS handed_prompt
             ), {AttachedCte}
@@ -114,7 +115,7 @@ public sealed partial class JobStore(
                 ?? throw new InvalidOperationException("an idempotency key stopped the insert but names no job");
         }
         if (inserted.Status == JobStatus.Pending) return new SubmitResult(inserted, null, KeyReused: false, Inserted: true);
-        if (receipts.Enabled) _receiptFacts.Claimed(inserted.Id, inserted.AccountId, handTo!.Value, inserted.Model, now);
+        if (receipts.Enabled) _receiptFacts.Claimed(inserted.Id, inserted.AccountId, handTo!.WorkerId, inserted.Model, now);
         return new SubmitResult(inserted, new ClaimedJob
         {
             Id = inserted.Id, Model = inserted.Model, Family = inserted.Family, ModelMatch = inserted.ModelMatch, Prompt = extra.HandedPrompt!,
@@ -279,9 +280,11 @@ public sealed partial class JobStore(
     /// <summary>
     /// pending → claimed for this worker, if the job is still pending and not held: the one statement that decides who
     /// gets a job, whatever its dispatcher thought (two activations of one dispatcher during membership churn, a job
-    /// cancelled meanwhile). Null when it was not. Concurrent claims share one statement.
+    /// cancelled meanwhile). Null when it was not. Concurrent claims share one statement. A claim for a poll records the
+    /// poll (<paramref name="pollId"/>; null for a claim by id), so that one whose answer was lost can be given back
+    /// (<see cref="ReleasePollClaimsAsync"/>).
     /// </summary>
-    public Task<ClaimedJob?> ClaimAsync(long jobId, long workerId) => Claims.RunAsync((jobId, workerId));
+    public Task<ClaimedJob?> ClaimAsync(long jobId, long workerId, Guid? pollId = null) => Claims.RunAsync((jobId, workerId, pollId));
 
     /// <summary>
     /// A job as a claim by id sees it: the job as its dispatcher queues it when it is pending and not held (else null),
@@ -320,10 +323,31 @@ public sealed partial class JobStore(
     {
         await using var connection = await dataSource.OpenConnectionAsync();
         return await connection.QuerySingleOrDefaultAsync<QueuedJob>($"""
-            UPDATE jobs SET status = 'pending', worker_id = NULL, claimed_at = NULL, started_at = NULL, attempts = attempts - 1
+            UPDATE jobs SET status = 'pending', worker_id = NULL, claimed_at = NULL, started_at = NULL, attempts = attempts - 1, poll_id = NULL
             WHERE id = @jobId AND worker_id = @workerId AND status = 'claimed'
             RETURNING {QueuedColumns}
             """, new { jobId, workerId });
+    }
+
+    /// <summary>
+    /// Gives back the claims made for one poll of a worker whose answer never reached it (the call that carried the poll
+    /// failed): each is pending again and not counted as an attempt, as <see cref="ReleaseClaimAsync"/> does. A job the
+    /// worker started is not touched: it was received. Answers the released jobs as their dispatchers queue them.
+    /// </summary>
+    public async Task<IReadOnlyList<QueuedJob>> ReleasePollClaimsAsync(long workerId, Guid pollId)
+    {
+        IReadOnlyList<QueuedJob> released;
+        await using (var connection = await dataSource.OpenConnectionAsync())
+        {
+            released = (await connection.QueryAsync<QueuedJob>($"""
+                UPDATE jobs SET status = 'pending', worker_id = NULL, claimed_at = NULL, started_at = NULL, attempts = attempts - 1, poll_id = NULL
+                WHERE status = 'claimed' AND worker_id = @workerId AND poll_id = @pollId
+                RETURNING {QueuedColumns}
+                """, new { workerId, pollId })).AsList();
+        }
+        // This silo's memory of the claim would only be a stale hint for the completion's receipt: forget it.
+        foreach (var job in released) _receiptFacts.Forget(job.Id);
+        return released;
     }
 
     /// <summary>

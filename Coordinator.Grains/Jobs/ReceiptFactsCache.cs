@@ -27,6 +27,9 @@ internal sealed class ReceiptFactsCache(System.Diagnostics.Metrics.Counter<long>
         _jobs[jobId] = new JobFacts(accountId, workerId, model, AsStored(claimedAt), null);
     }
 
+    /// <summary>The job's claim was given back: nothing of it is known any more.</summary>
+    public void Forget(long jobId) => _jobs.TryRemove(jobId, out _);
+
     /// <summary>The job started at <paramref name="startedAt"/>, if it is remembered.</summary>
     public void Started(long jobId, DateTimeOffset startedAt)
     {

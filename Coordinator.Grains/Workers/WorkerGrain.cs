@@ -160,7 +160,9 @@ public sealed partial class WorkerGrain(WorkerStore workers, JobStore jobs, Quot
 
     public async Task<ClaimedJob?> NextJobAsync(Guid pollId, Capabilities declared)
     {
-        if (_leaving || _cancelledEarly.Remove(pollId)) return null;
+        // A silo whose stop has begun takes no poll, even in an activation made since (it is still in the cluster until
+        // Orleans' own stop): a job claimed for it could be answered after the silo stops sending, and be lost to the caller.
+        if (_leaving || lifetime.ApplicationStopping.IsCancellationRequested || _cancelledEarly.Remove(pollId)) return null;
         // Counted until it answers: a graceful stop waits for it (it ends when this grain lets go), so that a job
         // claimed for it reaches the caller on another silo before this silo leaves.
         using var polling = inFlight.Enter();
@@ -461,8 +463,7 @@ public sealed partial class WorkerGrain(WorkerStore workers, JobStore jobs, Quot
     }
 
     // The dispatcher's silo died or is leaving: the call can be made again, to its next activation.
-    private static bool IsTransient(Exception exception) =>
-        exception is SiloUnavailableException or OrleansMessageRejectionException or TimeoutException or ClientNotAvailableException;
+    private static bool IsTransient(Exception exception) => GrainCallFailures.IsTransient(exception);
 
     /// <summary>Notes a sign of life; the row is written when the last write is older than the heartbeat write interval.</summary>
     private Task SeenAsync()

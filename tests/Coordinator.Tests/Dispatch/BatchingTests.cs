@@ -86,7 +86,7 @@ public class BatchingTests(HostFixture fixture) : IClassFixture<HostFixture>
         }
         var workers = await WorkersAsync(client, 2, model);
 
-        var claimed = await Jobs.ClaimBatchAsync([(twice, workers[0]), (once, workers[1]), (twice, workers[1]), (cancelled, workers[0]), (heldJob, workers[0])]);
+        var claimed = await Jobs.ClaimBatchAsync([(twice, workers[0], null), (once, workers[1], null), (twice, workers[1], null), (cancelled, workers[0], null), (heldJob, workers[0], null)]);
 
         Assert.True(claimed[0] is null ^ claimed[2] is null, "one of the two claims of one job wins");
         Assert.Equal(once, claimed[1]!.Id);
