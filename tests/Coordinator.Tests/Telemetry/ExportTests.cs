@@ -101,6 +101,10 @@ public sealed class ExportTests
             settings: new Dictionary<string, string?> { ["Telemetry:Tracing:Enabled"] = "true", ["Telemetry:Tracing:SamplingRatio"] = "1" },
             services: services => services.ConfigureOpenTelemetryTracerProvider(traces => traces.AddInMemoryExporter(exported)));
         var client = await host.NewAccountAsync();
+        // The request names its own (sampled) trace: the exporter sees every span of the process, other tests' included,
+        // so the submission's server span is found by its trace, not by its path alone.
+        var traceId = ActivityTraceId.CreateRandom();
+        client.Http.DefaultRequestHeaders.Add("traceparent", $"00-{traceId.ToHexString()}-{ActivitySpanId.CreateRandom().ToHexString()}-01");
         await client.SubmitAsync(new { model = ApiClient.Unique("trace") + ":1b", model_match = "exact", prompt = "p" });
 
         Activity[] spans;
@@ -110,7 +114,7 @@ public sealed class ExportTests
         do
         {
             lock (exported) spans = [.. exported];
-            submit = spans.FirstOrDefault(s => s.Kind == ActivityKind.Server
+            submit = spans.FirstOrDefault(s => s.TraceId == traceId && s.Kind == ActivityKind.Server
                 && s.GetTagItem("http.request.method") as string == "POST" && s.GetTagItem("url.path") as string == "/api/v1/jobs");
             if (submit is null) await Task.Delay(50);
         }
