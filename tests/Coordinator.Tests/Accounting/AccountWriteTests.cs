@@ -68,21 +68,11 @@ public class AccountWriteTests
         Assert.Equal(5, await TokensAsync(connectionString, accountId));
     }
 
-    private static async Task<long> WaitingOnLocksAsync(string connectionString)
-    {
-        await using var connection = new NpgsqlConnection(connectionString);
-        await connection.OpenAsync();
-        await using var command = new NpgsqlCommand(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query ILIKE '%quota_usage%'", connection);
-        return (long)(await command.ExecuteScalarAsync())!;
-    }
+    /// <summary>Statements on quota_usage waiting on a lock.</summary>
+    private static Task<long> WaitingOnLocksAsync(string connectionString) =>
+        Cluster.GracefulStopTests.ScalarAsync(connectionString,
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query ILIKE '%quota_usage%'");
 
-    private static async Task<long> TokensAsync(string connectionString, long accountId)
-    {
-        await using var connection = new NpgsqlConnection(connectionString);
-        await connection.OpenAsync();
-        await using var command = new NpgsqlCommand("SELECT coalesce(sum(tokens), 0)::bigint FROM quota_usage WHERE account_id = @account", connection);
-        command.Parameters.AddWithValue("account", accountId);
-        return (long)(await command.ExecuteScalarAsync())!;
-    }
+    private static Task<long> TokensAsync(string connectionString, long accountId) =>
+        Cluster.GracefulStopTests.ScalarAsync(connectionString, $"SELECT coalesce(sum(tokens), 0)::bigint FROM quota_usage WHERE account_id = {accountId}");
 }
