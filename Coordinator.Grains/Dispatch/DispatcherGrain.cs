@@ -45,7 +45,6 @@ public sealed partial class DispatcherGrain(
     private DispatchQueue _queue = null!;
     private Throughput _throughput = null!;
     private CancellationTokenRegistration _stopping;
-    private bool _leaving;
     private Func<(int Queued, int Parked)>? _gauges;
 
     public override Task OnActivateAsync(CancellationToken cancellationToken)
@@ -77,8 +76,7 @@ public sealed partial class DispatcherGrain(
     {
         // Sent by an activation on a stopping silo to itself, it can reach a newer activation instead, on a silo that is
         // not stopping (Orleans forwards the messages a deactivating activation had not run): that one stays.
-        if (!lifetime.ApplicationStopping.IsCancellationRequested) return Task.CompletedTask;
-        _leaving = true;
+        if (!Stopping) return Task.CompletedTask;
         ReleaseParkedPolls();
         DeactivateOnIdle();
         return Task.CompletedTask;
@@ -91,7 +89,7 @@ public sealed partial class DispatcherGrain(
     }
 
     // The silo is stopping: no claim starts here any more (what is already in flight is waited for, DispatchInFlight).
-    private bool Stopping => _leaving || lifetime.ApplicationStopping.IsCancellationRequested;
+    private bool Stopping => lifetime.ApplicationStopping.IsCancellationRequested;
 
     public async Task<Submitted> SubmitAsync(long accountId, NewJob job)
     {
@@ -126,7 +124,7 @@ public sealed partial class DispatcherGrain(
 
     public async Task<ClaimedJob?> WaitAsync(PollTicket ticket, bool mayPark)
     {
-        if (_cancelledEarly.Remove(ticket.Id) || _leaving || lifetime.ApplicationStopping.IsCancellationRequested) return null;
+        if (_cancelledEarly.Remove(ticket.Id) || Stopping) return null;
         var (keys, sets) = _queue.Resolve(ticket.Capabilities);
         var poll = new Poll(ticket, keys, sets, mayPark, time.GetUtcNow() + ticket.Window + PollGrace);
         _polls[ticket.Id] = poll;
@@ -292,8 +290,7 @@ public sealed partial class DispatcherGrain(
             }
             if (DispatchQueue.Best(poll.Sets) is not { } job)
             {
-                // An activation that is letting go (its silo stops) parks nothing: the poll parks again elsewhere.
-                if (poll.MayPark && !_leaving) _queue.Park(poll);
+                if (poll.MayPark) _queue.Park(poll);
                 else Finish(poll, null);
                 return;
             }

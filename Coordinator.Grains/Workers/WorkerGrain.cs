@@ -124,7 +124,6 @@ public sealed partial class WorkerGrain(WorkerStore workers, JobStore jobs, Quot
     private DateTimeOffset? _seenWritten;
     private Task? _writingSeen;
     private CancellationTokenRegistration _stopping;
-    private bool _leaving;
 
     private long WorkerId => this.GetPrimaryKeyLong();
 
@@ -152,7 +151,6 @@ public sealed partial class WorkerGrain(WorkerStore workers, JobStore jobs, Quot
     {
         // Forwarded to a newer activation on a silo that is not stopping (see DispatcherGrain.LetGoAsync): it stays.
         if (!lifetime.ApplicationStopping.IsCancellationRequested) return Task.CompletedTask;
-        _leaving = true;
         foreach (var end in _polls.Values) end.TrySetResult(PollEnd.WindowEnded);
         DeactivateOnIdle();
         return Task.CompletedTask;
@@ -162,7 +160,7 @@ public sealed partial class WorkerGrain(WorkerStore workers, JobStore jobs, Quot
     {
         // A silo whose stop has begun takes no poll, even in an activation made since (it is still in the cluster until
         // Orleans' own stop): a job claimed for it could be answered after the silo stops sending, and be lost to the caller.
-        if (_leaving || lifetime.ApplicationStopping.IsCancellationRequested || _cancelledEarly.Remove(pollId)) return null;
+        if (lifetime.ApplicationStopping.IsCancellationRequested || _cancelledEarly.Remove(pollId)) return null;
         // Counted until it answers: a graceful stop waits for it (it ends when this grain lets go), so that a job
         // claimed for it reaches the caller on another silo before this silo leaves.
         using var polling = inFlight.Enter();
