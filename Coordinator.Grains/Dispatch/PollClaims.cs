@@ -17,10 +17,13 @@ public sealed partial class PollClaims(JobStore jobs, Dispatchers dispatchers, D
     /// </summary>
     public static readonly TimeSpan LateClaimsAfter = TimeSpan.FromSeconds(2);
 
-    /// <summary>Releases the poll's claims still not started and offers them to their dispatchers; answers how many.</summary>
-    public async Task<int> ReleaseAsync(long workerId, Guid pollId)
+    /// <summary>Releases the claims still not started of every call of a poll slice (<see cref="PollIds"/>) and offers them to their dispatchers; answers how many.</summary>
+    public Task<int> ReleaseAsync(long workerId, Guid slice) => ReleaseAsync(workerId, PollIds.All(slice));
+
+    /// <summary>Releases the claims still not started of a range of calls (<see cref="PollIds"/>) and offers them to their dispatchers; answers how many.</summary>
+    public async Task<int> ReleaseAsync(long workerId, (Guid First, Guid Last) calls)
     {
-        var released = await jobs.ReleasePollClaimsAsync(workerId, pollId);
+        var released = await jobs.ReleasePollClaimsAsync(workerId, calls.First, calls.Last);
         if (released.Count == 0) return 0;
         metrics.GivenBack.Add(released.Count);
         await dispatchers.AddAsync(released);
@@ -28,26 +31,32 @@ public sealed partial class PollClaims(JobStore jobs, Dispatchers dispatchers, D
     }
 
     /// <summary>
-    /// The poll's answer was lost: its claims go back now, and those committed meanwhile once more after
+    /// The answer of a poll slice was lost: its claims go back now, and those committed meanwhile once more after
     /// <see cref="LateClaimsAfter"/> (in the background; a failure is logged, and the claim lease stays the backstop).
     /// </summary>
-    public async Task AnswerLostAsync(long workerId, Guid pollId)
+    public Task AnswerLostAsync(long workerId, Guid slice) => AnswerLostAsync(workerId, PollIds.All(slice));
+
+    /// <summary>
+    /// The answers of a range of a slice's calls to a dispatcher were lost (<see cref="PollIds"/>): their claims go back
+    /// now, and once more after <see cref="LateClaimsAfter"/>, as <see cref="AnswerLostAsync(long, Guid)"/> does.
+    /// </summary>
+    public async Task AnswerLostAsync(long workerId, (Guid First, Guid Last) calls)
     {
-        await TryReleaseAsync(workerId, pollId);
-        _ = ReleaseLateClaimsAsync(workerId, pollId);
+        await TryReleaseAsync(workerId, calls);
+        _ = ReleaseLateClaimsAsync(workerId, calls);
     }
 
-    private async Task ReleaseLateClaimsAsync(long workerId, Guid pollId)
+    private async Task ReleaseLateClaimsAsync(long workerId, (Guid First, Guid Last) calls)
     {
         await Task.Delay(LateClaimsAfter, time).ConfigureAwait(false);
-        await TryReleaseAsync(workerId, pollId).ConfigureAwait(false);
+        await TryReleaseAsync(workerId, calls).ConfigureAwait(false);
     }
 
-    private async Task TryReleaseAsync(long workerId, Guid pollId)
+    private async Task TryReleaseAsync(long workerId, (Guid First, Guid Last) calls)
     {
         try
         {
-            var released = await ReleaseAsync(workerId, pollId);
+            var released = await ReleaseAsync(workerId, calls);
             if (released > 0) LogReleased(logger, released, workerId);
         }
         catch (Exception exception)

@@ -330,20 +330,21 @@ public sealed partial class JobStore(
     }
 
     /// <summary>
-    /// Gives back the claims made for one poll of a worker whose answer never reached it (the call that carried the poll
-    /// failed): each is pending again and not counted as an attempt, as <see cref="ReleaseClaimAsync"/> does. A job the
-    /// worker started is not touched: it was received. Answers the released jobs as their dispatchers queue them.
+    /// Gives back the claims made for a range of poll calls of a worker (<see cref="Dispatch.PollIds"/>) whose answer never
+    /// reached it (the call that carried the poll failed): each is pending again and not counted as an attempt, as
+    /// <see cref="ReleaseClaimAsync"/> does. A job the worker started is not touched: it was received. Answers the released
+    /// jobs as their dispatchers queue them.
     /// </summary>
-    public async Task<IReadOnlyList<QueuedJob>> ReleasePollClaimsAsync(long workerId, Guid pollId)
+    public async Task<IReadOnlyList<QueuedJob>> ReleasePollClaimsAsync(long workerId, Guid firstCall, Guid lastCall)
     {
         IReadOnlyList<QueuedJob> released;
         await using (var connection = await dataSource.OpenConnectionAsync())
         {
             released = (await connection.QueryAsync<QueuedJob>($"""
                 UPDATE jobs SET status = 'pending', worker_id = NULL, claimed_at = NULL, started_at = NULL, attempts = attempts - 1, poll_id = NULL
-                WHERE status = 'claimed' AND worker_id = @workerId AND poll_id = @pollId
+                WHERE status = 'claimed' AND worker_id = @workerId AND poll_id BETWEEN @firstCall AND @lastCall
                 RETURNING {QueuedColumns}
-                """, new { workerId, pollId })).AsList();
+                """, new { workerId, firstCall, lastCall })).AsList();
         }
         // This silo's memory of the claim would only be a stale hint for the completion's receipt: forget it.
         foreach (var job in released) _receiptFacts.Forget(job.Id);

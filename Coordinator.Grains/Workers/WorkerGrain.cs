@@ -90,7 +90,7 @@ public interface IWorkerGrain : IGrainWithIntegerKey
 /// </remarks>
 [Reentrant, PreferLocalPlacement]
 public sealed partial class WorkerGrain(WorkerStore workers, JobStore jobs, QuotaCounting quotas, IGrainFactory grains, ILocalSiloDetails silo,
-    IHostApplicationLifetime lifetime, TimeProvider time, IOptions<DispatchOptions> options, DispatchInFlight inFlight, ILogger<WorkerGrain> logger) : Grain, IWorkerGrain
+    PollClaims pollClaims, IHostApplicationLifetime lifetime, TimeProvider time, IOptions<DispatchOptions> options, DispatchInFlight inFlight, ILogger<WorkerGrain> logger) : Grain, IWorkerGrain
 {
     /// <summary>How long a poll waits before parking again on a dispatcher whose activation went away.</summary>
     private static readonly TimeSpan ParkAgainAfter = TimeSpan.FromMilliseconds(50);
@@ -321,63 +321,80 @@ public sealed partial class WorkerGrain(WorkerStore workers, JobStore jobs, Quot
     /// <summary>Parks on one dispatcher until it hands over a job or the poll ends; parks again if the dispatcher's activation went away.</summary>
     private async Task<ClaimedJob?> WaitAtAsync(string family, PollTicket ticket, Task<PollEnd> end)
     {
+        var calls = new DispatcherCalls(ticket, family, 0);
         var dispatcher = Dispatcher(family);
-        while (true)
+        try
         {
-            var wait = dispatcher.WaitAsync(ticket, mayPark: true);
-            if (await Task.WhenAny(wait, end) == wait)
+            while (true)
             {
-                if (await SettledAsync(wait, family) is { } job) return job;
-                // The activation went away (its silo died or is stopping): park on the next one, after a moment for the
-                // cluster to place it.
-                await Task.WhenAny(Task.Delay(ParkAgainAfter, time), end);
-                if (end.IsCompleted) return null;
-                continue;
+                var wait = dispatcher.WaitAsync(calls.Ticket, mayPark: true);
+                if (await Task.WhenAny(wait, end) == wait)
+                {
+                    if (await SettledAsync(wait, calls) is { } job) return job;
+                    // The activation went away (its silo died or is stopping): park on the next one, after a moment for the
+                    // cluster to place it.
+                    await Task.WhenAny(Task.Delay(ParkAgainAfter, time), end);
+                    if (end.IsCompleted) return null;
+                    continue;
+                }
+                return await EndWaitAsync(dispatcher, calls, wait, await end, keep: true);
             }
-            return await EndWaitAsync(dispatcher, family, ticket, wait, await end, keep: true);
+        }
+        finally
+        {
+            GiveBackLost(calls);
         }
     }
 
     private async Task<ClaimedJob?> WaitAtSeveralAsync(IReadOnlyList<string> families, PollTicket ticket, Task<PollEnd> end)
     {
-        // The best job across the families first, so that priority and age order hold across them.
-        for (var round = 0; round < 3 && !end.IsCompleted; round++)
+        var calls = families.Select((family, index) => new DispatcherCalls(ticket, family, index)).ToDictionary(c => c.Family, StringComparer.Ordinal);
+        try
         {
-            var peeks = await Task.WhenAll(families.Select(async family => (Family: family, Best: await PeekAsync(family, ticket.Capabilities))));
-            var best = peeks.Where(p => p.Best is not null).OrderBy(p => p.Best!, QueuedJob.Rank).FirstOrDefault();
-            if (best.Best is null) break;
-            if (await SettledAsync(Dispatcher(best.Family).WaitAsync(ticket, mayPark: false), best.Family) is { } taken) return taken;
-        }
+            // The best job across the families first, so that priority and age order hold across them.
+            for (var round = 0; round < 3 && !end.IsCompleted; round++)
+            {
+                var peeks = await Task.WhenAll(families.Select(async family => (Family: family, Best: await PeekAsync(family, ticket.Capabilities))));
+                var best = peeks.Where(p => p.Best is not null).OrderBy(p => p.Best!, QueuedJob.Rank).FirstOrDefault();
+                if (best.Best is null) break;
+                var at = calls[best.Family];
+                if (await SettledAsync(Dispatcher(best.Family).WaitAsync(at.Ticket, mayPark: false), at) is { } taken) return taken;
+            }
 
-        // Nothing anywhere: park on all of them; the first job wins.
-        var waits = families.ToDictionary(family => family, family => Dispatcher(family).WaitAsync(ticket, mayPark: true), StringComparer.Ordinal);
-        ClaimedJob? winner = null;
-        while (winner is null && !end.IsCompleted)
-        {
-            var done = await Task.WhenAny(waits.Values.Append<Task>(end));
-            if (done == end) break;
-            var (family, wait) = waits.First(w => w.Value == done);
-            winner = await SettledAsync(wait, family);
-            // A dispatcher that answered nothing lost its activation: park there again, after a moment for the cluster to place it.
-            if (winner is null && !end.IsCompleted) waits[family] = ParkAgainAsync(family, ticket, end);
-            else waits.Remove(family);
-        }
+            // Nothing anywhere: park on all of them; the first job wins.
+            var waits = calls.Values.ToDictionary(c => c.Family, c => Dispatcher(c.Family).WaitAsync(c.Ticket, mayPark: true), StringComparer.Ordinal);
+            ClaimedJob? winner = null;
+            while (winner is null && !end.IsCompleted)
+            {
+                var done = await Task.WhenAny(waits.Values.Append<Task>(end));
+                if (done == end) break;
+                var (family, wait) = waits.First(w => w.Value == done);
+                winner = await SettledAsync(wait, calls[family]);
+                // A dispatcher that answered nothing lost its activation: park there again, after a moment for the cluster to place it.
+                if (winner is null && !end.IsCompleted) waits[family] = ParkAgainAsync(calls[family], end);
+                else waits.Remove(family);
+            }
 
-        var how = end.IsCompleted ? await end : PollEnd.WindowEnded;
-        var rest = await Task.WhenAll(waits.Select(w => EndWaitAsync(Dispatcher(w.Key), w.Key, ticket, w.Value, how, keep: winner is null)));
-        foreach (var late in rest.Where(job => job is not null))
-        {
-            // One job per poll: the first is kept, a second claimed in the same moment goes back.
-            if (winner is null) winner = late;
-            else await GiveBackAsync(late!);
+            var how = end.IsCompleted ? await end : PollEnd.WindowEnded;
+            var rest = await Task.WhenAll(waits.Select(w => EndWaitAsync(Dispatcher(w.Key), calls[w.Key], w.Value, how, keep: winner is null)));
+            foreach (var late in rest.Where(job => job is not null))
+            {
+                // One job per poll: the first is kept, a second claimed in the same moment goes back.
+                if (winner is null) winner = late;
+                else await GiveBackAsync(late!);
+            }
+            return how == PollEnd.Cancelled && winner is not null ? await GiveBackAsync(winner) : winner;
         }
-        return how == PollEnd.Cancelled && winner is not null ? await GiveBackAsync(winner) : winner;
+        finally
+        {
+            foreach (var at in calls.Values) GiveBackLost(at);
+        }
     }
 
-    private async Task<ClaimedJob?> ParkAgainAsync(string family, PollTicket ticket, Task<PollEnd> end)
+    private async Task<ClaimedJob?> ParkAgainAsync(DispatcherCalls calls, Task<PollEnd> end)
     {
         await Task.WhenAny(Task.Delay(ParkAgainAfter, time), end);
-        return end.IsCompleted ? null : await Dispatcher(family).WaitAsync(ticket, mayPark: true);
+        return end.IsCompleted ? null : await Dispatcher(calls.Family).WaitAsync(calls.Ticket, mayPark: true);
     }
 
     /// <summary>
@@ -385,15 +402,15 @@ public sealed partial class WorkerGrain(WorkerStore workers, JobStore jobs, Quot
     /// dispatcher that does not answer within <see cref="EndWaitBound"/> (its silo is stopping or gone) is not waited for:
     /// a job it claims for the poll later goes back when it arrives.
     /// </summary>
-    private async Task<ClaimedJob?> EndWaitAsync(IDispatcherGrain dispatcher, string family, PollTicket ticket, Task<ClaimedJob?> wait, PollEnd how, bool keep)
+    private async Task<ClaimedJob?> EndWaitAsync(IDispatcherGrain dispatcher, DispatcherCalls calls, Task<ClaimedJob?> wait, PollEnd how, bool keep)
     {
-        if (!wait.IsCompleted) _ = CancelAtAsync(dispatcher, family, ticket.Id);
+        if (!wait.IsCompleted) _ = CancelAtAsync(dispatcher, calls.Family, calls.Ticket.Id);
         if (await Task.WhenAny(wait, Task.Delay(EndWaitBound, time)) != wait)
         {
-            _ = GiveBackWhenAnsweredAsync(wait);
+            _ = GiveBackWhenAnsweredAsync(wait, calls.Ticket.Id);
             return null;
         }
-        var late = await SettledAsync(wait, family);
+        var late = await SettledAsync(wait, calls);
         if (late is null) return null;
         return keep && how == PollEnd.WindowEnded ? late : await GiveBackAsync(late);
     }
@@ -411,9 +428,9 @@ public sealed partial class WorkerGrain(WorkerStore workers, JobStore jobs, Quot
     }
 
     // Runs off the grain's scheduler: this activation may be gone by the time the dispatcher answers.
-    private Task GiveBackWhenAnsweredAsync(Task<ClaimedJob?> wait)
+    private Task GiveBackWhenAnsweredAsync(Task<ClaimedJob?> wait, Guid callId)
     {
-        var (factory, workerId) = (grains, WorkerId);
+        var (factory, claims, workerId) = (grains, pollClaims, WorkerId);
         return Task.Run(async () =>
         {
             try
@@ -422,7 +439,8 @@ public sealed partial class WorkerGrain(WorkerStore workers, JobStore jobs, Quot
             }
             catch (Exception exception) when (IsTransient(exception))
             {
-                // No answer ever came: nothing was handed to this poll.
+                // No answer came: a job claimed for the call never reached this poll.
+                await claims.AnswerLostAsync(workerId, (callId, callId));
             }
         });
     }
@@ -440,8 +458,13 @@ public sealed partial class WorkerGrain(WorkerStore workers, JobStore jobs, Quot
         }
     }
 
-    /// <summary>The outcome of a dispatcher call; null when its activation went away (the caller parks again).</summary>
-    private async Task<ClaimedJob?> SettledAsync(Task<ClaimedJob?> wait, string family)
+    /// <summary>
+    /// The outcome of a dispatcher call; null when its activation went away (the caller parks again). A call that failed
+    /// may have had a job claimed for it whose answer was lost: the next call gets a new id, and the first failure of a
+    /// slice gives back what was claimed for the failed calls at once (the rest go back when the slice ends, so that a
+    /// dispatcher failing call after call while its silo is declared dead costs no statement each time).
+    /// </summary>
+    private async Task<ClaimedJob?> SettledAsync(Task<ClaimedJob?> wait, DispatcherCalls calls)
     {
         try
         {
@@ -449,8 +472,55 @@ public sealed partial class WorkerGrain(WorkerStore workers, JobStore jobs, Quot
         }
         catch (Exception exception) when (IsTransient(exception))
         {
-            LogDispatcherUnreachable(logger, family, exception.Message);
+            LogDispatcherUnreachable(logger, calls.Family, exception.Message);
+            var firstFailure = !calls.AnyFailed;
+            calls.Failed();
+            if (firstFailure) GiveBackLost(calls);
             return null;
+        }
+    }
+
+    /// <summary>
+    /// Gives back the claims of the failed calls not given back yet (<see cref="PollClaims"/>), off the grain's scheduler
+    /// and without waiting: the poll parks again meanwhile, and a call with a new id is outside the range given back.
+    /// </summary>
+    private void GiveBackLost(DispatcherCalls calls)
+    {
+        if (calls.TakeLost() is not { } lost) return;
+        var (claims, workerId) = (pollClaims, WorkerId);
+        _ = Task.Run(() => claims.AnswerLostAsync(workerId, lost));
+    }
+
+    /// <summary>
+    /// A slice's calls to one family's dispatcher: each has its own id (<see cref="PollIds"/>), so that the claims of the
+    /// calls that failed go back without touching the call made after them.
+    /// </summary>
+    private sealed class DispatcherCalls(PollTicket slice, string family, int index)
+    {
+        private int _call;
+        private int _lostFrom;
+
+        public string Family => family;
+
+        /// <summary>The ticket of the call to make now.</summary>
+        public PollTicket Ticket { get; private set; } = slice with { Id = PollIds.Of(slice.Id, index, 0) };
+
+        public bool AnyFailed => _call > 0;
+
+        /// <summary>The current call failed: the next one has a new id.</summary>
+        public void Failed()
+        {
+            _call++;
+            Ticket = slice with { Id = PollIds.Of(slice.Id, index, _call) };
+        }
+
+        /// <summary>The ids of the failed calls not taken yet, as a range; null when there are none.</summary>
+        public (Guid First, Guid Last)? TakeLost()
+        {
+            if (_lostFrom == _call) return null;
+            var lost = PollIds.Calls(slice.Id, index, _lostFrom, _call - 1);
+            _lostFrom = _call;
+            return lost;
         }
     }
 
