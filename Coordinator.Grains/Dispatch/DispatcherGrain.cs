@@ -19,11 +19,12 @@ namespace Coordinator.Grains.Dispatch;
 /// row: a claim that finds the row no longer pending (cancelled, held, or taken by another activation of this grain
 /// during membership churn) drops it, and the poll is matched again.
 /// </remarks>
+[System.Diagnostics.CodeAnalysis.SuppressMessage("Design", "CA1001:Types that own disposable fields should be disposable", Justification = "_deactivating has no timer and no wait handle; disposing it could race the cancellation Orleans' deactivation event starts")]
 [Reentrant]
 public sealed partial class DispatcherGrain(
     JobStore jobs, QuotaCounting quotas, IClusterMembershipService membership, IHostApplicationLifetime lifetime, TimeProvider time,
     IOptions<DispatchOptions> options, DispatchMetrics metrics, Telemetry.CoordinatorMetrics gauges, DispatchInFlight inFlight, ILogger<DispatcherGrain> logger)
-    : Grain, IDispatcherGrain
+    : Grain, IDispatcherGrain, IEndsCallsOnDeactivation
 {
     /// <summary>How much longer than its window a dispatcher keeps a poll whose worker grain never came back to end it.</summary>
     private static readonly TimeSpan PollGrace = TimeSpan.FromSeconds(10);
@@ -31,8 +32,9 @@ public sealed partial class DispatcherGrain(
     /// <summary>
     /// How much longer than its window a dispatcher holds a poll before answering it with nothing itself. Its worker
     /// grain ends it at the window's end (a cancellation); this bound is for an activation Orleans deactivates while it
-    /// holds polls (its directory entry was on a silo that left): it takes no call, that cancellation included, until
-    /// every call it runs has ended, so every submission and poll of the family waits as long as its polls do.
+    /// holds polls whose deactivation signal (<see cref="DeactivationSignals"/>) did not come: it takes no call, that
+    /// cancellation included, until every call it runs has ended, so every submission and poll of the family waits as
+    /// long as its polls do.
     /// </summary>
     private static readonly TimeSpan HoldBeyondWindow = TimeSpan.FromSeconds(1);
 
@@ -46,6 +48,8 @@ public sealed partial class DispatcherGrain(
     private Throughput _throughput = null!;
     private CancellationTokenRegistration _stopping;
     private Func<(int Queued, int Parked)>? _gauges;
+    // Cancelled when Orleans begins to deactivate this activation: its parked polls are answered at once.
+    private readonly CancellationTokenSource _deactivating = new();
 
     public override Task OnActivateAsync(CancellationToken cancellationToken)
     {
@@ -58,6 +62,9 @@ public sealed partial class DispatcherGrain(
         // stops, the polls are let go first, so that they park again on an activation elsewhere without waiting.
         var self = this.AsReference<IDispatcherGrain>();
         _stopping = lifetime.ApplicationStopping.Register(() => _ = self.LetGoAsync());
+        // The same when Orleans deactivates it for another reason (the directory's, when a silo leaves): it runs no
+        // submission until its polls have ended.
+        DeactivationSignals.Watch();
         // The silo's gauges read the queue's two counts directly, so a metrics scrape costs no grain call.
         var queue = _queue;
         _gauges = () => (queue.KnownCount, queue.ParkedCount);
@@ -71,6 +78,9 @@ public sealed partial class DispatcherGrain(
         ReleaseParkedPolls();
         if (_gauges is not null) gauges.Untrack(this.GetPrimaryKeyString(), _gauges);
     }
+
+    // Runs the polls' ends on the thread pool: this is called under the activation's lock.
+    public void DeactivationBegun() => _ = _deactivating.CancelAsync();
 
     public Task LetGoAsync()
     {
@@ -124,7 +134,7 @@ public sealed partial class DispatcherGrain(
 
     public async Task<ClaimedJob?> WaitAsync(PollTicket ticket, bool mayPark)
     {
-        if (_cancelledEarly.Remove(ticket.Id) || Stopping) return null;
+        if (_cancelledEarly.Remove(ticket.Id) || Stopping || _deactivating.IsCancellationRequested) return null;
         var (keys, sets) = _queue.Resolve(ticket.Capabilities);
         var poll = new Poll(ticket, keys, sets, mayPark, time.GetUtcNow() + ticket.Window + PollGrace);
         _polls[ticket.Id] = poll;
@@ -140,10 +150,13 @@ public sealed partial class DispatcherGrain(
         }
     }
 
-    /// <summary>Waits for a parked poll's answer, at most <see cref="HoldBeyondWindow"/> past its window, then answers it with nothing.</summary>
+    /// <summary>
+    /// Waits for a parked poll's answer, at most <see cref="HoldBeyondWindow"/> past its window or until this activation
+    /// begins to deactivate, then answers it with nothing.
+    /// </summary>
     private async Task HoldAsync(Poll poll)
     {
-        using var held = new CancellationTokenSource();
+        using var held = CancellationTokenSource.CreateLinkedTokenSource(_deactivating.Token);
         var bound = Task.Delay(poll.Ticket.Window + HoldBeyondWindow, time, held.Token);
         if (await Task.WhenAny(poll.Result.Task, bound) == bound && !poll.Result.Task.IsCompleted)
         {

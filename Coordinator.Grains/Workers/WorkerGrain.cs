@@ -88,9 +88,10 @@ public interface IWorkerGrain : IGrainWithIntegerKey
 /// covers workers whose grain died with its silo.
 /// </para>
 /// </remarks>
+[System.Diagnostics.CodeAnalysis.SuppressMessage("Design", "CA1001:Types that own disposable fields should be disposable", Justification = "_deactivating has no timer and no wait handle; disposing it could race the cancellation Orleans' deactivation event starts")]
 [Reentrant, PreferLocalPlacement]
 public sealed partial class WorkerGrain(WorkerStore workers, JobStore jobs, QuotaCounting quotas, IGrainFactory grains, ILocalSiloDetails silo,
-    PollClaims pollClaims, IHostApplicationLifetime lifetime, TimeProvider time, IOptions<DispatchOptions> options, DispatchInFlight inFlight, ILogger<WorkerGrain> logger) : Grain, IWorkerGrain
+    PollClaims pollClaims, IHostApplicationLifetime lifetime, TimeProvider time, IOptions<DispatchOptions> options, DispatchInFlight inFlight, ILogger<WorkerGrain> logger) : Grain, IWorkerGrain, IEndsCallsOnDeactivation
 {
     /// <summary>How long a poll waits before parking again on a dispatcher whose activation went away.</summary>
     private static readonly TimeSpan ParkAgainAfter = TimeSpan.FromMilliseconds(50);
@@ -124,6 +125,8 @@ public sealed partial class WorkerGrain(WorkerStore workers, JobStore jobs, Quot
     private DateTimeOffset? _seenWritten;
     private Task? _writingSeen;
     private CancellationTokenRegistration _stopping;
+    // Cancelled when Orleans begins to deactivate this activation: its polls end at once.
+    private readonly CancellationTokenSource _deactivating = new();
 
     private long WorkerId => this.GetPrimaryKeyLong();
 
@@ -142,10 +145,16 @@ public sealed partial class WorkerGrain(WorkerStore workers, JobStore jobs, Quot
         // its polls end first.
         var self = this.AsReference<IWorkerGrain>();
         _stopping = lifetime.ApplicationStopping.Register(() => _ = self.LetGoAsync());
+        // The same when Orleans deactivates it for another reason (the directory's, when a silo leaves): it runs no
+        // result or heartbeat until its polls have ended.
+        DeactivationSignals.Watch();
         return Task.CompletedTask;
     }
 
     public override async Task OnDeactivateAsync(DeactivationReason reason, CancellationToken cancellationToken) => await _stopping.DisposeAsync();
+
+    // Runs the polls' ends on the thread pool: this is called under the activation's lock.
+    public void DeactivationBegun() => _ = _deactivating.CancelAsync();
 
     public Task LetGoAsync()
     {
@@ -160,7 +169,7 @@ public sealed partial class WorkerGrain(WorkerStore workers, JobStore jobs, Quot
     {
         // A silo whose stop has begun takes no poll, even in an activation made since (it is still in the cluster until
         // Orleans' own stop): a job claimed for it could be answered after the silo stops sending, and be lost to the caller.
-        if (lifetime.ApplicationStopping.IsCancellationRequested || _cancelledEarly.Remove(pollId)) return null;
+        if (lifetime.ApplicationStopping.IsCancellationRequested || _deactivating.IsCancellationRequested || _cancelledEarly.Remove(pollId)) return null;
         // Counted until it answers: a graceful stop waits for it (it ends when this grain lets go), so that a job
         // claimed for it reaches the caller on another silo before this silo leaves.
         using var polling = inFlight.Enter();
@@ -170,6 +179,7 @@ public sealed partial class WorkerGrain(WorkerStore workers, JobStore jobs, Quot
         var window = options.Value.LongPollTimeout < PollSlice ? options.Value.LongPollTimeout : PollSlice;
         using var timer = new CancellationTokenSource(window, time);
         using var registration = timer.Token.Register(static state => ((TaskCompletionSource<PollEnd>)state!).TrySetResult(PollEnd.WindowEnded), end);
+        using var deactivating = _deactivating.Token.Register(static state => ((TaskCompletionSource<PollEnd>)state!).TrySetResult(PollEnd.WindowEnded), end);
         try
         {
             await SeenAsync();
