@@ -13,6 +13,8 @@ public sealed record QuotaCounters(
 /// One account's daily quota (key: the account id): today's request and token counts in memory, compared with the
 /// plan's limits as they grow, and the hold when a limit is reached.
 /// </summary>
+/// <remarks>Version 1 added <see cref="CountBatchAsync"/>.</remarks>
+[Orleans.CodeGeneration.Version(1)]
 public interface IAccountGrain : IGrainWithIntegerKey
 {
     /// <summary>
@@ -20,6 +22,14 @@ public interface IAccountGrain : IGrainWithIntegerKey
     /// holds the account's pending jobs before this answers. Answers whether the account's plan has a daily limit at all.
     /// </summary>
     Task<bool> CountAsync(int requests, long tokens);
+
+    /// <summary>
+    /// Counts as <see cref="CountAsync"/> does, once per <paramref name="batch"/>: a silo sends its batched counts again
+    /// when the call failed, and a call that failed may have been counted (its answer was lost as the grain's silo left).
+    /// Batches are remembered by the activation (the last <see cref="AccountGrain.BatchesRemembered"/>), so a batch sent
+    /// again within seconds is not counted twice.
+    /// </summary>
+    Task<bool> CountBatchAsync(Guid batch, int requests, long tokens);
 
     /// <summary>The account's plan changed (its holds were released): read the limits again and hold again if still over.</summary>
     Task PlanChangedAsync();
@@ -43,6 +53,11 @@ public sealed partial class AccountGrain(Quotas quotas, Dispatchers dispatchers,
     private long _unwrittenRequests;
     private long _unwrittenTokens;
     private bool _held;
+    private readonly HashSet<Guid> _batches = [];
+    private readonly Queue<Guid> _batchOrder = new();
+
+    /// <summary>How many batch ids an activation remembers (a silo sends about one per second).</summary>
+    public const int BatchesRemembered = 1000;
 
     private long AccountId => this.GetPrimaryKeyLong();
 
@@ -64,6 +79,14 @@ public sealed partial class AccountGrain(Quotas quotas, Dispatchers dispatchers,
         _unwrittenTokens += tokens;
         await EnforceAsync();
         return Limited;
+    }
+
+    public Task<bool> CountBatchAsync(Guid batch, int requests, long tokens)
+    {
+        if (!_batches.Add(batch)) return Task.FromResult(Limited);
+        _batchOrder.Enqueue(batch);
+        if (_batchOrder.Count > BatchesRemembered) _batches.Remove(_batchOrder.Dequeue());
+        return CountAsync(requests, tokens);
     }
 
     private bool Limited => _plan.DailyRequests is not null || _plan.DailyTokens is not null;

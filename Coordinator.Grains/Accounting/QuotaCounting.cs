@@ -17,6 +17,12 @@ namespace Coordinator.Grains.Accounting;
 /// (<see cref="Quotas.AddAsync"/>) when the host stops this service, which is after the silo has stopped (the host stops
 /// the services registered after it first, and the silo is one of them). The row's counts are additive, so the account's
 /// grain, wherever it is active, keeps writing its own on top.
+/// <para>
+/// A batch whose call failed as the grain's silo stopped or died is sent again, under the same id, with the next batches
+/// (<see cref="IAccountGrain.CountBatchAsync"/>): the call may have been refused before it ran, or counted with its answer
+/// lost, and the grain counts each id once. One still unsent when this silo has stopped is dropped, not written to the
+/// row: it may have been counted already, and a quota that counts a little less is the safer error.
+/// </para>
 /// </summary>
 public sealed partial class QuotaCounting(IGrainFactory grains, Quotas quotas, TimeProvider time, ILogger<QuotaCounting> logger)
     : IHostedService, ILifecycleParticipant<ISiloLifecycle>, IAsyncDisposable
@@ -31,6 +37,8 @@ public sealed partial class QuotaCounting(IGrainFactory grains, Quotas quotas, T
 
     private readonly ConcurrentDictionary<long, DateTimeOffset> _unlimitedUntil = new();
     private readonly ConcurrentDictionary<long, Unsent> _unsent = new();
+    // Batches whose call failed, to send again under the same id.
+    private readonly ConcurrentQueue<Batch> _failed = new();
     private ITimer? _timer;
     // Set as the silo's stop begins: from then on batched counts wait for the host's stop, which writes them to the table.
     private volatile bool _siloStopping;
@@ -51,25 +59,42 @@ public sealed partial class QuotaCounting(IGrainFactory grains, Quotas quotas, T
         return SendAsync(accountId, requests, tokens);
     }
 
-    private async Task SendAsync(long accountId, int requests, long tokens, bool batched = false)
+    private async Task SendAsync(long accountId, int requests, long tokens)
     {
         try
         {
-            var limited = await grains.GetGrain<IAccountGrain>(accountId).CountAsync(requests, tokens);
-            if (limited) _unlimitedUntil.TryRemove(accountId, out _);
-            else if (_unlimitedUntil.Count < MaxRemembered || _unlimitedUntil.ContainsKey(accountId)) _unlimitedUntil[accountId] = time.GetUtcNow() + UnlimitedFor;
-            else _unlimitedUntil.Clear(); // forget in bulk: each is learned again at its next count
-        }
-        catch (OrleansMessageRejectionException) when (batched)
-        {
-            // Refused, not delivered (the grain's silo is stopping): the next batch sends it again, to its next activation.
-            Keep(accountId, requests, tokens);
+            Learned(accountId, await grains.GetGrain<IAccountGrain>(accountId).CountAsync(requests, tokens));
         }
         catch (Exception exception)
         {
             // A count lost with a failing call: the quota is reached that much later.
             LogCountFailed(logger, accountId, exception.Message);
         }
+    }
+
+    private async Task SendAsync(Batch batch)
+    {
+        try
+        {
+            Learned(batch.AccountId, await grains.GetGrain<IAccountGrain>(batch.AccountId).CountBatchAsync(batch.Id, batch.Requests, batch.Tokens));
+        }
+        catch (Exception exception) when (GrainCallFailures.IsTransient(exception))
+        {
+            // Refused, or counted with its answer lost (the grain's silo stopped or died): sent again with the next
+            // batches, under the same id, to the grain's next activation.
+            _failed.Enqueue(batch);
+        }
+        catch (Exception exception)
+        {
+            LogCountFailed(logger, batch.AccountId, exception.Message);
+        }
+    }
+
+    private void Learned(long accountId, bool limited)
+    {
+        if (limited) _unlimitedUntil.TryRemove(accountId, out _);
+        else if (_unlimitedUntil.Count < MaxRemembered || _unlimitedUntil.ContainsKey(accountId)) _unlimitedUntil[accountId] = time.GetUtcNow() + UnlimitedFor;
+        else _unlimitedUntil.Clear(); // forget in bulk: each is learned again at its next count
     }
 
     private void Keep(long accountId, int requests, long tokens)
@@ -79,35 +104,46 @@ public sealed partial class QuotaCounting(IGrainFactory grains, Quotas quotas, T
         Interlocked.Add(ref unsent.Tokens, tokens);
     }
 
-    /// <summary>Sends what accounts without limits have counted since the last time to their grains.</summary>
-    private Task SendUnsentAsync() => Task.WhenAll(TakeUnsent().Select(count => SendAsync(count.AccountId, count.Requests, count.Tokens, batched: true)));
+    /// <summary>Sends what accounts without limits have counted since the last time, and the batches whose call failed, to their grains.</summary>
+    private Task SendUnsentAsync() => Task.WhenAll(TakeFailed().Concat(TakeUnsent()).Select(SendAsync));
 
-    /// <summary>Adds what accounts without limits have counted and not sent straight to their rows of the day.</summary>
+    /// <summary>
+    /// Adds what accounts without limits have counted and not sent straight to their rows of the day. Batches whose call
+    /// failed are dropped: each may have been counted by its grain.
+    /// </summary>
     private async Task WriteUnsentAsync()
     {
-        foreach (var (accountId, requests, tokens) in TakeUnsent())
+        foreach (var batch in TakeFailed()) LogBatchDropped(logger, batch.AccountId, batch.Requests, batch.Tokens);
+        foreach (var batch in TakeUnsent())
         {
             try
             {
-                await quotas.AddAsync(accountId, quotas.Today, requests, tokens);
+                await quotas.AddAsync(batch.AccountId, quotas.Today, batch.Requests, batch.Tokens);
             }
             catch (Exception exception)
             {
-                LogCountFailed(logger, accountId, exception.Message);
+                LogCountFailed(logger, batch.AccountId, exception.Message);
             }
         }
     }
 
-    private List<(long AccountId, int Requests, long Tokens)> TakeUnsent()
+    private List<Batch> TakeUnsent()
     {
-        var taken = new List<(long, int, long)>();
+        var taken = new List<Batch>();
         foreach (var (accountId, unsent) in _unsent)
         {
             var requests = (int)Interlocked.Exchange(ref unsent.Requests, 0);
             var tokens = Interlocked.Exchange(ref unsent.Tokens, 0);
             if (requests == 0 && tokens == 0) _unsent.TryRemove(KeyValuePair.Create(accountId, unsent));
-            else taken.Add((accountId, requests, tokens));
+            else taken.Add(new Batch(Guid.NewGuid(), accountId, requests, tokens));
         }
+        return taken;
+    }
+
+    private List<Batch> TakeFailed()
+    {
+        var taken = new List<Batch>();
+        while (_failed.TryDequeue(out var batch)) taken.Add(batch);
         return taken;
     }
 
@@ -139,11 +175,16 @@ public sealed partial class QuotaCounting(IGrainFactory grains, Quotas quotas, T
         if (_timer is not null) await _timer.DisposeAsync();
     }
 
+    private sealed record Batch(Guid Id, long AccountId, int Requests, long Tokens);
+
     private sealed class Unsent
     {
         public long Requests;
         public long Tokens;
     }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "A batch of quota counts of account {AccountId} ({Requests} requests, {Tokens} tokens) whose call failed is dropped as this silo stops: it may have been counted")]
+    private static partial void LogBatchDropped(ILogger logger, long accountId, int requests, long tokens);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Could not count on the quota of account {AccountId}: {Reason}")]
     private static partial void LogCountFailed(ILogger logger, long accountId, string reason);
