@@ -252,7 +252,7 @@ public static class WorkersApi
     public const int MaxChunkBytes = 64 * 1024;
 
     public static async Task<Results<Ok<StatusDto>, NotFound<ApiError>, UnprocessableEntity<ApiError>>> ResultAsync(
-        long id, HttpContext context, IGrainFactory grains, IOptions<JobLimitsOptions> limits)
+        long id, HttpContext context, IGrainFactory grains, JobStore jobs, IOptions<JobLimitsOptions> limits)
     {
         var (fields, error) = await JsonFields.ReadAsync(context.Request);
         if (fields is null) return ApiErrors.InvalidRequest(error!);
@@ -264,8 +264,21 @@ public static class WorkersApi
         var modelUsed = fields.String("model_used", maxLength: ModelNames.MaxLength);
         if (!fields.IsValid) return ApiErrors.InvalidRequest(string.Join("; ", fields.Errors));
 
-        var result = await grains.GetGrain<IWorkerGrain>(context.GetCaller().WorkerId!.Value).CompleteAsync(id,
-            new JobResult(output!, inputTokens, outputTokens!.Value, durationMs!.Value, modelUsed));
+        var workerId = context.GetCaller().WorkerId!.Value;
+        Transition<string> result;
+        try
+        {
+            result = await grains.GetGrain<IWorkerGrain>(workerId).CompleteAsync(id,
+                new JobResult(output!, inputTokens, outputTokens!.Value, durationMs!.Value, modelUsed));
+        }
+        catch (Exception exception) when (GrainCallFailures.IsTransient(exception))
+        {
+            // The worker grain's silo stopped or died with the answer in flight. If the result was recorded it was
+            // accepted, and the worker must hear so: sent again, it would be refused, the job being completed.
+            var (_, status, holder) = await jobs.DispatchStateAsync(id);
+            if (status == JobStatus.Completed && holder == workerId) return TypedResults.Ok(new StatusDto("accepted"));
+            throw;
+        }
         return result.Outcome switch
         {
             TransitionOutcome.Done => TypedResults.Ok(new StatusDto("accepted")),
