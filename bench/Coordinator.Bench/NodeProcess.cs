@@ -26,6 +26,22 @@ public sealed class NodeProcess : IAsyncDisposable
 
     public static async Task<NodeProcess> StartAsync(string apiDll, string connectionString, HttpClient http, string? cpus, IDictionary<string, string>? settings = null)
     {
+        for (var attempt = 1; ; attempt++)
+        {
+            try
+            {
+                return await StartOnceAsync(apiDll, connectionString, http, cpus, settings);
+            }
+            catch (InvalidOperationException exception) when (attempt < 3 && exception.Message.Contains("address already in use", StringComparison.OrdinalIgnoreCase))
+            {
+                // A port free when asked was taken before the node bound it (by one of the bench's own outgoing
+                // connections, which draw from the same ephemeral range): start it again on other ports.
+            }
+        }
+    }
+
+    private static async Task<NodeProcess> StartOnceAsync(string apiDll, string connectionString, HttpClient http, string? cpus, IDictionary<string, string>? settings)
+    {
         var port = FreePort();
         var start = new ProcessStartInfo
         {

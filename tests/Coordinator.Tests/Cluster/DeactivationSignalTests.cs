@@ -21,14 +21,8 @@ public sealed class DeactivationSignalTests
     [Fact]
     public async Task ADispatcherTheDirectoryDeactivates_AnswersItsParkedPoll_AndTheNextSubmissionReachesThatPoll()
     {
-        var clock = new ManualTimeProvider();
-        var contexts = new GrainContexts();
-        await using var host = await GridHost.StartAsync(time: clock, services: services => services.AddSingleton<IIncomingGrainCallFilter>(contexts));
-        var client = await host.NewAccountAsync();
-        var model = ApiClient.Unique();
-        var (worker, _) = await client.NewWorkerAsync("w", model);
-        var poll = worker.PollAsync($"models[]={model}");
-        await host.ParkedAsync(model);
+        await using var parked = await ParkedPoll.StartAsync();
+        var (host, clock, contexts, client, model, _, _, poll) = parked;
 
         var dispatcher = host.Grains.GetGrain<IDispatcherGrain>(ModelNames.FamilyOf(model));
         DirectoryFails(contexts.Of(dispatcher));
@@ -43,14 +37,8 @@ public sealed class DeactivationSignalTests
     [Fact]
     public async Task AWorkerGrainTheDirectoryDeactivates_EndsItsPoll_SoItsHeartbeatIsAnswered_AndThePollGoesOnInTheNextActivation()
     {
-        var clock = new ManualTimeProvider();
-        var contexts = new GrainContexts();
-        await using var host = await GridHost.StartAsync(time: clock, services: services => services.AddSingleton<IIncomingGrainCallFilter>(contexts));
-        var client = await host.NewAccountAsync();
-        var model = ApiClient.Unique();
-        var (worker, workerId) = await client.NewWorkerAsync("w", model);
-        var poll = worker.PollAsync($"models[]={model}");
-        await host.ParkedAsync(model);
+        await using var parked = await ParkedPoll.StartAsync();
+        var (host, _, contexts, client, model, worker, workerId, poll) = parked;
 
         var workerGrain = contexts.Of(host.Grains.GetGrain<IWorkerGrain>(workerId));
         DirectoryFails(workerGrain);
@@ -61,6 +49,28 @@ public sealed class DeactivationSignalTests
         var id = await client.SubmitAsync(new { model, model_match = "exact", prompt = "p" });
         var assignment = (await poll.WaitAsync(TimeSpan.FromSeconds(20)))!.Value;
         Assert.Equal(id, assignment.GetProperty("job_id").GetInt64());
+    }
+
+    /// <summary>A node on a stopped clock that records its activations' contexts, and a worker's HTTP poll parked on it.</summary>
+    private sealed record ParkedPoll(GridHost Host, ManualTimeProvider Clock, GrainContexts Contexts, ApiClient Client, string Model,
+        ApiClient Worker, long WorkerId, Task<System.Text.Json.JsonElement?> Poll) : IAsyncDisposable
+    {
+        public static async Task<ParkedPoll> StartAsync()
+        {
+            var clock = new ManualTimeProvider();
+            var contexts = new GrainContexts();
+#pragma warning disable CA2000 // The ParkedPoll owns the host and disposes it; a failed start fails the test, which ends the process's use of it.
+            var host = await GridHost.StartAsync(time: clock, services: services => services.AddSingleton<IIncomingGrainCallFilter>(contexts));
+#pragma warning restore CA2000
+            var client = await host.NewAccountAsync();
+            var model = ApiClient.Unique();
+            var (worker, workerId) = await client.NewWorkerAsync("w", model);
+            var poll = worker.PollAsync($"models[]={model}");
+            await host.ParkedAsync(model);
+            return new ParkedPoll(host, clock, contexts, client, model, worker, workerId, poll);
+        }
+
+        public ValueTask DisposeAsync() => Host.DisposeAsync();
     }
 
     private static void DirectoryFails(IGrainContext activation) =>

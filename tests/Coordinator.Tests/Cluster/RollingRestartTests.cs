@@ -104,8 +104,9 @@ public sealed class RollingRestartTests
                 }
             }
             // Never counted twice. A stopping silo sends what it holds as its stop begins and writes what arrives later to
-            // the account's row, and a batch refused by a stopping silo's grain is sent again (QuotaCounting): exact in the
-            // runs looked at, but a count whose call fails otherwise (a timeout under load) is still lost, so a few may miss.
+            // the account's row, and a batch whose call failed is sent again under its id, which the grain counts once
+            // (QuotaCounting): exact in the runs looked at, but a batch still failing when its silo has stopped is dropped,
+            // and a count whose call fails otherwise (a timeout under load) is lost, so a few may miss.
             Assert.InRange(tokens, jobs - jobs / 50, jobs);
             Assert.Equal(jobs, results.Count);
             Assert.All(starts, start => Assert.True(start.Value == 1, $"job {start.Key} was started {start.Value} times"));
