@@ -198,9 +198,10 @@ public sealed class RollingBenchmark(BenchOptions options, BenchDatabase databas
             catch (OperationCanceledException) when (stop.IsCancellationRequested)
             {
             }
-            catch (HttpRequestException exception) when (exception.StatusCode is null)
+            catch (Exception exception) when (exception is HttpRequestException { StatusCode: null } or System.Net.Sockets.SocketException)
             {
-                // The node is stopping or gone: poll the next one.
+                // The node is stopping or gone: poll the next one. (A connection the node closed as it was made can surface
+                // as a bare SocketException from HttpClient.)
                 node = (node + 1) % nodes.Count;
             }
             catch (Exception exception) when (exception is HttpRequestException or InvalidOperationException)
@@ -220,7 +221,7 @@ public sealed class RollingBenchmark(BenchOptions options, BenchDatabase databas
                 await call(node());
                 return;
             }
-            catch (HttpRequestException exception) when (exception.StatusCode is null && !stop.IsCancellationRequested)
+            catch (Exception exception) when (exception is HttpRequestException { StatusCode: null } or System.Net.Sockets.SocketException && !stop.IsCancellationRequested)
             {
                 move((node() + 1) % nodes.Count);
             }
