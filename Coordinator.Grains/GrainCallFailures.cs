@@ -9,6 +9,7 @@ public static class GrainCallFailures
     /// The target's silo died or is leaving (or its answer was lost on the way): the call can be made again, to the next
     /// activation, and what the target did for it may not have reached the caller.
     /// </summary>
+    /// <remarks><see cref="SiloUnavailableException"/> is one kind of <see cref="OrleansMessageRejectionException"/>.</remarks>
     public static bool IsTransient(Exception exception) =>
-        exception is SiloUnavailableException or OrleansMessageRejectionException or TimeoutException or ClientNotAvailableException;
+        exception is OrleansMessageRejectionException or TimeoutException or ClientNotAvailableException;
 }

@@ -71,7 +71,7 @@ internal enum PollState
 }
 
 /// <summary>One worker's poll at one dispatcher.</summary>
-internal sealed class Poll(PollTicket ticket, string[] keys, JobSet[] sets, bool mayPark, DateTimeOffset deadline)
+internal sealed class Poll(PollTicket ticket, string[] keys, JobSet[] sets, bool mayPark)
 {
     public PollTicket Ticket { get; } = ticket;
 
@@ -83,9 +83,6 @@ internal sealed class Poll(PollTicket ticket, string[] keys, JobSet[] sets, bool
 
     /// <summary>False for a poll that only takes what is there now (a worker comparing several families first).</summary>
     public bool MayPark { get; } = mayPark;
-
-    /// <summary>After this the dispatcher answers it with nothing, in case its worker grain is gone.</summary>
-    public DateTimeOffset Deadline { get; } = deadline;
 
     public PollState State { get; set; }
 

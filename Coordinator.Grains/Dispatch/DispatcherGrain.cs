@@ -26,8 +26,8 @@ public sealed partial class DispatcherGrain(
     IOptions<DispatchOptions> options, DispatchMetrics metrics, Telemetry.CoordinatorMetrics gauges, DispatchInFlight inFlight, ILogger<DispatcherGrain> logger)
     : Grain, IDispatcherGrain, IEndsCallsOnDeactivation
 {
-    /// <summary>How much longer than its window a dispatcher keeps a poll whose worker grain never came back to end it.</summary>
-    private static readonly TimeSpan PollGrace = TimeSpan.FromSeconds(10);
+    /// <summary>How long a cancellation that arrived before its poll is kept.</summary>
+    private static readonly TimeSpan CancelledEarlyKept = TimeSpan.FromSeconds(10);
 
     /// <summary>
     /// How much longer than its window a dispatcher holds a poll before answering it with nothing itself. Its worker
@@ -38,7 +38,7 @@ public sealed partial class DispatcherGrain(
     /// </summary>
     private static readonly TimeSpan HoldBeyondWindow = TimeSpan.FromSeconds(1);
 
-    /// <summary>How often parked polls are checked for a passed deadline or a dead silo.</summary>
+    /// <summary>How often parked polls are checked for a dead worker-grain silo, and early cancellations forgotten.</summary>
     private static readonly TimeSpan PurgeInterval = TimeSpan.FromSeconds(5);
 
     private readonly Dictionary<Guid, Poll> _polls = [];
@@ -136,7 +136,7 @@ public sealed partial class DispatcherGrain(
     {
         if (_cancelledEarly.Remove(ticket.Id) || Stopping || _deactivating.IsCancellationRequested) return null;
         var (keys, sets) = _queue.Resolve(ticket.Capabilities);
-        var poll = new Poll(ticket, keys, sets, mayPark, time.GetUtcNow() + ticket.Window + PollGrace);
+        var poll = new Poll(ticket, keys, sets, mayPark);
         _polls[ticket.Id] = poll;
         try
         {
@@ -417,10 +417,11 @@ public sealed partial class DispatcherGrain(
     private Task PurgeAsync(CancellationToken cancellationToken)
     {
         var now = time.GetUtcNow();
-        foreach (var poll in _queue.TakeAllParked(poll => poll.Deadline <= now || !Usable(poll))) Finish(poll, null);
+        // A parked poll past its window is answered by its own hold (HoldAsync); here, those whose worker grain's silo is dead.
+        foreach (var poll in _queue.TakeAllParked(poll => !Usable(poll))) Finish(poll, null);
         foreach (var (id, at) in _cancelledEarly.ToList())
         {
-            if (now - at > PollGrace) _cancelledEarly.Remove(id);
+            if (now - at > CancelledEarlyKept) _cancelledEarly.Remove(id);
         }
         return Task.CompletedTask;
     }

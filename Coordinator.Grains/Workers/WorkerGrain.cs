@@ -447,7 +447,7 @@ public sealed partial class WorkerGrain(WorkerStore workers, JobStore jobs, Quot
             {
                 if (await wait is { } job) await factory.GetGrain<IJobGrain>(job.Id).ReleaseClaimAsync(workerId);
             }
-            catch (Exception exception) when (IsTransient(exception))
+            catch (Exception exception) when (GrainCallFailures.IsTransient(exception))
             {
                 // No answer came: a job claimed for the call never reached this poll.
                 await claims.AnswerLostAsync(workerId, (callId, callId));
@@ -461,7 +461,7 @@ public sealed partial class WorkerGrain(WorkerStore workers, JobStore jobs, Quot
         {
             return await Dispatcher(family).PeekAsync(capabilities);
         }
-        catch (Exception exception) when (IsTransient(exception))
+        catch (Exception exception) when (GrainCallFailures.IsTransient(exception))
         {
             LogDispatcherUnreachable(logger, family, exception.Message);
             return null;
@@ -480,7 +480,7 @@ public sealed partial class WorkerGrain(WorkerStore workers, JobStore jobs, Quot
         {
             return await wait;
         }
-        catch (Exception exception) when (IsTransient(exception))
+        catch (Exception exception) when (GrainCallFailures.IsTransient(exception))
         {
             LogDispatcherUnreachable(logger, calls.Family, exception.Message);
             var firstFailure = !calls.AnyFailed;
@@ -540,8 +540,6 @@ public sealed partial class WorkerGrain(WorkerStore workers, JobStore jobs, Quot
         return null;
     }
 
-    // The dispatcher's silo died or is leaving: the call can be made again, to its next activation.
-    private static bool IsTransient(Exception exception) => GrainCallFailures.IsTransient(exception);
 
     /// <summary>Notes a sign of life; the row is written when the last write is older than the heartbeat write interval.</summary>
     private Task SeenAsync()

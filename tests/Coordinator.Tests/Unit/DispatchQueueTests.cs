@@ -48,7 +48,7 @@ public sealed class DispatchQueueTests
     {
         var (keys, sets) = queue.Resolve(capabilities);
         var ticket = new PollTicket(Guid.NewGuid(), 1, capabilities, TimeSpan.FromSeconds(30), null);
-        return new Poll(ticket, keys, sets, mayPark: true, DateTimeOffset.UnixEpoch);
+        return new Poll(ticket, keys, sets, mayPark: true);
     }
 
     private static Poll Parked(DispatchQueue queue, Capabilities capabilities)
