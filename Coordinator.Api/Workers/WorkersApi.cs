@@ -265,19 +265,25 @@ public static class WorkersApi
         if (!fields.IsValid) return ApiErrors.InvalidRequest(string.Join("; ", fields.Errors));
 
         var workerId = context.GetCaller().WorkerId!.Value;
+        var worker = grains.GetGrain<IWorkerGrain>(workerId);
+        var jobResult = new JobResult(output!, inputTokens, outputTokens!.Value, durationMs!.Value, modelUsed);
         Transition<string> result;
         try
         {
-            result = await grains.GetGrain<IWorkerGrain>(workerId).CompleteAsync(id,
-                new JobResult(output!, inputTokens, outputTokens!.Value, durationMs!.Value, modelUsed));
+            result = await worker.CompleteAsync(id, jobResult);
         }
         catch (Exception exception) when (GrainCallFailures.IsTransient(exception))
         {
-            // The worker grain's silo stopped or died with the answer in flight. If the result was recorded it was
-            // accepted, and the worker must hear so: sent again, it would be refused, the job being completed.
-            var (_, status, holder) = await jobs.DispatchStateAsync(id);
-            if (status == JobStatus.Completed && holder == workerId) return TypedResults.Ok(new StatusDto("accepted"));
-            throw;
+            // The worker grain's silo stopped or died with the call in flight: the result may have been recorded, or its
+            // statement may still be on its way. Sent once more (to the grain's next activation), the conditional
+            // completion decides, waiting for a statement that holds the row; a result this worker's first call recorded
+            // was accepted, and the worker must hear so (sent again by the worker, it would be refused: completed).
+            result = await worker.CompleteAsync(id, jobResult);
+            if (result is { Outcome: TransitionOutcome.WrongState, CurrentStatus: JobStatus.Completed }
+                && (await jobs.DispatchStateAsync(id)).WorkerId == workerId)
+            {
+                return TypedResults.Ok(new StatusDto("accepted"));
+            }
         }
         return result.Outcome switch
         {
