@@ -83,6 +83,12 @@ public sealed class RollingRestartTests
                 Assert.False(stop.IsCancellationRequested, $"not every job completed: {await DescribeAsync(database)}");
                 await Task.Delay(50);
             }
+            // A completion commits before its worker hears the answer: let the last answers arrive before the workers stop
+            // (bounded; a result that was refused never arrives, and the assertion below names it).
+            using (var answered = new CancellationTokenSource(TimeSpan.FromSeconds(10)))
+            {
+                while (results.Count < jobs && !answered.IsCancellationRequested) await Task.Delay(50, CancellationToken.None);
+            }
             await stop.CancelAsync();
             await Task.WhenAll(workers);
 
