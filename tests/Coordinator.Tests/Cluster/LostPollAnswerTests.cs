@@ -34,14 +34,7 @@ public sealed class LostPollAnswerTests
         var frontSilo = front.Get<ILocalSiloDetails>().SiloAddress;
 
         // A family whose dispatcher lives on X (placement may prefer the calling silo, or not: the first that landed there).
-        var model = "";
-        for (var attempt = 0; attempt < 100; attempt++)
-        {
-            model = ApiClient.Unique();
-            var dispatcher = front.Grains.GetGrain<IDispatcherGrain>(ModelNames.FamilyOf(model));
-            await dispatcher.StatsAsync();
-            if (await SiloOfAsync(management, dispatcher) == frontSilo) break;
-        }
+        var model = await ModelWithDispatcherOnAsync(front.Grains, management, frontSilo, attempts: 100);
         Assert.Equal(frontSilo, await SiloOfAsync(management, front.Grains.GetGrain<IDispatcherGrain>(ModelNames.FamilyOf(model))));
 
         // The worker registers through S, so its grain lives there; it then polls through X.
@@ -86,14 +79,7 @@ public sealed class LostPollAnswerTests
 
         // A family whose dispatcher lives on the silo that stays if placement allows (best effort), with a job waiting in
         // it: a poll that reached it would be served at once.
-        var model = "";
-        for (var attempt = 0; attempt < 20; attempt++)
-        {
-            model = ApiClient.Unique();
-            var dispatcher = staying.Grains.GetGrain<IDispatcherGrain>(ModelNames.FamilyOf(model));
-            await dispatcher.StatsAsync();
-            if (await SiloOfAsync(management, dispatcher) == stayingSilo) break;
-        }
+        var model = await ModelWithDispatcherOnAsync(staying.Grains, management, stayingSilo, attempts: 20);
         var client = await stopping.NewAccountAsync();
         var (_, workerId) = await client.NewWorkerAsync("w", model);
         var id = await client.SubmitAsync(new { model, model_match = "exact", prompt = "p" });
@@ -112,6 +98,20 @@ public sealed class LostPollAnswerTests
         Assert.Equal("pending", (await client.GetJobAsync(id)).GetProperty("status").GetString());
         await using var connection = await staying.OpenConnectionAsync();
         Assert.Null(await connection.QuerySingleAsync<long?>("SELECT worker_id FROM jobs WHERE id = @id", new { id }));
+    }
+
+    /// <summary>A new model whose family's dispatcher was activated on <paramref name="silo"/>, else the last one tried.</summary>
+    private static async Task<string> ModelWithDispatcherOnAsync(IGrainFactory grains, IManagementGrain management, SiloAddress silo, int attempts)
+    {
+        var model = "";
+        for (var attempt = 0; attempt < attempts; attempt++)
+        {
+            model = ApiClient.Unique();
+            var dispatcher = grains.GetGrain<IDispatcherGrain>(ModelNames.FamilyOf(model));
+            await dispatcher.StatsAsync();
+            if (await SiloOfAsync(management, dispatcher) == silo) break;
+        }
+        return model;
     }
 
     /// <summary>The silo of a grain's activation, or null when it has none.</summary>
